@@ -1,0 +1,157 @@
+//! Message kinds and member roles.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Every `type` an envelope can carry.
+///
+/// The direction column of `docs/protocol.md` says who may send which; the relay refuses a
+/// kind from the wrong side with `bad_frame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Kind {
+    /// relay → joiner: the member id, the resume token and the heartbeat interval.
+    Welcome,
+    /// member → relay: a name and app info, shown to everyone in `devices`.
+    Hello,
+    /// relay → every member: the room's member list, whenever it changes.
+    Devices,
+    /// pc → device: make an HTTP request through the app's native network stack.
+    Post,
+    /// device → pc: the reply to a `post`.
+    PostCb,
+    /// pc → device: invoke a native JS-API.
+    Call,
+    /// device → pc: the reply to a `call`.
+    CallCb,
+    /// relay → sender: a frame could not be handled.
+    Error,
+}
+
+impl Kind {
+    /// Every kind, in a fixed order (used to index per-kind counters).
+    pub const ALL: [Kind; 8] = [
+        Kind::Welcome,
+        Kind::Hello,
+        Kind::Devices,
+        Kind::Post,
+        Kind::PostCb,
+        Kind::Call,
+        Kind::CallCb,
+        Kind::Error,
+    ];
+
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Welcome => "welcome",
+            Kind::Hello => "hello",
+            Kind::Devices => "devices",
+            Kind::Post => "post",
+            Kind::PostCb => "postCb",
+            Kind::Call => "call",
+            Kind::CallCb => "callCb",
+            Kind::Error => "error",
+        }
+    }
+
+    /// Parses the wire spelling; `None` for a type this version does not know.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Position in [`Kind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A request a PC sends to devices, whose reply comes back to that PC alone.
+    pub fn is_request(self) -> bool {
+        matches!(self, Kind::Post | Kind::Call)
+    }
+
+    /// A device's reply to a request.
+    pub fn is_reply(self) -> bool {
+        matches!(self, Kind::PostCb | Kind::CallCb)
+    }
+
+    /// The reply kind that answers this request kind.
+    pub fn reply_kind(self) -> Option<Kind> {
+        match self {
+            Kind::Post => Some(Kind::PostCb),
+            Kind::Call => Some(Kind::CallCb),
+            _ => None,
+        }
+    }
+
+    /// Kinds only the relay may send; a client sending one gets `bad_frame`.
+    pub fn is_relay_only(self) -> bool {
+        matches!(self, Kind::Welcome | Kind::Devices | Kind::Error)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a member is in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The developer's page: sends `post`/`call`, receives the replies.
+    Pc,
+    /// The phone's in-app page: receives `post`/`call`, answers them.
+    Device,
+}
+
+impl Role {
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Pc => "pc",
+            Role::Device => "device",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "pc" => Some(Role::Pc),
+            "device" => Some(Role::Device),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_wire_names() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            assert_eq!(Kind::ALL[k.index()], k);
+        }
+        assert_eq!(Kind::parse("Post"), None);
+        assert_eq!(Kind::parse("postcb"), None);
+    }
+
+    #[test]
+    fn only_requests_have_replies() {
+        assert_eq!(Kind::Post.reply_kind(), Some(Kind::PostCb));
+        assert_eq!(Kind::Call.reply_kind(), Some(Kind::CallCb));
+        assert!(Kind::ALL.iter().filter(|k| k.is_request()).count() == 2);
+        assert!(Kind::Hello.reply_kind().is_none());
+    }
+}

@@ -1,0 +1,153 @@
+//! The relay's configuration: every flag also reads `TETHER_<FLAG>`.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tether_protocol::limits;
+
+/// `tether-relay`: rooms between a PC debug page and the H5 page inside a mobile app.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tether-relay", version, about, long_about = None)]
+pub struct Config {
+    /// HTTP + WebSocket listener (`0.0.0.0:8080` for phones on the LAN).
+    #[arg(long, env = "TETHER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Static files for the pages (default: the built `www/dist`).
+    #[arg(long, env = "TETHER_WWW")]
+    pub www: Option<PathBuf>,
+
+    /// History store: `sqlite://PATH` (created on first run) or `sqlite::memory:`.
+    #[arg(
+        long,
+        env = "TETHER_DB",
+        default_value = "sqlite://tether.db",
+        hide_env_values = true
+    )]
+    pub db: String,
+
+    /// Server ping interval, ms; a member that answers nothing for two intervals is marked away.
+    #[arg(long, env = "TETHER_HEARTBEAT_MS", default_value_t = limits::DEFAULT_HEARTBEAT_MS,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub heartbeat_ms: u64,
+
+    /// Largest accepted frame, bytes.
+    #[arg(long, env = "TETHER_MAX_FRAME", default_value_t = limits::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+
+    /// How long an away member keeps its id and its buffered frames, ms.
+    #[arg(long, env = "TETHER_GRACE_MS", default_value_t = limits::DEFAULT_GRACE_MS)]
+    pub grace_ms: u64,
+
+    /// Frames per second one connection may send (sustained).
+    #[arg(long, env = "TETHER_RATE_LIMIT", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+
+    /// Frames one connection may send in a burst above the rate.
+    #[arg(long, env = "TETHER_RATE_BURST", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+
+    /// Frames queued toward one connection before it counts as a slow consumer and is closed.
+    #[arg(long, env = "TETHER_QUEUE_FRAMES", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_frames: u32,
+
+    /// Bytes queued toward one connection before it counts as a slow consumer and is closed.
+    #[arg(long, env = "TETHER_QUEUE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub queue_bytes: usize,
+
+    /// Frames kept for an away member until it resumes; beyond this the sender gets `buffer_full`.
+    #[arg(long, env = "TETHER_RESUME_BUFFER", default_value_t = 256)]
+    pub resume_buffer: usize,
+
+    /// Members one room may hold.
+    #[arg(long, env = "TETHER_MAX_ROOM_MEMBERS", default_value_t = 64)]
+    pub max_room_members: usize,
+
+    /// Requests one room may have awaiting replies; beyond this a request gets `rate_limited`.
+    #[arg(long, env = "TETHER_MAX_PENDING", default_value_t = 4096)]
+    pub max_pending: usize,
+
+    /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
+    #[arg(long, env = "TETHER_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// The defaults, as if run with no flags and no environment (for tests and embedding).
+    pub fn defaults() -> Config {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            www: None,
+            db: "sqlite://tether.db".into(),
+            heartbeat_ms: limits::DEFAULT_HEARTBEAT_MS,
+            max_frame: limits::DEFAULT_MAX_FRAME,
+            grace_ms: limits::DEFAULT_GRACE_MS,
+            rate_limit: 200,
+            rate_burst: 400,
+            queue_frames: 512,
+            queue_bytes: 8 * 1024 * 1024,
+            resume_buffer: 256,
+            max_room_members: 64,
+            max_pending: 4096,
+            log: "info".into(),
+        }
+    }
+
+    /// The ping interval.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// The away grace window.
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+
+    /// The folder the pages are served from: `--www`, else `www/dist` here, else the one
+    /// beside this crate's sources (so `cargo run` works from anywhere in the checkout).
+    pub fn www_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.www {
+            return dir.clone();
+        }
+        let here = PathBuf::from("www/dist");
+        if here.is_dir() {
+            return here;
+        }
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../www/dist"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_parsed_defaults() {
+        // Guards against `defaults()` drifting from the clap attributes.
+        let parsed = Config::try_parse_from(["tether-relay"]).unwrap();
+        let d = Config::defaults();
+        assert_eq!(format!("{parsed:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = Config::try_parse_from([
+            "tether-relay",
+            "--listen",
+            "0.0.0.0:9000",
+            "--heartbeat-ms",
+            "500",
+            "--max-frame",
+            "4096",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.heartbeat(), Duration::from_millis(500));
+        assert_eq!(c.max_frame, 4096);
+        assert!(Config::try_parse_from(["tether-relay", "--heartbeat-ms", "0"]).is_err());
+    }
+}

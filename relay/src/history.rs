@@ -1,0 +1,531 @@
+//! The history store: every `post`/`postCb` and `call`/`callCb` pair, and the resume key.
+//!
+//! SQLite by default (embedded, created on first run). One writer thread owns the write
+//! connection and commits in groups: whatever is queued when it wakes goes into one
+//! transaction, so a busy relay pays one commit for many records. A record's writer is told
+//! only after its transaction committed; the relay forwards a reply to the PC only after
+//! that, so a `kill -9` never loses a pair whose reply the PC already saw. The database runs
+//! in WAL mode with `synchronous=NORMAL`: durable across a crash of the relay process; a
+//! power cut may lose the last transactions.
+//!
+//! Reads go through a second connection (WAL lets them run beside the writer).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tether_protocol::Kind;
+use tokio::sync::{mpsc, oneshot};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The `--db` URL is not one this build understands.
+    #[error("unsupported --db {0:?}: use sqlite://PATH or sqlite::memory:")]
+    BadUrl(String),
+    /// SQLite said no.
+    #[error("history store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The writer thread is gone (the relay is shutting down).
+    #[error("history store is closed")]
+    Closed,
+}
+
+/// One stored request/reply pair.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Room name.
+    pub room: String,
+    /// Hex digest of the room's secret ([`crate::token::tag`]).
+    pub tag: String,
+    /// `post` or `call`.
+    pub kind: Kind,
+    /// The request's id.
+    pub req_id: String,
+    /// The PC member that asked.
+    pub pc: String,
+    /// The device member that answered.
+    pub device: String,
+    /// The device's name at the time, if it said one.
+    pub device_name: Option<String>,
+    /// The URL (post) or JS-API method (call).
+    pub target: String,
+    /// The request body, raw JSON.
+    pub request: String,
+    /// The reply body, raw JSON.
+    pub reply: String,
+    /// When the relay forwarded the request, ms since the epoch.
+    pub sent_at: u64,
+    /// When the reply reached the relay, ms since the epoch.
+    pub replied_at: u64,
+}
+
+/// One row of `GET /api/rooms/{room}/history`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    /// Row id; pass it as `before` to get older rows.
+    pub id: i64,
+    /// `post` or `call`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Request id.
+    pub req_id: String,
+    /// PC member id.
+    pub pc: String,
+    /// Device member id.
+    pub device: String,
+    /// Device name, if known.
+    pub device_name: Option<String>,
+    /// For a post: the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For a call: the JS-API method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The request body as sent.
+    pub request: Box<RawValue>,
+    /// The reply's `result`.
+    pub result: Box<RawValue>,
+    /// The reply's `cookie` (posts).
+    pub cookie: Option<String>,
+    /// The reply's `appInfo`.
+    pub app_info: Option<Box<RawValue>>,
+    /// The reply's `error`, when the device reported one.
+    pub error: Option<Box<RawValue>>,
+    /// Request forwarded, ms since the epoch.
+    pub sent_at: u64,
+    /// Reply received, ms since the epoch.
+    pub replied_at: u64,
+    /// `repliedAt - sentAt`.
+    pub ms: u64,
+}
+
+enum Op {
+    Record(Box<Record>, oneshot::Sender<Result<(), String>>),
+    Room {
+        room: String,
+        tag: String,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: mpsc::Sender<Op>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+/// Ops the writer may have queued; a full queue makes writers wait (backpressure on the
+/// devices whose replies are being recorded), it never drops a record.
+const WRITE_QUEUE: usize = 4096;
+/// Most records in one transaction.
+const MAX_BATCH: usize = 512;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT NOT NULL, tag TEXT NOT NULL, created_at INTEGER NOT NULL,
+    PRIMARY KEY (room, tag)
+);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL, tag TEXT NOT NULL, kind TEXT NOT NULL, req_id TEXT NOT NULL,
+    pc TEXT NOT NULL, device TEXT NOT NULL, device_name TEXT,
+    target TEXT NOT NULL, request TEXT NOT NULL,
+    result TEXT NOT NULL, cookie TEXT, app_info TEXT, error TEXT,
+    sent_at INTEGER NOT NULL, replied_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_room ON history (room, tag, id);
+";
+
+/// Where the database lives, from `--db`.
+fn parse_url(url: &str) -> Result<Option<PathBuf>, StoreError> {
+    if url == "sqlite::memory:" || url == "sqlite://:memory:" {
+        return Ok(None);
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::BadUrl(url.to_owned()))?;
+    if path.is_empty() {
+        return Err(StoreError::BadUrl(url.to_owned()));
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
+fn open(path: &Option<PathBuf>, shared_memory: &str) -> Result<Connection, rusqlite::Error> {
+    let conn = match path {
+        Some(p) => Connection::open(p)?,
+        // Two connections to one in-memory database need a shared-cache URI.
+        None => Connection::open_with_flags(
+            format!("file:{shared_memory}?mode=memory&cache=shared"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )?,
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store named by `--db`, and starts its writer thread.
+    /// Returns the store and the resume-token key kept in it.
+    pub fn open(url: &str) -> Result<(Store, [u8; 32]), StoreError> {
+        let path = parse_url(url)?;
+        let memory_name = format!("tether-{:016x}", rand::random::<u64>());
+        if let Some(dir) = path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            })?;
+        }
+        let write = open(&path, &memory_name)?;
+        write.execute_batch(SCHEMA)?;
+        let key = resume_key(&write)?;
+        let read = open(&path, &memory_name)?;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("tether-history".into())
+            .spawn(move || writer(write, rx))
+            .map_err(|e| {
+                StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            })?;
+        Ok((
+            Store {
+                writer: tx,
+                reader: Arc::new(Mutex::new(read)),
+            },
+            key,
+        ))
+    }
+
+    /// Stores a pair; returns once it is committed.
+    pub async fn record(&self, rec: Record) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(Op::Record(Box::new(rec), done))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|e| StoreError::Sqlite(rusqlite::Error::InvalidParameterName(e)))
+    }
+
+    /// Remembers that `room` was opened with the secret whose digest is `tag`, so its
+    /// history can be read with that secret later, even after the room emptied.
+    pub async fn register_room(&self, room: &str, tag: &str) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        let op = Op::Room {
+            room: room.to_owned(),
+            tag: tag.to_owned(),
+            done,
+        };
+        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
+        wait.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|e| StoreError::Sqlite(rusqlite::Error::InvalidParameterName(e)))
+    }
+
+    /// Whether `room` was ever opened with the secret whose digest is `tag`.
+    pub async fn knows_room(&self, room: &str, tag: &str) -> Result<bool, StoreError> {
+        let (room, tag) = (room.to_owned(), tag.to_owned());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT 1 FROM rooms WHERE room = ?1 AND tag = ?2",
+                params![room, tag],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+        })
+        .await
+    }
+
+    /// A page of a room's history, newest first: at most `limit` rows older than `before`.
+    pub async fn page(
+        &self,
+        room: &str,
+        tag: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let (room, tag) = (room.to_owned(), tag.to_owned());
+        let before = before.unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, kind, req_id, pc, device, device_name, target, request, result, cookie,
+                        app_info, error, sent_at, replied_at
+                 FROM history WHERE room = ?1 AND tag = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![room, tag, before, limit], |r| {
+                let kind: String = r.get(1)?;
+                let target: String = r.get(6)?;
+                let (url, method) = if kind == "post" {
+                    (Some(target), None)
+                } else {
+                    (None, Some(target))
+                };
+                let sent_at: i64 = r.get(12)?;
+                let replied_at: i64 = r.get(13)?;
+                Ok(Item {
+                    id: r.get(0)?,
+                    kind,
+                    req_id: r.get(2)?,
+                    pc: r.get(3)?,
+                    device: r.get(4)?,
+                    device_name: r.get(5)?,
+                    url,
+                    method,
+                    request: raw(r.get(7)?),
+                    result: raw(r.get(8)?),
+                    cookie: r.get(9)?,
+                    app_info: r.get::<_, Option<String>>(10)?.map(raw),
+                    error: r.get::<_, Option<String>>(11)?.map(raw),
+                    sent_at: sent_at as u64,
+                    replied_at: replied_at as u64,
+                    ms: replied_at.saturating_sub(sent_at) as u64,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Stored JSON was written from validated raw JSON; if it is somehow not JSON any more, it
+/// is returned as a JSON string rather than failing the whole page.
+fn raw(text: String) -> Box<RawValue> {
+    match RawValue::from_string(text) {
+        Ok(v) => v,
+        Err(e) => RawValue::from_string(
+            serde_json::to_string(&format!("<unreadable: {e}>")).unwrap_or_default(),
+        )
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON")),
+    }
+}
+
+fn resume_key(conn: &Connection) -> Result<[u8; 32], rusqlite::Error> {
+    let existing: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'resume_key'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if let Some(k) = existing.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()) {
+        return Ok(k);
+    }
+    let key: [u8; 32] = rand::random();
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('resume_key', ?1)",
+        params![key.to_vec()],
+    )?;
+    Ok(key)
+}
+
+/// The writer thread: group commit until every `Store` handle is dropped.
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(op) = rx.blocking_recv() {
+        batch.push(op);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit(&mut conn, &batch).map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, records = batch.len(), "history commit failed");
+        }
+        for op in batch.drain(..) {
+            let done = match op {
+                Op::Record(_, done) | Op::Room { done, .. } => done,
+            };
+            let _ = done.send(outcome.clone());
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO history (room, tag, kind, req_id, pc, device, device_name, target, request,
+                                  result, cookie, app_info, error, sent_at, replied_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?;
+        let mut room = tx.prepare_cached(
+            "INSERT OR IGNORE INTO rooms (room, tag, created_at) VALUES (?1, ?2, ?3)",
+        )?;
+        for op in batch {
+            match op {
+                Op::Record(r, _) => {
+                    let reply = ReplyParts::of(&r.reply);
+                    insert.execute(params![
+                        r.room,
+                        r.tag,
+                        r.kind.as_str(),
+                        r.req_id,
+                        r.pc,
+                        r.device,
+                        r.device_name,
+                        r.target,
+                        r.request,
+                        reply.result,
+                        reply.cookie,
+                        reply.app_info,
+                        reply.error,
+                        r.sent_at as i64,
+                        r.replied_at as i64,
+                    ])?;
+                }
+                Op::Room {
+                    room: name, tag, ..
+                } => {
+                    room.execute(params![name, tag, crate::now_ms() as i64])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// The parts of a reply body that get their own columns.
+struct ReplyParts {
+    result: String,
+    cookie: Option<String>,
+    app_info: Option<String>,
+    error: Option<String>,
+}
+
+impl ReplyParts {
+    fn of(reply: &str) -> ReplyParts {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            #[serde(borrow, default)]
+            result: Option<&'a RawValue>,
+            #[serde(default)]
+            cookie: Option<String>,
+            #[serde(borrow, default)]
+            app_info: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            error: Option<&'a RawValue>,
+        }
+        match serde_json::from_str::<Body<'_>>(reply) {
+            Ok(b) => ReplyParts {
+                result: b
+                    .result
+                    .map_or_else(|| "null".into(), |v| v.get().to_owned()),
+                cookie: b.cookie,
+                app_info: b.app_info.map(|v| v.get().to_owned()),
+                error: b.error.map(|v| v.get().to_owned()),
+            },
+            // A reply whose body is not an object is kept whole as the result.
+            Err(_) => ReplyParts {
+                result: reply.to_owned(),
+                cookie: None,
+                app_info: None,
+                error: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(room: &str, tag: &str, n: u64) -> Record {
+        Record {
+            room: room.into(),
+            tag: tag.into(),
+            kind: if n % 2 == 0 { Kind::Post } else { Kind::Call },
+            req_id: format!("r{n}"),
+            pc: "p-1".into(),
+            device: "d-1".into(),
+            device_name: Some("phone".into()),
+            target: format!("https://x/{n}"),
+            request: format!(r#"{{"url":"https://x/{n}"}}"#),
+            reply: format!(
+                r#"{{"method":"post","result":{{"n":{n}}},"cookie":"c={n}","appInfo":{{"v":1}}}}"#
+            ),
+            sent_at: 1000 + n,
+            replied_at: 1010 + n,
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_newest_first_per_room_and_secret() {
+        let (store, _) = Store::open("sqlite::memory:").unwrap();
+        for n in 0..7 {
+            store.record(rec("a", "t1", n)).await.unwrap();
+        }
+        store.record(rec("a", "t2", 100)).await.unwrap();
+        store.record(rec("b", "t1", 200)).await.unwrap();
+
+        let first = store.page("a", "t1", 3, None).await.unwrap();
+        let ids: Vec<_> = first.iter().map(|i| i.req_id.as_str()).collect();
+        assert_eq!(ids, ["r6", "r5", "r4"]);
+        let next = store.page("a", "t1", 3, Some(first[2].id)).await.unwrap();
+        assert_eq!(
+            next.iter().map(|i| i.req_id.as_str()).collect::<Vec<_>>(),
+            ["r3", "r2", "r1"]
+        );
+        let last = store.page("a", "t1", 3, Some(next[2].id)).await.unwrap();
+        assert_eq!(last.len(), 1);
+
+        let item = &first[0];
+        assert_eq!(item.ms, 10);
+        assert_eq!(item.result.get(), r#"{"n":6}"#);
+        assert_eq!(item.cookie.as_deref(), Some("c=6"));
+        assert_eq!(item.url.as_deref(), Some("https://x/6"));
+        // Rows of another secret or another room never show.
+        assert_eq!(store.page("a", "t2", 50, None).await.unwrap().len(), 1);
+        assert_eq!(store.page("b", "t1", 50, None).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_with_the_same_resume_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("sub/h.db").display());
+        let (store, key1) = Store::open(&url).unwrap();
+        store.register_room("a", "t").await.unwrap();
+        store.record(rec("a", "t", 1)).await.unwrap();
+        drop(store);
+        let (store, key2) = Store::open(&url).unwrap();
+        assert_eq!(key1, key2);
+        assert!(store.knows_room("a", "t").await.unwrap());
+        assert!(!store.knows_room("a", "u").await.unwrap());
+        assert_eq!(store.page("a", "t", 10, None).await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_urls_are_refused_clearly() {
+        for url in ["postgres://x", "tether.db", "sqlite://"] {
+            let err = Store::open(url).err().expect("refused").to_string();
+            assert!(err.contains("--db"), "{err}");
+        }
+    }
+}

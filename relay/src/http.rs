@@ -1,0 +1,236 @@
+//! The HTTP surface: routes, the pages, `/healthz`, `/metrics`, the history API, and the one
+//! error type ([`AppError`]) every handler returns.
+
+use crate::room::Hub;
+use crate::token::{secret_digest, tag};
+use crate::ws::{self, JoinQuery};
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use tether_protocol::limits;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::services::ServeDir;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The rooms.
+    pub hub: Arc<Hub>,
+    /// Cancelled when the relay shuts down; every socket task watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks socket tasks so shutdown can wait for their goodbyes.
+    pub tasks: TaskTracker,
+    /// Where the pages are.
+    pub www: PathBuf,
+}
+
+/// The router, apart from `main` so tests can serve it on port 0.
+pub fn app(state: AppState) -> Router {
+    let assets = ServeDir::new(&state.www);
+    Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/rooms/{room}/history", get(history))
+        .route("/d/{room}", get(device_page))
+        .route("/", get(pc_page))
+        .fallback_service(assets)
+        .with_state(state)
+}
+
+/// An error at the HTTP edge: a status and `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl AppError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        AppError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::history::StoreError> for AppError {
+    fn from(e: crate::history::StoreError) -> Self {
+        tracing::error!(error = %e, "history read failed");
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            "the history store is unavailable",
+        )
+    }
+}
+
+async fn ws_upgrade(
+    State(s): State<AppState>,
+    Query(q): Query<JoinQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let max = s.hub.limits().max_frame;
+    // Frames up to OVERSIZE_TOLERANCE × --max-frame are read and answered `too_large`
+    // (the socket stays open); beyond that tungstenite stops reading and the socket closes.
+    let hard = max
+        .saturating_mul(limits::OVERSIZE_TOLERANCE)
+        .max(64 * 1024);
+    let AppState {
+        hub,
+        shutdown,
+        tasks,
+        ..
+    } = s;
+    upgrade
+        .max_message_size(hard)
+        .max_frame_size(hard)
+        .on_upgrade(move |socket| tasks.track_future(ws::serve(socket, hub, q, shutdown)))
+}
+
+async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "rooms": s.hub.room_count(),
+        "connections": s.hub.metrics.connections.load(Relaxed),
+    }))
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.hub.metrics.render(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    secret: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// Most rows one page returns.
+const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: u32 = 50;
+
+async fn history(
+    State(s): State<AppState>,
+    Path(room): Path<String>,
+    Query(q): Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Some(secret) = q.secret.or(bearer).filter(|s| !s.is_empty()) else {
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "history needs the room's secret (?secret=)",
+        ));
+    };
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                AppError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("limit must be 1 to {MAX_PAGE}"),
+                )
+            })?,
+    };
+    let before = match q.before.as_deref() {
+        None | Some("") => None,
+        Some(b) => Some(b.parse::<i64>().map_err(|_| {
+            AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "before must be the id of a history row",
+            )
+        })?),
+    };
+    let digest = secret_digest(&room, &secret);
+    let tag = tag(&digest);
+    let allowed = match s.hub.live_secret_matches(&room, &digest) {
+        Some(true) => true,
+        // A room live with another secret, or an empty room: ask the store whether this
+        // secret ever opened it (history outlives the room).
+        _ => s.hub.store.knows_room(&room, &tag).await?,
+    };
+    if !allowed {
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong secret for this room",
+        ));
+    }
+    let items = s.hub.store.page(&room, &tag, limit, before).await?;
+    let next = if items.len() as u32 == limit {
+        items.last().map(|i| i.id)
+    } else {
+        None
+    };
+    let mut resp = Json(items).into_response();
+    if let Some(next) = next {
+        if let Ok(v) = next.to_string().parse() {
+            resp.headers_mut().insert("x-next-before", v);
+        }
+    }
+    Ok(resp)
+}
+
+async fn pc_page(State(s): State<AppState>) -> Response {
+    page(&s.www, "index.html", "PC debug page").await
+}
+
+async fn device_page(State(s): State<AppState>, Path(_room): Path<String>) -> Response {
+    page(&s.www, "device.html", "device page").await
+}
+
+async fn page(www: &std::path::Path, file: &str, what: &str) -> Response {
+    match tokio::fs::read_to_string(www.join(file)).await {
+        Ok(html) => Html(html).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Html(format!(
+                "<!doctype html><meta charset=utf-8><title>Tether</title>\
+                 <h1>Tether relay is running</h1>\
+                 <p>The {what} is not built yet: no <code>{file}</code> in <code>{}</code>.</p>\
+                 <p>The relay's WebSocket is at <code>/ws</code>; health at <a href=/healthz>/healthz</a>.</p>",
+                www.display()
+            )),
+        )
+            .into_response(),
+    }
+}

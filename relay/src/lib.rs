@@ -1,0 +1,122 @@
+//! Tether's relay: the axum + tokio server between a developer's PC page and the H5 page
+//! inside a mobile app's webview.
+//!
+//! A PC page opens a **room** (a name plus a secret), the phone's page joins it, and the
+//! relay carries `post`/`call` requests from PC to device and the replies back, only to the
+//! PC that asked, storing every pair in history. Presence is pushed (`devices`) on every
+//! change; a dropped member is shown away and can resume its place within a grace window.
+//! The wire is defined in the `tether-protocol` crate and described in `docs/protocol.md`.
+//!
+//! # Layout
+//! - [`config`]: the flags (`TETHER_*` env vars too).
+//! - [`http`]: routes, pages, `/healthz`, `/metrics`, the history API, [`http::AppError`].
+//! - [`ws`]: one task per room WebSocket.
+//! - [`room`]: the [`room::Hub`]: rooms, members, presence, resume, routing; the seam the
+//!   cluster bus attaches to.
+//! - [`history`]: the store (SQLite, group commit).
+//! - [`token`]: secret digests and signed resume tokens.
+//! - [`ratelimit`]: the per-connection token bucket.
+//! - [`metrics`]: counters for `/metrics`.
+
+pub mod config;
+pub mod history;
+pub mod http;
+pub mod metrics;
+pub mod ratelimit;
+pub mod room;
+pub mod token;
+pub mod ws;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the relay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The history store could not be opened.
+    #[error(transparent)]
+    Store(#[from] history::StoreError),
+    /// The listener failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How long shutdown waits for sockets to say goodbye.
+const GOODBYE_WAIT: Duration = Duration::from_secs(3);
+
+/// Runs the relay on `listener` until `shutdown` resolves; then every member gets a close
+/// frame (1012, `shutting_down`) so its client reconnects, and the call returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let (store, resume_key) = history::Store::open(&config.db)?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let hub = Arc::new(room::Hub::new(
+        room::Limits::from_config(&config),
+        store,
+        resume_key,
+        metrics,
+    ));
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let sweeper = {
+        let (hub, stop) = (hub.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(hub.sweep_every());
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = every.tick() => hub.sweep(std::time::Instant::now()),
+                }
+            }
+        })
+    };
+
+    let state = http::AppState {
+        hub,
+        shutdown: stop.clone(),
+        tasks: tasks.clone(),
+        www: config.www_dir(),
+    };
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {},
+                () = stop.cancelled() => {},
+            }
+            stop.cancel();
+        }
+    };
+    let served = axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(signal)
+        .await;
+    stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(GOODBYE_WAIT, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some sockets did not close in time");
+    }
+    let _ = sweeper.await;
+    served?;
+    Ok(())
+}

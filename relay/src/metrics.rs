@@ -1,0 +1,204 @@
+//! Counters and gauges, rendered in the Prometheus text format on `/metrics`.
+//!
+//! Plain atomics: no label carries a room name, member id or secret, so the endpoint can be
+//! scraped without revealing who uses the relay.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use tether_protocol::{ErrorCode, Kind};
+
+/// Why a frame was not delivered (the `reason` label of `tether_drops_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// The target's outbound queue was full; the target was disconnected.
+    SlowConsumer,
+    /// The target was away and its resume buffer was full.
+    BufferFull,
+    /// The sender exceeded its rate.
+    RateLimited,
+    /// Nobody to deliver to.
+    NoTarget,
+}
+
+impl Dropped {
+    const ALL: [Dropped; 4] = [
+        Dropped::SlowConsumer,
+        Dropped::BufferFull,
+        Dropped::RateLimited,
+        Dropped::NoTarget,
+    ];
+    fn as_str(self) -> &'static str {
+        match self {
+            Dropped::SlowConsumer => "slow_consumer",
+            Dropped::BufferFull => "buffer_full",
+            Dropped::RateLimited => "rate_limited",
+            Dropped::NoTarget => "no_target",
+        }
+    }
+}
+
+/// Every figure the relay exports.
+#[derive(Default)]
+pub struct Metrics {
+    /// Open room WebSockets (gauge).
+    pub connections: AtomicI64,
+    /// Room WebSockets ever accepted.
+    pub connections_total: AtomicU64,
+    /// Rooms with at least one member (gauge).
+    pub rooms: AtomicI64,
+    /// Members currently away, waiting to resume (gauge).
+    pub away: AtomicI64,
+    /// Joins that resumed an earlier member.
+    pub resumes: AtomicU64,
+    frames_in: [AtomicU64; Kind::ALL.len()],
+    /// Frames whose type is unknown.
+    pub frames_in_unknown: AtomicU64,
+    /// Frames queued toward members.
+    pub frames_out: AtomicU64,
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+    drops: [AtomicU64; Dropped::ALL.len()],
+    /// History records committed.
+    pub history_writes: AtomicU64,
+    /// History records that failed to commit (the reply was still delivered).
+    pub history_failures: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts an incoming frame of a known kind.
+    pub fn frame_in(&self, kind: Kind) {
+        self.frames_in[kind.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an `error` frame sent (or a connection closed) with this code.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors[code.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an undelivered frame.
+    pub fn dropped(&self, why: Dropped) {
+        self.drops[Dropped::ALL.iter().position(|d| *d == why).unwrap_or(0)].fetch_add(1, Relaxed);
+    }
+
+    /// Errors sent with this code so far.
+    pub fn errors(&self, code: ErrorCode) -> u64 {
+        self.errors[code.index()].load(Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "tether_connections",
+            "Open room WebSockets.",
+            self.connections.load(Relaxed),
+        );
+        gauge(
+            "tether_rooms",
+            "Rooms with at least one member.",
+            self.rooms.load(Relaxed),
+        );
+        gauge(
+            "tether_members_away",
+            "Members waiting to resume.",
+            self.away.load(Relaxed),
+        );
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            "tether_connections_total",
+            "Room WebSockets accepted.",
+            self.connections_total.load(Relaxed),
+        );
+        counter(
+            "tether_resumes_total",
+            "Joins that resumed a member.",
+            self.resumes.load(Relaxed),
+        );
+        counter(
+            "tether_frames_out_total",
+            "Frames queued toward members.",
+            self.frames_out.load(Relaxed),
+        );
+        counter(
+            "tether_history_writes_total",
+            "History records committed.",
+            self.history_writes.load(Relaxed),
+        );
+        counter(
+            "tether_history_failures_total",
+            "History records that failed to commit.",
+            self.history_failures.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tether_frames_in_total Frames received, by type."
+        );
+        let _ = writeln!(out, "# TYPE tether_frames_in_total counter");
+        for k in Kind::ALL {
+            let _ = writeln!(
+                out,
+                "tether_frames_in_total{{type=\"{k}\"}} {}",
+                self.frames_in[k.index()].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "tether_frames_in_total{{type=\"unknown\"}} {}",
+            self.frames_in_unknown.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tether_errors_total Error frames sent, by code."
+        );
+        let _ = writeln!(out, "# TYPE tether_errors_total counter");
+        for c in ErrorCode::ALL {
+            let _ = writeln!(
+                out,
+                "tether_errors_total{{code=\"{c}\"}} {}",
+                self.errors[c.index()].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tether_drops_total Frames not delivered, by reason."
+        );
+        let _ = writeln!(out, "# TYPE tether_drops_total counter");
+        for (i, d) in Dropped::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "tether_drops_total{{reason=\"{}\"}} {}",
+                d.as_str(),
+                self.drops[i].load(Relaxed)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_once_with_values() {
+        let m = Metrics::default();
+        m.frame_in(Kind::Post);
+        m.frame_in(Kind::Post);
+        m.error(ErrorCode::NoTarget);
+        m.dropped(Dropped::BufferFull);
+        m.connections.store(3, Relaxed);
+        let text = m.render();
+        assert!(text.contains("tether_frames_in_total{type=\"post\"} 2\n"));
+        assert!(text.contains("tether_errors_total{code=\"no_target\"} 1\n"));
+        assert!(text.contains("tether_drops_total{reason=\"buffer_full\"} 1\n"));
+        assert!(text.contains("tether_connections 3\n"));
+        assert_eq!(text.matches("# TYPE tether_frames_in_total").count(), 1);
+    }
+}

@@ -1,0 +1,957 @@
+//! Rooms: membership, secrets, presence, resume buffers, and routing between members.
+//!
+//! [`Hub`] owns every room. Each room sits behind its own mutex, held only for short,
+//! synchronous sections (never across an `.await`); frames leave through each member's
+//! bounded [`Outbox`], so a slow member can never stall its room.
+//!
+//! **The room bus seam.** Every way a frame reaches a member goes through [`Room::deliver`]
+//! and every membership change through [`Hub::join`], [`Hub::leave`], [`Hub::hello`] and
+//! [`Hub::sweep`]. A member is [`Link::Live`] (a socket on this node) or [`Link::Away`]
+//! (reconnecting, frames buffered); cluster mode adds a third link, a member held by another
+//! node, whose `deliver` publishes on the Redis bus, without touching the WebSocket layer.
+
+use crate::history::{Record, Store};
+use crate::metrics::{Dropped as DropReason, Metrics};
+use crate::token::{Tokens, digests_match, secret_digest, tag};
+use axum::extract::ws::Utf8Bytes;
+use serde_json::value::RawValue;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use tether_protocol::msg::{Devices, Hello, MemberInfo, Welcome};
+use tether_protocol::{ErrorCode, Kind, OutEnvelope, Role, limits};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// One frame of text on its way to a member; cheap to clone for broadcasts.
+pub type Frame = Utf8Bytes;
+
+/// A refusal to tell the sender about, as an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The code.
+    pub code: ErrorCode,
+    /// For a person.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Tells a connection's task to end, and why.
+#[derive(Default)]
+pub struct Kick {
+    token: CancellationToken,
+    reason: OnceLock<Refusal>,
+}
+
+impl Kick {
+    /// Ends the connection with this reason (the first reason given wins).
+    pub fn fire(&self, code: ErrorCode, message: impl Into<String>) {
+        let _ = self.reason.set(Refusal::new(code, message));
+        self.token.cancel();
+    }
+
+    /// Resolves once fired.
+    pub async fn fired(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// Why it was fired.
+    pub fn reason(&self) -> Refusal {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Refusal::new(ErrorCode::Internal, "connection ended"))
+    }
+}
+
+/// The sending side of one connection's bounded outbound queue.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Frame>,
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+    /// Ends the connection that reads this queue.
+    pub kick: Arc<Kick>,
+    /// Identifies the connection, so a stale task cannot detach a member that resumed elsewhere.
+    pub conn: u64,
+}
+
+/// The receiving side, read by the connection's task.
+pub struct Inbox {
+    rx: mpsc::Receiver<Frame>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    /// The next frame to write to the socket.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        let f = self.rx.recv().await?;
+        self.bytes.fetch_sub(f.len(), Relaxed);
+        Some(f)
+    }
+
+    /// A frame already queued, if any (to batch writes).
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        let f = self.rx.try_recv().ok()?;
+        self.bytes.fetch_sub(f.len(), Relaxed);
+        Some(f)
+    }
+}
+
+enum Push {
+    Queued,
+    Full,
+    Closed,
+}
+
+impl Outbox {
+    fn push(&self, f: Frame) -> Push {
+        let len = f.len();
+        let before = self.bytes.fetch_add(len, Relaxed);
+        // One frame always fits in an empty queue, however large: the byte cap bounds a
+        // queue's growth, not the largest frame (that is --max-frame's job).
+        if before > 0 && before + len > self.max_bytes {
+            self.bytes.fetch_sub(len, Relaxed);
+            return Push::Full;
+        }
+        match self.tx.try_send(f) {
+            Ok(()) => Push::Queued,
+            Err(e) => {
+                self.bytes.fetch_sub(len, Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Push::Full,
+                    mpsc::error::TrySendError::Closed(_) => Push::Closed,
+                }
+            }
+        }
+    }
+}
+
+/// How a member is reached.
+pub enum Link {
+    /// Connected to this node.
+    Live(Outbox),
+    /// Disconnected without saying goodbye; kept until `until`, frames buffered meanwhile.
+    Away {
+        /// The connection that was lost (its late `leave` still counts).
+        conn: u64,
+        /// When the grace window ends.
+        until: Instant,
+        /// Frames addressed to it meanwhile, in order.
+        buffer: VecDeque<Frame>,
+        /// Their total size.
+        bytes: usize,
+    },
+}
+
+struct Member {
+    id: Arc<str>,
+    role: Role,
+    name: Option<String>,
+    app_info: Option<serde_json::Value>,
+    since: u64,
+    token: String,
+    link: Link,
+}
+
+struct Pending {
+    pc: Arc<str>,
+    kind: Kind,
+    target: String,
+    request: String,
+    sent_at: u64,
+    deadline: Instant,
+}
+
+/// What became of a frame given to [`Room::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// In the member's outbound queue.
+    Queued,
+    /// In the away member's resume buffer.
+    Buffered,
+    /// The member's queue was full: it is being disconnected as a slow consumer.
+    Full,
+    /// The away member's buffer was full.
+    BufferFull,
+    /// No such member.
+    Gone,
+}
+
+/// One room.
+pub struct Room {
+    name: Arc<str>,
+    digest: [u8; 32],
+    tag: Arc<str>,
+    members: Vec<Member>,
+    /// Requests awaiting replies, by (device, request id).
+    pending: HashMap<(Arc<str>, String), Pending>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+/// The per-room limits, from the config.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Ping interval.
+    pub heartbeat: Duration,
+    /// Away grace window.
+    pub grace: Duration,
+    /// Frames kept for an away member.
+    pub resume_buffer: usize,
+    /// Bytes kept for an away member (and queued toward a live one).
+    pub queue_bytes: usize,
+    /// Frames queued toward a live member.
+    pub queue_frames: usize,
+    /// Members per room.
+    pub max_members: usize,
+    /// Requests awaiting replies per room.
+    pub max_pending: usize,
+    /// Largest frame.
+    pub max_frame: usize,
+    /// Frames per second one connection may send.
+    pub rate: u32,
+    /// Burst above the rate.
+    pub burst: u32,
+}
+
+impl Limits {
+    /// From the relay's config.
+    pub fn from_config(c: &crate::Config) -> Limits {
+        Limits {
+            heartbeat: c.heartbeat(),
+            grace: c.grace(),
+            resume_buffer: c.resume_buffer,
+            queue_bytes: c.queue_bytes,
+            // The queue must take the welcome, every buffered frame and a devices list at once.
+            queue_frames: (c.queue_frames as usize).max(c.resume_buffer + 8),
+            max_members: c.max_room_members.max(1),
+            max_pending: c.max_pending.max(1),
+            max_frame: c.max_frame,
+            rate: c.rate_limit,
+            burst: c.rate_burst,
+        }
+    }
+}
+
+impl Room {
+    fn index_of(&self, id: &str) -> Option<usize> {
+        self.members.iter().position(|m| &*m.id == id)
+    }
+
+    /// Gives `frame` to member `to`: queued if live, buffered if away. A live member whose
+    /// queue is full is kicked as a slow consumer.
+    pub fn deliver(&mut self, to: &str, frame: Frame) -> Delivered {
+        let Some(i) = self.index_of(to) else {
+            return Delivered::Gone;
+        };
+        let m = &mut self.members[i];
+        let outcome = match &mut m.link {
+            Link::Live(out) => match out.push(frame.clone()) {
+                Push::Queued => Delivered::Queued,
+                Push::Full => {
+                    out.kick.fire(
+                        ErrorCode::SlowConsumer,
+                        "you did not read fast enough; reconnect to catch up",
+                    );
+                    Delivered::Full
+                }
+                // The socket's task has ended and will report how; until it does, treat the
+                // member as away so the frame is kept.
+                Push::Closed => {
+                    let conn = out.conn;
+                    m.link = Link::Away {
+                        conn,
+                        until: Instant::now() + self.limits.grace,
+                        buffer: VecDeque::new(),
+                        bytes: 0,
+                    };
+                    self.metrics.away.fetch_add(1, Relaxed);
+                    return self.deliver(to, frame);
+                }
+            },
+            Link::Away { buffer, bytes, .. } => {
+                if buffer.len() >= self.limits.resume_buffer
+                    || *bytes + frame.len() > self.limits.queue_bytes
+                {
+                    Delivered::BufferFull
+                } else {
+                    *bytes += frame.len();
+                    buffer.push_back(frame);
+                    Delivered::Buffered
+                }
+            }
+        };
+        match outcome {
+            Delivered::Queued => {
+                self.metrics.frames_out.fetch_add(1, Relaxed);
+            }
+            Delivered::Full => self.metrics.dropped(DropReason::SlowConsumer),
+            Delivered::BufferFull => self.metrics.dropped(DropReason::BufferFull),
+            _ => {}
+        }
+        outcome
+    }
+
+    fn devices_frame(&self) -> Frame {
+        let members = self
+            .members
+            .iter()
+            .map(|m| MemberInfo {
+                id: m.id.to_string(),
+                role: m.role,
+                name: m.name.clone(),
+                app_info: m.app_info.clone(),
+                since: m.since,
+                away: matches!(m.link, Link::Away { .. }),
+            })
+            .collect();
+        OutEnvelope::new(Kind::Devices, Devices { members })
+            .to_text()
+            .into()
+    }
+
+    /// Pushes the member list to every live member.
+    fn broadcast_devices(&mut self) {
+        let frame = self.devices_frame();
+        let live: Vec<Arc<str>> = self
+            .members
+            .iter()
+            .filter(|m| matches!(m.link, Link::Live(_)))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in live {
+            self.deliver(&id, frame.clone());
+        }
+    }
+
+    /// Removes member `i`; requests it had not answered fail toward their PCs.
+    fn remove(&mut self, i: usize, why: &str) {
+        let m = self.members.remove(i);
+        if matches!(m.link, Link::Away { .. }) {
+            self.metrics.away.fetch_sub(1, Relaxed);
+        }
+        let orphaned: Vec<(Arc<str>, String)> = self
+            .pending
+            .keys()
+            .filter(|(dev, _)| *dev == m.id)
+            .cloned()
+            .collect();
+        for key in orphaned {
+            if let Some(p) = self.pending.remove(&key) {
+                let msg = format!("device {} {why} before replying", m.id);
+                let frame =
+                    tether_protocol::envelope::error_frame(Some(&key.1), ErrorCode::NoTarget, &msg);
+                self.metrics.error(ErrorCode::NoTarget);
+                self.deliver(&p.pc, frame.into());
+            }
+        }
+        // Replies to a PC that left have nowhere to go; the device is told when it answers.
+        self.pending.retain(|_, p| p.pc != m.id);
+    }
+}
+
+/// A request to join a room, from the `/ws` query.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// Room name.
+    pub room: String,
+    /// Role.
+    pub role: Role,
+    /// The room's secret.
+    pub secret: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// A resume token from an earlier `welcome`.
+    pub resume: Option<String>,
+}
+
+/// A member's place in a room, held by its connection task.
+pub struct Joined {
+    /// The room.
+    pub room: Arc<Mutex<Room>>,
+    /// Its name.
+    pub room_name: Arc<str>,
+    /// The member id.
+    pub member: Arc<str>,
+    /// The role.
+    pub role: Role,
+    /// This connection.
+    pub conn: u64,
+    /// Whether an earlier member was resumed.
+    pub resumed: bool,
+    /// Set when this join created the room: the history store must learn its secret tag.
+    pub new_room_tag: Option<String>,
+}
+
+/// How a connection ended, as far as its member's place is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// A close frame: gone at once.
+    Clean,
+    /// Dropped, or dead (no pong): away until the grace window ends.
+    Lost,
+    /// Closed by the relay (slow consumer, flood, oversize): gone at once.
+    Kicked,
+}
+
+/// Every room on this node.
+pub struct Hub {
+    rooms: Mutex<HashMap<Arc<str>, Arc<Mutex<Room>>>>,
+    limits: Limits,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The history store.
+    pub store: Store,
+    tokens: Tokens,
+    started: Instant,
+    next_conn: AtomicU64,
+    next_req: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a room lock is a bug, but it must not take every later join
+    // down with it: the data is still consistent at statement granularity.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Hub {
+    /// A hub with no rooms.
+    pub fn new(limits: Limits, store: Store, resume_key: [u8; 32], metrics: Arc<Metrics>) -> Hub {
+        Hub {
+            rooms: Mutex::new(HashMap::new()),
+            limits,
+            metrics,
+            store,
+            tokens: Tokens::new(resume_key, rand::random()),
+            started: Instant::now(),
+            next_conn: AtomicU64::new(1),
+            next_req: AtomicU64::new(1),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A fresh bounded queue for a new connection.
+    pub fn outbox(&self) -> (Outbox, Inbox) {
+        let (tx, rx) = mpsc::channel(self.limits.queue_frames);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let out = Outbox {
+            tx,
+            bytes: bytes.clone(),
+            max_bytes: self.limits.queue_bytes,
+            kick: Arc::new(Kick::default()),
+            conn: self.next_conn.fetch_add(1, Relaxed),
+        };
+        (out, Inbox { rx, bytes })
+    }
+
+    /// Rooms with at least one member.
+    pub fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Whether `room` is open right now with the secret whose digest is `digest`.
+    pub fn live_secret_matches(&self, room: &str, digest: &[u8; 32]) -> Option<bool> {
+        let r = lock(&self.rooms).get(room).cloned()?;
+        let r = lock(&r);
+        Some(digests_match(&r.digest, digest))
+    }
+
+    /// Joins (or resumes) a member. On success the member's `welcome`, any frames buffered
+    /// for it, and a fresh `devices` list are already in `outbox`.
+    pub fn join(&self, req: JoinRequest, outbox: Outbox) -> Result<Joined, Refusal> {
+        if !limits::valid_room(&req.room) {
+            return Err(Refusal::new(
+                ErrorCode::BadFrame,
+                format!(
+                    "room must be 1 to {} bytes with no '/' or control characters",
+                    limits::MAX_ROOM_LEN
+                ),
+            ));
+        }
+        if req.secret.is_empty() || req.secret.len() > limits::MAX_SECRET_LEN {
+            return Err(Refusal::new(
+                ErrorCode::Unauthorized,
+                "a room needs a secret (1 to 256 bytes)",
+            ));
+        }
+        let digest = secret_digest(&req.room, &req.secret);
+        let conn = outbox.conn;
+        let mut rooms = lock(&self.rooms);
+        let (room_arc, created) = match rooms.get(req.room.as_str()) {
+            Some(r) => (r.clone(), false),
+            None => {
+                let name: Arc<str> = req.room.as_str().into();
+                let room = Arc::new(Mutex::new(Room {
+                    name: name.clone(),
+                    digest,
+                    tag: tag(&digest).into(),
+                    members: Vec::new(),
+                    pending: HashMap::new(),
+                    limits: self.limits.clone(),
+                    metrics: self.metrics.clone(),
+                }));
+                rooms.insert(name, room.clone());
+                self.metrics.rooms.store(rooms.len() as i64, Relaxed);
+                (room, true)
+            }
+        };
+        let mut room = lock(&room_arc);
+        if !created && !digests_match(&room.digest, &digest) {
+            return Err(Refusal::new(
+                ErrorCode::Unauthorized,
+                "wrong secret for this room",
+            ));
+        }
+        let result = self.attach(&mut room, &req, outbox);
+        let empty = room.members.is_empty();
+        drop(room);
+        if empty {
+            // Only a refused join into a room it just created leaves it empty.
+            rooms.remove(req.room.as_str());
+            self.metrics.rooms.store(rooms.len() as i64, Relaxed);
+        }
+        let (member, resumed) = result?;
+        Ok(Joined {
+            room_name: req.room.as_str().into(),
+            room: room_arc.clone(),
+            member,
+            role: req.role,
+            conn,
+            resumed,
+            new_room_tag: created.then(|| tag(&digest)),
+        })
+    }
+
+    fn attach(
+        &self,
+        room: &mut Room,
+        req: &JoinRequest,
+        outbox: Outbox,
+    ) -> Result<(Arc<str>, bool), Refusal> {
+        let claims = req
+            .resume
+            .as_deref()
+            .and_then(|t| self.tokens.verify(t))
+            .filter(|c| c.room == req.room && c.role == req.role);
+        let mut index = None;
+        if let Some(c) = &claims {
+            if let Some(i) = room.index_of(&c.member) {
+                index = Some(i);
+            } else if c.instance != self.tokens.instance()
+                && self.started.elapsed() < self.limits.grace
+                && room.members.len() < self.limits.max_members
+            {
+                // Issued by the relay process before a restart, which is still inside its
+                // grace window: restore the member under its old id.
+                room.members
+                    .push(self.new_member(c.member.as_str().into(), req, &outbox));
+                index = Some(room.members.len() - 1);
+            }
+        }
+        let resumed = index.is_some();
+        let i = match index {
+            Some(i) => i,
+            None => {
+                if room.members.len() >= self.limits.max_members {
+                    return Err(Refusal::new(
+                        ErrorCode::RoomFull,
+                        format!("room already has {} members", room.members.len()),
+                    ));
+                }
+                let id = loop {
+                    let prefix = if req.role == Role::Pc { "p" } else { "d" };
+                    let id = format!("{prefix}-{:08x}", rand::random::<u32>());
+                    if room.index_of(&id).is_none() {
+                        break id;
+                    }
+                };
+                room.members.push(self.new_member(id.into(), req, &outbox));
+                room.members.len() - 1
+            }
+        };
+        let conn = outbox.conn;
+        let m = &mut room.members[i];
+        if let Some(name) = &req.name {
+            m.name = Some(truncate(name, limits::MAX_NAME_LEN));
+        }
+        let old = std::mem::replace(&mut m.link, Link::Live(outbox.clone()));
+        let buffered = match old {
+            Link::Live(prev) if prev.conn != conn => {
+                prev.kick.fire(
+                    ErrorCode::Replaced,
+                    "this member resumed on another connection",
+                );
+                VecDeque::new()
+            }
+            Link::Live(_) => VecDeque::new(),
+            Link::Away { buffer, .. } => {
+                self.metrics.away.fetch_sub(1, Relaxed);
+                buffer
+            }
+        };
+        if resumed {
+            self.metrics.resumes.fetch_add(1, Relaxed);
+        }
+        let member = m.id.clone();
+        let welcome = Welcome {
+            member: member.to_string(),
+            room: room.name.to_string(),
+            role: req.role,
+            resume: m.token.clone(),
+            resumed,
+            heartbeat_ms: self.limits.heartbeat.as_millis() as u64,
+            grace_ms: self.limits.grace.as_millis() as u64,
+            max_frame: self.limits.max_frame as u64,
+        };
+        let welcome: Frame = OutEnvelope::new(Kind::Welcome, welcome).to_text().into();
+        // The queue is fresh and sized for the welcome plus a full resume buffer, so these
+        // cannot be refused.
+        room.deliver(&member, welcome);
+        for f in buffered {
+            room.deliver(&member, f);
+        }
+        room.broadcast_devices();
+        Ok((member, resumed))
+    }
+
+    fn new_member(&self, id: Arc<str>, req: &JoinRequest, outbox: &Outbox) -> Member {
+        Member {
+            token: self.tokens.issue(&req.room, &id, req.role),
+            id,
+            role: req.role,
+            name: None,
+            app_info: None,
+            since: crate::now_ms(),
+            link: Link::Live(outbox.clone()),
+        }
+    }
+
+    /// The connection of `j` ended.
+    pub fn leave(&self, j: &Joined, conn: u64, how: Leave) {
+        let mut room = lock(&j.room);
+        let Some(i) = room.index_of(&j.member) else {
+            return;
+        };
+        let mine = match &room.members[i].link {
+            Link::Live(o) => o.conn == conn,
+            Link::Away { conn: c, .. } => *c == conn,
+        };
+        if !mine {
+            return; // resumed on another connection meanwhile
+        }
+        match how {
+            Leave::Lost => {
+                if let Link::Live(_) = room.members[i].link {
+                    room.members[i].link = Link::Away {
+                        conn,
+                        until: Instant::now() + self.limits.grace,
+                        buffer: VecDeque::new(),
+                        bytes: 0,
+                    };
+                    self.metrics.away.fetch_add(1, Relaxed);
+                }
+                room.broadcast_devices();
+            }
+            Leave::Clean | Leave::Kicked => {
+                room.remove(i, "left");
+                room.broadcast_devices();
+            }
+        }
+        let empty = room.members.is_empty();
+        drop(room);
+        if empty {
+            self.drop_if_empty(&j.room_name);
+        }
+    }
+
+    fn drop_if_empty(&self, name: &str) {
+        let mut rooms = lock(&self.rooms);
+        if let Some(r) = rooms.get(name) {
+            if lock(r).members.is_empty() {
+                rooms.remove(name);
+            }
+        }
+        self.metrics.rooms.store(rooms.len() as i64, Relaxed);
+    }
+
+    /// A member said `hello`: its name and app info change, and everyone hears of it.
+    pub fn hello(&self, j: &Joined, hello: Hello) {
+        let mut room = lock(&j.room);
+        let Some(i) = room.index_of(&j.member) else {
+            return;
+        };
+        let m = &mut room.members[i];
+        if let Some(name) = hello.name {
+            m.name = Some(truncate(&name, limits::MAX_NAME_LEN));
+        }
+        if hello.app_info.is_some() {
+            m.app_info = hello.app_info;
+        }
+        room.broadcast_devices();
+    }
+
+    /// A PC's `post` or `call`: forwarded to `to`, or to every device. Returns the request id
+    /// used and what went wrong per device (the PC hears of each as an `error`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn request(
+        &self,
+        j: &Joined,
+        kind: Kind,
+        id: Option<&str>,
+        to: Option<&str>,
+        msg: &RawValue,
+        target: String,
+        timeout: Duration,
+    ) -> (String, Vec<Refusal>) {
+        let id = match id {
+            Some(id) => id.to_owned(),
+            None => format!("r{}", self.next_req.fetch_add(1, Relaxed)),
+        };
+        let mut room = lock(&j.room);
+        let targets: Vec<Arc<str>> = match to {
+            Some(to) => match room.members.iter().find(|m| &*m.id == to) {
+                Some(m) if m.role == Role::Device => vec![m.id.clone()],
+                Some(_) => {
+                    return (
+                        id,
+                        vec![Refusal::new(
+                            ErrorCode::NoTarget,
+                            format!("{to} is not a device"),
+                        )],
+                    );
+                }
+                None => {
+                    return (
+                        id,
+                        vec![Refusal::new(
+                            ErrorCode::NoTarget,
+                            format!("no device {to} in this room"),
+                        )],
+                    );
+                }
+            },
+            None => room
+                .members
+                .iter()
+                .filter(|m| m.role == Role::Device)
+                .map(|m| m.id.clone())
+                .collect(),
+        };
+        if targets.is_empty() {
+            self.metrics.dropped(DropReason::NoTarget);
+            return (
+                id,
+                vec![Refusal::new(ErrorCode::NoTarget, "no device in this room")],
+            );
+        }
+        if room.pending.len() + targets.len() > self.limits.max_pending {
+            self.metrics.dropped(DropReason::RateLimited);
+            let msg = format!(
+                "{} requests are already awaiting replies in this room",
+                room.pending.len()
+            );
+            return (id, vec![Refusal::new(ErrorCode::RateLimited, msg)]);
+        }
+        let frame: Frame = OutEnvelope {
+            kind,
+            id: Some(&id),
+            to,
+            from: Some(&j.member),
+            msg: Some(msg),
+        }
+        .to_text()
+        .into();
+        let now = Instant::now();
+        let sent_at = crate::now_ms();
+        let mut refusals = Vec::new();
+        for dev in targets {
+            let key = (dev.clone(), id.clone());
+            if room.pending.contains_key(&key) {
+                refusals.push(Refusal::new(
+                    ErrorCode::BadFrame,
+                    format!("request {id} is already awaiting a reply from {dev}; use a new id"),
+                ));
+                continue;
+            }
+            match room.deliver(&dev, frame.clone()) {
+                Delivered::Queued | Delivered::Buffered => {
+                    room.pending.insert(
+                        key,
+                        Pending {
+                            pc: j.member.clone(),
+                            kind,
+                            target: target.clone(),
+                            request: msg.get().to_owned(),
+                            sent_at,
+                            deadline: now + timeout,
+                        },
+                    );
+                }
+                Delivered::Full => refusals.push(Refusal::new(
+                    ErrorCode::SlowConsumer,
+                    format!("device {dev} is not reading its messages and was disconnected"),
+                )),
+                Delivered::BufferFull => refusals.push(Refusal::new(
+                    ErrorCode::BufferFull,
+                    format!("device {dev} is reconnecting and its buffer is full"),
+                )),
+                Delivered::Gone => refusals.push(Refusal::new(
+                    ErrorCode::NoTarget,
+                    format!("device {dev} left"),
+                )),
+            }
+        }
+        (id, refusals)
+    }
+
+    /// A device's `postCb` or `callCb`: stored in history (committed first), then forwarded
+    /// to the PC that asked, and only to it.
+    pub async fn reply(
+        &self,
+        j: &Joined,
+        kind: Kind,
+        id: Option<&str>,
+        msg: &RawValue,
+    ) -> Result<(), Refusal> {
+        let Some(id) = id else {
+            return Err(Refusal::new(
+                ErrorCode::BadFrame,
+                format!("{kind} needs the id of the request it answers"),
+            ));
+        };
+        let (pending, record) = {
+            let mut room = lock(&j.room);
+            let key = (j.member.clone(), id.to_owned());
+            let Some(p) = room.pending.remove(&key) else {
+                self.metrics.dropped(DropReason::NoTarget);
+                return Err(Refusal::new(
+                    ErrorCode::NoTarget,
+                    format!("no request {id} is awaiting a reply from you (it may have timed out)"),
+                ));
+            };
+            if p.kind.reply_kind() != Some(kind) {
+                let expected = p.kind.reply_kind().map_or("", Kind::as_str);
+                let msg = format!("request {id} was a {}; answer it with {expected}", p.kind);
+                room.pending.insert(key, p);
+                return Err(Refusal::new(ErrorCode::BadFrame, msg));
+            }
+            let device_name = room
+                .index_of(&j.member)
+                .and_then(|i| room.members[i].name.clone());
+            let record = Record {
+                room: room.name.to_string(),
+                tag: room.tag.to_string(),
+                kind: p.kind,
+                req_id: id.to_owned(),
+                pc: p.pc.to_string(),
+                device: j.member.to_string(),
+                device_name,
+                target: p.target.clone(),
+                request: p.request.clone(),
+                reply: msg.get().to_owned(),
+                sent_at: p.sent_at,
+                replied_at: crate::now_ms(),
+            };
+            (p, record)
+        };
+        match self.store.record(record).await {
+            Ok(()) => {
+                self.metrics.history_writes.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                // Losing the reply would be worse than losing its history row.
+                self.metrics.history_failures.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "history write failed; reply forwarded anyway");
+            }
+        }
+        let frame: Frame = OutEnvelope {
+            kind,
+            id: Some(id),
+            to: Some(&pending.pc),
+            from: Some(&j.member),
+            msg: Some(msg),
+        }
+        .to_text()
+        .into();
+        let mut room = lock(&j.room);
+        match room.deliver(&pending.pc, frame) {
+            Delivered::Queued | Delivered::Buffered => Ok(()),
+            Delivered::Full => Err(Refusal::new(
+                ErrorCode::SlowConsumer,
+                "the PC that asked is not reading",
+            )),
+            Delivered::BufferFull => Err(Refusal::new(
+                ErrorCode::BufferFull,
+                "the PC that asked is reconnecting and its buffer is full",
+            )),
+            Delivered::Gone => {
+                self.metrics.dropped(DropReason::NoTarget);
+                Err(Refusal::new(
+                    ErrorCode::NoTarget,
+                    "the PC that asked has left (the reply is in history)",
+                ))
+            }
+        }
+    }
+
+    /// Periodic upkeep: away members whose grace ended are removed, requests past their
+    /// deadline are forgotten, empty rooms are dropped.
+    pub fn sweep(&self, now: Instant) {
+        let rooms: Vec<(Arc<str>, Arc<Mutex<Room>>)> = lock(&self.rooms)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, r) in rooms {
+            let mut room = lock(&r);
+            let mut changed = false;
+            while let Some(i) = room
+                .members
+                .iter()
+                .position(|m| matches!(m.link, Link::Away { until, .. } if until <= now))
+            {
+                room.remove(i, "did not come back");
+                changed = true;
+            }
+            if changed {
+                room.broadcast_devices();
+            }
+            room.pending.retain(|_, p| p.deadline > now);
+            let empty = room.members.is_empty();
+            drop(room);
+            if empty {
+                self.drop_if_empty(&name);
+            }
+        }
+    }
+
+    /// How often [`Hub::sweep`] should run: fine enough that grace windows end on time.
+    pub fn sweep_every(&self) -> Duration {
+        (self.limits.grace / 20).clamp(Duration::from_millis(20), Duration::from_millis(500))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}

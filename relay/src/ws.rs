@@ -1,0 +1,397 @@
+//! One task per room WebSocket: it `select!`s over reading the socket, writing its bounded
+//! outbound queue, the heartbeat, the dead-peer deadline, a kick, and shutdown.
+
+use crate::ratelimit::{TokenBucket, Verdict};
+use crate::room::{Hub, Inbox, JoinRequest, Joined, Leave, Outbox, Refusal};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tether_protocol::envelope::error_frame;
+use tether_protocol::msg::{Call, Hello, Post};
+use tether_protocol::{Envelope, ErrorCode, Kind, Role, limits};
+use tokio::time::{Instant, MissedTickBehavior, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// The `/ws` query: `room`, `role`, `secret`, optional `name` and `resume`.
+#[derive(Debug, Default, Deserialize)]
+pub struct JoinQuery {
+    room: Option<String>,
+    role: Option<String>,
+    secret: Option<String>,
+    name: Option<String>,
+    resume: Option<String>,
+}
+
+impl JoinQuery {
+    fn into_request(self) -> Result<JoinRequest, Refusal> {
+        let room = self
+            .room
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| Refusal::new(ErrorCode::BadFrame, "missing ?room="))?;
+        let role = match self.role.as_deref() {
+            Some(r) => Role::parse(r).ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::BadFrame,
+                    format!("role must be pc or device, not {r:?}"),
+                )
+            })?,
+            None => return Err(Refusal::new(ErrorCode::BadFrame, "missing ?role=pc|device")),
+        };
+        let secret = self
+            .secret
+            .ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "missing ?secret="))?;
+        Ok(JoinRequest {
+            room,
+            role,
+            secret,
+            name: self.name,
+            resume: self.resume.filter(|r| !r.is_empty()),
+        })
+    }
+}
+
+/// How a connection's loop ended.
+enum End {
+    /// The client sent a close frame.
+    Clean,
+    /// The socket errored or reached EOF without a close frame.
+    Lost,
+    /// Nothing heard for two heartbeats.
+    Dead,
+    /// The relay ended it (slow consumer, flood, oversize, replaced).
+    Kicked(Refusal),
+    /// The relay is shutting down.
+    Shutdown,
+}
+
+/// Counts an open connection for `/metrics` and `/healthz` for as long as it lives.
+struct Counted(Arc<Hub>);
+
+impl Counted {
+    fn new(hub: Arc<Hub>) -> Counted {
+        hub.metrics.connections.fetch_add(1, Relaxed);
+        hub.metrics.connections_total.fetch_add(1, Relaxed);
+        Counted(hub)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.metrics.connections.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Serves one room WebSocket until it ends.
+pub async fn serve(
+    mut socket: WebSocket,
+    hub: Arc<Hub>,
+    query: JoinQuery,
+    shutdown: CancellationToken,
+) {
+    let _counted = Counted::new(hub.clone());
+    let (outbox, inbox) = hub.outbox();
+    let joined = match query
+        .into_request()
+        .and_then(|req| hub.join(req, outbox.clone()))
+    {
+        Ok(j) => j,
+        Err(r) => {
+            debug!(code = %r.code, message = %r.message, "join refused");
+            hub.metrics.error(r.code);
+            goodbye(&mut socket, &r).await;
+            return;
+        }
+    };
+    if let Some(tag) = &joined.new_room_tag {
+        if let Err(e) = hub.store.register_room(&joined.room_name, tag).await {
+            warn!(error = %e, "could not record the new room in the history store");
+            let r = Refusal::new(ErrorCode::Internal, "the history store is unavailable");
+            hub.metrics.error(r.code);
+            hub.leave(&joined, joined.conn, Leave::Kicked);
+            goodbye(&mut socket, &r).await;
+            return;
+        }
+    }
+    let span = info_span!("member", room = %joined.room_name, member = %joined.member, role = %joined.role);
+    let conn = Connection {
+        hub: hub.clone(),
+        joined,
+        outbox,
+    };
+    async move {
+        info!(resumed = conn.joined.resumed, "joined");
+        let (end, socket) = conn.run(socket, inbox, shutdown).await;
+        conn.finish(end, socket).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Sends a last `error` and a close frame carrying its code, without waiting long for a
+/// peer that may not be reading.
+async fn goodbye(socket: &mut WebSocket, r: &Refusal) {
+    let close = CloseFrame {
+        code: r.code.close_code().0,
+        reason: r.code.as_str().into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        socket
+            .send(Message::Text(error_frame(None, r.code, &r.message).into()))
+            .await?;
+        socket.send(Message::Close(Some(close))).await
+    })
+    .await;
+}
+
+struct Connection {
+    hub: Arc<Hub>,
+    joined: Joined,
+    outbox: Outbox,
+}
+
+impl Connection {
+    async fn run(
+        &self,
+        socket: WebSocket,
+        mut inbox: Inbox,
+        shutdown: CancellationToken,
+    ) -> (End, WebSocket) {
+        let limits = self.hub.limits().clone();
+        let (mut sink, mut stream) = socket.split();
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + limits.heartbeat, limits.heartbeat);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let silence = limits.heartbeat * limits::MISSED_HEARTBEATS as u32;
+        let deadline = sleep_until(Instant::now() + silence);
+        tokio::pin!(deadline);
+        let mut bucket = TokenBucket::new(limits.rate, limits.burst, std::time::Instant::now());
+        let kick = self.outbox.kick.clone();
+
+        let end = loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break End::Shutdown,
+                () = kick.fired() => break End::Kicked(kick.reason()),
+                () = &mut deadline => break End::Dead,
+                frame = inbox.recv() => {
+                    let Some(frame) = frame else { break End::Lost };
+                    // Write what is queued in one go, flushing once.
+                    let write = async {
+                        sink.feed(Message::Text(frame)).await?;
+                        let mut n = 1;
+                        while n < 64 {
+                            let Some(f) = inbox.try_recv() else { break };
+                            sink.feed(Message::Text(f)).await?;
+                            n += 1;
+                        }
+                        sink.flush().await
+                    };
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break End::Shutdown,
+                        () = kick.fired() => break End::Kicked(kick.reason()),
+                        () = &mut deadline => break End::Dead,
+                        r = write => if r.is_err() { break End::Lost },
+                    }
+                }
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break End::Lost;
+                    }
+                }
+                msg = stream.next() => {
+                    let msg = match msg {
+                        None => break End::Lost,
+                        Some(Err(e)) => {
+                            let text = e.to_string();
+                            // tungstenite refuses a frame beyond its size limit before reading
+                            // it; the stream cannot be resynchronised past it.
+                            if text.contains("too long") || text.contains("Space limit") {
+                                break End::Kicked(Refusal::new(
+                                    ErrorCode::TooLarge,
+                                    format!("frame far beyond the {}-byte limit; closing", limits.max_frame),
+                                ));
+                            }
+                            debug!(error = %text, "socket error");
+                            break End::Lost;
+                        }
+                        Some(Ok(m)) => m,
+                    };
+                    deadline.as_mut().reset(Instant::now() + silence);
+                    match msg {
+                        Message::Text(text) => match bucket.take(std::time::Instant::now()) {
+                            Verdict::Allow => self.on_text(text.as_str()).await,
+                            Verdict::Limit => {
+                                self.hub.metrics.dropped(crate::metrics::Dropped::RateLimited);
+                                self.refuse(None, ErrorCode::RateLimited, "too many frames; slow down");
+                            }
+                            Verdict::Flood => break End::Kicked(Refusal::new(
+                                ErrorCode::RateLimited,
+                                "kept flooding after being told to slow down; closing",
+                            )),
+                        },
+                        Message::Binary(_) => self.refuse(None, ErrorCode::BadFrame, "frames are JSON text, not binary"),
+                        Message::Ping(_) | Message::Pong(_) => {}
+                        Message::Close(_) => break End::Clean,
+                    }
+                }
+            }
+        };
+        let socket = sink.reunite(stream).expect("halves of one socket");
+        (end, socket)
+    }
+
+    async fn finish(&self, end: End, mut socket: WebSocket) {
+        let how = match &end {
+            End::Clean => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+                Leave::Clean
+            }
+            End::Lost | End::Dead => Leave::Lost,
+            End::Shutdown => {
+                goodbye(
+                    &mut socket,
+                    &Refusal::new(
+                        ErrorCode::ShuttingDown,
+                        "the relay is restarting; reconnect",
+                    ),
+                )
+                .await;
+                Leave::Lost
+            }
+            End::Kicked(r) => {
+                self.hub.metrics.error(r.code);
+                if r.code != ErrorCode::Replaced {
+                    info!(code = %r.code, "closing: {}", r.message);
+                }
+                goodbye(&mut socket, r).await;
+                if r.code == ErrorCode::Replaced {
+                    Leave::Lost
+                } else {
+                    Leave::Kicked
+                }
+            }
+        };
+        if matches!(end, End::Dead) {
+            info!("no answer for two heartbeats; marked away");
+        }
+        self.hub.leave(&self.joined, self.joined.conn, how);
+    }
+
+    /// Queues an `error` frame to this connection.
+    fn refuse(&self, id: Option<&str>, code: ErrorCode, message: &str) {
+        self.hub.metrics.error(code);
+        let frame = error_frame(id, code, message);
+        let mut room = self.joined.room.lock().unwrap_or_else(|p| p.into_inner());
+        room.deliver(&self.joined.member, frame.into());
+    }
+
+    async fn on_text(&self, text: &str) {
+        let max = self.hub.limits().max_frame;
+        if text.len() > max {
+            let msg = format!("frame of {} bytes is over the {max}-byte limit", text.len());
+            return self.refuse(None, ErrorCode::TooLarge, &msg);
+        }
+        let env = match Envelope::parse(text) {
+            Ok(env) => env,
+            Err(e) => {
+                return self.refuse(
+                    None,
+                    ErrorCode::BadFrame,
+                    &format!("not a JSON envelope: {e}"),
+                );
+            }
+        };
+        let id = env.id.as_deref();
+        if id.is_some_and(|id| id.len() > limits::MAX_ID_LEN || id.is_empty()) {
+            return self.refuse(None, ErrorCode::BadFrame, "id must be 1 to 128 bytes");
+        }
+        let Some(kind) = Kind::parse(&env.kind) else {
+            self.hub.metrics.frames_in_unknown.fetch_add(1, Relaxed);
+            return self.refuse(
+                id,
+                ErrorCode::UnknownType,
+                &format!("unknown type {:?}", env.kind),
+            );
+        };
+        self.hub.metrics.frame_in(kind);
+        let role = self.joined.role;
+        match kind {
+            Kind::Welcome | Kind::Devices | Kind::Error => {
+                self.refuse(
+                    id,
+                    ErrorCode::BadFrame,
+                    &format!("only the relay sends {kind}"),
+                );
+            }
+            Kind::Hello => {
+                let hello = match env.msg.map(|m| serde_json::from_str::<Hello>(m.get())) {
+                    None => Hello::default(),
+                    Some(Ok(h)) => h,
+                    Some(Err(e)) => {
+                        return self.refuse(id, ErrorCode::BadFrame, &format!("bad hello: {e}"));
+                    }
+                };
+                self.hub.hello(&self.joined, hello);
+            }
+            Kind::Post | Kind::Call => {
+                if role != Role::Pc {
+                    return self.refuse(
+                        id,
+                        ErrorCode::BadFrame,
+                        &format!("only a pc sends {kind}"),
+                    );
+                }
+                let Some(msg) = env.msg else {
+                    let need = if kind == Kind::Post {
+                        "msg.url"
+                    } else {
+                        "msg.method"
+                    };
+                    return self.refuse(id, ErrorCode::BadFrame, &format!("{kind} needs {need}"));
+                };
+                let parsed = if kind == Kind::Post {
+                    serde_json::from_str::<Post>(msg.get()).map(|p| (p.url, p.timeout_ms))
+                } else {
+                    serde_json::from_str::<Call>(msg.get()).map(|c| (c.method, c.timeout_ms))
+                };
+                let (target, timeout_ms) = match parsed {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return self.refuse(id, ErrorCode::BadFrame, &format!("bad {kind}: {e}"));
+                    }
+                };
+                let timeout = Duration::from_millis(
+                    timeout_ms
+                        .unwrap_or(limits::DEFAULT_REQUEST_TIMEOUT_MS)
+                        .min(limits::MAX_REQUEST_TIMEOUT_MS),
+                );
+                let to = env.to.as_deref();
+                let (id, refusals) =
+                    self.hub
+                        .request(&self.joined, kind, id, to, msg, target, timeout);
+                for r in refusals {
+                    self.refuse(Some(&id), r.code, &r.message);
+                }
+            }
+            Kind::PostCb | Kind::CallCb => {
+                if role != Role::Device {
+                    return self.refuse(
+                        id,
+                        ErrorCode::BadFrame,
+                        &format!("only a device sends {kind}"),
+                    );
+                }
+                let null = serde_json::value::RawValue::NULL;
+                let msg = env.msg.unwrap_or(null);
+                if let Err(r) = self.hub.reply(&self.joined, kind, id, msg).await {
+                    self.refuse(id, r.code, &r.message);
+                }
+            }
+        }
+    }
+}
