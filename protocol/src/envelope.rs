@@ -60,13 +60,7 @@ pub struct OutEnvelope<'a, M: Serialize> {
 impl<'a, M: Serialize> OutEnvelope<'a, M> {
     /// A frame with just a kind and a body.
     pub fn new(kind: Kind, msg: M) -> Self {
-        OutEnvelope {
-            kind,
-            id: None,
-            to: None,
-            from: None,
-            msg: Some(msg),
-        }
+        OutEnvelope { kind, id: None, to: None, from: None, msg: Some(msg) }
     }
 
     /// Sets the id.
@@ -84,15 +78,7 @@ impl<'a, M: Serialize> OutEnvelope<'a, M> {
 
 /// The text of an `error` frame.
 pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> String {
-    OutEnvelope::new(
-        Kind::Error,
-        ErrorMsg {
-            code,
-            message: message.into(),
-        },
-    )
-    .with_id(id)
-    .to_text()
+    OutEnvelope::new(Kind::Error, ErrorMsg { code, message: message.into() }).with_id(id).to_text()
 }
 
 #[cfg(test)]
@@ -101,7 +87,8 @@ mod tests {
 
     #[test]
     fn parses_a_full_envelope_and_keeps_msg_raw() {
-        let text = r#"{"type":"post","id":"7","to":"m-1","from":"forged","msg":{"url":"https://x/y","n":1.50}}"#;
+        let text =
+            r#"{"type":"post","id":"7","to":"m-1","from":"forged","msg":{"url":"https://x/y","n":1.50}}"#;
         let env = Envelope::parse(text).unwrap();
         assert_eq!(env.kind, "post");
         assert_eq!(env.id.as_deref(), Some("7"));
@@ -120,15 +107,7 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_envelope() {
-        for bad in [
-            "",
-            "null",
-            "[]",
-            "{}",
-            r#"{"type":5}"#,
-            r#"{"type":"post""#,
-            "{\"type\":\"post\"} x",
-        ] {
+        for bad in ["", "null", "[]", "{}", r#"{"type":5}"#, r#"{"type":"post""#, "{\"type\":\"post\"} x"] {
             assert!(Envelope::parse(bad).is_err(), "{bad:?} should not parse");
         }
     }

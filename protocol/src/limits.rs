@@ -26,9 +26,7 @@ pub const MAX_ID_LEN: usize = 128;
 
 /// Whether a room name is acceptable: 1..=128 bytes, no control characters, no `/`.
 pub fn valid_room(room: &str) -> bool {
-    !room.is_empty()
-        && room.len() <= MAX_ROOM_LEN
-        && !room.chars().any(|c| c.is_control() || c == '/')
+    !room.is_empty() && room.len() <= MAX_ROOM_LEN && !room.chars().any(|c| c.is_control() || c == '/')
 }
 
 #[cfg(test)]

@@ -19,12 +19,7 @@ pub struct Config {
     pub www: Option<PathBuf>,
 
     /// History store: `sqlite://PATH` (created on first run) or `sqlite::memory:`.
-    #[arg(
-        long,
-        env = "TETHER_DB",
-        default_value = "sqlite://tether.db",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "TETHER_DB", default_value = "sqlite://tether.db", hide_env_values = true)]
     pub db: String,
 
     /// Server ping interval, ms; a member that answers nothing for two intervals is marked away.

@@ -104,11 +104,7 @@ pub struct Item {
 
 enum Op {
     Record(Box<Record>, oneshot::Sender<Result<(), String>>),
-    Room {
-        room: String,
-        tag: String,
-        done: oneshot::Sender<Result<(), String>>,
-    },
+    Room { room: String, tag: String, done: oneshot::Sender<Result<(), String>> },
 }
 
 /// A handle on the store; cheap to clone.
@@ -179,14 +175,9 @@ impl Store {
     pub fn open(url: &str) -> Result<(Store, [u8; 32]), StoreError> {
         let path = parse_url(url)?;
         let memory_name = format!("tether-{:016x}", rand::random::<u64>());
-        if let Some(dir) = path
-            .as_ref()
-            .and_then(|p| p.parent())
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-            })?;
+        if let Some(dir) = path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         }
         let write = open(&path, &memory_name)?;
         write.execute_batch(SCHEMA)?;
@@ -196,25 +187,14 @@ impl Store {
         std::thread::Builder::new()
             .name("tether-history".into())
             .spawn(move || writer(write, rx))
-            .map_err(|e| {
-                StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-            })?;
-        Ok((
-            Store {
-                writer: tx,
-                reader: Arc::new(Mutex::new(read)),
-            },
-            key,
-        ))
+            .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        Ok((Store { writer: tx, reader: Arc::new(Mutex::new(read)) }, key))
     }
 
     /// Stores a pair; returns once it is committed.
     pub async fn record(&self, rec: Record) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.writer
-            .send(Op::Record(Box::new(rec), done))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.writer.send(Op::Record(Box::new(rec), done)).await.map_err(|_| StoreError::Closed)?;
         wait.await
             .map_err(|_| StoreError::Closed)?
             .map_err(|e| StoreError::Sqlite(rusqlite::Error::InvalidParameterName(e)))
@@ -224,11 +204,7 @@ impl Store {
     /// history can be read with that secret later, even after the room emptied.
     pub async fn register_room(&self, room: &str, tag: &str) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        let op = Op::Room {
-            room: room.to_owned(),
-            tag: tag.to_owned(),
-            done,
-        };
+        let op = Op::Room { room: room.to_owned(), tag: tag.to_owned(), done };
         self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
         wait.await
             .map_err(|_| StoreError::Closed)?
@@ -239,13 +215,9 @@ impl Store {
     pub async fn knows_room(&self, room: &str, tag: &str) -> Result<bool, StoreError> {
         let (room, tag) = (room.to_owned(), tag.to_owned());
         self.read(move |c| {
-            c.query_row(
-                "SELECT 1 FROM rooms WHERE room = ?1 AND tag = ?2",
-                params![room, tag],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|r| r.is_some())
+            c.query_row("SELECT 1 FROM rooms WHERE room = ?1 AND tag = ?2", params![room, tag], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
         })
         .await
     }
@@ -269,11 +241,7 @@ impl Store {
             let rows = stmt.query_map(params![room, tag, before, limit], |r| {
                 let kind: String = r.get(1)?;
                 let target: String = r.get(6)?;
-                let (url, method) = if kind == "post" {
-                    (Some(target), None)
-                } else {
-                    (None, Some(target))
-                };
+                let (url, method) = if kind == "post" { (Some(target), None) } else { (None, Some(target)) };
                 let sent_at: i64 = r.get(12)?;
                 let replied_at: i64 = r.get(13)?;
                 Ok(Item {
@@ -319,19 +287,16 @@ impl Store {
 fn raw(text: String) -> Box<RawValue> {
     match RawValue::from_string(text) {
         Ok(v) => v,
-        Err(e) => RawValue::from_string(
-            serde_json::to_string(&format!("<unreadable: {e}>")).unwrap_or_default(),
-        )
-        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON")),
+        Err(e) => {
+            RawValue::from_string(serde_json::to_string(&format!("<unreadable: {e}>")).unwrap_or_default())
+                .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
+        }
     }
 }
 
 fn resume_key(conn: &Connection) -> Result<[u8; 32], rusqlite::Error> {
-    let existing: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'resume_key'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let existing: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'resume_key'", [], |r| r.get(0)).optional()?;
     if let Some(k) = existing.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()) {
         return Ok(k);
     }
@@ -375,9 +340,8 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
                                   result, cookie, app_info, error, sent_at, replied_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
-        let mut room = tx.prepare_cached(
-            "INSERT OR IGNORE INTO rooms (room, tag, created_at) VALUES (?1, ?2, ?3)",
-        )?;
+        let mut room =
+            tx.prepare_cached("INSERT OR IGNORE INTO rooms (room, tag, created_at) VALUES (?1, ?2, ?3)")?;
         for op in batch {
             match op {
                 Op::Record(r, _) => {
@@ -400,9 +364,7 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
                         r.replied_at as i64,
                     ])?;
                 }
-                Op::Room {
-                    room: name, tag, ..
-                } => {
+                Op::Room { room: name, tag, .. } => {
                     room.execute(params![name, tag, crate::now_ms() as i64])?;
                 }
             }
@@ -435,20 +397,13 @@ impl ReplyParts {
         }
         match serde_json::from_str::<Body<'_>>(reply) {
             Ok(b) => ReplyParts {
-                result: b
-                    .result
-                    .map_or_else(|| "null".into(), |v| v.get().to_owned()),
+                result: b.result.map_or_else(|| "null".into(), |v| v.get().to_owned()),
                 cookie: b.cookie,
                 app_info: b.app_info.map(|v| v.get().to_owned()),
                 error: b.error.map(|v| v.get().to_owned()),
             },
             // A reply whose body is not an object is kept whole as the result.
-            Err(_) => ReplyParts {
-                result: reply.to_owned(),
-                cookie: None,
-                app_info: None,
-                error: None,
-            },
+            Err(_) => ReplyParts { result: reply.to_owned(), cookie: None, app_info: None, error: None },
         }
     }
 }
@@ -489,10 +444,7 @@ mod tests {
         let ids: Vec<_> = first.iter().map(|i| i.req_id.as_str()).collect();
         assert_eq!(ids, ["r6", "r5", "r4"]);
         let next = store.page("a", "t1", 3, Some(first[2].id)).await.unwrap();
-        assert_eq!(
-            next.iter().map(|i| i.req_id.as_str()).collect::<Vec<_>>(),
-            ["r3", "r2", "r1"]
-        );
+        assert_eq!(next.iter().map(|i| i.req_id.as_str()).collect::<Vec<_>>(), ["r3", "r2", "r1"]);
         let last = store.page("a", "t1", 3, Some(next[2].id)).await.unwrap();
         assert_eq!(last.len(), 1);
 

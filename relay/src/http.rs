@@ -56,32 +56,20 @@ pub struct AppError {
 
 impl AppError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        AppError {
-            status,
-            code,
-            message: message.into(),
-        }
+        AppError { status, code, message: message.into() }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
+        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
     }
 }
 
 impl From<crate::history::StoreError> for AppError {
     fn from(e: crate::history::StoreError) -> Self {
         tracing::error!(error = %e, "history read failed");
-        AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "internal",
-            "the history store is unavailable",
-        )
+        AppError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", "the history store is unavailable")
     }
 }
 
@@ -93,15 +81,8 @@ async fn ws_upgrade(
     let max = s.hub.limits().max_frame;
     // Frames up to OVERSIZE_TOLERANCE × --max-frame are read and answered `too_large`
     // (the socket stays open); beyond that tungstenite stops reading and the socket closes.
-    let hard = max
-        .saturating_mul(limits::OVERSIZE_TOLERANCE)
-        .max(64 * 1024);
-    let AppState {
-        hub,
-        shutdown,
-        tasks,
-        ..
-    } = s;
+    let hard = max.saturating_mul(limits::OVERSIZE_TOLERANCE).max(64 * 1024);
+    let AppState { hub, shutdown, tasks, .. } = s;
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)
@@ -118,13 +99,7 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.hub.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.hub.metrics.render())
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,26 +133,14 @@ async fn history(
     };
     let limit = match q.limit.as_deref() {
         None => DEFAULT_PAGE,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                AppError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("limit must be 1 to {MAX_PAGE}"),
-                )
-            })?,
+        Some(l) => l.parse::<u32>().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| {
+            AppError::new(StatusCode::BAD_REQUEST, "bad_request", format!("limit must be 1 to {MAX_PAGE}"))
+        })?,
     };
     let before = match q.before.as_deref() {
         None | Some("") => None,
         Some(b) => Some(b.parse::<i64>().map_err(|_| {
-            AppError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "before must be the id of a history row",
-            )
+            AppError::new(StatusCode::BAD_REQUEST, "bad_request", "before must be the id of a history row")
         })?),
     };
     let digest = secret_digest(&room, &secret);
@@ -189,18 +152,10 @@ async fn history(
         _ => s.hub.store.knows_room(&room, &tag).await?,
     };
     if !allowed {
-        return Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong secret for this room",
-        ));
+        return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong secret for this room"));
     }
     let items = s.hub.store.page(&room, &tag, limit, before).await?;
-    let next = if items.len() as u32 == limit {
-        items.last().map(|i| i.id)
-    } else {
-        None
-    };
+    let next = if items.len() as u32 == limit { items.last().map(|i| i.id) } else { None };
     let mut resp = Json(items).into_response();
     if let Some(next) = next {
         if let Ok(v) = next.to_string().parse() {

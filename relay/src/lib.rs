@@ -67,12 +67,7 @@ pub async fn run(
 ) -> Result<(), RelayError> {
     let (store, resume_key) = history::Store::open(&config.db)?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let hub = Arc::new(room::Hub::new(
-        room::Limits::from_config(&config),
-        store,
-        resume_key,
-        metrics,
-    ));
+    let hub = Arc::new(room::Hub::new(room::Limits::from_config(&config), store, resume_key, metrics));
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -89,12 +84,7 @@ pub async fn run(
         })
     };
 
-    let state = http::AppState {
-        hub,
-        shutdown: stop.clone(),
-        tasks: tasks.clone(),
-        www: config.www_dir(),
-    };
+    let state = http::AppState { hub, shutdown: stop.clone(), tasks: tasks.clone(), www: config.www_dir() };
     let signal = {
         let stop = stop.clone();
         async move {
@@ -105,15 +95,10 @@ pub async fn run(
             stop.cancel();
         }
     };
-    let served = axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(signal)
-        .await;
+    let served = axum::serve(listener, http::app(state)).with_graceful_shutdown(signal).await;
     stop.cancel();
     tasks.close();
-    if tokio::time::timeout(GOODBYE_WAIT, tasks.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(GOODBYE_WAIT, tasks.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
     }
     let _ = sweeper.await;

@@ -21,12 +21,8 @@ pub enum Dropped {
 }
 
 impl Dropped {
-    const ALL: [Dropped; 4] = [
-        Dropped::SlowConsumer,
-        Dropped::BufferFull,
-        Dropped::RateLimited,
-        Dropped::NoTarget,
-    ];
+    const ALL: [Dropped; 4] =
+        [Dropped::SlowConsumer, Dropped::BufferFull, Dropped::RateLimited, Dropped::NoTarget];
     fn as_str(self) -> &'static str {
         match self {
             Dropped::SlowConsumer => "slow_consumer",
@@ -90,42 +86,19 @@ impl Metrics {
         let mut gauge = |name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        gauge(
-            "tether_connections",
-            "Open room WebSockets.",
-            self.connections.load(Relaxed),
-        );
-        gauge(
-            "tether_rooms",
-            "Rooms with at least one member.",
-            self.rooms.load(Relaxed),
-        );
-        gauge(
-            "tether_members_away",
-            "Members waiting to resume.",
-            self.away.load(Relaxed),
-        );
+        gauge("tether_connections", "Open room WebSockets.", self.connections.load(Relaxed));
+        gauge("tether_rooms", "Rooms with at least one member.", self.rooms.load(Relaxed));
+        gauge("tether_members_away", "Members waiting to resume.", self.away.load(Relaxed));
         let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
         counter(
             "tether_connections_total",
             "Room WebSockets accepted.",
             self.connections_total.load(Relaxed),
         );
-        counter(
-            "tether_resumes_total",
-            "Joins that resumed a member.",
-            self.resumes.load(Relaxed),
-        );
-        counter(
-            "tether_frames_out_total",
-            "Frames queued toward members.",
-            self.frames_out.load(Relaxed),
-        );
+        counter("tether_resumes_total", "Joins that resumed a member.", self.resumes.load(Relaxed));
+        counter("tether_frames_out_total", "Frames queued toward members.", self.frames_out.load(Relaxed));
         counter(
             "tether_history_writes_total",
             "History records committed.",
@@ -136,10 +109,7 @@ impl Metrics {
             "History records that failed to commit.",
             self.history_failures.load(Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP tether_frames_in_total Frames received, by type."
-        );
+        let _ = writeln!(out, "# HELP tether_frames_in_total Frames received, by type.");
         let _ = writeln!(out, "# TYPE tether_frames_in_total counter");
         for k in Kind::ALL {
             let _ = writeln!(
@@ -153,22 +123,13 @@ impl Metrics {
             "tether_frames_in_total{{type=\"unknown\"}} {}",
             self.frames_in_unknown.load(Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP tether_errors_total Error frames sent, by code."
-        );
+        let _ = writeln!(out, "# HELP tether_errors_total Error frames sent, by code.");
         let _ = writeln!(out, "# TYPE tether_errors_total counter");
         for c in ErrorCode::ALL {
-            let _ = writeln!(
-                out,
-                "tether_errors_total{{code=\"{c}\"}} {}",
-                self.errors[c.index()].load(Relaxed)
-            );
+            let _ =
+                writeln!(out, "tether_errors_total{{code=\"{c}\"}} {}", self.errors[c.index()].load(Relaxed));
         }
-        let _ = writeln!(
-            out,
-            "# HELP tether_drops_total Frames not delivered, by reason."
-        );
+        let _ = writeln!(out, "# HELP tether_drops_total Frames not delivered, by reason.");
         let _ = writeln!(out, "# TYPE tether_drops_total counter");
         for (i, d) in Dropped::ALL.iter().enumerate() {
             let _ = writeln!(

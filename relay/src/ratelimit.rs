@@ -55,11 +55,7 @@ impl TokenBucket {
             self.refused_in_window = 0;
         }
         self.refused_in_window += 1;
-        if f64::from(self.refused_in_window) > self.burst {
-            Verdict::Flood
-        } else {
-            Verdict::Limit
-        }
+        if f64::from(self.refused_in_window) > self.burst { Verdict::Flood } else { Verdict::Limit }
     }
 }
 
@@ -86,11 +82,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(100, 1, t0);
         for i in 1..=10_000u64 {
-            assert_eq!(
-                b.take(t0 + Duration::from_millis(10 * i)),
-                Verdict::Allow,
-                "frame {i}"
-            );
+            assert_eq!(b.take(t0 + Duration::from_millis(10 * i)), Verdict::Allow, "frame {i}");
         }
     }
 
@@ -100,10 +92,7 @@ mod tests {
         let mut b = TokenBucket::new(10, 20, t0);
         // A spike: 40 frames at once: 20 pass, 20 are refused, no flood.
         let verdicts: Vec<_> = (0..40).map(|_| b.take(t0)).collect();
-        assert_eq!(
-            verdicts.iter().filter(|v| **v == Verdict::Allow).count(),
-            20
-        );
+        assert_eq!(verdicts.iter().filter(|v| **v == Verdict::Allow).count(), 20);
         assert!(!verdicts.contains(&Verdict::Flood));
         // Keep going without pause: the 21st refusal in the window is a flood.
         assert_eq!(b.take(t0), Verdict::Flood);

@@ -39,10 +39,7 @@ pub struct Refusal {
 impl Refusal {
     /// A refusal with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal {
-            code,
-            message: message.into(),
-        }
+        Refusal { code, message: message.into() }
     }
 }
 
@@ -67,10 +64,7 @@ impl Kick {
 
     /// Why it was fired.
     pub fn reason(&self) -> Refusal {
-        self.reason
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Refusal::new(ErrorCode::Internal, "connection ended"))
+        self.reason.get().cloned().unwrap_or_else(|| Refusal::new(ErrorCode::Internal, "connection ended"))
     }
 }
 
@@ -166,6 +160,8 @@ struct Member {
 
 struct Pending {
     pc: Arc<str>,
+    /// The id the PC gave; devices see `{pc}:{id}`, so two PCs may both use "1".
+    pc_id: String,
     kind: Kind,
     target: String,
     request: String,
@@ -260,10 +256,8 @@ impl Room {
             Link::Live(out) => match out.push(frame.clone()) {
                 Push::Queued => Delivered::Queued,
                 Push::Full => {
-                    out.kick.fire(
-                        ErrorCode::SlowConsumer,
-                        "you did not read fast enough; reconnect to catch up",
-                    );
+                    out.kick
+                        .fire(ErrorCode::SlowConsumer, "you did not read fast enough; reconnect to catch up");
                     Delivered::Full
                 }
                 // The socket's task has ended and will report how; until it does, treat the
@@ -281,8 +275,7 @@ impl Room {
                 }
             },
             Link::Away { buffer, bytes, .. } => {
-                if buffer.len() >= self.limits.resume_buffer
-                    || *bytes + frame.len() > self.limits.queue_bytes
+                if buffer.len() >= self.limits.resume_buffer || *bytes + frame.len() > self.limits.queue_bytes
                 {
                     Delivered::BufferFull
                 } else {
@@ -316,20 +309,14 @@ impl Room {
                 away: matches!(m.link, Link::Away { .. }),
             })
             .collect();
-        OutEnvelope::new(Kind::Devices, Devices { members })
-            .to_text()
-            .into()
+        OutEnvelope::new(Kind::Devices, Devices { members }).to_text().into()
     }
 
     /// Pushes the member list to every live member.
     fn broadcast_devices(&mut self) {
         let frame = self.devices_frame();
-        let live: Vec<Arc<str>> = self
-            .members
-            .iter()
-            .filter(|m| matches!(m.link, Link::Live(_)))
-            .map(|m| m.id.clone())
-            .collect();
+        let live: Vec<Arc<str>> =
+            self.members.iter().filter(|m| matches!(m.link, Link::Live(_))).map(|m| m.id.clone()).collect();
         for id in live {
             self.deliver(&id, frame.clone());
         }
@@ -341,17 +328,12 @@ impl Room {
         if matches!(m.link, Link::Away { .. }) {
             self.metrics.away.fetch_sub(1, Relaxed);
         }
-        let orphaned: Vec<(Arc<str>, String)> = self
-            .pending
-            .keys()
-            .filter(|(dev, _)| *dev == m.id)
-            .cloned()
-            .collect();
+        let orphaned: Vec<(Arc<str>, String)> =
+            self.pending.keys().filter(|(dev, _)| *dev == m.id).cloned().collect();
         for key in orphaned {
             if let Some(p) = self.pending.remove(&key) {
                 let msg = format!("device {} {why} before replying", m.id);
-                let frame =
-                    tether_protocol::envelope::error_frame(Some(&key.1), ErrorCode::NoTarget, &msg);
+                let frame = tether_protocol::envelope::error_frame(Some(&p.pc_id), ErrorCode::NoTarget, &msg);
                 self.metrics.error(ErrorCode::NoTarget);
                 self.deliver(&p.pc, frame.into());
             }
@@ -477,17 +459,11 @@ impl Hub {
         if !limits::valid_room(&req.room) {
             return Err(Refusal::new(
                 ErrorCode::BadFrame,
-                format!(
-                    "room must be 1 to {} bytes with no '/' or control characters",
-                    limits::MAX_ROOM_LEN
-                ),
+                format!("room must be 1 to {} bytes with no '/' or control characters", limits::MAX_ROOM_LEN),
             ));
         }
         if req.secret.is_empty() || req.secret.len() > limits::MAX_SECRET_LEN {
-            return Err(Refusal::new(
-                ErrorCode::Unauthorized,
-                "a room needs a secret (1 to 256 bytes)",
-            ));
+            return Err(Refusal::new(ErrorCode::Unauthorized, "a room needs a secret (1 to 256 bytes)"));
         }
         let digest = secret_digest(&req.room, &req.secret);
         let conn = outbox.conn;
@@ -512,10 +488,7 @@ impl Hub {
         };
         let mut room = lock(&room_arc);
         if !created && !digests_match(&room.digest, &digest) {
-            return Err(Refusal::new(
-                ErrorCode::Unauthorized,
-                "wrong secret for this room",
-            ));
+            return Err(Refusal::new(ErrorCode::Unauthorized, "wrong secret for this room"));
         }
         let result = self.attach(&mut room, &req, outbox);
         let empty = room.members.is_empty();
@@ -558,8 +531,7 @@ impl Hub {
             {
                 // Issued by the relay process before a restart, which is still inside its
                 // grace window: restore the member under its old id.
-                room.members
-                    .push(self.new_member(c.member.as_str().into(), req, &outbox));
+                room.members.push(self.new_member(c.member.as_str().into(), req, &outbox));
                 index = Some(room.members.len() - 1);
             }
         }
@@ -592,10 +564,7 @@ impl Hub {
         let old = std::mem::replace(&mut m.link, Link::Live(outbox.clone()));
         let buffered = match old {
             Link::Live(prev) if prev.conn != conn => {
-                prev.kick.fire(
-                    ErrorCode::Replaced,
-                    "this member resumed on another connection",
-                );
+                prev.kick.fire(ErrorCode::Replaced, "this member resumed on another connection");
                 VecDeque::new()
             }
             Link::Live(_) => VecDeque::new(),
@@ -727,60 +696,37 @@ impl Hub {
             Some(to) => match room.members.iter().find(|m| &*m.id == to) {
                 Some(m) if m.role == Role::Device => vec![m.id.clone()],
                 Some(_) => {
-                    return (
-                        id,
-                        vec![Refusal::new(
-                            ErrorCode::NoTarget,
-                            format!("{to} is not a device"),
-                        )],
-                    );
+                    return (id, vec![Refusal::new(ErrorCode::NoTarget, format!("{to} is not a device"))]);
                 }
                 None => {
                     return (
                         id,
-                        vec![Refusal::new(
-                            ErrorCode::NoTarget,
-                            format!("no device {to} in this room"),
-                        )],
+                        vec![Refusal::new(ErrorCode::NoTarget, format!("no device {to} in this room"))],
                     );
                 }
             },
-            None => room
-                .members
-                .iter()
-                .filter(|m| m.role == Role::Device)
-                .map(|m| m.id.clone())
-                .collect(),
+            None => room.members.iter().filter(|m| m.role == Role::Device).map(|m| m.id.clone()).collect(),
         };
         if targets.is_empty() {
             self.metrics.dropped(DropReason::NoTarget);
-            return (
-                id,
-                vec![Refusal::new(ErrorCode::NoTarget, "no device in this room")],
-            );
+            return (id, vec![Refusal::new(ErrorCode::NoTarget, "no device in this room")]);
         }
         if room.pending.len() + targets.len() > self.limits.max_pending {
             self.metrics.dropped(DropReason::RateLimited);
-            let msg = format!(
-                "{} requests are already awaiting replies in this room",
-                room.pending.len()
-            );
+            let msg = format!("{} requests are already awaiting replies in this room", room.pending.len());
             return (id, vec![Refusal::new(ErrorCode::RateLimited, msg)]);
         }
-        let frame: Frame = OutEnvelope {
-            kind,
-            id: Some(&id),
-            to,
-            from: Some(&j.member),
-            msg: Some(msg),
-        }
-        .to_text()
-        .into();
+        // Devices see an id unique in the room, so requests of two PCs never collide.
+        let wire_id = format!("{}:{id}", j.member);
+        let frame: Frame =
+            OutEnvelope { kind, id: Some(&wire_id), to, from: Some(&j.member), msg: Some(msg) }
+                .to_text()
+                .into();
         let now = Instant::now();
         let sent_at = crate::now_ms();
         let mut refusals = Vec::new();
         for dev in targets {
-            let key = (dev.clone(), id.clone());
+            let key = (dev.clone(), wire_id.clone());
             if room.pending.contains_key(&key) {
                 refusals.push(Refusal::new(
                     ErrorCode::BadFrame,
@@ -794,6 +740,7 @@ impl Hub {
                         key,
                         Pending {
                             pc: j.member.clone(),
+                            pc_id: id.clone(),
                             kind,
                             target: target.clone(),
                             request: msg.get().to_owned(),
@@ -810,10 +757,9 @@ impl Hub {
                     ErrorCode::BufferFull,
                     format!("device {dev} is reconnecting and its buffer is full"),
                 )),
-                Delivered::Gone => refusals.push(Refusal::new(
-                    ErrorCode::NoTarget,
-                    format!("device {dev} left"),
-                )),
+                Delivered::Gone => {
+                    refusals.push(Refusal::new(ErrorCode::NoTarget, format!("device {dev} left")))
+                }
             }
         }
         (id, refusals)
@@ -850,14 +796,12 @@ impl Hub {
                 room.pending.insert(key, p);
                 return Err(Refusal::new(ErrorCode::BadFrame, msg));
             }
-            let device_name = room
-                .index_of(&j.member)
-                .and_then(|i| room.members[i].name.clone());
+            let device_name = room.index_of(&j.member).and_then(|i| room.members[i].name.clone());
             let record = Record {
                 room: room.name.to_string(),
                 tag: room.tag.to_string(),
                 kind: p.kind,
-                req_id: id.to_owned(),
+                req_id: p.pc_id.clone(),
                 pc: p.pc.to_string(),
                 device: j.member.to_string(),
                 device_name,
@@ -881,7 +825,7 @@ impl Hub {
         }
         let frame: Frame = OutEnvelope {
             kind,
-            id: Some(id),
+            id: Some(&pending.pc_id),
             to: Some(&pending.pc),
             from: Some(&j.member),
             msg: Some(msg),
@@ -891,20 +835,14 @@ impl Hub {
         let mut room = lock(&j.room);
         match room.deliver(&pending.pc, frame) {
             Delivered::Queued | Delivered::Buffered => Ok(()),
-            Delivered::Full => Err(Refusal::new(
-                ErrorCode::SlowConsumer,
-                "the PC that asked is not reading",
-            )),
+            Delivered::Full => Err(Refusal::new(ErrorCode::SlowConsumer, "the PC that asked is not reading")),
             Delivered::BufferFull => Err(Refusal::new(
                 ErrorCode::BufferFull,
                 "the PC that asked is reconnecting and its buffer is full",
             )),
             Delivered::Gone => {
                 self.metrics.dropped(DropReason::NoTarget);
-                Err(Refusal::new(
-                    ErrorCode::NoTarget,
-                    "the PC that asked has left (the reply is in history)",
-                ))
+                Err(Refusal::new(ErrorCode::NoTarget, "the PC that asked has left (the reply is in history)"))
             }
         }
     }
@@ -912,17 +850,13 @@ impl Hub {
     /// Periodic upkeep: away members whose grace ended are removed, requests past their
     /// deadline are forgotten, empty rooms are dropped.
     pub fn sweep(&self, now: Instant) {
-        let rooms: Vec<(Arc<str>, Arc<Mutex<Room>>)> = lock(&self.rooms)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let rooms: Vec<(Arc<str>, Arc<Mutex<Room>>)> =
+            lock(&self.rooms).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (name, r) in rooms {
             let mut room = lock(&r);
             let mut changed = false;
-            while let Some(i) = room
-                .members
-                .iter()
-                .position(|m| matches!(m.link, Link::Away { until, .. } if until <= now))
+            while let Some(i) =
+                room.members.iter().position(|m| matches!(m.link, Link::Away { until, .. } if until <= now))
             {
                 room.remove(i, "did not come back");
                 changed = true;

@@ -74,13 +74,7 @@ impl Tokens {
 
     /// A token for this member: `v1.<payload>.<mac>`, URL-safe.
     pub fn issue(&self, room: &str, member: &str, role: Role) -> String {
-        let payload = format!(
-            "{:x}\n{}\n{}\n{}",
-            self.instance,
-            role.as_str(),
-            member,
-            room
-        );
+        let payload = format!("{:x}\n{}\n{}\n{}", self.instance, role.as_str(), member, room);
         let payload = B64.encode(payload.as_bytes());
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
@@ -105,12 +99,7 @@ impl Tokens {
         let role = Role::parse(parts.next()?)?;
         let member = parts.next()?.to_owned();
         let room = parts.next()?.to_owned();
-        Some(Claims {
-            room,
-            member,
-            role,
-            instance,
-        })
+        Some(Claims { room, member, role, instance })
     }
 }
 
@@ -126,10 +115,7 @@ mod tests {
         assert_eq!(
             c,
             Claims {
-                room: "新闻 room".into(),
-                member: "d-1234".into(),
-                role: Role::Device,
-                instance: 0xabc
+                room: "新闻 room".into(), member: "d-1234".into(), role: Role::Device, instance: 0xabc
             }
         );
 
@@ -151,10 +137,7 @@ mod tests {
         assert!(!digests_match(&a, &secret_digest("r", "t")));
         assert!(!digests_match(&a, &secret_digest("q", "s")));
         // No ambiguity between ("ab","c") and ("a","bc").
-        assert!(!digests_match(
-            &secret_digest("ab", "c"),
-            &secret_digest("a", "bc")
-        ));
+        assert!(!digests_match(&secret_digest("ab", "c"), &secret_digest("a", "bc")));
         assert_eq!(tag(&a).len(), 64);
     }
 }

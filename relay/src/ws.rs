@@ -34,23 +34,12 @@ impl JoinQuery {
             .ok_or_else(|| Refusal::new(ErrorCode::BadFrame, "missing ?room="))?;
         let role = match self.role.as_deref() {
             Some(r) => Role::parse(r).ok_or_else(|| {
-                Refusal::new(
-                    ErrorCode::BadFrame,
-                    format!("role must be pc or device, not {r:?}"),
-                )
+                Refusal::new(ErrorCode::BadFrame, format!("role must be pc or device, not {r:?}"))
             })?,
             None => return Err(Refusal::new(ErrorCode::BadFrame, "missing ?role=pc|device")),
         };
-        let secret = self
-            .secret
-            .ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "missing ?secret="))?;
-        Ok(JoinRequest {
-            room,
-            role,
-            secret,
-            name: self.name,
-            resume: self.resume.filter(|r| !r.is_empty()),
-        })
+        let secret = self.secret.ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "missing ?secret="))?;
+        Ok(JoinRequest { room, role, secret, name: self.name, resume: self.resume.filter(|r| !r.is_empty()) })
     }
 }
 
@@ -86,18 +75,10 @@ impl Drop for Counted {
 }
 
 /// Serves one room WebSocket until it ends.
-pub async fn serve(
-    mut socket: WebSocket,
-    hub: Arc<Hub>,
-    query: JoinQuery,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(mut socket: WebSocket, hub: Arc<Hub>, query: JoinQuery, shutdown: CancellationToken) {
     let _counted = Counted::new(hub.clone());
     let (outbox, inbox) = hub.outbox();
-    let joined = match query
-        .into_request()
-        .and_then(|req| hub.join(req, outbox.clone()))
-    {
+    let joined = match query.into_request().and_then(|req| hub.join(req, outbox.clone())) {
         Ok(j) => j,
         Err(r) => {
             debug!(code = %r.code, message = %r.message, "join refused");
@@ -117,11 +98,7 @@ pub async fn serve(
         }
     }
     let span = info_span!("member", room = %joined.room_name, member = %joined.member, role = %joined.role);
-    let conn = Connection {
-        hub: hub.clone(),
-        joined,
-        outbox,
-    };
+    let conn = Connection { hub: hub.clone(), joined, outbox };
     async move {
         info!(resumed = conn.joined.resumed, "joined");
         let (end, socket) = conn.run(socket, inbox, shutdown).await;
@@ -134,14 +111,9 @@ pub async fn serve(
 /// Sends a last `error` and a close frame carrying its code, without waiting long for a
 /// peer that may not be reading.
 async fn goodbye(socket: &mut WebSocket, r: &Refusal) {
-    let close = CloseFrame {
-        code: r.code.close_code().0,
-        reason: r.code.as_str().into(),
-    };
+    let close = CloseFrame { code: r.code.close_code().0, reason: r.code.as_str().into() };
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        socket
-            .send(Message::Text(error_frame(None, r.code, &r.message).into()))
-            .await?;
+        socket.send(Message::Text(error_frame(None, r.code, &r.message).into())).await?;
         socket.send(Message::Close(Some(close))).await
     })
     .await;
@@ -162,8 +134,7 @@ impl Connection {
     ) -> (End, WebSocket) {
         let limits = self.hub.limits().clone();
         let (mut sink, mut stream) = socket.split();
-        let mut ping =
-            tokio::time::interval_at(Instant::now() + limits.heartbeat, limits.heartbeat);
+        let mut ping = tokio::time::interval_at(Instant::now() + limits.heartbeat, limits.heartbeat);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let silence = limits.heartbeat * limits::MISSED_HEARTBEATS as u32;
         let deadline = sleep_until(Instant::now() + silence);
@@ -255,10 +226,7 @@ impl Connection {
             End::Shutdown => {
                 goodbye(
                     &mut socket,
-                    &Refusal::new(
-                        ErrorCode::ShuttingDown,
-                        "the relay is restarting; reconnect",
-                    ),
+                    &Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect"),
                 )
                 .await;
                 Leave::Lost
@@ -269,11 +237,7 @@ impl Connection {
                     info!(code = %r.code, "closing: {}", r.message);
                 }
                 goodbye(&mut socket, r).await;
-                if r.code == ErrorCode::Replaced {
-                    Leave::Lost
-                } else {
-                    Leave::Kicked
-                }
+                if r.code == ErrorCode::Replaced { Leave::Lost } else { Leave::Kicked }
             }
         };
         if matches!(end, End::Dead) {
@@ -299,11 +263,7 @@ impl Connection {
         let env = match Envelope::parse(text) {
             Ok(env) => env,
             Err(e) => {
-                return self.refuse(
-                    None,
-                    ErrorCode::BadFrame,
-                    &format!("not a JSON envelope: {e}"),
-                );
+                return self.refuse(None, ErrorCode::BadFrame, &format!("not a JSON envelope: {e}"));
             }
         };
         let id = env.id.as_deref();
@@ -312,21 +272,13 @@ impl Connection {
         }
         let Some(kind) = Kind::parse(&env.kind) else {
             self.hub.metrics.frames_in_unknown.fetch_add(1, Relaxed);
-            return self.refuse(
-                id,
-                ErrorCode::UnknownType,
-                &format!("unknown type {:?}", env.kind),
-            );
+            return self.refuse(id, ErrorCode::UnknownType, &format!("unknown type {:?}", env.kind));
         };
         self.hub.metrics.frame_in(kind);
         let role = self.joined.role;
         match kind {
             Kind::Welcome | Kind::Devices | Kind::Error => {
-                self.refuse(
-                    id,
-                    ErrorCode::BadFrame,
-                    &format!("only the relay sends {kind}"),
-                );
+                self.refuse(id, ErrorCode::BadFrame, &format!("only the relay sends {kind}"));
             }
             Kind::Hello => {
                 let hello = match env.msg.map(|m| serde_json::from_str::<Hello>(m.get())) {
@@ -340,18 +292,10 @@ impl Connection {
             }
             Kind::Post | Kind::Call => {
                 if role != Role::Pc {
-                    return self.refuse(
-                        id,
-                        ErrorCode::BadFrame,
-                        &format!("only a pc sends {kind}"),
-                    );
+                    return self.refuse(id, ErrorCode::BadFrame, &format!("only a pc sends {kind}"));
                 }
                 let Some(msg) = env.msg else {
-                    let need = if kind == Kind::Post {
-                        "msg.url"
-                    } else {
-                        "msg.method"
-                    };
+                    let need = if kind == Kind::Post { "msg.url" } else { "msg.method" };
                     return self.refuse(id, ErrorCode::BadFrame, &format!("{kind} needs {need}"));
                 };
                 let parsed = if kind == Kind::Post {
@@ -371,20 +315,14 @@ impl Connection {
                         .min(limits::MAX_REQUEST_TIMEOUT_MS),
                 );
                 let to = env.to.as_deref();
-                let (id, refusals) =
-                    self.hub
-                        .request(&self.joined, kind, id, to, msg, target, timeout);
+                let (id, refusals) = self.hub.request(&self.joined, kind, id, to, msg, target, timeout);
                 for r in refusals {
                     self.refuse(Some(&id), r.code, &r.message);
                 }
             }
             Kind::PostCb | Kind::CallCb => {
                 if role != Role::Device {
-                    return self.refuse(
-                        id,
-                        ErrorCode::BadFrame,
-                        &format!("only a device sends {kind}"),
-                    );
+                    return self.refuse(id, ErrorCode::BadFrame, &format!("only a device sends {kind}"));
                 }
                 let null = serde_json::value::RawValue::NULL;
                 let msg = env.msg.unwrap_or(null);

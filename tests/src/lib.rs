@@ -1,1 +1,444 @@
-//! placeholder
+//! Helpers for Tether's end-to-end tests: relays on port 0 (in-process or as a real
+//! `tether-relay` process), WebSocket clients that speak the room protocol, and a tiny HTTP
+//! client. Every wait is bounded: a helper that waits too long panics and says what for.
+//!
+//! # Layout
+//! - [`Relay`]: an in-process relay with its own temporary database.
+//! - [`RelayProcess`]: the real binary, for restarts, SIGTERM and `kill -9`.
+//! - [`Client`]: one room member over a real WebSocket.
+//! - [`http_get`]: `GET` returning status, headers and body.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tether_relay::Config;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// An in-process relay on `127.0.0.1:0` with a fresh SQLite file.
+pub struct Relay {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    /// The temporary folder holding its database (kept for the relay's lifetime).
+    pub dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// A relay with default settings.
+    pub async fn start() -> Relay {
+        Relay::with(|_| {}).await
+    }
+
+    /// A relay whose config `tweak` adjusts.
+    pub async fn with(tweak: impl FnOnce(&mut Config)) -> Relay {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::defaults();
+        config.db = format!("sqlite://{}", dir.path().join("tether.db").display());
+        config.www = Some(dir.path().join("www"));
+        tweak(&mut config);
+        Relay::on(config, dir).await
+    }
+
+    async fn on(config: Config, dir: tempfile::TempDir) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        let task = tokio::spawn(async move {
+            tether_relay::run(listener, config, async move { signal.cancelled().await })
+                .await
+                .expect("relay ran");
+        });
+        Relay { addr, stop, task, dir }
+    }
+
+    /// `ws://addr/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Joins as `role` and returns the member (its `welcome` already read).
+    pub async fn join(&self, room: &str, role: &str, secret: &str) -> Client {
+        Client::join(&self.ws_url(), room, role, secret).await
+    }
+
+    /// Shuts it down gracefully and waits until it has.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.task).await.expect("relay stopped in time").expect("relay task");
+    }
+}
+
+/// The `tether-relay` binary, built by `cargo build -p tether-relay` (the test script does
+/// that first). `TETHER_RELAY_BIN` overrides where it is looked for.
+pub fn relay_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("TETHER_RELAY_BIN") {
+        return PathBuf::from(p);
+    }
+    // tests run from target/<profile>/deps/<test>; the binary is in target/<profile>/.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("tether-relay");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p tether-relay` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A real relay process.
+pub struct RelayProcess {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+    /// What it printed, line by line, as it prints.
+    pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl RelayProcess {
+    /// Starts `tether-relay --listen <listen> --db sqlite://<db>` plus `args`, and waits
+    /// until it says where it listens.
+    pub async fn start(listen: &str, db: &Path, args: &[&str]) -> RelayProcess {
+        let mut child = tokio::process::Command::new(relay_binary())
+            .arg("--listen")
+            .arg(listen)
+            .arg("--db")
+            .arg(format!("sqlite://{}", db.display()))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn tether-relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, mut log) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = log.recv().await {
+                if let Some(rest) = line.split("on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or_default();
+                    return addr.parse::<SocketAddr>().expect("address in the startup line");
+                }
+            }
+            panic!("relay exited before saying where it listens");
+        })
+        .await
+        .expect("relay started in time");
+        RelayProcess { addr, child, log }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// `ws://addr/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Sends a signal (`"TERM"`, `"KILL"`) and waits for the process to exit.
+    pub async fn signal(mut self, sig: &str) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} failed");
+        tokio::time::timeout(WAIT, self.child.wait()).await.expect("relay exited in time").expect("wait")
+    }
+
+    /// Resident memory of the process, in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// One room member over a real WebSocket.
+pub struct Client {
+    ws: Ws,
+    /// The `welcome` body.
+    pub welcome: Value,
+    /// The member id.
+    pub member: String,
+    /// The resume token.
+    pub resume: String,
+}
+
+/// How a join that was refused ended.
+#[derive(Debug)]
+pub struct Refused {
+    /// The `error` frame's body.
+    pub error: Value,
+    /// The close frame's code, if one came.
+    pub close_code: Option<u16>,
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// Joins `room` as `role` with `secret`; panics if refused.
+    pub async fn join(url: &str, room: &str, role: &str, secret: &str) -> Client {
+        let q = format!("room={}&role={role}&secret={}", enc(room), enc(secret));
+        Client::join_query(url, &q).await.unwrap_or_else(|r| panic!("join refused: {r:?}"))
+    }
+
+    /// Joins with a raw query string; `Err` with the error and close code if refused.
+    pub async fn join_query(url: &str, query: &str) -> Result<Client, Refused> {
+        let (mut ws, _) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(format!("{url}?{query}")))
+                .await
+                .expect("connect in time")
+                .expect("WebSocket handshake");
+        let first = next_text(&mut ws).await.expect("a first frame");
+        match first["type"].as_str() {
+            Some("welcome") => {
+                let welcome = first["msg"].clone();
+                Ok(Client {
+                    member: welcome["member"].as_str().expect("member").to_owned(),
+                    resume: welcome["resume"].as_str().expect("resume").to_owned(),
+                    welcome,
+                    ws,
+                })
+            }
+            Some("error") => {
+                let close_code = wait_close(&mut ws).await;
+                Err(Refused { error: first["msg"].clone(), close_code })
+            }
+            other => panic!("unexpected first frame {other:?}: {first}"),
+        }
+    }
+
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        tokio::time::timeout(WAIT, self.ws.send(Message::text(text)))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, data: Vec<u8>) {
+        self.ws.send(Message::binary(data)).await.expect("send");
+    }
+
+    /// The next text frame, parsed; panics if none comes within [`WAIT`] or the socket ends.
+    pub async fn next(&mut self) -> Value {
+        next_text(&mut self.ws).await.unwrap_or_else(|| panic!("{}: socket ended while waiting", self.member))
+    }
+
+    /// The next frame that is not a `devices` push (those come whenever presence changes).
+    pub async fn next_skipping_devices(&mut self) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["type"] != "devices" {
+                return v;
+            }
+        }
+    }
+
+    /// The next frame of type `ty`, skipping `devices` pushes; panics on any other type.
+    pub async fn expect(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["type"] == ty {
+                return v;
+            }
+            assert_eq!(v["type"], "devices", "{}: expected {ty}, got {v}", self.member);
+        }
+    }
+
+    /// Reads `devices` pushes until one satisfies `pred`; returns its member list.
+    pub async fn devices_until(&mut self, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        loop {
+            let v = self.next().await;
+            if v["type"] == "devices" {
+                let members = v["msg"]["members"].as_array().expect("members").clone();
+                if pred(&members) {
+                    return members;
+                }
+            } else {
+                panic!("{}: expected devices, got {v}", self.member);
+            }
+        }
+    }
+
+    /// The next `error` frame's body and id, skipping `devices` pushes.
+    pub async fn expect_error(&mut self) -> (Value, Value) {
+        let v = self.expect("error").await;
+        (v["msg"].clone(), v["id"].clone())
+    }
+
+    /// Closes cleanly (close frame, then waits for the relay's close).
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
+    }
+
+    /// Drops the TCP connection without a close frame, as a phone losing its network does.
+    pub fn drop_connection(self) {
+        drop(self.ws);
+    }
+
+    /// Reads until the relay closes the socket; returns the close code.
+    pub async fn wait_close(mut self) -> Option<u16> {
+        wait_close(&mut self.ws).await
+    }
+
+    /// Reads until the relay closes the socket, collecting the text frames that came first.
+    pub async fn drain_until_close(mut self) -> (Vec<Value>, Option<u16>) {
+        let mut frames = Vec::new();
+        let code = tokio::time::timeout(WAIT, async {
+            while let Some(msg) = self.ws.next().await {
+                match msg {
+                    Ok(Message::Text(t)) => frames.push(serde_json::from_str(t.as_str()).expect("JSON")),
+                    Ok(Message::Close(c)) => return c.map(|c: CloseFrame| u16::from(c.code)),
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+            None
+        })
+        .await
+        .expect("relay closed the socket in time");
+        (frames, code)
+    }
+
+    /// Joins again with this member's resume token.
+    pub async fn rejoin(url: &str, room: &str, role: &str, secret: &str, resume: &str) -> Client {
+        let q = format!("room={}&role={role}&secret={}&resume={}", enc(room), enc(secret), enc(resume));
+        Client::join_query(url, &q).await.unwrap_or_else(|r| panic!("rejoin refused: {r:?}"))
+    }
+}
+
+async fn next_text(ws: &mut Ws) -> Option<Value> {
+    tokio::time::timeout(WAIT, async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Text(t)) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("relay sends JSON"));
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+        None
+    })
+    .await
+    .expect("a frame within the wait")
+}
+
+async fn wait_close(ws: &mut Ws) -> Option<u16> {
+    tokio::time::timeout(WAIT, async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Close(c)) => return c.map(|c| u16::from(c.code)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("socket closed within the wait")
+}
+
+/// A post body in the seed's shape.
+pub fn post(id: &str, url: &str) -> Value {
+    json!({"type": "post", "id": id, "msg": {"url": url}})
+}
+
+/// The reply a well-behaved device sends to a request frame it received.
+pub fn reply_to(request: &Value, result: Value) -> Value {
+    let ty = if request["type"] == "post" { "postCb" } else { "callCb" };
+    let method = if request["type"] == "post" { json!("post") } else { request["msg"]["method"].clone() };
+    json!({"type": ty, "id": request["id"], "msg": {
+        "method": method, "result": result, "cookie": "uid=42", "appInfo": {"app": "news", "v": "7.2"}
+    }})
+}
+
+/// `GET http://addr{path}` over a fresh connection: status, lower-cased headers, body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.expect("response in time").expect("read");
+    let text = String::from_utf8(buf).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a header/body split");
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect::<Vec<_>>();
+    let body = if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, headers, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// `GET` and parse the body as JSON.
+pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, _, body) = http_get(addr, path).await;
+    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}")))
+}
