@@ -271,6 +271,11 @@ impl Client {
         next_text(&mut self.ws).await.unwrap_or_else(|| panic!("{}: socket ended while waiting", self.member))
     }
 
+    /// The next text frame, or `None` once the socket has ended.
+    pub async fn try_next(&mut self) -> Option<Value> {
+        next_text(&mut self.ws).await
+    }
+
     /// The next frame that is not a `devices` push (those come whenever presence changes).
     pub async fn next_skipping_devices(&mut self) -> Value {
         loop {

@@ -1,0 +1,169 @@
+//! The real `tether-relay` binary: kill -9, SIGTERM, restarts, and memory under a slow consumer.
+
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use tether_tests::{Client, RelayProcess, get_json, reply_to};
+
+const FAST: &[&str] = &["--rate-limit", "100000", "--rate-burst", "100000"];
+
+/// Answers every request until the socket ends.
+fn answering(mut dev: Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(v) = dev.try_next().await {
+            if v["type"] == "post" || v["type"] == "call" {
+                let n = v["msg"]["url"].clone();
+                dev.send(reply_to(&v, json!({ "echo": n }))).await;
+            }
+        }
+    })
+}
+
+async fn all_history(addr: std::net::SocketAddr, room: &str, secret: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (status, page) =
+            get_json(addr, &format!("/api/rooms/{room}/history?secret={secret}&limit=500{before}")).await;
+        assert_eq!(status, 200, "{page}");
+        let page = page.as_array().unwrap().clone();
+        let done = page.len() < 500;
+        if let Some(last) = page.last() {
+            before = format!("&before={}", last["id"]);
+        }
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn kill_9_loses_no_reply_the_pc_already_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tether.db");
+    let relay = RelayProcess::start("127.0.0.1:0", &db, FAST).await;
+    let url = relay.ws_url();
+    let mut pc = Client::join(&url, "k9", "pc", "s").await;
+    let dev = Client::join(&url, "k9", "device", "s").await;
+    let device = answering(dev);
+
+    const N: usize = 400;
+    for i in 0..N {
+        pc.send(json!({"type": "post", "id": format!("q{i}"), "msg": {"url": format!("https://x/{i}")}}))
+            .await;
+    }
+    // Read replies; halfway through, the relay is killed without warning.
+    let mut seen = BTreeSet::new();
+    let mut relay = Some(relay);
+    while let Some(r) = relay.take() {
+        let v = pc.next().await;
+        if v["type"] == "postCb" {
+            seen.insert(v["id"].as_str().unwrap().to_owned());
+        }
+        if seen.len() == N / 2 {
+            r.signal("KILL").await;
+        } else {
+            relay = Some(r);
+        }
+    }
+    // Whatever else already reached the PC's socket before the kill counts too.
+    let (rest, _) = pc.drain_until_close().await;
+    for v in rest.into_iter().filter(|v| v["type"] == "postCb") {
+        seen.insert(v["id"].as_str().unwrap().to_owned());
+    }
+    let _ = device.await;
+    assert!(seen.len() >= N / 2);
+
+    let relay = RelayProcess::start("127.0.0.1:0", &db, &[]).await;
+    let stored: BTreeSet<String> = all_history(relay.addr, "k9", "s")
+        .await
+        .iter()
+        .map(|i| i["reqId"].as_str().unwrap().to_owned())
+        .collect();
+    let lost: Vec<_> = seen.difference(&stored).collect();
+    assert!(lost.is_empty(), "{} replies the PC saw are missing from history: {lost:?}", lost.len());
+    eprintln!("kill -9: the PC saw {} replies; history holds {}", seen.len(), stored.len());
+    relay.signal("TERM").await;
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_member_with_1012_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &[]).await;
+    let url = relay.ws_url();
+    let pc = Client::join(&url, "r", "pc", "s").await;
+    let dev = Client::join(&url, "r", "device", "s").await;
+    let waiting = tokio::spawn(async move { tokio::join!(pc.wait_close(), dev.wait_close()) });
+    let status = relay.signal("TERM").await;
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(waiting.await.unwrap(), (Some(1012), Some(1012)));
+}
+
+#[tokio::test]
+async fn members_resume_their_ids_across_a_relay_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let relay = RelayProcess::start("127.0.0.1:0", &db, &[]).await;
+    let listen = relay.addr.to_string();
+    let url = relay.ws_url();
+    let pc = Client::join(&url, "r", "pc", "s").await;
+    let dev = Client::join(&url, "r", "device", "s").await;
+    let (pc_id, pc_tok, dev_id, dev_tok) =
+        (pc.member.clone(), pc.resume.clone(), dev.member.clone(), dev.resume.clone());
+    relay.signal("TERM").await;
+    drop((pc, dev));
+
+    let relay = RelayProcess::start(&listen, &db, &[]).await;
+    let mut pc = Client::rejoin(&url, "r", "pc", "s", &pc_tok).await;
+    let mut dev = Client::rejoin(&url, "r", "device", "s", &dev_tok).await;
+    assert_eq!((pc.member.as_str(), pc.welcome["resumed"].as_bool()), (pc_id.as_str(), Some(true)));
+    assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (dev_id.as_str(), Some(true)));
+    pc.send(json!({"type": "post", "id": "after-restart", "to": dev_id, "msg": {"url": "https://x/"}})).await;
+    let req = dev.expect("post").await;
+    assert_eq!(req["from"], pc_id.as_str());
+    dev.send(reply_to(&req, json!("ok"))).await;
+    assert_eq!(pc.expect("postCb").await["id"], "after-restart");
+    relay.signal("TERM").await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_does_not_grow_the_relays_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = FAST.to_vec();
+    args.extend(["--max-frame", "524288"]);
+    let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
+    let url = relay.ws_url();
+    let mut pc = Client::join(&url, "r", "pc", "s").await;
+    let stuck = Client::join(&url, "r", "device", "s").await; // never reads
+    let baseline = relay.rss_kib();
+    let body = "y".repeat(256 * 1024);
+    let mut peak = baseline;
+    let mut slow_told = 0;
+    // 400 × 256 KiB = 100 MiB aimed at a device that reads nothing.
+    for batch in 0..20 {
+        for i in 0..20 {
+            let id = format!("{batch}-{i}");
+            pc.send(json!({"type": "post", "id": id, "msg": {"url": "u", "body": body}})).await;
+        }
+        pc.send_text("{").await;
+        loop {
+            let v = pc.next().await;
+            if v["msg"]["code"] == "slow_consumer" {
+                slow_told += 1;
+            }
+            if v["msg"]["code"] == "bad_frame" {
+                break;
+            }
+        }
+        peak = peak.max(relay.rss_kib());
+    }
+    let grew_mib = (peak.saturating_sub(baseline)) / 1024;
+    eprintln!(
+        "slow consumer: RSS {baseline} KiB at start, peak {peak} KiB (+{grew_mib} MiB) over 100 MiB sent"
+    );
+    assert!(slow_told >= 1, "the sender was told");
+    // The queue toward one member is capped at 8 MiB; allow for allocator slack.
+    assert!(grew_mib < 48, "RSS grew {grew_mib} MiB");
+    drop(stuck);
+    relay.signal("TERM").await;
+}
