@@ -564,8 +564,7 @@ async fn history_is_stored_paged_and_needs_the_secret() {
     assert_eq!(older[0]["reqId"], "p2");
 
     // No secret, a wrong one, an unknown room: 401 with a JSON error.
-    for q in
-        [format!("{base}"), format!("{base}?secret=nope"), "/api/rooms/nowhere/history?secret=k3y".into()]
+    for q in [base.to_string(), format!("{base}?secret=nope"), "/api/rooms/nowhere/history?secret=k3y".into()]
     {
         let (status, body) = get_json(relay.addr, &q).await;
         assert_eq!(status, 401, "{q}");
