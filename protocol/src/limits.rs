@@ -21,6 +21,8 @@ pub const MAX_ROOM_LEN: usize = 128;
 pub const MAX_SECRET_LEN: usize = 256;
 /// Longest member name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
+/// Largest `hello.appInfo`, serialized, in bytes: it is copied into every `devices` push.
+pub const MAX_APP_INFO: usize = 16 * 1024;
 /// Longest request id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 

@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "TETHER_MAX_PENDING", default_value_t = 4096)]
     pub max_pending: usize,
 
+    /// Bytes of request bodies one room may hold while awaiting replies; beyond this a request
+    /// gets `rate_limited`.
+    #[arg(long, env = "TETHER_MAX_PENDING_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_pending_bytes: usize,
+
     /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "TETHER_LOG", default_value = "info")]
     pub log: String,
@@ -88,6 +93,7 @@ impl Config {
             resume_buffer: 256,
             max_room_members: 64,
             max_pending: 4096,
+            max_pending_bytes: 64 * 1024 * 1024,
             log: "info".into(),
         }
     }

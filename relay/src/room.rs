@@ -158,13 +158,60 @@ struct Member {
     link: Link,
 }
 
+/// Requests awaiting replies, by (device, request id as the device sees it), with the bytes
+/// their bodies hold: both are bounded per room.
+#[derive(Default)]
+struct PendingTable {
+    map: HashMap<(Arc<str>, String), Pending>,
+    bytes: usize,
+}
+
+impl PendingTable {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn contains(&self, key: &(Arc<str>, String)) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn insert(&mut self, key: (Arc<str>, String), p: Pending) {
+        self.bytes += p.request.len();
+        if let Some(old) = self.map.insert(key, p) {
+            self.bytes -= old.request.len();
+        }
+    }
+
+    fn remove(&mut self, key: &(Arc<str>, String)) -> Option<Pending> {
+        let p = self.map.remove(key)?;
+        self.bytes -= p.request.len();
+        Some(p)
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&(Arc<str>, String), &Pending) -> bool) {
+        let bytes = &mut self.bytes;
+        self.map.retain(|k, p| {
+            let kept = keep(k, p);
+            if !kept {
+                *bytes -= p.request.len();
+            }
+            kept
+        });
+    }
+
+    fn keys_for(&self, device: &str) -> Vec<(Arc<str>, String)> {
+        self.map.keys().filter(|(dev, _)| &**dev == device).cloned().collect()
+    }
+}
+
 struct Pending {
     pc: Arc<str>,
     /// The id the PC gave; devices see `{pc}:{id}`, so two PCs may both use "1".
     pc_id: String,
     kind: Kind,
     target: String,
-    request: String,
+    /// The request body, shared by every device of a broadcast.
+    request: Arc<str>,
     sent_at: u64,
     deadline: Instant,
 }
@@ -191,7 +238,7 @@ pub struct Room {
     tag: Arc<str>,
     members: Vec<Member>,
     /// Requests awaiting replies, by (device, request id).
-    pending: HashMap<(Arc<str>, String), Pending>,
+    pending: PendingTable,
     limits: Limits,
     metrics: Arc<Metrics>,
 }
@@ -213,6 +260,9 @@ pub struct Limits {
     pub max_members: usize,
     /// Requests awaiting replies per room.
     pub max_pending: usize,
+    /// Bytes of request bodies held per room while their replies are awaited (each device of
+    /// a broadcast counts the body once).
+    pub max_pending_bytes: usize,
     /// Largest frame.
     pub max_frame: usize,
     /// Frames per second one connection may send.
@@ -233,6 +283,7 @@ impl Limits {
             queue_frames: (c.queue_frames as usize).max(c.resume_buffer + 8),
             max_members: c.max_room_members.max(1),
             max_pending: c.max_pending.max(1),
+            max_pending_bytes: c.max_pending_bytes,
             max_frame: c.max_frame,
             rate: c.rate_limit,
             burst: c.rate_burst,
@@ -328,8 +379,7 @@ impl Room {
         if matches!(m.link, Link::Away { .. }) {
             self.metrics.away.fetch_sub(1, Relaxed);
         }
-        let orphaned: Vec<(Arc<str>, String)> =
-            self.pending.keys().filter(|(dev, _)| *dev == m.id).cloned().collect();
+        let orphaned = self.pending.keys_for(&m.id);
         for key in orphaned {
             if let Some(p) = self.pending.remove(&key) {
                 let msg = format!("device {} {why} before replying", m.id);
@@ -477,7 +527,7 @@ impl Hub {
                     digest,
                     tag: tag(&digest).into(),
                     members: Vec::new(),
-                    pending: HashMap::new(),
+                    pending: PendingTable::default(),
                     limits: self.limits.clone(),
                     metrics: self.metrics.clone(),
                 }));
@@ -711,7 +761,10 @@ impl Hub {
             self.metrics.dropped(DropReason::NoTarget);
             return (id, vec![Refusal::new(ErrorCode::NoTarget, "no device in this room")]);
         }
-        if room.pending.len() + targets.len() > self.limits.max_pending {
+        let body_bytes = msg.get().len() * targets.len();
+        if room.pending.len() + targets.len() > self.limits.max_pending
+            || room.pending.bytes + body_bytes > self.limits.max_pending_bytes
+        {
             self.metrics.dropped(DropReason::RateLimited);
             let msg = format!("{} requests are already awaiting replies in this room", room.pending.len());
             return (id, vec![Refusal::new(ErrorCode::RateLimited, msg)]);
@@ -724,10 +777,11 @@ impl Hub {
                 .into();
         let now = Instant::now();
         let sent_at = crate::now_ms();
+        let request: Arc<str> = msg.get().into();
         let mut refusals = Vec::new();
         for dev in targets {
             let key = (dev.clone(), wire_id.clone());
-            if room.pending.contains_key(&key) {
+            if room.pending.contains(&key) {
                 refusals.push(Refusal::new(
                     ErrorCode::BadFrame,
                     format!("request {id} is already awaiting a reply from {dev}; use a new id"),
@@ -743,7 +797,7 @@ impl Hub {
                             pc_id: id.clone(),
                             kind,
                             target: target.clone(),
-                            request: msg.get().to_owned(),
+                            request: request.clone(),
                             sent_at,
                             deadline: now + timeout,
                         },
@@ -806,7 +860,7 @@ impl Hub {
                 device: j.member.to_string(),
                 device_name,
                 target: p.target.clone(),
-                request: p.request.clone(),
+                request: p.request.to_string(),
                 reply: msg.get().to_owned(),
                 sent_at: p.sent_at,
                 replied_at: crate::now_ms(),

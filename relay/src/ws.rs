@@ -281,6 +281,16 @@ impl Connection {
                 self.refuse(id, ErrorCode::BadFrame, &format!("only the relay sends {kind}"));
             }
             Kind::Hello => {
+                if let Some(m) =
+                    env.msg.filter(|m| m.get().len() > limits::MAX_APP_INFO + limits::MAX_NAME_LEN + 64)
+                {
+                    let msg = format!(
+                        "hello of {} bytes: appInfo may be at most {} bytes, as it is sent to every member",
+                        m.get().len(),
+                        limits::MAX_APP_INFO
+                    );
+                    return self.refuse(id, ErrorCode::BadFrame, &msg);
+                }
                 let hello = match env.msg.map(|m| serde_json::from_str::<Hello>(m.get())) {
                     None => Hello::default(),
                     Some(Ok(h)) => h,

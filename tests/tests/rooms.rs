@@ -641,3 +641,52 @@ async fn shutdown_sends_every_member_a_close_frame() {
     assert_eq!(dev_code, Some(1012));
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn requests_awaiting_replies_are_bounded_per_room() {
+    let relay = Relay::with(|c| {
+        c.max_pending = 2;
+        c.max_pending_bytes = 10_000;
+    })
+    .await;
+    let mut pc = relay.join("r", "pc", "s").await;
+    let mut dev = relay.join("r", "device", "s").await;
+    for n in ["1", "2", "3"] {
+        pc.send(post(n, "https://x/")).await;
+    }
+    let (err, id) = pc.expect_error().await;
+    assert_eq!((err["code"].as_str(), id.as_str()), (Some("rate_limited"), Some("3")));
+    // Answering one frees its place.
+    let r1 = dev.expect("post").await;
+    let r2 = dev.expect("post").await;
+    dev.send(reply_to(&r1, json!(1))).await;
+    assert_eq!(pc.expect("postCb").await["id"], "1");
+    pc.send(post("4", "https://x/4")).await;
+    let r4 = dev.expect("post").await;
+    assert_eq!(r4["msg"]["url"], "https://x/4");
+    dev.send(reply_to(&r2, json!(2))).await;
+    dev.send(reply_to(&r4, json!(4))).await;
+    pc.expect("postCb").await;
+    pc.expect("postCb").await;
+    // The byte budget: a body that would not fit is refused even with places free.
+    pc.send(json!({"type": "post", "id": "big", "msg": {"url": "u", "body": "z".repeat(20_000)}})).await;
+    let (err, id) = pc.expect_error().await;
+    assert_eq!((err["code"].as_str(), id.as_str()), (Some("rate_limited"), Some("big")));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_huge_app_info_is_refused_because_everyone_would_receive_it() {
+    let relay = Relay::start().await;
+    let mut pc = relay.join("r", "pc", "s").await;
+    let mut dev = relay.join("r", "device", "s").await;
+    pc.devices_until(|m| m.len() == 2).await;
+    dev.send(json!({"type": "hello", "msg": {"name": "big", "appInfo": {"blob": "b".repeat(40_000)}}})).await;
+    let (err, _) = dev.expect_error().await;
+    assert_eq!(err["code"], "bad_frame");
+    assert!(err["message"].as_str().unwrap().contains("appInfo"));
+    dev.send(json!({"type": "hello", "msg": {"name": "small", "appInfo": {"v": 1}}})).await;
+    let members = pc.devices_until(|m| m[1]["name"] == "small").await;
+    assert_eq!(members[1]["appInfo"]["v"], 1);
+    relay.stop().await;
+}
