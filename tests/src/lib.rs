@@ -112,13 +112,18 @@ impl RelayProcess {
     /// Starts `tether-relay --listen <listen> --db sqlite://<db>` plus `args`, and waits
     /// until it says where it listens.
     pub async fn start(listen: &str, db: &Path, args: &[&str]) -> RelayProcess {
+        RelayProcess::start_logging(listen, db, args, "info").await
+    }
+
+    /// Like [`RelayProcess::start`], with `RUST_LOG=<log>`.
+    pub async fn start_logging(listen: &str, db: &Path, args: &[&str], log: &str) -> RelayProcess {
         let mut child = tokio::process::Command::new(relay_binary())
             .arg("--listen")
             .arg(listen)
             .arg("--db")
             .arg(format!("sqlite://{}", db.display()))
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -167,3 +167,28 @@ async fn a_slow_consumer_does_not_grow_the_relays_memory() {
     drop(stuck);
     relay.signal("TERM").await;
 }
+
+#[tokio::test]
+async fn secrets_never_reach_the_log_even_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = RelayProcess::start_logging("127.0.0.1:0", &dir.path().join("t.db"), &[], "debug").await;
+    let url = relay.ws_url();
+    let secret = "hunter2-do-not-log";
+    let pc = Client::join(&url, "r", "pc", secret).await;
+    let _ = Client::join_query(&url, "room=r&role=device&secret=wrong-hunter3").await.err().expect("refused");
+    let mut dev = Client::join(&url, "r", "device", secret).await;
+    dev.send(json!({"type": "hello", "msg": {"name": "p"}})).await;
+    let (status, body) = get_json(relay.addr, &format!("/api/rooms/r/history?secret={secret}")).await;
+    assert_eq!((status, body), (200, json!([])));
+    pc.close().await;
+    dev.close().await;
+    let pid = relay.pid();
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let mut log = String::new();
+    while let Some(line) = relay.log.recv().await {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert!(log.contains("joined"), "the log has the joins: {log}");
+    assert!(!log.contains("hunter2") && !log.contains("hunter3"), "a secret was logged:\n{log}");
+}
