@@ -30,6 +30,12 @@ pub enum StoreError {
     /// The writer thread is gone (the relay is shutting down).
     #[error("history store is closed")]
     Closed,
+    /// A transaction failed; every record in it was refused.
+    #[error("history commit failed: {0}")]
+    Commit(String),
+    /// The database's folder could not be made, or the writer thread started.
+    #[error("history store: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// One stored request/reply pair.
@@ -176,18 +182,14 @@ impl Store {
         let path = parse_url(url)?;
         let memory_name = format!("tether-{:016x}", rand::random::<u64>());
         if let Some(dir) = path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+            std::fs::create_dir_all(dir)?;
         }
         let write = open(&path, &memory_name)?;
         write.execute_batch(SCHEMA)?;
         let key = resume_key(&write)?;
         let read = open(&path, &memory_name)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        std::thread::Builder::new()
-            .name("tether-history".into())
-            .spawn(move || writer(write, rx))
-            .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        std::thread::Builder::new().name("tether-history".into()).spawn(move || writer(write, rx))?;
         Ok((Store { writer: tx, reader: Arc::new(Mutex::new(read)) }, key))
     }
 
@@ -195,9 +197,7 @@ impl Store {
     pub async fn record(&self, rec: Record) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
         self.writer.send(Op::Record(Box::new(rec), done)).await.map_err(|_| StoreError::Closed)?;
-        wait.await
-            .map_err(|_| StoreError::Closed)?
-            .map_err(|e| StoreError::Sqlite(rusqlite::Error::InvalidParameterName(e)))
+        wait.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Commit)
     }
 
     /// Remembers that `room` was opened with the secret whose digest is `tag`, so its
@@ -206,9 +206,7 @@ impl Store {
         let (done, wait) = oneshot::channel();
         let op = Op::Room { room: room.to_owned(), tag: tag.to_owned(), done };
         self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
-        wait.await
-            .map_err(|_| StoreError::Closed)?
-            .map_err(|e| StoreError::Sqlite(rusqlite::Error::InvalidParameterName(e)))
+        wait.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Commit)
     }
 
     /// Whether `room` was ever opened with the secret whose digest is `tag`.

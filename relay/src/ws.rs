@@ -170,8 +170,13 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
-                        break End::Lost;
+                    // Guarded like any write: a peer that reads nothing must not wedge the task.
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break End::Shutdown,
+                        () = kick.fired() => break End::Kicked(kick.reason()),
+                        () = &mut deadline => break End::Dead,
+                        r = sink.send(Message::Ping(Default::default())) => if r.is_err() { break End::Lost },
                     }
                 }
                 msg = stream.next() => {
@@ -217,33 +222,33 @@ impl Connection {
     }
 
     async fn finish(&self, end: End, mut socket: WebSocket) {
+        // Leave first, so nobody queues more toward a socket that is going away, then say
+        // goodbye (which may wait up to a second on a peer that does not read).
         let how = match &end {
+            End::Clean => Leave::Clean,
+            End::Lost | End::Dead | End::Shutdown => Leave::Lost,
+            End::Kicked(r) if r.code == ErrorCode::Replaced => Leave::Lost,
+            End::Kicked(_) => Leave::Kicked,
+        };
+        self.hub.leave(&self.joined, self.joined.conn, how);
+        match end {
             End::Clean => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
-                Leave::Clean
             }
-            End::Lost | End::Dead => Leave::Lost,
+            End::Lost => {}
+            End::Dead => info!("no answer for two heartbeats; marked away"),
             End::Shutdown => {
-                goodbye(
-                    &mut socket,
-                    &Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect"),
-                )
-                .await;
-                Leave::Lost
+                let r = Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect");
+                goodbye(&mut socket, &r).await;
             }
             End::Kicked(r) => {
                 self.hub.metrics.error(r.code);
                 if r.code != ErrorCode::Replaced {
                     info!(code = %r.code, "closing: {}", r.message);
                 }
-                goodbye(&mut socket, r).await;
-                if r.code == ErrorCode::Replaced { Leave::Lost } else { Leave::Kicked }
+                goodbye(&mut socket, &r).await;
             }
-        };
-        if matches!(end, End::Dead) {
-            info!("no answer for two heartbeats; marked away");
         }
-        self.hub.leave(&self.joined, self.joined.conn, how);
     }
 
     /// Queues an `error` frame to this connection.
