@@ -92,12 +92,29 @@ setup_wasm() {
   fi
 }
 
+# Node tools (binaryen's wasm-opt, playwright-core) from the root package.json.
+setup_node() {
+  command -v node >/dev/null || apt_install nodejs npm
+  if [ ! -x "$ROOT/node_modules/.bin/wasm-opt" ] || [ ! -d "$ROOT/node_modules/playwright-core" ] \
+     || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
+    say "npm ci (binaryen, playwright-core)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+}
+
+# Debian's Chromium and ChromeDriver for the browser tests (never a tool's own download).
+setup_browser() {
+  [ -x /usr/bin/chromium ] || apt_install chromium chromium-driver
+}
+
 main() {
   case "${1:-all}" in
     rust) setup_rust ;;
     wasm) setup_wasm ;;
-    all) setup_rust; setup_wasm ;;
-    *) die "usage: scripts/setup.sh [rust|wasm|all]" ;;
+    node) setup_node ;;
+    browser) setup_browser ;;
+    all) setup_rust; setup_wasm; setup_node; setup_browser ;;
+    *) die "usage: scripts/setup.sh [rust|wasm|node|browser|all]" ;;
   esac
 }
 

@@ -18,6 +18,10 @@ pub struct Config {
     #[arg(long, env = "TETHER_WWW")]
     pub www: Option<PathBuf>,
 
+    /// The built npm package `tether-sdk`, served at `/sdk/` (default: `sdk-wasm/pkg`).
+    #[arg(long, env = "TETHER_SDK")]
+    pub sdk: Option<PathBuf>,
+
     /// History store: `sqlite://PATH` (created on first run) or `sqlite::memory:`.
     #[arg(long, env = "TETHER_DB", default_value = "sqlite://tether.db", hide_env_values = true)]
     pub db: String,
@@ -82,6 +86,7 @@ impl Config {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             www: None,
+            sdk: None,
             db: "sqlite://tether.db".into(),
             heartbeat_ms: limits::DEFAULT_HEARTBEAT_MS,
             max_frame: limits::DEFAULT_MAX_FRAME,
@@ -108,18 +113,27 @@ impl Config {
         Duration::from_millis(self.grace_ms)
     }
 
+    /// The folder `/sdk/` is served from: `--sdk`, else `sdk-wasm/pkg` here, else the one
+    /// beside this crate's sources.
+    pub fn sdk_dir(&self) -> PathBuf {
+        self.sdk.clone().unwrap_or_else(|| built_dir("sdk-wasm/pkg"))
+    }
+
     /// The folder the pages are served from: `--www`, else `www/dist` here, else the one
     /// beside this crate's sources (so `cargo run` works from anywhere in the checkout).
     pub fn www_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.www {
-            return dir.clone();
-        }
-        let here = PathBuf::from("www/dist");
-        if here.is_dir() {
-            return here;
-        }
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../www/dist"))
+        self.www.clone().unwrap_or_else(|| built_dir("www/dist"))
     }
+}
+
+/// `rel` under the working directory if it exists there, else beside this crate's sources
+/// (so `cargo run` works from anywhere in the checkout).
+fn built_dir(rel: &str) -> PathBuf {
+    let here = PathBuf::from(rel);
+    if here.is_dir() {
+        return here;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
 #[cfg(test)]

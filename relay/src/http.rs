@@ -30,6 +30,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Where the pages are.
     pub www: PathBuf,
+    /// Where the npm package `tether-sdk` is.
+    pub sdk: PathBuf,
 }
 
 /// The router, apart from `main` so tests can serve it on port 0.
@@ -42,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/rooms/{room}/history", get(history))
         .route("/d/{room}", get(device_page))
         .route("/", get(pc_page))
+        .nest_service("/sdk", ServeDir::new(&state.sdk))
         .fallback_service(assets)
         .with_state(state)
 }

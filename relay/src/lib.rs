@@ -84,7 +84,13 @@ pub async fn run(
         })
     };
 
-    let state = http::AppState { hub, shutdown: stop.clone(), tasks: tasks.clone(), www: config.www_dir() };
+    let state = http::AppState {
+        hub,
+        shutdown: stop.clone(),
+        tasks: tasks.clone(),
+        www: config.www_dir(),
+        sdk: config.sdk_dir(),
+    };
     let signal = {
         let stop = stop.clone();
         async move {

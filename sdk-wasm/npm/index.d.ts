@@ -1,0 +1,15 @@
+// tether-sdk: types of the entry point. The session classes and option types come from the
+// generated bindings.
+import type { PcOptions, DeviceOptions, PcSession, DeviceSession } from "./tether_sdk.js";
+export type {
+  Status, TetherError, PcOptions, DeviceOptions, Member, Reply, PostOptions, CallOptions, PostRequest,
+  HistoryEntry, ServerHistoryItem, CommandLog,
+} from "./tether_sdk.js";
+export { PcSession, DeviceSession } from "./tether_sdk.js";
+
+/** Loads the WebAssembly module (once). Optional: connectPc and connectDevice call it. */
+export function load(moduleOrPath?: string | URL | Request | BufferSource | WebAssembly.Module): Promise<unknown>;
+/** Connects a PC page to a room; resolves with a PcSession once linked. */
+export function connectPc(options: PcOptions): Promise<PcSession>;
+/** Connects an app's H5 page to a room as a device; resolves with a DeviceSession once linked. */
+export function connectDevice(options: DeviceOptions): Promise<DeviceSession>;

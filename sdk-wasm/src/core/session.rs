@@ -1,0 +1,648 @@
+//! The connection state machine both the PC and the device use.
+//!
+//! Inputs are `handle_*` calls (socket opened, text received, socket closed, woken by the
+//! page becoming visible or the network returning, a timer firing) and API calls
+//! (`request`, `reply`, `hello`, `close`), each with `now`. Outputs are polled:
+//! [`Session::poll_action`] (open a socket, send, close), [`Session::poll_event`] (status,
+//! devices, replies, commands, rejections) and [`Session::poll_timeout`].
+//!
+//! Reconnecting follows seed 004: after a lost connection, up to `retries` attempts (3 by
+//! default) with backoff and jitter; a success resets the count; after the last failure the
+//! status is `unlink` and pending requests are rejected with `disconnected`. A wake
+//! (`visibilitychange` to visible, `online`) starts a fresh round. Each reconnect presents the
+//! resume token, so the member keeps its id and what was sent to it meanwhile.
+
+use super::Millis;
+use super::backoff::{Backoff, Policy};
+use super::pending::{Entry, Pending};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use tether_protocol::{CloseCode, Kind, Role};
+
+/// Frames kept while not linked (sent on relink); beyond this a request is refused.
+pub const QUEUE_MAX: usize = 256;
+/// Request times remembered to report the latency of every reply of a broadcast.
+const SENT_TIMES: usize = 512;
+
+/// What the page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The first connection is being made.
+    Connecting,
+    /// In the room.
+    Linked,
+    /// The connection was lost; retrying.
+    Reconnecting,
+    /// Not connected and not retrying (retries exhausted, refused, or closed).
+    Unlink,
+}
+
+impl Status {
+    /// The name the facade reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Connecting => "connecting",
+            Status::Linked => "linked",
+            Status::Reconnecting => "reconnecting",
+            Status::Unlink => "unlink",
+        }
+    }
+}
+
+/// A failure a Promise rejects with: `code` is a protocol error code, `timeout` or
+/// `disconnected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdkError {
+    /// Machine-readable.
+    pub code: String,
+    /// For a person.
+    pub message: String,
+}
+
+impl SdkError {
+    /// An error with this code and message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        SdkError { code: code.into(), message: message.into() }
+    }
+}
+
+/// Something for the web layer to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a WebSocket to this URL, dropping any previous one.
+    Open(String),
+    /// Send this text frame on the open socket.
+    Send(String),
+    /// Close the socket.
+    Close,
+}
+
+/// A device's reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The request id.
+    pub id: String,
+    /// `postCb` or `callCb`.
+    pub kind: Kind,
+    /// The device's member id.
+    pub device: String,
+    /// The reply body (`result`, `cookie`, `appInfo`, `error`, …).
+    pub msg: Value,
+    /// Milliseconds from sending the request to receiving this reply.
+    pub ms: Millis,
+}
+
+/// A request a device must carry out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// Echo this id in the reply.
+    pub id: String,
+    /// `post` or `call`.
+    pub kind: Kind,
+    /// The PC's member id.
+    pub from: String,
+    /// The request body.
+    pub msg: Value,
+}
+
+/// Something that happened, for the page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The status changed.
+    Status(Status),
+    /// Joined (or rejoined) the room as `member`; `resumed` when the old id was kept.
+    Welcome {
+        /// This member's id.
+        member: String,
+        /// Whether an earlier member was resumed.
+        resumed: bool,
+    },
+    /// The room's members: `[{id, role, name, appInfo, since, away}]`, passed through as sent.
+    Devices(Value),
+    /// A reply arrived (every reply, including later ones of a broadcast).
+    Reply(Reply),
+    /// The first reply to a pending request: resolve its Promise.
+    Resolved(Reply),
+    /// A pending request failed: reject its Promise.
+    Rejected(String, SdkError),
+    /// A request for this device to run.
+    Command(Command),
+    /// An `error` from the relay not tied to a pending request, or the reason for `unlink`.
+    Error(SdkError),
+}
+
+/// How to join.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The room WebSocket URL (`ws://host/ws`); an `http(s)://` base is accepted.
+    pub url: String,
+    /// Room name.
+    pub room: String,
+    /// Room secret.
+    pub secret: String,
+    /// `pc` or `device`.
+    pub role: Role,
+    /// Display name.
+    pub name: Option<String>,
+    /// Reconnect pacing.
+    pub policy: Policy,
+    /// Default request timeout.
+    pub timeout_ms: Millis,
+    /// How long opening a socket and receiving `welcome` may take.
+    pub connect_timeout_ms: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sock {
+    None,
+    /// Opening, or open and awaiting `welcome`, until the deadline.
+    Joining {
+        deadline: Millis,
+    },
+    Linked,
+}
+
+/// The state machine.
+#[derive(Debug)]
+pub struct Session {
+    opts: Options,
+    url: String,
+    status: Status,
+    sock: Sock,
+    attempts: u32,
+    retry_at: Option<Millis>,
+    closed: bool,
+    member: Option<String>,
+    resume: Option<String>,
+    linked_before: bool,
+    queue: VecDeque<String>,
+    pending: Pending,
+    sent_times: VecDeque<(String, Millis)>,
+    next_id: u64,
+    hello: Option<String>,
+    backoff: Backoff,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+}
+
+impl Session {
+    /// Starts connecting at `now`; `seed` drives the retry jitter.
+    pub fn new(opts: Options, now: Millis, seed: u64) -> Result<Session, SdkError> {
+        let url = ws_url(&opts.url)?;
+        if opts.room.is_empty() {
+            return Err(SdkError::new("bad_frame", "room is required"));
+        }
+        let mut s = Session {
+            backoff: Backoff::new(opts.policy, seed),
+            url,
+            opts,
+            status: Status::Connecting,
+            sock: Sock::None,
+            attempts: 0,
+            retry_at: None,
+            closed: false,
+            member: None,
+            resume: None,
+            linked_before: false,
+            queue: VecDeque::new(),
+            pending: Pending::default(),
+            sent_times: VecDeque::new(),
+            next_id: 1,
+            hello: None,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        s.events.push_back(Event::Status(Status::Connecting));
+        s.open(now);
+        Ok(s)
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// This member's id, once welcomed.
+    pub fn member(&self) -> Option<&str> {
+        self.member.as_deref()
+    }
+
+    /// The room.
+    pub fn room(&self) -> &str {
+        &self.opts.room
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &str {
+        &self.opts.secret
+    }
+
+    /// The room WebSocket URL (normalised).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Requests awaiting replies.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn set_status(&mut self, s: Status) {
+        if self.status != s {
+            self.status = s;
+            self.events.push_back(Event::Status(s));
+        }
+    }
+
+    fn open(&mut self, now: Millis) {
+        let mut q = format!(
+            "room={}&role={}&secret={}",
+            encode(&self.opts.room),
+            self.opts.role.as_str(),
+            encode(&self.opts.secret)
+        );
+        if let Some(name) = &self.opts.name {
+            q.push_str(&format!("&name={}", encode(name)));
+        }
+        if let Some(token) = &self.resume {
+            q.push_str(&format!("&resume={}", encode(token)));
+        }
+        self.actions.push_back(Action::Open(format!("{}?{q}", self.url)));
+        self.sock = Sock::Joining { deadline: now + self.opts.connect_timeout_ms };
+    }
+
+    /// The socket opened (nothing to do until `welcome`).
+    pub fn handle_open(&mut self, _now: Millis) {}
+
+    /// A text frame arrived.
+    pub fn handle_text(&mut self, now: Millis, text: &str) {
+        // One untyped parse: the SDK only picks a few fields, and this keeps the wasm small.
+        let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else { return };
+        let Some(kind) = frame.get("type").and_then(Value::as_str).and_then(Kind::parse) else { return };
+        let id = frame.get("id").and_then(Value::as_str).map(str::to_owned);
+        let from = frame.get("from").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let msg = frame.remove("msg").unwrap_or(Value::Null);
+        let text_of = |key: &str| msg.get(key).and_then(Value::as_str).map(str::to_owned);
+        match kind {
+            Kind::Welcome => {
+                let (Some(member), Some(resume)) = (text_of("member"), text_of("resume")) else { return };
+                let resumed = msg.get("resumed").and_then(Value::as_bool).unwrap_or(false);
+                self.on_welcome(member, resume, resumed);
+            }
+            Kind::Devices => {
+                if let Some(members) = msg.get("members").filter(|m| m.is_array()) {
+                    self.events.push_back(Event::Devices(members.clone()));
+                }
+            }
+            Kind::PostCb | Kind::CallCb => {
+                let Some(id) = id else { return };
+                let sent = self.sent_times.iter().rev().find(|(i, _)| *i == id).map(|(_, t)| *t);
+                let first = self.pending.take(&id);
+                let ms = first.as_ref().map(|e| e.sent_at).or(sent).map_or(0, |t| now.saturating_sub(t));
+                let reply = Reply { id, kind, device: from, msg, ms };
+                if first.is_some() {
+                    self.events.push_back(Event::Resolved(reply.clone()));
+                }
+                self.events.push_back(Event::Reply(reply));
+            }
+            Kind::Post | Kind::Call => {
+                if let Some(id) = id {
+                    self.events.push_back(Event::Command(Command { id, kind, from, msg }));
+                }
+            }
+            Kind::Error => {
+                let code = text_of("code").unwrap_or_else(|| "internal".into());
+                let err = SdkError { code, message: text_of("message").unwrap_or_default() };
+                match id.filter(|id| self.pending.contains(id)) {
+                    Some(id) => {
+                        self.pending.take(&id);
+                        self.events.push_back(Event::Rejected(id, err));
+                    }
+                    None => self.events.push_back(Event::Error(err)),
+                }
+            }
+            Kind::Hello => {}
+        }
+    }
+
+    fn on_welcome(&mut self, member: String, resume: String, resumed: bool) {
+        let reconnect = self.linked_before;
+        self.member = Some(member.clone());
+        self.resume = Some(resume);
+        self.sock = Sock::Linked;
+        self.attempts = 0;
+        self.retry_at = None;
+        self.linked_before = true;
+        if reconnect && !resumed {
+            // The relay did not keep our place: replies to what we asked before cannot come.
+            self.reject_all("disconnected", "the relay did not keep this member's place; requests were lost");
+        }
+        self.events.push_back(Event::Welcome { member, resumed });
+        self.set_status(Status::Linked);
+        if let Some(hello) = self.hello.clone() {
+            self.actions.push_back(Action::Send(hello));
+        }
+        while let Some(frame) = self.queue.pop_front() {
+            self.actions.push_back(Action::Send(frame));
+        }
+    }
+
+    /// The socket closed or failed to open; `code` is the close code, if one came.
+    pub fn handle_close(&mut self, now: Millis, code: Option<u16>) {
+        if self.closed || self.sock == Sock::None {
+            return;
+        }
+        self.sock = Sock::None;
+        if let Some(code) = code.map(CloseCode).filter(|c| !c.should_reconnect()) {
+            let err = match code {
+                CloseCode::UNAUTHORIZED => {
+                    SdkError::new("unauthorized", "wrong or missing secret for this room")
+                }
+                CloseCode::ROOM_FULL => SdkError::new("room_full", "the room is full"),
+                CloseCode::REPLACED => SdkError::new("replaced", "this member reconnected elsewhere"),
+                CloseCode::TOO_LARGE => SdkError::new("too_large", "a frame was far too large"),
+                _ => SdkError::new("bad_frame", format!("the relay refused the connection ({})", code.0)),
+            };
+            return self.give_up(err);
+        }
+        self.schedule_retry(now);
+    }
+
+    fn schedule_retry(&mut self, now: Millis) {
+        self.attempts += 1;
+        if self.attempts > self.backoff.policy().retries {
+            let n = self.backoff.policy().retries;
+            return self.give_up(SdkError::new(
+                "disconnected",
+                format!("the relay could not be reached after {n} retries"),
+            ));
+        }
+        self.retry_at = Some(now + self.backoff.delay(self.attempts));
+        self.set_status(if self.linked_before { Status::Reconnecting } else { Status::Connecting });
+    }
+
+    fn give_up(&mut self, err: SdkError) {
+        self.retry_at = None;
+        self.queue.clear();
+        self.reject_all(&err.code, &err.message);
+        self.events.push_back(Event::Error(err));
+        self.set_status(Status::Unlink);
+    }
+
+    fn reject_all(&mut self, code: &str, message: &str) {
+        for (id, _) in self.pending.drain() {
+            self.events.push_back(Event::Rejected(id, SdkError::new(code, message)));
+        }
+    }
+
+    /// The page became visible or the network came back: if not linked, start a fresh round
+    /// of retries now.
+    pub fn handle_wake(&mut self, now: Millis) {
+        if self.closed || matches!(self.sock, Sock::Linked | Sock::Joining { .. }) {
+            return;
+        }
+        self.attempts = 0;
+        self.retry_at = None;
+        self.set_status(if self.linked_before { Status::Reconnecting } else { Status::Connecting });
+        self.open(now);
+    }
+
+    /// A manual reconnect (the page's button after `unlink`): the same as a wake.
+    pub fn reconnect(&mut self, now: Millis) {
+        self.handle_wake(now);
+    }
+
+    /// Time has reached `now`: retries, connect timeouts and request timeouts.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if let Sock::Joining { deadline } = self.sock {
+            if deadline <= now {
+                self.actions.push_back(Action::Close);
+                self.handle_close(now, None);
+            }
+        }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+            self.open(now);
+        }
+        for (id, e) in self.pending.expire(now) {
+            let err = SdkError::new("timeout", format!("no reply within {} ms", e.deadline - e.sent_at));
+            self.events.push_back(Event::Rejected(id, err));
+        }
+    }
+
+    /// When [`Session::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let sock = match self.sock {
+            Sock::Joining { deadline } => Some(deadline),
+            _ => None,
+        };
+        [sock, self.retry_at, self.pending.next_deadline()].into_iter().flatten().min()
+    }
+
+    /// The next thing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next thing that happened.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn send(&mut self, frame: String) -> Result<(), SdkError> {
+        if self.sock == Sock::Linked {
+            self.actions.push_back(Action::Send(frame));
+            return Ok(());
+        }
+        if self.status == Status::Unlink {
+            return Err(SdkError::new("disconnected", "not connected to the relay"));
+        }
+        if self.queue.len() >= QUEUE_MAX {
+            return Err(SdkError::new(
+                "rate_limited",
+                "too many frames waiting for the connection to come back",
+            ));
+        }
+        self.queue.push_back(frame);
+        Ok(())
+    }
+
+    /// A PC's `post` or `call`; returns the request id, whose reply or failure comes as
+    /// [`Event::Resolved`] or [`Event::Rejected`]. `to` picks one device; `None` asks all.
+    pub fn request(
+        &mut self,
+        now: Millis,
+        kind: Kind,
+        to: Option<&str>,
+        mut msg: Value,
+        timeout_ms: Option<Millis>,
+    ) -> Result<String, SdkError> {
+        let id = self.next_id.to_string();
+        self.next_id += 1;
+        self.request_with_id(now, &id, kind, to, &mut msg, timeout_ms)?;
+        Ok(id)
+    }
+
+    /// Like [`Session::request`] with a caller-chosen id; an id already awaiting a reply is
+    /// refused.
+    pub fn request_with_id(
+        &mut self,
+        now: Millis,
+        id: &str,
+        kind: Kind,
+        to: Option<&str>,
+        msg: &mut Value,
+        timeout_ms: Option<Millis>,
+    ) -> Result<(), SdkError> {
+        if self.opts.role != Role::Pc || !kind.is_request() {
+            return Err(SdkError::new("bad_frame", format!("only a pc sends {kind}")));
+        }
+        if self.closed || self.status == Status::Unlink {
+            return Err(SdkError::new("disconnected", "not connected to the relay"));
+        }
+        if self.pending.contains(id) {
+            return Err(SdkError::new("bad_frame", format!("request id {id} is already awaiting a reply")));
+        }
+        let timeout = timeout_ms.unwrap_or(self.opts.timeout_ms);
+        if let Some(obj) = msg.as_object_mut() {
+            obj.insert("timeoutMs".into(), json!(timeout));
+        }
+        let mut frame = json!({"type": kind.as_str(), "id": id, "msg": msg});
+        if let Some(to) = to {
+            frame["to"] = json!(to);
+        }
+        self.send(frame.to_string())?;
+        let _ = self.pending.insert(id, Entry { kind, sent_at: now, deadline: now + timeout });
+        self.sent_times.push_back((id.to_owned(), now));
+        if self.sent_times.len() > SENT_TIMES {
+            self.sent_times.pop_front();
+        }
+        Ok(())
+    }
+
+    /// A device's reply to a [`Command`]. Queued while reconnecting: the relay keeps the
+    /// request for a member that resumes.
+    pub fn reply(&mut self, id: &str, kind: Kind, msg: Value) -> Result<(), SdkError> {
+        if !kind.is_reply() {
+            return Err(SdkError::new("bad_frame", format!("{kind} is not a reply")));
+        }
+        self.send(json!({"type": kind.as_str(), "id": id, "msg": msg}).to_string())
+    }
+
+    /// Says who this member is; re-sent after every (re)join.
+    pub fn hello(&mut self, name: Option<String>, app_info: Option<Value>) {
+        let mut msg = json!({});
+        if let Some(n) = name {
+            msg["name"] = json!(n);
+        }
+        if let Some(a) = app_info {
+            msg["appInfo"] = a;
+        }
+        let frame = json!({"type": "hello", "msg": msg}).to_string();
+        self.hello = Some(frame.clone());
+        if self.sock == Sock::Linked {
+            self.actions.push_back(Action::Send(frame));
+        }
+    }
+
+    /// Leaves for good: the socket closes, pending requests are rejected, nothing retries.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        if self.sock != Sock::None {
+            self.actions.push_back(Action::Close);
+        }
+        self.sock = Sock::None;
+        self.retry_at = None;
+        self.queue.clear();
+        self.reject_all("disconnected", "the session was closed");
+        self.closed = true;
+        self.set_status(Status::Unlink);
+    }
+
+    /// Whether [`Session::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Normalises the `url` option: `ws(s)://host/ws` as is; `ws(s)://host` or
+/// `http(s)://host[/]` becomes `ws(s)://host/ws`.
+pub fn ws_url(url: &str) -> Result<String, SdkError> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        SdkError::new("bad_frame", format!("url must be ws://, wss://, http:// or https://, not \"{url}\""))
+    })?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        other => return Err(SdkError::new("bad_frame", format!("unsupported url scheme \"{other}\""))),
+    };
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if host.is_empty() {
+        return Err(SdkError::new("bad_frame", "url has no host"));
+    }
+    let path = path.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/');
+    // A ws:// URL names the socket itself; an http:// one names the relay, whose socket is /ws.
+    let names_the_relay = url.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("http"));
+    let path = if path.is_empty() || (names_the_relay && !path.ends_with("/ws")) {
+        format!("{path}/ws")
+    } else {
+        path.to_owned()
+    };
+    Ok(format!("{scheme}://{host}{path}"))
+}
+
+/// The relay's HTTP base (`http(s)://host[/prefix]`) for a room WebSocket URL.
+pub fn http_base(ws: &str) -> String {
+    let base = ws.strip_suffix("/ws").unwrap_or(ws);
+    if let Some(rest) = base.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = base.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// The link the QR code carries: `{base}/d/{room}?secret=…`.
+pub fn device_link(base: &str, room: &str, secret: &str) -> String {
+    format!("{}/d/{}?secret={}", base.trim_end_matches('/'), encode(room), encode(secret))
+}
+
+/// The history API URL for a room.
+pub fn history_url(base: &str, room: &str, secret: &str, limit: Option<u32>, before: Option<i64>) -> String {
+    let mut u = format!(
+        "{}/api/rooms/{}/history?secret={}",
+        base.trim_end_matches('/'),
+        encode(room),
+        encode(secret)
+    );
+    if let Some(l) = limit {
+        u.push_str(&format!("&limit={l}"));
+    }
+    if let Some(b) = before {
+        u.push_str(&format!("&before={b}"));
+    }
+    u
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,0 +1,591 @@
+//! The JavaScript API: `connectPc`, `connectDevice`, `PcSession`, `DeviceSession`.
+//!
+//! Bindings only: each method reads its JS arguments, calls the core through the
+//! [`Driver`], and turns the outcome into a value, a callback or a Promise. Failures reject
+//! with a JS `Error` whose `code` is a protocol error code, `timeout` or `disconnected`.
+
+use crate::core::backoff::Policy;
+use crate::core::history::{DEFAULT_CAP, LocalHistory};
+use crate::core::session::{self, Command, Options, Session};
+use crate::web::bridge::Bridge;
+use crate::web::driver::Driver;
+use crate::web::{from_js, js_error, load, now, random_hex128, random_seed, save, then, to_js};
+use js_sys::{Function, Promise, Reflect};
+use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use tether_protocol::{Kind, Role};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = r#"
+/** Connection status: `linked` in the room; `reconnecting` after a drop; `unlink` when it gave up. */
+export type Status = "connecting" | "linked" | "reconnecting" | "unlink";
+/** Every rejection is an Error with a `code`: a protocol error code, `timeout` or `disconnected`. */
+export interface TetherError extends Error { code: string }
+export interface PcOptions {
+  /** The room WebSocket, e.g. `ws://127.0.0.1:8080/ws` (an `http(s)://` base works too). */
+  url: string;
+  room: string;
+  /** Default: the one kept in localStorage for this room, else a new random one (then kept). */
+  secret?: string;
+  name?: string;
+  /** Retries after a lost connection before `unlink` (default 3). */
+  retries?: number;
+  /** First retry delay, doubled each retry, with jitter (default 500). */
+  retryDelayMs?: number;
+  /** Default request timeout (default 15000). */
+  timeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+export interface DeviceOptions {
+  url: string;
+  room: string;
+  /** From the QR link. */
+  secret: string;
+  name?: string;
+  /** Sent in `hello`; default: userAgent, page URL, platform. */
+  appInfo?: unknown;
+  /** The global of the app's native bridge (default "TencentNews"). */
+  bridge?: string;
+  /** Answers `post` instead of the native bridge: return the result or a Promise of it. */
+  onPost?: (request: PostRequest) => unknown;
+  /** Answers `call` instead of the native bridge. */
+  onCall?: (method: string, params: unknown[]) => unknown;
+  retries?: number;
+  retryDelayMs?: number;
+  connectTimeoutMs?: number;
+}
+export interface Member { id: string; role: "pc" | "device"; name: string | null; appInfo: unknown; since: number; away: boolean }
+export interface Reply {
+  id: string; type: "postCb" | "callCb";
+  /** The member id of the device that answered. */
+  device: string;
+  /** Milliseconds from sending to this reply. */
+  ms: number;
+  method?: string; result: unknown; cookie?: string | null; appInfo?: unknown;
+  /** Set when the request failed on the device. */
+  error?: unknown;
+}
+export interface PostOptions { to?: string; method?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number }
+export interface CallOptions { to?: string; timeoutMs?: number }
+export interface PostRequest { url: string; method?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number }
+export interface HistoryEntry { type: "post" | "call"; target: string; options: any; at: number; count: number }
+export interface ServerHistoryItem {
+  id: number; type: "post" | "call"; reqId: string; pc: string; device: string; deviceName: string | null;
+  url?: string; method?: string; request: any; result: unknown; cookie: string | null; appInfo: unknown;
+  error: unknown; sentAt: number; repliedAt: number; ms: number;
+}
+export interface CommandLog {
+  id: string; type: "post" | "call"; from: string; msg: any;
+  state: "running" | "done" | "failed"; result?: unknown; error?: string; ms?: number;
+}
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(typescript_type = "PcOptions")]
+    pub type PcOptions;
+    #[wasm_bindgen(typescript_type = "DeviceOptions")]
+    pub type DeviceOptions;
+    #[wasm_bindgen(typescript_type = "PostOptions | undefined")]
+    pub type PostOptions;
+    #[wasm_bindgen(typescript_type = "CallOptions | undefined")]
+    pub type CallOptions;
+    #[wasm_bindgen(typescript_type = "Promise<PcSession>")]
+    pub type PcSessionPromise;
+    #[wasm_bindgen(typescript_type = "Promise<DeviceSession>")]
+    pub type DeviceSessionPromise;
+    #[wasm_bindgen(typescript_type = "Promise<Reply>")]
+    pub type ReplyPromise;
+    #[wasm_bindgen(typescript_type = "Promise<ServerHistoryItem[]>")]
+    pub type ServerHistoryPromise;
+    #[wasm_bindgen(typescript_type = "(status: Status) => void")]
+    pub type StatusCallback;
+    #[wasm_bindgen(typescript_type = "(members: Member[]) => void")]
+    pub type DevicesCallback;
+    #[wasm_bindgen(typescript_type = "(reply: Reply) => void")]
+    pub type ReplyCallback;
+    #[wasm_bindgen(typescript_type = "(error: TetherError) => void")]
+    pub type ErrorCallback;
+    #[wasm_bindgen(typescript_type = "(entry: CommandLog) => void")]
+    pub type CommandCallback;
+    #[wasm_bindgen(typescript_type = "(request: PostRequest) => unknown")]
+    pub type PostHandler;
+    #[wasm_bindgen(typescript_type = "(method: string, params: unknown[]) => unknown")]
+    pub type CallHandler;
+    #[wasm_bindgen(typescript_type = "HistoryEntry[]")]
+    pub type HistoryEntries;
+    #[wasm_bindgen(typescript_type = "Member[]")]
+    pub type Members;
+    #[wasm_bindgen(typescript_type = "{ limit?: number; before?: number } | undefined")]
+    pub type PageOptions;
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    if obj.is_object() {
+        Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+    } else {
+        JsValue::UNDEFINED
+    }
+}
+
+fn get_str(obj: &JsValue, key: &str) -> Option<String> {
+    get(obj, key).as_string()
+}
+
+fn get_u64(obj: &JsValue, key: &str) -> Option<u64> {
+    get(obj, key).as_f64().filter(|n| *n >= 0.0).map(|n| n as u64)
+}
+
+fn get_fn(obj: &JsValue, key: &str) -> Option<Function> {
+    get(obj, key).dyn_into::<Function>().ok()
+}
+
+fn rejected(code: &str, message: &str) -> Promise {
+    Promise::reject(&js_error(code, message))
+}
+
+const HISTORY_KEY: &str = "tether.history";
+
+fn secret_key(room: &str) -> String {
+    format!("tether.secret.{room}")
+}
+
+/// Reads the options both ends share and starts the session.
+fn start(options: &JsValue, role: Role, secret: String) -> Result<Rc<Driver>, JsValue> {
+    let url = get_str(options, "url").ok_or_else(|| js_error("bad_frame", "options.url is required"))?;
+    let room = get_str(options, "room")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| js_error("bad_frame", "options.room is required"))?;
+    let defaults = Policy::default();
+    let policy = Policy {
+        retries: get_u64(options, "retries").map_or(defaults.retries, |r| r.min(100) as u32),
+        base_ms: get_u64(options, "retryDelayMs").unwrap_or(defaults.base_ms),
+        max_ms: defaults.max_ms.max(get_u64(options, "retryDelayMs").unwrap_or(0)),
+    };
+    let opts = Options {
+        url,
+        room,
+        secret,
+        role,
+        name: get_str(options, "name"),
+        policy,
+        timeout_ms: get_u64(options, "timeoutMs").unwrap_or(15_000),
+        connect_timeout_ms: get_u64(options, "connectTimeoutMs").unwrap_or(10_000),
+    };
+    let session = Session::new(opts, now(), random_seed()).map_err(|e| js_error(&e.code, &e.message))?;
+    Ok(Driver::new(session))
+}
+
+/// Starts the connection; the Promise resolves with `value` once linked.
+fn connect_promise(driver: &Rc<Driver>, value: JsValue) -> Promise {
+    let promise = Promise::new(&mut |resolve, reject| {
+        driver.inner().connect = Some((resolve, reject, value.clone()));
+    });
+    driver.pump();
+    promise
+}
+
+/// Connects a PC page to a room. Resolves once linked; rejects if the relay refuses or cannot
+/// be reached after the retries.
+#[wasm_bindgen(js_name = connectPc)]
+pub fn connect_pc(options: PcOptions) -> PcSessionPromise {
+    let options: JsValue = options.into();
+    let room = get_str(&options, "room").unwrap_or_default();
+    let secret = get_str(&options, "secret")
+        .filter(|s| !s.is_empty())
+        .or_else(|| load(&secret_key(&room)))
+        .unwrap_or_else(random_hex128);
+    let driver = match start(&options, Role::Pc, secret.clone()) {
+        Ok(d) => d,
+        Err(e) => return Promise::reject(&e).unchecked_into(),
+    };
+    save(&secret_key(&room), &secret);
+    let history = LocalHistory::from_json(load(HISTORY_KEY).as_deref(), DEFAULT_CAP);
+    let pc = PcSession { driver: driver.clone(), history: Rc::new(RefCell::new(history)) };
+    connect_promise(&driver, pc.into()).unchecked_into()
+}
+
+/// A PC page's session in a room.
+#[wasm_bindgen]
+pub struct PcSession {
+    driver: Rc<Driver>,
+    history: Rc<RefCell<LocalHistory>>,
+}
+
+#[wasm_bindgen]
+impl PcSession {
+    /// Calls `cb` with the status now and on every change.
+    #[wasm_bindgen(js_name = onStatus)]
+    pub fn on_status(&self, cb: StatusCallback) {
+        on_status(&self.driver, cb.unchecked_into());
+    }
+
+    /// Calls `cb` with the member list now (once known) and on every change.
+    #[wasm_bindgen(js_name = onDevices)]
+    pub fn on_devices(&self, cb: DevicesCallback) {
+        let cb: Function = cb.unchecked_into();
+        let current = {
+            let mut inner = self.driver.inner();
+            inner.handlers.devices.push(cb.clone());
+            inner.devices.clone()
+        };
+        if !current.is_null() {
+            let _ = cb.call1(&JsValue::NULL, &current);
+        }
+    }
+
+    /// Calls `cb` with every reply, including the later ones of a request sent to all devices.
+    #[wasm_bindgen(js_name = onReply)]
+    pub fn on_reply(&self, cb: ReplyCallback) {
+        self.driver.inner().handlers.reply.push(cb.unchecked_into());
+    }
+
+    /// Calls `cb` with errors not tied to one request (and the reason for `unlink`).
+    #[wasm_bindgen(js_name = onError)]
+    pub fn on_error(&self, cb: ErrorCallback) {
+        self.driver.inner().handlers.error.push(cb.unchecked_into());
+    }
+
+    /// Makes a request through a device's native network stack. Resolves with the first reply.
+    pub fn post(&self, url: String, options: PostOptions) -> ReplyPromise {
+        let o: JsValue = options.into();
+        let mut msg = json!({ "url": url });
+        let mut kept = json!({});
+        for key in ["method", "body", "headers"] {
+            let v = get(&o, key);
+            if !v.is_undefined() {
+                msg[key] = from_js(&v);
+                kept[key] = msg[key].clone();
+            }
+        }
+        self.history.borrow_mut().record("post", &url, kept, now());
+        save(HISTORY_KEY, &self.history.borrow().to_json());
+        self.request(Kind::Post, msg, &o).unchecked_into()
+    }
+
+    /// Invokes a device's native JS-API. Resolves with the first reply.
+    pub fn call(&self, method: String, params: JsValue, options: CallOptions) -> ReplyPromise {
+        let o: JsValue = options.into();
+        let params = match from_js(&params) {
+            Value::Null => json!([]),
+            Value::Array(a) => Value::Array(a),
+            one => json!([one]),
+        };
+        self.history.borrow_mut().record("call", &method, json!({ "params": params }), now());
+        save(HISTORY_KEY, &self.history.borrow().to_json());
+        self.request(Kind::Call, json!({ "method": method, "params": params }), &o).unchecked_into()
+    }
+
+    fn request(&self, kind: Kind, msg: Value, o: &JsValue) -> Promise {
+        let to = get_str(o, "to");
+        let timeout = get_u64(o, "timeoutMs");
+        let driver = self.driver.clone();
+        Promise::new(&mut |resolve, reject| {
+            let sent = driver.with(|s| s.request(now(), kind, to.as_deref(), msg.clone(), timeout));
+            match sent {
+                Ok(id) => {
+                    driver.inner().promises.insert(id, (resolve, reject));
+                }
+                Err(e) => {
+                    let _ = reject.call1(&JsValue::NULL, &js_error(&e.code, &e.message));
+                }
+            }
+        })
+    }
+
+    /// The URLs and methods recently run, newest first (kept in localStorage).
+    pub fn history(&self) -> HistoryEntries {
+        to_js(self.history.borrow().entries()).unchecked_into()
+    }
+
+    /// Forgets the local history.
+    #[wasm_bindgen(js_name = clearHistory)]
+    pub fn clear_history(&self) {
+        self.history.borrow_mut().clear();
+        save(HISTORY_KEY, "[]");
+    }
+
+    /// The relay's stored history of this room, newest first.
+    #[wasm_bindgen(js_name = serverHistory)]
+    pub fn server_history(&self, options: PageOptions) -> ServerHistoryPromise {
+        let o: JsValue = options.into();
+        let (base, room, secret) =
+            self.driver.with(|s| (session::http_base(s.url()), s.room().to_owned(), s.secret().to_owned()));
+        let limit = get_u64(&o, "limit").map(|l| l.min(500) as u32);
+        let before = get(&o, "before").as_f64().map(|b| b as i64);
+        let url = session::history_url(&base, &room, &secret, limit, before);
+        fetch_json(&url).unchecked_into()
+    }
+
+    /// The link for the QR code: `{base}/d/{room}?secret=…`; `base` defaults to the relay.
+    #[wasm_bindgen(js_name = deviceLink)]
+    pub fn device_link(&self, base: Option<String>) -> String {
+        self.driver.with(|s| {
+            let base = base.filter(|b| !b.is_empty()).unwrap_or_else(|| session::http_base(s.url()));
+            session::device_link(&base, s.room(), s.secret())
+        })
+    }
+
+    /// The room's secret.
+    #[wasm_bindgen(getter)]
+    pub fn secret(&self) -> String {
+        self.driver.with(|s| s.secret().to_owned())
+    }
+
+    /// The room.
+    #[wasm_bindgen(getter)]
+    pub fn room(&self) -> String {
+        self.driver.with(|s| s.room().to_owned())
+    }
+
+    /// This member's id.
+    #[wasm_bindgen(getter)]
+    pub fn member(&self) -> Option<String> {
+        self.driver.with(|s| s.member().map(str::to_owned))
+    }
+
+    /// The status now.
+    #[wasm_bindgen(getter)]
+    pub fn status(&self) -> String {
+        self.driver.with(|s| s.status().as_str().to_owned())
+    }
+
+    /// The last member list.
+    #[wasm_bindgen(getter)]
+    pub fn devices(&self) -> Members {
+        let d = self.driver.inner().devices.clone();
+        (if d.is_null() { js_sys::Array::new().into() } else { d }).unchecked_into()
+    }
+
+    /// After `unlink`: try again now, with a fresh round of retries.
+    pub fn reconnect(&self) {
+        self.driver.with(|s| s.reconnect(now()));
+    }
+
+    /// Leaves the room for good; pending requests reject with `disconnected`.
+    pub fn close(&self) {
+        self.driver.with(Session::close);
+    }
+}
+
+fn on_status(driver: &Rc<Driver>, cb: Function) {
+    driver.inner().handlers.status.push(cb.clone());
+    let status = driver.with(|s| s.status().as_str());
+    let _ = cb.call1(&JsValue::NULL, &status.into());
+}
+
+/// `fetch(url)`, resolving with the JSON body, or rejecting with the relay's
+/// `{"error": {"code", "message"}}`. Chained by hand: an async executor would cost the wasm
+/// several KB for this one call.
+fn fetch_json(url: &str) -> Promise {
+    let Some(window) = web_sys::window() else { return rejected("internal", "no window") };
+    let fetched: JsValue = window.fetch_with_str(url).into();
+    Promise::new(&mut |resolve, reject| {
+        let unreachable = reject.clone();
+        let on_response = Closure::once_into_js(move |resp: JsValue| {
+            let resp: web_sys::Response = resp.unchecked_into();
+            let (ok, status) = (resp.ok(), resp.status());
+            let Ok(body) = resp.json() else {
+                let _ = reject.call1(&JsValue::NULL, &js_error("internal", "unreadable response"));
+                return;
+            };
+            let not_json = reject.clone();
+            let on_body = Closure::once_into_js(move |body: JsValue| {
+                if ok {
+                    let _ = resolve.call1(&JsValue::NULL, &body);
+                    return;
+                }
+                let err = get(&body, "error");
+                let code = get_str(&err, "code").unwrap_or_else(|| "internal".into());
+                let message = get_str(&err, "message").unwrap_or_else(|| format!("HTTP {status}"));
+                let _ = reject.call1(&JsValue::NULL, &js_error(&code, &message));
+            });
+            let on_bad = Closure::once_into_js(move |_: JsValue| {
+                let msg = format!("the relay answered {status} without JSON");
+                let _ = not_json.call1(&JsValue::NULL, &js_error("internal", &msg));
+            });
+            then(&body.into(), &on_body, &on_bad);
+        });
+        let on_unreachable = Closure::once_into_js(move |_: JsValue| {
+            let _ = unreachable
+                .call1(&JsValue::NULL, &js_error("disconnected", "the relay could not be reached"));
+        });
+        then(&fetched, &on_response, &on_unreachable);
+    })
+}
+
+/// Connects an app's H5 page to a room as a device. Resolves once linked.
+#[wasm_bindgen(js_name = connectDevice)]
+pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
+    let options: JsValue = options.into();
+    let Some(secret) = get_str(&options, "secret").filter(|s| !s.is_empty()) else {
+        return rejected("unauthorized", "options.secret is required (it is in the QR link)")
+            .unchecked_into();
+    };
+    let driver = match start(&options, Role::Device, secret) {
+        Ok(d) => d,
+        Err(e) => return Promise::reject(&e).unchecked_into(),
+    };
+    let bridge = Rc::new(RefCell::new(Bridge {
+        name: get_str(&options, "bridge").unwrap_or_else(|| "TencentNews".into()),
+        on_post: get_fn(&options, "onPost"),
+        on_call: get_fn(&options, "onCall"),
+    }));
+    let app_info = match get(&options, "appInfo") {
+        v if v.is_undefined() => default_app_info(),
+        v => from_js(&v),
+    };
+    let name = get_str(&options, "name");
+    let log: Rc<RefCell<Vec<Function>>> = Rc::default();
+    let runner = command_runner(Rc::downgrade(&driver), bridge.clone(), log.clone(), app_info.clone());
+    driver.inner().on_command = Some(Rc::new(runner));
+    driver.with(|s| s.hello(name, Some(app_info)));
+    let device = DeviceSession { driver: driver.clone(), bridge, log };
+    connect_promise(&driver, device.into()).unchecked_into()
+}
+
+fn default_app_info() -> Value {
+    let Some(w) = web_sys::window() else { return Value::Null };
+    let nav = w.navigator();
+    json!({
+        "userAgent": nav.user_agent().ok(),
+        "platform": nav.platform().ok(),
+        "url": w.location().href().ok(),
+    })
+}
+
+fn cookie() -> Value {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| Reflect::get(&d, &"cookie".into()).ok())
+        .and_then(|c| c.as_string())
+        .map_or(Value::Null, Value::String)
+}
+
+/// What the device does with each command: log it, run it, reply, log the outcome.
+fn command_runner(
+    driver: Weak<Driver>,
+    bridge: Rc<RefCell<Bridge>>,
+    log: Rc<RefCell<Vec<Function>>>,
+    app_info: Value,
+) -> impl Fn(Command) {
+    move |cmd: Command| {
+        let started = now();
+        let entry = json!({"id": cmd.id, "type": cmd.kind.as_str(), "from": cmd.from, "msg": cmd.msg, "state": "running"});
+        emit(&log, &entry);
+        let (driver, log, app_info) = (driver.clone(), log.clone(), app_info.clone());
+        let c = cmd.clone();
+        let b = bridge.borrow().clone();
+        b.run(&cmd, move |outcome| {
+            let method = if c.kind == Kind::Post {
+                json!("post")
+            } else {
+                c.msg.get("method").cloned().unwrap_or(Value::Null)
+            };
+            let (mut body, mut entry) = (
+                json!({"method": method}),
+                json!({"id": c.id, "type": c.kind.as_str(), "from": c.from, "msg": c.msg}),
+            );
+            match &outcome {
+                Ok(result) => {
+                    body["result"] = from_js(result);
+                    entry["state"] = json!("done");
+                    entry["result"] = body["result"].clone();
+                }
+                Err(message) => {
+                    body["result"] = Value::Null;
+                    body["error"] = json!({ "message": message });
+                    entry["state"] = json!("failed");
+                    entry["error"] = json!(message);
+                }
+            }
+            if c.kind == Kind::Post {
+                body["cookie"] = cookie();
+                body["appInfo"] = app_info;
+            }
+            entry["ms"] = json!(now().saturating_sub(started));
+            let reply = c.kind.reply_kind().unwrap_or(Kind::PostCb);
+            if let Some(d) = driver.upgrade() {
+                if let Err(e) = d.with(|s| s.reply(&c.id, reply, body)) {
+                    entry["state"] = json!("failed");
+                    entry["error"] = json!(format!("the reply could not be sent: {}", e.message));
+                }
+            }
+            emit(&log, &entry);
+        });
+    }
+}
+
+fn emit(log: &Rc<RefCell<Vec<Function>>>, entry: &Value) {
+    let handlers = log.borrow().clone();
+    let v = to_js(entry);
+    for h in handlers {
+        let _ = h.call1(&JsValue::NULL, &v);
+    }
+}
+
+/// The H5 page's session in a room.
+#[wasm_bindgen]
+pub struct DeviceSession {
+    driver: Rc<Driver>,
+    bridge: Rc<RefCell<Bridge>>,
+    log: Rc<RefCell<Vec<Function>>>,
+}
+
+#[wasm_bindgen]
+impl DeviceSession {
+    /// Calls `cb` with the status now and on every change.
+    #[wasm_bindgen(js_name = onStatus)]
+    pub fn on_status(&self, cb: StatusCallback) {
+        on_status(&self.driver, cb.unchecked_into());
+    }
+
+    /// Calls `cb` when a command starts and when it finishes (for a log on the page).
+    #[wasm_bindgen(js_name = onCommand)]
+    pub fn on_command(&self, cb: CommandCallback) {
+        self.log.borrow_mut().push(cb.unchecked_into());
+    }
+
+    /// Calls `cb` with errors not tied to a command (and the reason for `unlink`).
+    #[wasm_bindgen(js_name = onError)]
+    pub fn on_error(&self, cb: ErrorCallback) {
+        self.driver.inner().handlers.error.push(cb.unchecked_into());
+    }
+
+    /// Answers `post` with `handler` instead of the native bridge.
+    #[wasm_bindgen(js_name = onPost)]
+    pub fn on_post(&self, handler: PostHandler) {
+        self.bridge.borrow_mut().on_post = Some(handler.unchecked_into());
+    }
+
+    /// Answers `call` with `handler` instead of the native bridge.
+    #[wasm_bindgen(js_name = onCall)]
+    pub fn on_call(&self, handler: CallHandler) {
+        self.bridge.borrow_mut().on_call = Some(handler.unchecked_into());
+    }
+
+    /// This member's id.
+    #[wasm_bindgen(getter)]
+    pub fn member(&self) -> Option<String> {
+        self.driver.with(|s| s.member().map(str::to_owned))
+    }
+
+    /// The status now.
+    #[wasm_bindgen(getter)]
+    pub fn status(&self) -> String {
+        self.driver.with(|s| s.status().as_str().to_owned())
+    }
+
+    /// After `unlink`: try again now.
+    pub fn reconnect(&self) {
+        self.driver.with(|s| s.reconnect(now()));
+    }
+
+    /// Leaves the room for good.
+    pub fn close(&self) {
+        self.driver.with(Session::close);
+    }
+}

@@ -1,0 +1,21 @@
+//! Tether's SDK: joins a Tether room from a PC page or from an H5 page inside a mobile app.
+//!
+//! The same package serves both ends: `connectPc` for the developer's page (send `post` and
+//! `call` to devices, get replies, device list, history, the QR link) and `connectDevice` for
+//! the app's page (answer through the app's native bridge). Built for `wasm32-unknown-unknown`
+//! and shipped as the npm package `tether-sdk`; the core is plain Rust and is tested natively.
+//!
+//! # Layout
+//! - [`core`]: the sans-IO core: session state machine, reconnect backoff, pending requests,
+//!   local history. No `web_sys`, `js_sys` or timers.
+//! - `web` (wasm only): the adapters: WebSocket, timers, localStorage, the native bridge,
+//!   `fetch`, and the driver that feeds the core.
+//! - `facade` (wasm only): the `#[wasm_bindgen]` API: `connectPc`, `connectDevice`,
+//!   `PcSession`, `DeviceSession`.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod facade;
+#[cfg(target_arch = "wasm32")]
+mod web;

@@ -1,0 +1,194 @@
+//! Runs a `post` or `call` on the device: through the page's own handler (`onPost`,
+//! `onCall`) or the app's native bridge, `window[bridge]` (`"TencentNews"` by default, as in
+//! seed 004):
+//!
+//! - `post`: `bridge.post(url, body, callback, {method, headers}, {})`, else
+//!   `bridge.postData(url, JSON.stringify(body), "<ok callback name>", "<error callback name>")`
+//!   with global callbacks, as the seed's two native APIs take them;
+//! - `call`: `bridge.invoke(method, ...params, callback)`, else `bridge[method](...params,
+//!   callback)`.
+//!
+//! Exactly one outcome is reported per command: the first of the callback, a thrown error,
+//! or the timeout (the request's `timeoutMs`), so a native API that never answers cannot leave
+//! the PC waiting forever.
+
+use super::{from_js, to_js};
+use crate::core::session::Command;
+use gloo_timers::callback::Timeout;
+use js_sys::{Array, Function, Promise, Reflect};
+use serde_json::Value;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use tether_protocol::Kind;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+/// Where commands go.
+#[derive(Clone)]
+pub struct Bridge {
+    /// The global object of the app's native bridge.
+    pub name: String,
+    /// The page's own `post` handler.
+    pub on_post: Option<Function>,
+    /// The page's own `call` handler.
+    pub on_call: Option<Function>,
+}
+
+/// How long a command may take when its request does not say.
+const DEFAULT_TIMEOUT_MS: u64 = 15_000;
+
+thread_local! {
+    static NEXT_CALLBACK: Cell<u64> = const { Cell::new(1) };
+}
+
+type Done = Rc<RefCell<Option<Box<dyn FnOnce(Result<JsValue, String>)>>>>;
+
+fn finish(done: &Done, outcome: Result<JsValue, String>) {
+    let f = done.borrow_mut().take();
+    if let Some(f) = f {
+        f(outcome);
+    }
+}
+
+fn describe(e: &JsValue) -> String {
+    if let Some(err) = e.dyn_ref::<js_sys::Error>() {
+        return String::from(err.message());
+    }
+    e.as_string().unwrap_or_else(|| serde_json::to_string(&from_js(e)).unwrap_or_default())
+}
+
+/// A one-shot JS function that reports its first argument.
+fn callback(done: &Done) -> JsValue {
+    let done = done.clone();
+    Closure::once_into_js(move |v: JsValue| finish(&done, Ok(v)))
+}
+
+/// Waits for a value that may be a Promise.
+fn settle(v: JsValue, done: &Done) {
+    let (ok, err) = (done.clone(), done.clone());
+    let on_ok = Closure::once_into_js(move |v: JsValue| finish(&ok, Ok(v)));
+    let on_err = Closure::once_into_js(move |e: JsValue| finish(&err, Err(describe(&e))));
+    super::then(&Promise::resolve(&v).into(), &on_ok, &on_err);
+}
+
+fn get_fn(obj: &JsValue, name: &str) -> Option<Function> {
+    Reflect::get(obj, &name.into()).ok()?.dyn_into::<Function>().ok()
+}
+
+impl Bridge {
+    /// Runs `cmd` and reports its outcome once: `Ok(result)` or `Err(message)`.
+    pub fn run(&self, cmd: &Command, report: impl FnOnce(Result<JsValue, String>) + 'static) {
+        let done: Done = Rc::new(RefCell::new(Some(Box::new(report))));
+        let ms = cmd.msg.get("timeoutMs").and_then(Value::as_u64).unwrap_or(DEFAULT_TIMEOUT_MS);
+        let d = done.clone();
+        Timeout::new(ms.min(u32::MAX as u64) as u32, move || {
+            finish(&d, Err(format!("no answer from the page or the native bridge within {ms} ms")));
+        })
+        .forget();
+        let outcome = match cmd.kind {
+            Kind::Post => self.post(cmd, &done),
+            _ => self.call(cmd, &done),
+        };
+        if let Err(e) = outcome {
+            finish(&done, Err(e));
+        }
+    }
+
+    fn native(&self) -> Option<JsValue> {
+        Reflect::get(&js_sys::global(), &self.name.as_str().into()).ok().filter(|b| b.is_object())
+    }
+
+    fn post(&self, cmd: &Command, done: &Done) -> Result<(), String> {
+        let msg = &cmd.msg;
+        if let Some(f) = &self.on_post {
+            let v = f.call1(&JsValue::NULL, &to_js(msg)).map_err(|e| describe(&e))?;
+            settle(v, done);
+            return Ok(());
+        }
+        let url = msg.get("url").and_then(Value::as_str).unwrap_or_default();
+        let body = msg.get("body").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+        let missing = || {
+            format!(
+                "no native bridge: window.{0}.post or window.{0}.postData not found; pass onPost to connectDevice",
+                self.name
+            )
+        };
+        let bridge = self.native().ok_or_else(missing)?;
+        if let Some(post) = get_fn(&bridge, "post") {
+            let options = serde_json::json!({"method": msg.get("method"), "headers": msg.get("headers")});
+            let args = Array::of5(
+                &url.into(),
+                &to_js(&body),
+                &callback(done),
+                &to_js(&options),
+                &js_sys::Object::new(),
+            );
+            post.apply(&bridge, &args).map_err(|e| describe(&e))?;
+            return Ok(());
+        }
+        if let Some(post_data) = get_fn(&bridge, "postData") {
+            let n = NEXT_CALLBACK.with(|c| c.replace(c.get() + 1));
+            let (ok_name, err_name) = (format!("__tether_ok_{n}"), format!("__tether_err_{n}"));
+            let global = js_sys::global();
+            let cleanup = {
+                let (global, ok_name, err_name) = (global.clone(), ok_name.clone(), err_name.clone());
+                move || {
+                    let _ =
+                        Reflect::delete_property(global.unchecked_ref::<js_sys::Object>(), &ok_name.into());
+                    let _ =
+                        Reflect::delete_property(global.unchecked_ref::<js_sys::Object>(), &err_name.into());
+                }
+            };
+            let (d_ok, d_err, c_ok) = (done.clone(), done.clone(), cleanup.clone());
+            let on_ok = Closure::once_into_js(move |v: JsValue| {
+                c_ok();
+                finish(&d_ok, Ok(v));
+            });
+            let on_err = Closure::once_into_js(move |e: JsValue| {
+                cleanup();
+                finish(&d_err, Err(describe(&e)));
+            });
+            let _ = Reflect::set(&global, &ok_name.as_str().into(), &on_ok);
+            let _ = Reflect::set(&global, &err_name.as_str().into(), &on_err);
+            let body = match &body {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let args = Array::of4(&url.into(), &body.into(), &ok_name.into(), &err_name.into());
+            post_data.apply(&bridge, &args).map_err(|e| describe(&e))?;
+            return Ok(());
+        }
+        Err(missing())
+    }
+
+    fn call(&self, cmd: &Command, done: &Done) -> Result<(), String> {
+        let method = cmd.msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let params: Vec<Value> = cmd.msg.get("params").and_then(Value::as_array).cloned().unwrap_or_default();
+        if let Some(f) = &self.on_call {
+            let v = f
+                .call2(&JsValue::NULL, &method.as_str().into(), &to_js(&params))
+                .map_err(|e| describe(&e))?;
+            settle(v, done);
+            return Ok(());
+        }
+        let missing = || {
+            format!("no native bridge: window.{}.invoke not found; pass onCall to connectDevice", self.name)
+        };
+        let bridge = self.native().ok_or_else(missing)?;
+        let args = Array::new();
+        let (f, this) = if let Some(invoke) = get_fn(&bridge, "invoke") {
+            args.push(&method.as_str().into());
+            (invoke, bridge)
+        } else if let Some(direct) = get_fn(&bridge, &method) {
+            (direct, bridge)
+        } else {
+            return Err(format!("window.{} has neither invoke nor {method}", self.name));
+        };
+        for p in &params {
+            args.push(&to_js(p));
+        }
+        args.push(&callback(done));
+        f.apply(&this, &args).map_err(|e| describe(&e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! The adapters between the sans-IO core and the browser: the WebSocket, timers, storage,
+//! page-lifecycle listeners, and the [`driver::Driver`] that feeds the core and carries out
+//! what it asks. Each adapter owns its `Closure`s and removes its listeners on drop.
+
+pub mod bridge;
+pub mod driver;
+pub mod socket;
+
+use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+/// Milliseconds since the epoch, the core's clock.
+pub fn now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// A seed for retry jitter.
+pub fn random_seed() -> u64 {
+    (js_sys::Math::random() * (u64::MAX as f64)) as u64 | 1
+}
+
+/// 128 random bits as hex, from `crypto.getRandomValues` (falling back to `Math.random`).
+pub fn random_hex128() -> String {
+    let bytes = Uint8Array::new_with_length(16);
+    let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).ok().filter(|c| !c.is_undefined());
+    let filled = crypto
+        .and_then(|c| {
+            let f = Reflect::get(&c, &"getRandomValues".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+            f.call1(&c, &bytes).ok()
+        })
+        .is_some();
+    let mut out = String::with_capacity(32);
+    for i in 0..16 {
+        let b = if filled { bytes.get_index(i) } else { (js_sys::Math::random() * 256.0) as u8 };
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// `localStorage`, when the page may use it.
+pub fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}
+
+/// Reads a localStorage item.
+pub fn load(key: &str) -> Option<String> {
+    storage()?.get_item(key).ok().flatten()
+}
+
+/// Writes a localStorage item (quietly does nothing where storage is unavailable or full).
+pub fn save(key: &str, value: &str) {
+    if let Some(s) = storage() {
+        let _ = s.set_item(key, value);
+    }
+}
+
+/// A JS `Error` whose `code` is a protocol error code, `timeout` or `disconnected`.
+pub fn js_error(code: &str, message: &str) -> JsValue {
+    let err = js_sys::Error::new(message);
+    let _ = Reflect::set(&err, &"code".into(), &code.into());
+    err.into()
+}
+
+/// Converts a Rust value to a plain JS value, through the browser's own `JSON.parse` (much
+/// smaller in wasm than a serde bridge, and fast enough for messages of this size).
+pub fn to_js<T: serde::Serialize + ?Sized>(v: &T) -> JsValue {
+    serde_json::to_string(v).ok().and_then(|s| js_sys::JSON::parse(&s).ok()).unwrap_or(JsValue::NULL)
+}
+
+/// Reads a JS value into a `serde_json::Value` through `JSON.stringify` (`undefined` and
+/// functions become null).
+pub fn from_js(v: &JsValue) -> serde_json::Value {
+    if v.is_undefined() {
+        return serde_json::Value::Null;
+    }
+    js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// `promise.then(on_ok, on_err)` with plain JS functions.
+pub fn then(promise: &JsValue, on_ok: &JsValue, on_err: &JsValue) {
+    if let Ok(f) = Reflect::get(promise, &"then".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
+        let _ = f.call2(promise, on_ok, on_err);
+    }
+}
+
+/// Listens for the page coming back (visible again, network back) until dropped.
+pub struct WakeListeners {
+    on_visible: Closure<dyn FnMut()>,
+    on_online: Closure<dyn FnMut()>,
+}
+
+impl WakeListeners {
+    /// Calls `wake` whenever the page becomes visible or the browser goes online.
+    pub fn new(wake: impl Fn() + Clone + 'static) -> Option<WakeListeners> {
+        let window = web_sys::window()?;
+        let document = window.document()?;
+        let doc = document.clone();
+        let w = wake.clone();
+        let on_visible = Closure::<dyn FnMut()>::new(move || {
+            if doc.visibility_state() == web_sys::VisibilityState::Visible {
+                w();
+            }
+        });
+        let on_online = Closure::<dyn FnMut()>::new(wake);
+        let _ = document
+            .add_event_listener_with_callback("visibilitychange", on_visible.as_ref().unchecked_ref());
+        let _ = window.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+        Some(WakeListeners { on_visible, on_online })
+    }
+}
+
+impl Drop for WakeListeners {
+    fn drop(&mut self) {
+        if let Some(window) = web_sys::window() {
+            if let Some(document) = window.document() {
+                let _ = document.remove_event_listener_with_callback(
+                    "visibilitychange",
+                    self.on_visible.as_ref().unchecked_ref(),
+                );
+            }
+            let _ =
+                window.remove_event_listener_with_callback("online", self.on_online.as_ref().unchecked_ref());
+        }
+    }
+}

@@ -1,0 +1,142 @@
+// The SDK in a real browser against a real relay: post/call between a PC page and a device
+// page, restarts, giving up, and typed errors.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startRelay, launchBrowser, sdkPage, mockTencentNews, countSockets, WAIT } from "./harness.mjs";
+
+let browser;
+before(async () => { browser = await launchBrowser(); });
+after(async () => { await browser?.close(); });
+
+async function connectPair(relay, room) {
+  const pc = await sdkPage(browser, relay, { initScript: countSockets });
+  await pc.evaluate(async ({ url, room }) => {
+    window.statuses = [];
+    window.replies = [];
+    window.s = await tether.connectPc({ url, room, retries: 3, retryDelayMs: 300 });
+    s.onStatus((st) => statuses.push(st));
+    s.onReply((r) => replies.push(r));
+  }, { url: relay.ws, room });
+  const secret = await pc.evaluate(() => s.secret);
+  assert.match(secret, /^[0-9a-f]{32}$/, "a random 128-bit secret");
+  const device = await sdkPage(browser, relay, { initScript: mockTencentNews });
+  await device.evaluate(async ({ url, room, secret }) => {
+    window.statuses = [];
+    window.log = [];
+    window.d = await tether.connectDevice({ url, room, secret, name: "Mock phone", appInfo: { app: "news", v: "7.2" } });
+    d.onStatus((st) => statuses.push(st));
+    d.onCommand((e) => log.push(e));
+  }, { url: relay.ws, room, secret });
+  const deviceId = await device.evaluate(() => d.member);
+  await pc.waitForFunction((id) => s.devices.some((m) => m.id === id && m.name === "Mock phone" && !m.away),
+    deviceId, { timeout: WAIT });
+  return { pc, device, deviceId, secret };
+}
+
+test("post and call go through the device's native bridge and come back", async () => {
+  const relay = await startRelay();
+  try {
+    const { pc, device, deviceId } = await connectPair(relay, "round-trip");
+    const reply = await pc.evaluate(() => s.post("https://api.example/answer?qID=5", { body: { a: 1 }, method: "POST" }));
+    assert.equal(reply.type, "postCb");
+    assert.equal(reply.device, deviceId);
+    assert.deepEqual(reply.result, { code: 0, url: "https://api.example/answer?qID=5", body: { a: 1 }, method: "POST" });
+    assert.equal(reply.cookie, "uid=42");
+    assert.deepEqual(reply.appInfo, { app: "news", v: "7.2" });
+    assert.ok(reply.ms >= 0 && reply.ms < WAIT);
+
+    const call = await pc.evaluate(() => s.call("login", ["qqorweixin"]));
+    assert.equal(call.type, "callCb");
+    assert.deepEqual(call.result, { method: "login", args: ["qqorweixin"] });
+
+    // The device saw both, in its log, through the native bridge.
+    const native = await device.evaluate(() => window.nativeCalls.map((c) => c.api));
+    assert.deepEqual(native, ["post", "invoke"]);
+    const log = await device.evaluate(() => log.map((e) => `${e.type}:${e.state}`));
+    assert.deepEqual(log, ["post:running", "post:done", "call:running", "call:done"]);
+
+    // Local history, newest first; server history has both pairs.
+    const local = await pc.evaluate(() => s.history().map((h) => `${h.type} ${h.target}`));
+    assert.deepEqual(local, ["call login", "post https://api.example/answer?qID=5"]);
+    const server = await pc.evaluate(() => s.serverHistory({ limit: 10 }));
+    assert.deepEqual(server.map((h) => h.type), ["call", "post"]);
+    assert.equal(server[1].cookie, "uid=42");
+    assert.equal(await pc.evaluate(() => replies.length), 2, "onReply saw both replies");
+
+    // The QR link carries room and secret.
+    const link = await pc.evaluate(() => s.deviceLink());
+    assert.equal(link, `${relay.http}/d/round-trip?secret=${await pc.evaluate(() => s.secret)}`);
+  } finally {
+    await relay.stop();
+  }
+});
+
+test("both ends come back with their member ids after the relay restarts", async () => {
+  const relay = await startRelay();
+  const { pc, device, deviceId } = await connectPair(relay, "restart");
+  const pcId = await pc.evaluate(() => s.member);
+  await relay.stop("SIGTERM");
+  await pc.waitForFunction(() => statuses.includes("reconnecting"), null, { timeout: WAIT });
+  const again = await startRelay({ listen: relay.addr, db: relay.db });
+  try {
+    await pc.waitForFunction(() => statuses.at(-1) === "linked", null, { timeout: WAIT });
+    await device.waitForFunction(() => statuses.at(-1) === "linked", null, { timeout: WAIT });
+    assert.deepEqual(await pc.evaluate(() => statuses), ["linked", "reconnecting", "linked"]);
+    assert.equal(await pc.evaluate(() => s.member), pcId);
+    assert.equal(await device.evaluate(() => d.member), deviceId);
+    await pc.waitForFunction((id) => s.devices.some((m) => m.id === id && !m.away), deviceId, { timeout: WAIT });
+    const reply = await pc.evaluate((to) => s.post("https://api.example/after", { to }), deviceId);
+    assert.equal(reply.result.url, "https://api.example/after");
+  } finally {
+    await again.stop();
+  }
+});
+
+test("with the relay kept down, the status ends unlink after 3 retries", async () => {
+  const relay = await startRelay();
+  const pc = await sdkPage(browser, relay, { initScript: countSockets });
+  await pc.evaluate(async ({ url }) => {
+    window.statuses = [];
+    window.errors = [];
+    window.s = await tether.connectPc({ url, room: "down", retries: 3, retryDelayMs: 100 });
+    s.onStatus((st) => statuses.push(st));
+    s.onError((e) => errors.push(e.code));
+  }, { url: relay.ws });
+  await relay.stop("SIGKILL");
+  await pc.waitForFunction(() => statuses.at(-1) === "unlink", null, { timeout: WAIT });
+  assert.deepEqual(await pc.evaluate(() => statuses), ["linked", "reconnecting", "unlink"]);
+  assert.equal(await pc.evaluate(() => socketsOpened), 1 + 3, "the first connection and three retries");
+  assert.deepEqual(await pc.evaluate(() => errors), ["disconnected"]);
+  const err = await pc.evaluate(() => s.post("https://x/").catch((e) => ({ code: e.code, message: e.message, isError: e instanceof Error })));
+  assert.deepEqual({ code: err.code, isError: err.isError }, { code: "disconnected", isError: true });
+});
+
+test("typed errors: no device, wrong secret, timeout", async () => {
+  const relay = await startRelay();
+  try {
+    const pc = await sdkPage(browser, relay);
+    const noDevice = await pc.evaluate(async (url) => {
+      window.s = await tether.connectPc({ url, room: "empty" });
+      return s.post("https://x/").then(() => "resolved", (e) => ({ code: e.code, message: e.message }));
+    }, relay.ws);
+    assert.equal(noDevice.code, "no_target");
+    assert.match(noDevice.message, /no device/);
+
+    const intruder = await sdkPage(browser, relay);
+    const refused = await intruder.evaluate((url) =>
+      tether.connectDevice({ url, room: "empty", secret: "guess" }).then(() => "joined", (e) => e.code), relay.ws);
+    assert.equal(refused, "unauthorized");
+
+    // A device whose app never answers: the PC's request times out on both sides.
+    const secret = await pc.evaluate(() => s.secret);
+    const silent = await sdkPage(browser, relay);
+    await silent.evaluate(async ({ url, secret }) => {
+      window.d = await tether.connectDevice({ url, room: "empty", secret, onPost: () => new Promise(() => {}) });
+    }, { url: relay.ws, secret });
+    await pc.waitForFunction(() => s.devices.some((m) => m.role === "device"), null, { timeout: WAIT });
+    const timedOut = await pc.evaluate(() => s.post("https://x/slow", { timeoutMs: 300 }).then(() => "resolved", (e) => e.code));
+    assert.equal(timedOut, "timeout");
+  } finally {
+    await relay.stop();
+  }
+});
