@@ -11,7 +11,7 @@ use crate::web::bridge::Bridge;
 use crate::web::driver::Driver;
 use crate::web::{from_js, js_error, load, now, random_hex128, random_seed, save, then, to_js};
 use js_sys::{Function, Promise, Reflect};
-use serde_json::{Value, json};
+use crate::core::json::Json;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use tether_protocol::{Kind, Role};
@@ -252,17 +252,16 @@ impl PcSession {
     /// Makes a request through a device's native network stack. Resolves with the first reply.
     pub fn post(&self, url: String, options: PostOptions) -> ReplyPromise {
         let o: JsValue = options.into();
-        let mut msg = json!({ "url": url });
-        let mut kept = json!({});
+        let mut msg = Json::obj([("url", url.as_str().into())]);
+        let mut kept = Json::obj([]);
         for key in ["method", "body", "headers"] {
             let v = get(&o, key);
             if !v.is_undefined() {
-                msg[key] = from_js(&v);
-                kept[key] = msg[key].clone();
+                msg.set(key, from_js(&v));
+                kept.set(key, msg[key].clone());
             }
         }
-        self.history.borrow_mut().record("post", &url, kept, now());
-        save(HISTORY_KEY, &self.history.borrow().to_json());
+        self.remember("post", &url, kept);
         self.request(Kind::Post, msg, &o).unchecked_into()
     }
 
@@ -270,16 +269,22 @@ impl PcSession {
     pub fn call(&self, method: String, params: JsValue, options: CallOptions) -> ReplyPromise {
         let o: JsValue = options.into();
         let params = match from_js(&params) {
-            Value::Null => json!([]),
-            Value::Array(a) => Value::Array(a),
-            one => json!([one]),
+            Json::Null => Json::Arr(Vec::new()),
+            Json::Arr(a) => Json::Arr(a),
+            one => Json::Arr(vec![one]),
         };
-        self.history.borrow_mut().record("call", &method, json!({ "params": params }), now());
-        save(HISTORY_KEY, &self.history.borrow().to_json());
-        self.request(Kind::Call, json!({ "method": method, "params": params }), &o).unchecked_into()
+        self.remember("call", &method, Json::obj([("params", params.clone())]));
+        let msg = Json::obj([("method", method.as_str().into()), ("params", params)]);
+        self.request(Kind::Call, msg, &o).unchecked_into()
     }
 
-    fn request(&self, kind: Kind, msg: Value, o: &JsValue) -> Promise {
+    fn remember(&self, kind: &str, target: &str, options: Json) {
+        let mut h = self.history.borrow_mut();
+        h.record(kind, target, options, now());
+        save(HISTORY_KEY, &h.to_json().to_json());
+    }
+
+    fn request(&self, kind: Kind, msg: Json, o: &JsValue) -> Promise {
         let to = get_str(o, "to");
         let timeout = get_u64(o, "timeoutMs");
         let driver = self.driver.clone();
@@ -298,7 +303,7 @@ impl PcSession {
 
     /// The URLs and methods recently run, newest first (kept in localStorage).
     pub fn history(&self) -> HistoryEntries {
-        to_js(self.history.borrow().entries()).unchecked_into()
+        to_js(&self.history.borrow().to_json()).unchecked_into()
     }
 
     /// Forgets the local history.
@@ -447,22 +452,22 @@ pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
     connect_promise(&driver, device.into()).unchecked_into()
 }
 
-fn default_app_info() -> Value {
-    let Some(w) = web_sys::window() else { return Value::Null };
+fn default_app_info() -> Json {
+    let Some(w) = web_sys::window() else { return Json::Null };
     let nav = w.navigator();
-    json!({
-        "userAgent": nav.user_agent().ok(),
-        "platform": nav.platform().ok(),
-        "url": w.location().href().ok(),
-    })
+    Json::obj([
+        ("userAgent", nav.user_agent().ok().into()),
+        ("platform", nav.platform().ok().into()),
+        ("url", w.location().href().ok().into()),
+    ])
 }
 
-fn cookie() -> Value {
+fn cookie() -> Json {
     web_sys::window()
         .and_then(|w| w.document())
         .and_then(|d| Reflect::get(&d, &"cookie".into()).ok())
         .and_then(|c| c.as_string())
-        .map_or(Value::Null, Value::String)
+        .into()
 }
 
 /// What the device does with each command: log it, run it, reply, log the outcome.
@@ -470,48 +475,48 @@ fn command_runner(
     driver: Weak<Driver>,
     bridge: Rc<RefCell<Bridge>>,
     log: Rc<RefCell<Vec<Function>>>,
-    app_info: Value,
+    app_info: Json,
 ) -> impl Fn(Command) {
     move |cmd: Command| {
         let started = now();
-        let entry = json!({"id": cmd.id, "type": cmd.kind.as_str(), "from": cmd.from, "msg": cmd.msg, "state": "running"});
+        let mut entry = Json::obj([
+            ("id", cmd.id.as_str().into()),
+            ("type", cmd.kind.as_str().into()),
+            ("from", cmd.from.as_str().into()),
+            ("msg", cmd.msg.clone()),
+            ("state", "running".into()),
+        ]);
         emit(&log, &entry);
         let (driver, log, app_info) = (driver.clone(), log.clone(), app_info.clone());
         let c = cmd.clone();
         let b = bridge.borrow().clone();
         b.run(&cmd, move |outcome| {
-            let method = if c.kind == Kind::Post {
-                json!("post")
-            } else {
-                c.msg.get("method").cloned().unwrap_or(Value::Null)
-            };
-            let (mut body, mut entry) = (
-                json!({"method": method}),
-                json!({"id": c.id, "type": c.kind.as_str(), "from": c.from, "msg": c.msg}),
-            );
-            match &outcome {
+            let method = if c.kind == Kind::Post { "post".into() } else { c.msg["method"].clone() };
+            let mut body = Json::obj([("method", method)]);
+            match outcome {
                 Ok(result) => {
-                    body["result"] = from_js(result);
-                    entry["state"] = json!("done");
-                    entry["result"] = body["result"].clone();
+                    let result = from_js(&result);
+                    entry.set("state", "done".into());
+                    entry.set("result", result.clone());
+                    body.set("result", result);
                 }
                 Err(message) => {
-                    body["result"] = Value::Null;
-                    body["error"] = json!({ "message": message });
-                    entry["state"] = json!("failed");
-                    entry["error"] = json!(message);
+                    body.set("result", Json::Null);
+                    body.set("error", Json::obj([("message", message.as_str().into())]));
+                    entry.set("state", "failed".into());
+                    entry.set("error", message.into());
                 }
             }
             if c.kind == Kind::Post {
-                body["cookie"] = cookie();
-                body["appInfo"] = app_info;
+                body.set("cookie", cookie());
+                body.set("appInfo", app_info);
             }
-            entry["ms"] = json!(now().saturating_sub(started));
+            entry.set("ms", Json::uint(now().saturating_sub(started)));
             let reply = c.kind.reply_kind().unwrap_or(Kind::PostCb);
             if let Some(d) = driver.upgrade() {
                 if let Err(e) = d.with(|s| s.reply(&c.id, reply, body)) {
-                    entry["state"] = json!("failed");
-                    entry["error"] = json!(format!("the reply could not be sent: {}", e.message));
+                    entry.set("state", "failed".into());
+                    entry.set("error", format!("the reply could not be sent: {}", e.message).into());
                 }
             }
             emit(&log, &entry);
@@ -519,7 +524,7 @@ fn command_runner(
     }
 }
 
-fn emit(log: &Rc<RefCell<Vec<Function>>>, entry: &Value) {
+fn emit(log: &Rc<RefCell<Vec<Function>>>, entry: &Json) {
     let handlers = log.borrow().clone();
     let v = to_js(entry);
     for h in handlers {

@@ -3,23 +3,20 @@
 //! layer); a corrupt or foreign value is ignored rather than breaking the page.
 
 use super::Millis;
-use serde::Serialize;
-use serde_json::Value;
+use super::json::Json;
 
 /// How many entries are kept by default.
 pub const DEFAULT_CAP: usize = 50;
 
 /// One thing run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    /// `post` or `call`.
-    #[serde(rename = "type")]
+    /// `post` or `call` (`type` in JSON).
     pub kind: String,
     /// The URL (post) or method (call).
     pub target: String,
     /// The rest of the request (post: method, body, headers; call: params), to run it again.
-    pub options: Value,
+    pub options: Json,
     /// When it was last run.
     pub at: Millis,
     /// How many times it was run.
@@ -27,16 +24,26 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Reads one stored entry. Untyped on purpose: serde's typed deserialization would pull
-    /// float formatting into the wasm for its error messages (about 14 KB).
-    fn from_value(v: &Value) -> Option<Entry> {
+    /// Reads one stored entry.
+    fn from_json(v: &Json) -> Option<Entry> {
         Some(Entry {
-            kind: v.get("type")?.as_str()?.to_owned(),
-            target: v.get("target")?.as_str()?.to_owned(),
-            options: v.get("options").cloned().unwrap_or(Value::Null),
-            at: v.get("at")?.as_u64()?,
-            count: v.get("count").and_then(Value::as_u64).map_or(1, |c| c.min(u32::MAX as u64) as u32),
+            kind: v["type"].as_str()?.to_owned(),
+            target: v["target"].as_str()?.to_owned(),
+            options: v["options"].clone(),
+            at: v["at"].as_u64()?,
+            count: v["count"].as_u64().map_or(1, |c| c.min(u32::MAX as u64) as u32),
         })
+    }
+
+    /// `{type, target, options, at, count}`.
+    pub fn to_json(&self) -> Json {
+        Json::obj([
+            ("type", self.kind.as_str().into()),
+            ("target", self.target.as_str().into()),
+            ("options", self.options.clone()),
+            ("at", Json::uint(self.at)),
+            ("count", Json::uint(u64::from(self.count))),
+        ])
     }
 }
 
@@ -56,9 +63,9 @@ impl LocalHistory {
     /// Reads what [`LocalHistory::to_json`] wrote; anything unreadable gives an empty history.
     pub fn from_json(json: Option<&str>, cap: usize) -> Self {
         let mut h = LocalHistory::new(cap);
-        if let Some(Value::Array(items)) = json.and_then(|j| serde_json::from_str::<Value>(j).ok()) {
+        if let Some(Json::Arr(items)) = json.and_then(|j| Json::parse(j).ok()) {
             // All or nothing: a list with a foreign entry is not ours.
-            if let Some(entries) = items.iter().map(Entry::from_value).collect::<Option<Vec<_>>>() {
+            if let Some(entries) = items.iter().map(Entry::from_json).collect::<Option<Vec<_>>>() {
                 h.entries = entries;
                 h.entries.truncate(h.cap);
             }
@@ -66,13 +73,13 @@ impl LocalHistory {
         h
     }
 
-    /// For storage.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.entries).unwrap_or_else(|_| "[]".into())
+    /// For storage, and for the page: `[{type, target, options, at, count}]`.
+    pub fn to_json(&self) -> Json {
+        Json::Arr(self.entries.iter().map(Entry::to_json).collect())
     }
 
     /// Records a run: an existing (type, target) moves to the front with the new options.
-    pub fn record(&mut self, kind: &str, target: &str, options: Value, now: Millis) {
+    pub fn record(&mut self, kind: &str, target: &str, options: Json, now: Millis) {
         let count = match self.entries.iter().position(|e| e.kind == kind && e.target == target) {
             Some(i) => self.entries.remove(i).count.saturating_add(1),
             None => 1,
@@ -95,40 +102,43 @@ impl LocalHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn json(v: serde_json::Value) -> Json {
+        Json::parse(&v.to_string()).unwrap()
+    }
 
     #[test]
     fn de_duplicated_newest_first_and_capped() {
         let mut h = LocalHistory::new(3);
-        h.record("post", "https://a", json!({}), 1);
-        h.record("post", "https://b", json!({}), 2);
-        h.record("call", "login", json!({"params": ["qq"]}), 3);
-        h.record("post", "https://a", json!({"method": "GET"}), 4);
+        h.record("post", "https://a", json(serde_json::json!({})), 1);
+        h.record("post", "https://b", json(serde_json::json!({})), 2);
+        h.record("call", "login", json(serde_json::json!({"params": ["qq"]})), 3);
+        h.record("post", "https://a", json(serde_json::json!({"method": "GET"})), 4);
         let t: Vec<_> = h.entries().iter().map(|e| e.target.as_str()).collect();
         assert_eq!(t, ["https://a", "login", "https://b"]);
         assert_eq!(h.entries()[0].count, 2);
         assert_eq!(h.entries()[0].options["method"], "GET", "the latest options are kept");
-        h.record("call", "share", json!({}), 5);
+        h.record("call", "share", json(serde_json::json!({})), 5);
         assert_eq!(h.entries().len(), 3, "capped");
         assert_eq!(h.entries()[2].target, "login", "the oldest fell off");
         // The same target as a post and as a call are two entries.
         let mut h = LocalHistory::new(3);
-        h.record("call", "login", json!({}), 1);
-        h.record("post", "login", json!({}), 2);
+        h.record("call", "login", json(serde_json::json!({})), 1);
+        h.record("post", "login", json(serde_json::json!({})), 2);
         assert_eq!(h.entries().iter().filter(|e| e.target == "login").count(), 2);
     }
 
     #[test]
     fn survives_storage_and_ignores_garbage() {
         let mut h = LocalHistory::new(10);
-        h.record("post", "https://a", json!({"body": "x"}), 1);
-        let back = LocalHistory::from_json(Some(&h.to_json()), 10);
+        h.record("post", "https://a", json(serde_json::json!({"body": "x"})), 1);
+        let back = LocalHistory::from_json(Some(&h.to_json().to_json()), 10);
         assert_eq!(back, h);
         for junk in [None, Some(""), Some("{"), Some("{\"a\":1}"), Some("[1,2]")] {
             assert!(LocalHistory::from_json(junk, 10).entries().is_empty(), "{junk:?}");
         }
         let big: Vec<_> =
-            (0..20).map(|i| json!({"type": "post", "target": i.to_string(), "at": i})).collect();
-        assert_eq!(LocalHistory::from_json(Some(&json!(big).to_string()), 5).entries().len(), 5);
+            (0..20).map(|i| serde_json::json!({"type": "post", "target": i.to_string(), "at": i})).collect();
+        assert_eq!(LocalHistory::from_json(Some(&serde_json::json!(big).to_string()), 5).entries().len(), 5);
     }
 }

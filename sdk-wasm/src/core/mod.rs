@@ -8,11 +8,13 @@
 //! # Layout
 //! - [`backoff`]: retry delays with jitter, from a seeded generator.
 //! - [`pending`]: requests awaiting replies, by id, with deadlines.
+//! - [`json`]: a small JSON value (why not serde_json: size).
 //! - [`history`]: the local history of URLs and methods run.
 //! - [`session`]: the connection state machine both ends use.
 
 pub mod backoff;
 pub mod history;
+pub mod json;
 pub mod pending;
 pub mod session;
 

@@ -15,7 +15,7 @@
 use super::Millis;
 use super::backoff::{Backoff, Policy};
 use super::pending::{Entry, Pending};
-use serde_json::{Value, json};
+use super::json::Json;
 use std::collections::VecDeque;
 use tether_protocol::{CloseCode, Kind, Role};
 
@@ -87,7 +87,7 @@ pub struct Reply {
     /// The device's member id.
     pub device: String,
     /// The reply body (`result`, `cookie`, `appInfo`, `error`, …).
-    pub msg: Value,
+    pub msg: Json,
     /// Milliseconds from sending the request to receiving this reply.
     pub ms: Millis,
 }
@@ -102,7 +102,7 @@ pub struct Command {
     /// The PC's member id.
     pub from: String,
     /// The request body.
-    pub msg: Value,
+    pub msg: Json,
 }
 
 /// Something that happened, for the page.
@@ -118,7 +118,7 @@ pub enum Event {
         resumed: bool,
     },
     /// The room's members: `[{id, role, name, appInfo, since, away}]`, passed through as sent.
-    Devices(Value),
+    Devices(Json),
     /// A reply arrived (every reply, including later ones of a broadcast).
     Reply(Reply),
     /// The first reply to a pending request: resolve its Promise.
@@ -276,21 +276,20 @@ impl Session {
 
     /// A text frame arrived.
     pub fn handle_text(&mut self, now: Millis, text: &str) {
-        // One untyped parse: the SDK only picks a few fields, and this keeps the wasm small.
-        let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else { return };
-        let Some(kind) = frame.get("type").and_then(Value::as_str).and_then(Kind::parse) else { return };
-        let id = frame.get("id").and_then(Value::as_str).map(str::to_owned);
-        let from = frame.get("from").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let msg = frame.remove("msg").unwrap_or(Value::Null);
-        let text_of = |key: &str| msg.get(key).and_then(Value::as_str).map(str::to_owned);
+        let Ok(mut frame) = Json::parse(text) else { return };
+        let Some(kind) = frame["type"].as_str().and_then(Kind::parse) else { return }; // newer relay: ignore
+        let id = frame["id"].as_str().map(str::to_owned);
+        let from = frame["from"].as_str().unwrap_or_default().to_owned();
+        let msg = frame.take("msg").unwrap_or_default();
+        let text_of = |key: &str| msg[key].as_str().map(str::to_owned);
         match kind {
             Kind::Welcome => {
                 let (Some(member), Some(resume)) = (text_of("member"), text_of("resume")) else { return };
-                let resumed = msg.get("resumed").and_then(Value::as_bool).unwrap_or(false);
+                let resumed = msg["resumed"].as_bool().unwrap_or(false);
                 self.on_welcome(member, resume, resumed);
             }
             Kind::Devices => {
-                if let Some(members) = msg.get("members").filter(|m| m.is_array()) {
+                if let Some(members) = msg.get("members").filter(|m| m.as_array().is_some()) {
                     self.events.push_back(Event::Devices(members.clone()));
                 }
             }
@@ -474,7 +473,7 @@ impl Session {
         now: Millis,
         kind: Kind,
         to: Option<&str>,
-        mut msg: Value,
+        mut msg: Json,
         timeout_ms: Option<Millis>,
     ) -> Result<String, SdkError> {
         let id = self.next_id.to_string();
@@ -491,7 +490,7 @@ impl Session {
         id: &str,
         kind: Kind,
         to: Option<&str>,
-        msg: &mut Value,
+        msg: &mut Json,
         timeout_ms: Option<Millis>,
     ) -> Result<(), SdkError> {
         if self.opts.role != Role::Pc || !kind.is_request() {
@@ -504,14 +503,12 @@ impl Session {
             return Err(SdkError::new("bad_frame", format!("request id {id} is already awaiting a reply")));
         }
         let timeout = timeout_ms.unwrap_or(self.opts.timeout_ms);
-        if let Some(obj) = msg.as_object_mut() {
-            obj.insert("timeoutMs".into(), json!(timeout));
-        }
-        let mut frame = json!({"type": kind.as_str(), "id": id, "msg": msg});
+        msg.set("timeoutMs", Json::uint(timeout));
+        let mut frame = Json::obj([("type", kind.as_str().into()), ("id", id.into()), ("msg", msg.clone())]);
         if let Some(to) = to {
-            frame["to"] = json!(to);
+            frame.set("to", to.into());
         }
-        self.send(frame.to_string())?;
+        self.send(frame.to_json())?;
         let _ = self.pending.insert(id, Entry { kind, sent_at: now, deadline: now + timeout });
         self.sent_times.push_back((id.to_owned(), now));
         if self.sent_times.len() > SENT_TIMES {
@@ -522,23 +519,23 @@ impl Session {
 
     /// A device's reply to a [`Command`]. Queued while reconnecting: the relay keeps the
     /// request for a member that resumes.
-    pub fn reply(&mut self, id: &str, kind: Kind, msg: Value) -> Result<(), SdkError> {
+    pub fn reply(&mut self, id: &str, kind: Kind, msg: Json) -> Result<(), SdkError> {
         if !kind.is_reply() {
             return Err(SdkError::new("bad_frame", format!("{kind} is not a reply")));
         }
-        self.send(json!({"type": kind.as_str(), "id": id, "msg": msg}).to_string())
+        self.send(Json::obj([("type", kind.as_str().into()), ("id", id.into()), ("msg", msg)]).to_json())
     }
 
     /// Says who this member is; re-sent after every (re)join.
-    pub fn hello(&mut self, name: Option<String>, app_info: Option<Value>) {
-        let mut msg = json!({});
+    pub fn hello(&mut self, name: Option<String>, app_info: Option<Json>) {
+        let mut msg = Json::obj([]);
         if let Some(n) = name {
-            msg["name"] = json!(n);
+            msg.set("name", n.into());
         }
         if let Some(a) = app_info {
-            msg["appInfo"] = a;
+            msg.set("appInfo", a);
         }
-        let frame = json!({"type": "hello", "msg": msg}).to_string();
+        let frame = Json::obj([("type", "hello".into()), ("msg", msg)]).to_json();
         self.hello = Some(frame.clone());
         if self.sock == Sock::Linked {
             self.actions.push_back(Action::Send(frame));

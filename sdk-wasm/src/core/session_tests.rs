@@ -1,5 +1,10 @@
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// A `Json` from a `serde_json` literal.
+fn j(v: Value) -> Json {
+    Json::parse(&v.to_string()).unwrap()
+}
 
 const BASE: Millis = 1000;
 
@@ -88,7 +93,7 @@ fn the_first_open_names_room_role_secret_and_name() {
 #[test]
 fn three_retries_with_backoff_and_jitter_then_unlink() {
     let mut s = linked(Role::Pc);
-    let id = s.request(0, Kind::Post, None, json!({"url": "u"}), Some(600_000)).unwrap();
+    let id = s.request(0, Kind::Post, None, j(json!({"url": "u"})), Some(600_000)).unwrap();
     actions(&mut s);
     let mut now = 10;
     s.handle_close(now, Some(1006));
@@ -110,7 +115,7 @@ fn three_retries_with_backoff_and_jitter_then_unlink() {
     assert_eq!(rejections(&evs), [(id, "disconnected".to_owned())]);
     assert!(evs.iter().any(|e| matches!(e, Event::Error(err) if err.code == "disconnected")));
     assert_eq!(s.poll_timeout(), None, "nothing more is scheduled");
-    assert!(s.request(now, Kind::Post, None, json!({"url": "u"}), None).is_err());
+    assert!(s.request(now, Kind::Post, None, j(json!({"url": "u"})), None).is_err());
 }
 
 #[test]
@@ -191,8 +196,8 @@ fn a_refused_join_does_not_retry() {
 #[test]
 fn requests_time_out_and_late_replies_still_show() {
     let mut s = linked(Role::Pc);
-    let a = s.request(100, Kind::Post, None, json!({"url": "a"}), Some(1_000)).unwrap();
-    let b = s.request(100, Kind::Call, Some("d-1"), json!({"method": "m", "params": []}), None).unwrap();
+    let a = s.request(100, Kind::Post, None, j(json!({"url": "a"})), Some(1_000)).unwrap();
+    let b = s.request(100, Kind::Call, Some("d-1"), j(json!({"method": "m", "params": []})), None).unwrap();
     let acts = actions(&mut s);
     let Action::Send(frame) = &acts[1] else { panic!() };
     let frame: Value = serde_json::from_str(frame).unwrap();
@@ -219,7 +224,7 @@ fn requests_time_out_and_late_replies_still_show() {
 #[test]
 fn the_first_reply_resolves_and_every_reply_is_reported() {
     let mut s = linked(Role::Pc);
-    let id = s.request(0, Kind::Post, None, json!({"url": "u"}), None).unwrap();
+    let id = s.request(0, Kind::Post, None, j(json!({"url": "u"})), None).unwrap();
     for (t, dev) in [(10, "d-1"), (20, "d-2")] {
         s.handle_text(
             t,
@@ -237,19 +242,19 @@ fn the_first_reply_resolves_and_every_reply_is_reported() {
 #[test]
 fn duplicate_ids_are_refused() {
     let mut s = linked(Role::Pc);
-    s.request_with_id(0, "x", Kind::Post, None, &mut json!({"url": "u"}), None).unwrap();
-    let err = s.request_with_id(0, "x", Kind::Call, None, &mut json!({"method": "m"}), None).unwrap_err();
+    s.request_with_id(0, "x", Kind::Post, None, &mut j(json!({"url": "u"})), None).unwrap();
+    let err = s.request_with_id(0, "x", Kind::Call, None, &mut j(json!({"method": "m"})), None).unwrap_err();
     assert_eq!(err.code, "bad_frame");
     assert_eq!(s.pending(), 1);
     // Only a PC sends requests.
     let mut d = linked(Role::Device);
-    assert_eq!(d.request(0, Kind::Post, None, json!({"url": "u"}), None).unwrap_err().code, "bad_frame");
+    assert_eq!(d.request(0, Kind::Post, None, j(json!({"url": "u"})), None).unwrap_err().code, "bad_frame");
 }
 
 #[test]
 fn relay_errors_reject_the_request_they_name() {
     let mut s = linked(Role::Pc);
-    let id = s.request(0, Kind::Post, None, json!({"url": "u"}), None).unwrap();
+    let id = s.request(0, Kind::Post, None, j(json!({"url": "u"})), None).unwrap();
     s.handle_text(
         1,
         &json!({"type": "error", "id": id, "msg": {"code": "no_target", "message": "no device"}}).to_string(),
@@ -267,8 +272,8 @@ fn requests_made_while_reconnecting_are_sent_on_relink_in_order() {
     s.hello(Some("PC".into()), None);
     actions(&mut s);
     s.handle_close(0, None);
-    s.request(1, Kind::Post, None, json!({"url": "1"}), None).unwrap();
-    s.request(2, Kind::Post, None, json!({"url": "2"}), None).unwrap();
+    s.request(1, Kind::Post, None, j(json!({"url": "1"})), None).unwrap();
+    s.request(2, Kind::Post, None, j(json!({"url": "2"})), None).unwrap();
     assert!(actions(&mut s).is_empty(), "nothing is sent without a socket");
     let t = s.poll_timeout().unwrap();
     s.handle_timeout(t);
@@ -289,7 +294,7 @@ fn requests_made_while_reconnecting_are_sent_on_relink_in_order() {
 #[test]
 fn a_rejoin_that_lost_its_place_fails_what_was_pending() {
     let mut s = linked(Role::Pc);
-    let id = s.request(0, Kind::Post, None, json!({"url": "u"}), Some(600_000)).unwrap();
+    let id = s.request(0, Kind::Post, None, j(json!({"url": "u"})), Some(600_000)).unwrap();
     s.handle_close(1, None);
     let t = s.poll_timeout().unwrap();
     s.handle_timeout(t);
@@ -326,7 +331,7 @@ fn devices_and_commands_become_events() {
     assert!(
         matches!(&evs[1], Event::Command(c) if c.id == "p-1:4" && c.kind == Kind::Call && c.msg["params"][0] == "qq")
     );
-    d.reply("p-1:4", Kind::CallCb, json!({"method": "login", "result": true})).unwrap();
+    d.reply("p-1:4", Kind::CallCb, j(json!({"method": "login", "result": true}))).unwrap();
     assert!(
         matches!(&actions(&mut d)[..], [Action::Send(f)] if f.contains("\"callCb\"") && f.contains("p-1:4"))
     );
@@ -339,7 +344,7 @@ fn devices_and_commands_become_events() {
 #[test]
 fn close_is_final() {
     let mut s = linked(Role::Pc);
-    let id = s.request(0, Kind::Post, None, json!({"url": "u"}), None).unwrap();
+    let id = s.request(0, Kind::Post, None, j(json!({"url": "u"})), None).unwrap();
     s.close();
     assert_eq!(actions(&mut s).last(), Some(&Action::Close));
     let evs = events(&mut s);

@@ -16,7 +16,7 @@ use super::{from_js, to_js};
 use crate::core::session::Command;
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Promise, Reflect};
-use serde_json::Value;
+use crate::core::json::Json;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tether_protocol::Kind;
@@ -54,7 +54,7 @@ fn describe(e: &JsValue) -> String {
     if let Some(err) = e.dyn_ref::<js_sys::Error>() {
         return String::from(err.message());
     }
-    e.as_string().unwrap_or_else(|| serde_json::to_string(&from_js(e)).unwrap_or_default())
+    e.as_string().unwrap_or_else(|| from_js(e).to_json())
 }
 
 /// A one-shot JS function that reports its first argument.
@@ -79,7 +79,7 @@ impl Bridge {
     /// Runs `cmd` and reports its outcome once: `Ok(result)` or `Err(message)`.
     pub fn run(&self, cmd: &Command, report: impl FnOnce(Result<JsValue, String>) + 'static) {
         let done: Done = Rc::new(RefCell::new(Some(Box::new(report))));
-        let ms = cmd.msg.get("timeoutMs").and_then(Value::as_u64).unwrap_or(DEFAULT_TIMEOUT_MS);
+        let ms = cmd.msg["timeoutMs"].as_u64().unwrap_or(DEFAULT_TIMEOUT_MS);
         let d = done.clone();
         Timeout::new(ms.min(u32::MAX as u64) as u32, move || {
             finish(&d, Err(format!("no answer from the page or the native bridge within {ms} ms")));
@@ -105,8 +105,8 @@ impl Bridge {
             settle(v, done);
             return Ok(());
         }
-        let url = msg.get("url").and_then(Value::as_str).unwrap_or_default();
-        let body = msg.get("body").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+        let url = msg["url"].as_str().unwrap_or_default();
+        let body = if msg["body"].is_null() { Json::obj([]) } else { msg["body"].clone() };
         let missing = || {
             format!(
                 "no native bridge: window.{0}.post or window.{0}.postData not found; pass onPost to connectDevice",
@@ -115,7 +115,7 @@ impl Bridge {
         };
         let bridge = self.native().ok_or_else(missing)?;
         if let Some(post) = get_fn(&bridge, "post") {
-            let options = serde_json::json!({"method": msg.get("method"), "headers": msg.get("headers")});
+            let options = Json::obj([("method", msg["method"].clone()), ("headers", msg["headers"].clone())]);
             let args = Array::of5(
                 &url.into(),
                 &to_js(&body),
@@ -151,8 +151,8 @@ impl Bridge {
             let _ = Reflect::set(&global, &ok_name.as_str().into(), &on_ok);
             let _ = Reflect::set(&global, &err_name.as_str().into(), &on_err);
             let body = match &body {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+                Json::Str(s) => s.clone(),
+                other => other.to_json(),
             };
             let args = Array::of4(&url.into(), &body.into(), &ok_name.into(), &err_name.into());
             post_data.apply(&bridge, &args).map_err(|e| describe(&e))?;
@@ -162,11 +162,11 @@ impl Bridge {
     }
 
     fn call(&self, cmd: &Command, done: &Done) -> Result<(), String> {
-        let method = cmd.msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let params: Vec<Value> = cmd.msg.get("params").and_then(Value::as_array).cloned().unwrap_or_default();
+        let method = cmd.msg["method"].as_str().unwrap_or_default().to_owned();
+        let params = cmd.msg["params"].as_array().map(<[Json]>::to_vec).unwrap_or_default();
         if let Some(f) = &self.on_call {
             let v = f
-                .call2(&JsValue::NULL, &method.as_str().into(), &to_js(&params))
+                .call2(&JsValue::NULL, &method.as_str().into(), &to_js(&Json::Arr(params.clone())))
                 .map_err(|e| describe(&e))?;
             settle(v, done);
             return Ok(());

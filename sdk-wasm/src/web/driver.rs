@@ -10,7 +10,7 @@ use super::{WakeListeners, js_error, now, to_js};
 use crate::core::session::{Action, Command, Event, Reply, SdkError, Session, Status};
 use gloo_timers::callback::Timeout;
 use js_sys::Function;
-use serde_json::json;
+use crate::core::json::Json;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -247,15 +247,14 @@ fn call_all(handlers: &[Function], arg: &JsValue) {
 /// `{id, type, device, ms, method, result, cookie, appInfo, error}`.
 pub fn reply_object(r: &Reply) -> JsValue {
     let m = &r.msg;
-    to_js(&json!({
-        "id": r.id,
-        "type": r.kind.as_str(),
-        "device": r.device,
-        "ms": r.ms,
-        "method": m.get("method"),
-        "result": m.get("result"),
-        "cookie": m.get("cookie"),
-        "appInfo": m.get("appInfo"),
-        "error": m.get("error"),
-    }))
+    let mut o = Json::obj([
+        ("id", r.id.as_str().into()),
+        ("type", r.kind.as_str().into()),
+        ("device", r.device.as_str().into()),
+        ("ms", Json::uint(r.ms)),
+    ]);
+    for key in ["method", "result", "cookie", "appInfo", "error"] {
+        o.set(key, m[key].clone());
+    }
+    to_js(&o)
 }

@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod driver;
 pub mod socket;
 
+use crate::core::json::Json;
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -62,23 +63,23 @@ pub fn js_error(code: &str, message: &str) -> JsValue {
     err.into()
 }
 
-/// Converts a Rust value to a plain JS value, through the browser's own `JSON.parse` (much
-/// smaller in wasm than a serde bridge, and fast enough for messages of this size).
-pub fn to_js<T: serde::Serialize + ?Sized>(v: &T) -> JsValue {
-    serde_json::to_string(v).ok().and_then(|s| js_sys::JSON::parse(&s).ok()).unwrap_or(JsValue::NULL)
+/// Converts a JSON value to a plain JS value through the browser's own `JSON.parse` (much
+/// smaller in wasm than a serde bridge such as serde-wasm-bindgen, and fast enough for
+/// messages of this size).
+pub fn to_js(v: &Json) -> JsValue {
+    js_sys::JSON::parse(&v.to_json()).unwrap_or(JsValue::NULL)
 }
 
-/// Reads a JS value into a `serde_json::Value` through `JSON.stringify` (`undefined` and
-/// functions become null).
-pub fn from_js(v: &JsValue) -> serde_json::Value {
+/// Reads a JS value through `JSON.stringify` (`undefined` and functions become null).
+pub fn from_js(v: &JsValue) -> Json {
     if v.is_undefined() {
-        return serde_json::Value::Null;
+        return Json::Null;
     }
     js_sys::JSON::stringify(v)
         .ok()
         .and_then(|s| s.as_string())
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(serde_json::Value::Null)
+        .and_then(|s| Json::parse(&s).ok())
+        .unwrap_or_default()
 }
 
 /// `promise.then(on_ok, on_err)` with plain JS functions.
