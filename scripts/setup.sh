@@ -101,12 +101,13 @@ setup_wasm() {
   fi
 }
 
-# Node tools (binaryen's wasm-opt, playwright-core) from the root package.json.
+# Node tools (binaryen's wasm-opt, terser, playwright-core) from the root package.json.
 setup_node() {
   command -v node >/dev/null || apt_install nodejs npm
-  if [ ! -x "$ROOT/node_modules/.bin/wasm-opt" ] || [ ! -d "$ROOT/node_modules/playwright-core" ] \
+  if [ ! -x "$ROOT/node_modules/.bin/wasm-opt" ] || [ ! -x "$ROOT/node_modules/.bin/terser" ] \
+     || [ ! -d "$ROOT/node_modules/playwright-core" ] \
      || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
-    say "npm ci (binaryen, playwright-core)"
+    say "npm ci (binaryen, terser, playwright-core)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
 }

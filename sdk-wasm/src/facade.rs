@@ -6,12 +6,13 @@
 
 use crate::core::backoff::Policy;
 use crate::core::history::{DEFAULT_CAP, LocalHistory};
+use crate::core::json::Json;
+use crate::core::num;
 use crate::core::session::{self, Command, Options, Session};
 use crate::web::bridge::Bridge;
 use crate::web::driver::Driver;
-use crate::web::{from_js, js_error, load, now, random_hex128, random_seed, save, then, to_js};
+use crate::web::{from_js, js_error, load, now, once, random_hex128, random_seed, save, then, to_js};
 use js_sys::{Function, Promise, Reflect};
-use crate::core::json::Json;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use tether_protocol::{Kind, Role};
@@ -131,12 +132,10 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
     }
 }
 
-fn get_str(obj: &JsValue, key: &str) -> Option<String> {
-    get(obj, key).as_string()
-}
-
-fn get_u64(obj: &JsValue, key: &str) -> Option<u64> {
-    get(obj, key).as_f64().filter(|n| *n >= 0.0).map(|n| n as u64)
+/// Option values are read from one `JSON.stringify` of the options object (functions, which
+/// it skips, are read with [`get_fn`]): far less glue than a `Reflect.get` per field.
+fn text(o: &Json, key: &str) -> Option<String> {
+    o[key].as_str().map(str::to_owned)
 }
 
 fn get_fn(obj: &JsValue, key: &str) -> Option<Function> {
@@ -150,30 +149,30 @@ fn rejected(code: &str, message: &str) -> Promise {
 const HISTORY_KEY: &str = "tether.history";
 
 fn secret_key(room: &str) -> String {
-    format!("tether.secret.{room}")
+    ["tether.secret.", room].concat()
 }
 
 /// Reads the options both ends share and starts the session.
-fn start(options: &JsValue, role: Role, secret: String) -> Result<Rc<Driver>, JsValue> {
-    let url = get_str(options, "url").ok_or_else(|| js_error("bad_frame", "options.url is required"))?;
-    let room = get_str(options, "room")
+fn start(options: &Json, role: Role, secret: String) -> Result<Rc<Driver>, JsValue> {
+    let url = text(options, "url").ok_or_else(|| js_error("bad_frame", "options.url is required"))?;
+    let room = text(options, "room")
         .filter(|r| !r.is_empty())
         .ok_or_else(|| js_error("bad_frame", "options.room is required"))?;
     let defaults = Policy::default();
     let policy = Policy {
-        retries: get_u64(options, "retries").map_or(defaults.retries, |r| r.min(100) as u32),
-        base_ms: get_u64(options, "retryDelayMs").unwrap_or(defaults.base_ms),
-        max_ms: defaults.max_ms.max(get_u64(options, "retryDelayMs").unwrap_or(0)),
+        retries: options["retries"].as_u64().map_or(defaults.retries, |r| r.min(100) as u32),
+        base_ms: options["retryDelayMs"].as_u64().unwrap_or(defaults.base_ms),
+        max_ms: defaults.max_ms.max(options["retryDelayMs"].as_u64().unwrap_or(0)),
     };
     let opts = Options {
         url,
         room,
         secret,
         role,
-        name: get_str(options, "name"),
+        name: text(options, "name"),
         policy,
-        timeout_ms: get_u64(options, "timeoutMs").unwrap_or(15_000),
-        connect_timeout_ms: get_u64(options, "connectTimeoutMs").unwrap_or(10_000),
+        timeout_ms: options["timeoutMs"].as_u64().unwrap_or(15_000),
+        connect_timeout_ms: options["connectTimeoutMs"].as_u64().unwrap_or(10_000),
     };
     let session = Session::new(opts, now(), random_seed()).map_err(|e| js_error(&e.code, &e.message))?;
     Ok(Driver::new(session))
@@ -192,9 +191,9 @@ fn connect_promise(driver: &Rc<Driver>, value: JsValue) -> Promise {
 /// be reached after the retries.
 #[wasm_bindgen(js_name = connectPc)]
 pub fn connect_pc(options: PcOptions) -> PcSessionPromise {
-    let options: JsValue = options.into();
-    let room = get_str(&options, "room").unwrap_or_default();
-    let secret = get_str(&options, "secret")
+    let options = from_js(&options.into());
+    let room = text(&options, "room").unwrap_or_default();
+    let secret = text(&options, "secret")
         .filter(|s| !s.is_empty())
         .or_else(|| load(&secret_key(&room)))
         .unwrap_or_else(random_hex128);
@@ -251,14 +250,13 @@ impl PcSession {
 
     /// Makes a request through a device's native network stack. Resolves with the first reply.
     pub fn post(&self, url: String, options: PostOptions) -> ReplyPromise {
-        let o: JsValue = options.into();
+        let o = from_js(&options.into());
         let mut msg = Json::obj([("url", url.as_str().into())]);
         let mut kept = Json::obj([]);
         for key in ["method", "body", "headers"] {
-            let v = get(&o, key);
-            if !v.is_undefined() {
-                msg.set(key, from_js(&v));
-                kept.set(key, msg[key].clone());
+            if let Some(v) = o.get(key) {
+                msg.set(key, v.clone());
+                kept.set(key, v.clone());
             }
         }
         self.remember("post", &url, kept);
@@ -267,7 +265,7 @@ impl PcSession {
 
     /// Invokes a device's native JS-API. Resolves with the first reply.
     pub fn call(&self, method: String, params: JsValue, options: CallOptions) -> ReplyPromise {
-        let o: JsValue = options.into();
+        let o = from_js(&options.into());
         let params = match from_js(&params) {
             Json::Null => Json::Arr(Vec::new()),
             Json::Arr(a) => Json::Arr(a),
@@ -284,15 +282,15 @@ impl PcSession {
         save(HISTORY_KEY, &h.to_json().to_json());
     }
 
-    fn request(&self, kind: Kind, msg: Json, o: &JsValue) -> Promise {
-        let to = get_str(o, "to");
-        let timeout = get_u64(o, "timeoutMs");
+    fn request(&self, kind: Kind, msg: Json, o: &Json) -> Promise {
+        let to = text(o, "to");
+        let timeout = o["timeoutMs"].as_u64();
         let driver = self.driver.clone();
         Promise::new(&mut |resolve, reject| {
             let sent = driver.with(|s| s.request(now(), kind, to.as_deref(), msg.clone(), timeout));
             match sent {
                 Ok(id) => {
-                    driver.inner().promises.insert(id, (resolve, reject));
+                    driver.inner().promises.push((id, resolve, reject));
                 }
                 Err(e) => {
                     let _ = reject.call1(&JsValue::NULL, &js_error(&e.code, &e.message));
@@ -316,11 +314,11 @@ impl PcSession {
     /// The relay's stored history of this room, newest first.
     #[wasm_bindgen(js_name = serverHistory)]
     pub fn server_history(&self, options: PageOptions) -> ServerHistoryPromise {
-        let o: JsValue = options.into();
+        let o = from_js(&options.into());
         let (base, room, secret) =
             self.driver.with(|s| (session::http_base(s.url()), s.room().to_owned(), s.secret().to_owned()));
-        let limit = get_u64(&o, "limit").map(|l| l.min(500) as u32);
-        let before = get(&o, "before").as_f64().map(|b| b as i64);
+        let limit = o["limit"].as_u64().map(|l| l.min(500) as u32);
+        let before = o["before"].as_u64().map(|b| b.min(i64::MAX as u64) as i64);
         let url = session::history_url(&base, &room, &secret, limit, before);
         fetch_json(&url).unchecked_into()
     }
@@ -390,7 +388,7 @@ fn fetch_json(url: &str) -> Promise {
     let fetched: JsValue = window.fetch_with_str(url).into();
     Promise::new(&mut |resolve, reject| {
         let unreachable = reject.clone();
-        let on_response = Closure::once_into_js(move |resp: JsValue| {
+        let on_response = once(move |resp| {
             let resp: web_sys::Response = resp.unchecked_into();
             let (ok, status) = (resp.ok(), resp.status());
             let Ok(body) = resp.json() else {
@@ -398,23 +396,24 @@ fn fetch_json(url: &str) -> Promise {
                 return;
             };
             let not_json = reject.clone();
-            let on_body = Closure::once_into_js(move |body: JsValue| {
+            let on_body = once(move |body| {
                 if ok {
                     let _ = resolve.call1(&JsValue::NULL, &body);
                     return;
                 }
-                let err = get(&body, "error");
-                let code = get_str(&err, "code").unwrap_or_else(|| "internal".into());
-                let message = get_str(&err, "message").unwrap_or_else(|| format!("HTTP {status}"));
+                let err = from_js(&body).take("error").unwrap_or_default();
+                let code = text(&err, "code").unwrap_or_else(|| "internal".into());
+                let message =
+                    text(&err, "message").unwrap_or_else(|| ["HTTP ", &num(status.into())].concat());
                 let _ = reject.call1(&JsValue::NULL, &js_error(&code, &message));
             });
-            let on_bad = Closure::once_into_js(move |_: JsValue| {
-                let msg = format!("the relay answered {status} without JSON");
+            let on_bad = once(move |_| {
+                let msg = ["the relay answered ", &num(status.into()), " without JSON"].concat();
                 let _ = not_json.call1(&JsValue::NULL, &js_error("internal", &msg));
             });
             then(&body.into(), &on_body, &on_bad);
         });
-        let on_unreachable = Closure::once_into_js(move |_: JsValue| {
+        let on_unreachable = once(move |_| {
             let _ = unreachable
                 .call1(&JsValue::NULL, &js_error("disconnected", "the relay could not be reached"));
         });
@@ -425,8 +424,9 @@ fn fetch_json(url: &str) -> Promise {
 /// Connects an app's H5 page to a room as a device. Resolves once linked.
 #[wasm_bindgen(js_name = connectDevice)]
 pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
-    let options: JsValue = options.into();
-    let Some(secret) = get_str(&options, "secret").filter(|s| !s.is_empty()) else {
+    let js_options: JsValue = options.into();
+    let options = from_js(&js_options);
+    let Some(secret) = text(&options, "secret").filter(|s| !s.is_empty()) else {
         return rejected("unauthorized", "options.secret is required (it is in the QR link)")
             .unchecked_into();
     };
@@ -435,15 +435,12 @@ pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
         Err(e) => return Promise::reject(&e).unchecked_into(),
     };
     let bridge = Rc::new(RefCell::new(Bridge {
-        name: get_str(&options, "bridge").unwrap_or_else(|| "TencentNews".into()),
-        on_post: get_fn(&options, "onPost"),
-        on_call: get_fn(&options, "onCall"),
+        name: text(&options, "bridge").unwrap_or_else(|| "TencentNews".into()),
+        on_post: get_fn(&js_options, "onPost"),
+        on_call: get_fn(&js_options, "onCall"),
     }));
-    let app_info = match get(&options, "appInfo") {
-        v if v.is_undefined() => default_app_info(),
-        v => from_js(&v),
-    };
-    let name = get_str(&options, "name");
+    let app_info = options.get("appInfo").cloned().unwrap_or_else(default_app_info);
+    let name = text(&options, "name");
     let log: Rc<RefCell<Vec<Function>>> = Rc::default();
     let runner = command_runner(Rc::downgrade(&driver), bridge.clone(), log.clone(), app_info.clone());
     driver.inner().on_command = Some(Rc::new(runner));
@@ -516,7 +513,7 @@ fn command_runner(
             if let Some(d) = driver.upgrade() {
                 if let Err(e) = d.with(|s| s.reply(&c.id, reply, body)) {
                     entry.set("state", "failed".into());
-                    entry.set("error", format!("the reply could not be sent: {}", e.message).into());
+                    entry.set("error", ["the reply could not be sent: ", &e.message].concat().into());
                 }
             }
             emit(&log, &entry);

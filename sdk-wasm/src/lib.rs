@@ -15,6 +15,13 @@
 
 pub mod core;
 
+/// A free-list allocator (sorted, coalescing) a few KB smaller than the default dlmalloc;
+/// the SDK allocates little and briefly, so its simplicity costs nothing here.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+
 #[cfg(target_arch = "wasm32")]
 mod facade;
 #[cfg(target_arch = "wasm32")]

@@ -46,7 +46,7 @@ static NULL: Json = Json::Null;
 impl Json {
     /// Parses one JSON text (surrounding whitespace allowed).
     pub fn parse(text: &str) -> Result<Json, ParseError> {
-        let mut p = Parser { b: text.as_bytes(), i: 0 };
+        let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
         let v = p.value(0)?;
         p.ws();
         if p.i != p.b.len() {
@@ -62,12 +62,17 @@ impl Json {
 
     /// A whole number.
     pub fn uint(n: u64) -> Json {
-        Json::Num(n.to_string())
+        Json::Num(super::num(n))
     }
 
     /// An object from pairs.
-    pub fn obj<'a>(pairs: impl IntoIterator<Item = (&'a str, Json)>) -> Json {
-        Json::Obj(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    pub fn obj<const N: usize>(pairs: [(&str, Json); N]) -> Json {
+        // The generic part is only this call: one copy of the loop serves every size.
+        Json::from_pairs(&mut pairs.into_iter())
+    }
+
+    fn from_pairs(pairs: &mut dyn Iterator<Item = (&str, Json)>) -> Json {
+        Json::Obj(pairs.map(|(k, v)| (k.to_owned(), v)).collect())
     }
 
     /// The member `key` of an object.
@@ -260,6 +265,7 @@ fn write_str(out: &mut String, s: &str) {
 }
 
 struct Parser<'a> {
+    s: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -375,8 +381,7 @@ impl Parser<'_> {
                 return Err(self.err("bad number"));
             }
         }
-        // The bytes are ASCII digits and signs, so this slice is valid UTF-8.
-        Ok(Json::Num(String::from_utf8_lossy(&self.b[start..self.i]).into_owned()))
+        Ok(Json::Num(self.s[start..self.i].to_owned()))
     }
 
     fn hex4(&mut self) -> Result<u32, ParseError> {
@@ -396,7 +401,8 @@ impl Parser<'_> {
 
     fn string(&mut self) -> Result<String, ParseError> {
         self.i += 1; // the opening quote
-        let mut out = Vec::new();
+        // Runs end only at ASCII bytes, so every slice of `s` taken here is on a char boundary.
+        let mut out = String::new();
         loop {
             let start = self.i;
             while let Some(&c) = self.b.get(self.i) {
@@ -405,13 +411,12 @@ impl Parser<'_> {
                 }
                 self.i += 1;
             }
-            out.extend_from_slice(&self.b[start..self.i]);
+            out.push_str(&self.s[start..self.i]);
             match self.b.get(self.i) {
                 None => return Err(self.err("unterminated string")),
                 Some(b'"') => {
                     self.i += 1;
-                    // Runs were copied whole from a &str and escapes push whole chars.
-                    return String::from_utf8(out).map_err(|_| self.err("bad UTF-8"));
+                    return Ok(out);
                 }
                 Some(b'\\') => {
                     self.i += 1;
@@ -446,8 +451,7 @@ impl Parser<'_> {
                         _ => return Err(self.err("bad escape")),
                     };
                     self.i += 1;
-                    let mut buf = [0; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    out.push(c);
                 }
                 Some(_) => return Err(self.err("control character in string")),
             }
@@ -505,8 +509,30 @@ mod tests {
     #[test]
     fn rejects_what_is_not_json() {
         for bad in [
-            "", " ", "nul", "tru", "01", "1.", ".5", "-", "1e", "+1", "[1,]", "[1 2]", "{\"a\" 1}", "{\"a\":1,}",
-            "{a:1}", "\"abc", "\"\\x\"", "\"\\u12\"", "\"a\nb\"", "[", "{", "1 2", "NaN", "'a'",
+            "",
+            " ",
+            "nul",
+            "tru",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "+1",
+            "[1,]",
+            "[1 2]",
+            "{\"a\" 1}",
+            "{\"a\":1,}",
+            "{a:1}",
+            "\"abc",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"a\nb\"",
+            "[",
+            "{",
+            "1 2",
+            "NaN",
+            "'a'",
         ] {
             assert!(Json::parse(bad).is_err(), "{bad:?} should not parse");
             assert!(serde_json::from_str::<serde_json::Value>(bad).is_err(), "serde_json agrees on {bad:?}");

@@ -20,3 +20,37 @@ pub mod session;
 
 /// Milliseconds on the caller's clock (the web layer uses `Date.now()`).
 pub type Millis = u64;
+
+/// A number as decimal text. The SDK builds its strings with this and `concat` rather than
+/// `format!`, which keeps core's formatting machinery (about 4 KB) out of the wasm.
+pub fn num(mut n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[i..].iter().map(|&d| char::from(d)).collect()
+}
+
+/// Two hex digits.
+pub fn hex2(b: u8, upper: bool) -> [char; 2] {
+    let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+    [digits[usize::from(b >> 4)] as char, digits[usize::from(b & 15)] as char]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_and_hex() {
+        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
+            assert_eq!(super::num(n), n.to_string());
+        }
+        assert_eq!(super::hex2(0xaf, false), ['a', 'f']);
+        assert_eq!(super::hex2(0x0c, true), ['0', 'C']);
+    }
+}

@@ -12,10 +12,10 @@
 //! (`visibilitychange` to visible, `online`) starts a fresh round. Each reconnect presents the
 //! resume token, so the member keeps its id and what was sent to it meanwhile.
 
-use super::Millis;
 use super::backoff::{Backoff, Policy};
-use super::pending::{Entry, Pending};
 use super::json::Json;
+use super::pending::{Entry, Pending};
+use super::{Millis, hex2, num};
 use std::collections::VecDeque;
 use tether_protocol::{CloseCode, Kind, Role};
 
@@ -255,19 +255,16 @@ impl Session {
     }
 
     fn open(&mut self, now: Millis) {
-        let mut q = format!(
-            "room={}&role={}&secret={}",
-            encode(&self.opts.room),
-            self.opts.role.as_str(),
-            encode(&self.opts.secret)
-        );
+        let mut url =
+            [&self.url, "?room=", &encode(&self.opts.room), "&role=", self.opts.role.as_str()].concat();
+        url.push_str(&["&secret=", &encode(&self.opts.secret)].concat());
         if let Some(name) = &self.opts.name {
-            q.push_str(&format!("&name={}", encode(name)));
+            url.push_str(&["&name=", &encode(name)].concat());
         }
         if let Some(token) = &self.resume {
-            q.push_str(&format!("&resume={}", encode(token)));
+            url.push_str(&["&resume=", &encode(token)].concat());
         }
-        self.actions.push_back(Action::Open(format!("{}?{q}", self.url)));
+        self.actions.push_back(Action::Open(url));
         self.sock = Sock::Joining { deadline: now + self.opts.connect_timeout_ms };
     }
 
@@ -360,7 +357,10 @@ impl Session {
                 CloseCode::ROOM_FULL => SdkError::new("room_full", "the room is full"),
                 CloseCode::REPLACED => SdkError::new("replaced", "this member reconnected elsewhere"),
                 CloseCode::TOO_LARGE => SdkError::new("too_large", "a frame was far too large"),
-                _ => SdkError::new("bad_frame", format!("the relay refused the connection ({})", code.0)),
+                _ => SdkError::new(
+                    "bad_frame",
+                    ["the relay refused the connection (", &num(code.0.into()), ")"].concat(),
+                ),
             };
             return self.give_up(err);
         }
@@ -373,7 +373,7 @@ impl Session {
             let n = self.backoff.policy().retries;
             return self.give_up(SdkError::new(
                 "disconnected",
-                format!("the relay could not be reached after {n} retries"),
+                ["the relay could not be reached after ", &num(n.into()), " retries"].concat(),
             ));
         }
         self.retry_at = Some(now + self.backoff.delay(self.attempts));
@@ -424,7 +424,8 @@ impl Session {
             self.open(now);
         }
         for (id, e) in self.pending.expire(now) {
-            let err = SdkError::new("timeout", format!("no reply within {} ms", e.deadline - e.sent_at));
+            let err =
+                SdkError::new("timeout", ["no reply within ", &num(e.deadline - e.sent_at), " ms"].concat());
             self.events.push_back(Event::Rejected(id, err));
         }
     }
@@ -476,7 +477,7 @@ impl Session {
         mut msg: Json,
         timeout_ms: Option<Millis>,
     ) -> Result<String, SdkError> {
-        let id = self.next_id.to_string();
+        let id = num(self.next_id);
         self.next_id += 1;
         self.request_with_id(now, &id, kind, to, &mut msg, timeout_ms)?;
         Ok(id)
@@ -494,13 +495,16 @@ impl Session {
         timeout_ms: Option<Millis>,
     ) -> Result<(), SdkError> {
         if self.opts.role != Role::Pc || !kind.is_request() {
-            return Err(SdkError::new("bad_frame", format!("only a pc sends {kind}")));
+            return Err(SdkError::new("bad_frame", ["only a pc sends ", kind.as_str()].concat()));
         }
         if self.closed || self.status == Status::Unlink {
             return Err(SdkError::new("disconnected", "not connected to the relay"));
         }
         if self.pending.contains(id) {
-            return Err(SdkError::new("bad_frame", format!("request id {id} is already awaiting a reply")));
+            return Err(SdkError::new(
+                "bad_frame",
+                ["request id ", id, " is already awaiting a reply"].concat(),
+            ));
         }
         let timeout = timeout_ms.unwrap_or(self.opts.timeout_ms);
         msg.set("timeoutMs", Json::uint(timeout));
@@ -521,7 +525,7 @@ impl Session {
     /// request for a member that resumes.
     pub fn reply(&mut self, id: &str, kind: Kind, msg: Json) -> Result<(), SdkError> {
         if !kind.is_reply() {
-            return Err(SdkError::new("bad_frame", format!("{kind} is not a reply")));
+            return Err(SdkError::new("bad_frame", [kind.as_str(), " is not a reply"].concat()));
         }
         self.send(Json::obj([("type", kind.as_str().into()), ("id", id.into()), ("msg", msg)]).to_json())
     }
@@ -571,7 +575,8 @@ pub fn encode(s: &str) -> String {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.extend(hex2(b, true));
         }
     }
     out
@@ -581,12 +586,15 @@ pub fn encode(s: &str) -> String {
 /// `http(s)://host[/]` becomes `ws(s)://host/ws`.
 pub fn ws_url(url: &str) -> Result<String, SdkError> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        SdkError::new("bad_frame", format!("url must be ws://, wss://, http:// or https://, not \"{url}\""))
+        SdkError::new(
+            "bad_frame",
+            ["url must be ws://, wss://, http:// or https://, not \"", url, "\""].concat(),
+        )
     })?;
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "ws" | "http" => "ws",
         "wss" | "https" => "wss",
-        other => return Err(SdkError::new("bad_frame", format!("unsupported url scheme \"{other}\""))),
+        other => return Err(SdkError::new("bad_frame", ["unsupported url scheme \"", other, "\""].concat())),
     };
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -599,20 +607,20 @@ pub fn ws_url(url: &str) -> Result<String, SdkError> {
     // A ws:// URL names the socket itself; an http:// one names the relay, whose socket is /ws.
     let names_the_relay = url.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("http"));
     let path = if path.is_empty() || (names_the_relay && !path.ends_with("/ws")) {
-        format!("{path}/ws")
+        [path, "/ws"].concat()
     } else {
         path.to_owned()
     };
-    Ok(format!("{scheme}://{host}{path}"))
+    Ok([scheme, "://", host, &path].concat())
 }
 
 /// The relay's HTTP base (`http(s)://host[/prefix]`) for a room WebSocket URL.
 pub fn http_base(ws: &str) -> String {
     let base = ws.strip_suffix("/ws").unwrap_or(ws);
     if let Some(rest) = base.strip_prefix("wss://") {
-        format!("https://{rest}")
+        ["https://", rest].concat()
     } else if let Some(rest) = base.strip_prefix("ws://") {
-        format!("http://{rest}")
+        ["http://", rest].concat()
     } else {
         base.to_owned()
     }
@@ -620,22 +628,19 @@ pub fn http_base(ws: &str) -> String {
 
 /// The link the QR code carries: `{base}/d/{room}?secret=…`.
 pub fn device_link(base: &str, room: &str, secret: &str) -> String {
-    format!("{}/d/{}?secret={}", base.trim_end_matches('/'), encode(room), encode(secret))
+    [base.trim_end_matches('/'), "/d/", &encode(room), "?secret=", &encode(secret)].concat()
 }
 
 /// The history API URL for a room.
 pub fn history_url(base: &str, room: &str, secret: &str, limit: Option<u32>, before: Option<i64>) -> String {
-    let mut u = format!(
-        "{}/api/rooms/{}/history?secret={}",
-        base.trim_end_matches('/'),
-        encode(room),
-        encode(secret)
-    );
+    let mut u =
+        [base.trim_end_matches('/'), "/api/rooms/", &encode(room), "/history?secret=", &encode(secret)]
+            .concat();
     if let Some(l) = limit {
-        u.push_str(&format!("&limit={l}"));
+        u.push_str(&["&limit=", &num(l.into())].concat());
     }
     if let Some(b) = before {
-        u.push_str(&format!("&before={b}"));
+        u.push_str(&["&before=", &num(b.max(0) as u64)].concat());
     }
     u
 }

@@ -13,10 +13,11 @@
 //! the PC waiting forever.
 
 use super::{from_js, to_js};
+use crate::core::json::Json;
+use crate::core::num;
 use crate::core::session::Command;
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Promise, Reflect};
-use crate::core::json::Json;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tether_protocol::Kind;
@@ -60,14 +61,14 @@ fn describe(e: &JsValue) -> String {
 /// A one-shot JS function that reports its first argument.
 fn callback(done: &Done) -> JsValue {
     let done = done.clone();
-    Closure::once_into_js(move |v: JsValue| finish(&done, Ok(v)))
+    super::once(move |v| finish(&done, Ok(v)))
 }
 
 /// Waits for a value that may be a Promise.
 fn settle(v: JsValue, done: &Done) {
     let (ok, err) = (done.clone(), done.clone());
-    let on_ok = Closure::once_into_js(move |v: JsValue| finish(&ok, Ok(v)));
-    let on_err = Closure::once_into_js(move |e: JsValue| finish(&err, Err(describe(&e))));
+    let on_ok = super::once(move |v| finish(&ok, Ok(v)));
+    let on_err = super::once(move |e| finish(&err, Err(describe(&e))));
     super::then(&Promise::resolve(&v).into(), &on_ok, &on_err);
 }
 
@@ -82,7 +83,10 @@ impl Bridge {
         let ms = cmd.msg["timeoutMs"].as_u64().unwrap_or(DEFAULT_TIMEOUT_MS);
         let d = done.clone();
         Timeout::new(ms.min(u32::MAX as u64) as u32, move || {
-            finish(&d, Err(format!("no answer from the page or the native bridge within {ms} ms")));
+            finish(
+                &d,
+                Err(["no answer from the page or the native bridge within ", &num(ms), " ms"].concat()),
+            );
         })
         .forget();
         let outcome = match cmd.kind {
@@ -108,10 +112,12 @@ impl Bridge {
         let url = msg["url"].as_str().unwrap_or_default();
         let body = if msg["body"].is_null() { Json::obj([]) } else { msg["body"].clone() };
         let missing = || {
-            format!(
-                "no native bridge: window.{0}.post or window.{0}.postData not found; pass onPost to connectDevice",
-                self.name
-            )
+            [
+                "no native bridge: window.",
+                &self.name,
+                ".post or .postData not found; pass onPost to connectDevice",
+            ]
+            .concat()
         };
         let bridge = self.native().ok_or_else(missing)?;
         if let Some(post) = get_fn(&bridge, "post") {
@@ -128,7 +134,8 @@ impl Bridge {
         }
         if let Some(post_data) = get_fn(&bridge, "postData") {
             let n = NEXT_CALLBACK.with(|c| c.replace(c.get() + 1));
-            let (ok_name, err_name) = (format!("__tether_ok_{n}"), format!("__tether_err_{n}"));
+            let (ok_name, err_name) =
+                (["__tether_ok_", &num(n)].concat(), ["__tether_err_", &num(n)].concat());
             let global = js_sys::global();
             let cleanup = {
                 let (global, ok_name, err_name) = (global.clone(), ok_name.clone(), err_name.clone());
@@ -140,11 +147,11 @@ impl Bridge {
                 }
             };
             let (d_ok, d_err, c_ok) = (done.clone(), done.clone(), cleanup.clone());
-            let on_ok = Closure::once_into_js(move |v: JsValue| {
+            let on_ok = super::once(move |v| {
                 c_ok();
                 finish(&d_ok, Ok(v));
             });
-            let on_err = Closure::once_into_js(move |e: JsValue| {
+            let on_err = super::once(move |e| {
                 cleanup();
                 finish(&d_err, Err(describe(&e)));
             });
@@ -172,7 +179,8 @@ impl Bridge {
             return Ok(());
         }
         let missing = || {
-            format!("no native bridge: window.{}.invoke not found; pass onCall to connectDevice", self.name)
+            ["no native bridge: window.", &self.name, ".invoke not found; pass onCall to connectDevice"]
+                .concat()
         };
         let bridge = self.native().ok_or_else(missing)?;
         let args = Array::new();
@@ -182,7 +190,7 @@ impl Bridge {
         } else if let Some(direct) = get_fn(&bridge, &method) {
             (direct, bridge)
         } else {
-            return Err(format!("window.{} has neither invoke nor {method}", self.name));
+            return Err(["window.", &self.name, " has neither invoke nor ", &method].concat());
         };
         for p in &params {
             args.push(&to_js(p));

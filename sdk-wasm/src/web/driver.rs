@@ -7,12 +7,11 @@
 
 use super::socket::{Socket, SocketEvent};
 use super::{WakeListeners, js_error, now, to_js};
+use crate::core::json::Json;
 use crate::core::session::{Action, Command, Event, Reply, SdkError, Session, Status};
 use gloo_timers::callback::Timeout;
 use js_sys::Function;
-use crate::core::json::Json;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
@@ -40,7 +39,7 @@ pub struct Inner {
     /// Callbacks.
     pub handlers: Handlers,
     /// Promises of pending requests: resolve, reject.
-    pub promises: HashMap<String, (Function, Function)>,
+    pub promises: Vec<(String, Function, Function)>,
     /// The connect Promise until the first link: resolve, reject, and what it resolves with.
     pub connect: Option<(Function, Function, JsValue)>,
     /// The last member list, as given to `onDevices`.
@@ -68,7 +67,7 @@ impl Driver {
                 generation: 0,
                 wake: None,
                 handlers: Handlers::default(),
-                promises: HashMap::new(),
+                promises: Vec::new(),
                 connect: None,
                 devices: JsValue::NULL,
                 last_error: None,
@@ -170,6 +169,13 @@ impl Driver {
         }
     }
 
+    fn take_promise(&self, id: &str) -> Option<(Function, Function)> {
+        let mut inner = self.inner.borrow_mut();
+        let i = inner.promises.iter().position(|(k, _, _)| k == id)?;
+        let (_, resolve, reject) = inner.promises.swap_remove(i);
+        Some((resolve, reject))
+    }
+
     fn dispatch(&self, e: Event) {
         match e {
             Event::Status(s) => {
@@ -208,13 +214,13 @@ impl Driver {
                 }
             }
             Event::Resolved(r) => {
-                let p = self.inner.borrow_mut().promises.remove(&r.id);
+                let p = self.take_promise(&r.id);
                 if let Some((resolve, _)) = p {
                     let _ = resolve.call1(&JsValue::NULL, &reply_object(&r));
                 }
             }
             Event::Rejected(id, err) => {
-                let p = self.inner.borrow_mut().promises.remove(&id);
+                let p = self.take_promise(&id);
                 if let Some((_, reject)) = p {
                     let _ = reject.call1(&JsValue::NULL, &js_error(&err.code, &err.message));
                 }

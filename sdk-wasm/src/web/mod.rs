@@ -34,7 +34,7 @@ pub fn random_hex128() -> String {
     let mut out = String::with_capacity(32);
     for i in 0..16 {
         let b = if filled { bytes.get_index(i) } else { (js_sys::Math::random() * 256.0) as u8 };
-        out.push_str(&format!("{b:02x}"));
+        out.extend(crate::core::hex2(b, false));
     }
     out
 }
@@ -82,6 +82,21 @@ pub fn from_js(v: &JsValue) -> Json {
         .unwrap_or_default()
 }
 
+/// A one-shot JS function. Every one-shot callback goes through this one closure type, so the
+/// wasm and its JS glue carry a single set of closure shims rather than one per call site.
+pub fn once(f: impl FnOnce(JsValue) + 'static) -> JsValue {
+    once_boxed(Box::new(f))
+}
+
+fn once_boxed(f: Box<dyn FnOnce(JsValue)>) -> JsValue {
+    Closure::once_into_js(move |v: JsValue| f(v))
+}
+
+/// A long-lived JS function; like [`once`], one closure type for every listener.
+pub fn listener(f: impl FnMut(JsValue) + 'static) -> Closure<dyn FnMut(JsValue)> {
+    Closure::new(f)
+}
+
 /// `promise.then(on_ok, on_err)` with plain JS functions.
 pub fn then(promise: &JsValue, on_ok: &JsValue, on_err: &JsValue) {
     if let Ok(f) = Reflect::get(promise, &"then".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
@@ -91,8 +106,8 @@ pub fn then(promise: &JsValue, on_ok: &JsValue, on_err: &JsValue) {
 
 /// Listens for the page coming back (visible again, network back) until dropped.
 pub struct WakeListeners {
-    on_visible: Closure<dyn FnMut()>,
-    on_online: Closure<dyn FnMut()>,
+    on_visible: Closure<dyn FnMut(JsValue)>,
+    on_online: Closure<dyn FnMut(JsValue)>,
 }
 
 impl WakeListeners {
@@ -102,12 +117,12 @@ impl WakeListeners {
         let document = window.document()?;
         let doc = document.clone();
         let w = wake.clone();
-        let on_visible = Closure::<dyn FnMut()>::new(move || {
+        let on_visible = listener(move |_| {
             if doc.visibility_state() == web_sys::VisibilityState::Visible {
                 w();
             }
         });
-        let on_online = Closure::<dyn FnMut()>::new(wake);
+        let on_online = listener(move |_| wake());
         let _ = document
             .add_event_listener_with_callback("visibilitychange", on_visible.as_ref().unchecked_ref());
         let _ = window.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());

@@ -1,5 +1,6 @@
 //! A `web_sys::WebSocket` that reports to one callback and cleans up after itself.
 
+use super::listener;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -17,9 +18,9 @@ pub enum SocketEvent {
 /// An open (or opening) socket. Dropping it removes its handlers and closes it.
 pub struct Socket {
     ws: WebSocket,
-    _on_open: Closure<dyn FnMut()>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
+    _on_open: Closure<dyn FnMut(JsValue)>,
+    _on_message: Closure<dyn FnMut(JsValue)>,
+    _on_close: Closure<dyn FnMut(JsValue)>,
 }
 
 impl Socket {
@@ -27,15 +28,17 @@ impl Socket {
     pub fn open(url: &str, report: impl Fn(SocketEvent) + Clone + 'static) -> Result<Socket, JsValue> {
         let ws = WebSocket::new(url)?;
         let r = report.clone();
-        let on_open = Closure::<dyn FnMut()>::new(move || r(SocketEvent::Open));
+        let on_open = listener(move |_| r(SocketEvent::Open));
         let r = report.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        let on_message = listener(move |e: JsValue| {
+            let e: MessageEvent = e.unchecked_into();
             // The relay only sends text; anything else is ignored.
             if let Some(text) = e.data().as_string() {
                 r(SocketEvent::Text(text));
             }
         });
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
+        let on_close = listener(move |e: JsValue| {
+            let e: CloseEvent = e.unchecked_into();
             // 1005 ("no status") and 1006 ("abnormal") are the browser's, not the relay's.
             let code = e.code();
             report(SocketEvent::Close((code != 1005 && code != 1006).then_some(code)));
