@@ -78,7 +78,11 @@ setup_wasm() {
       fi
     fi
     if [ ! -f "$wasm_env_file" ]; then
-      say "rustup's wasm32 target is out of reach; using Debian's toolchain"
+      if [ "$choice" = debian ]; then
+        say "using Debian's wasm toolchain (TETHER_WASM_TOOLCHAIN=debian)"
+      else
+        say "rustup's wasm32 target is out of reach; using Debian's toolchain"
+      fi
       apt_install rustc-web cargo-web rust-web-src lld-22
       printf '%s\n' 'WASM_ENV_VERSION=2' 'WASM_TOOLCHAIN=debian' 'WASM_CARGO=/usr/bin/cargo' 'WASM_RUSTC=/usr/bin/rustc' \
         'WASM_BUILD_STD=std,panic_abort' > "$wasm_env_file"

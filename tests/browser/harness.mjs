@@ -11,12 +11,12 @@ const BIN = process.env.TETHER_RELAY_BIN ?? join(ROOT, "target", "debug", "tethe
 export const WAIT = 10_000;
 
 /** A tether-relay process serving the test page and the built SDK. */
-export async function startRelay({ listen = "127.0.0.1:0", db, args = [] } = {}) {
+export async function startRelay({ listen = "127.0.0.1:0", db, www, args = [] } = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build -p tether-relay (scripts/test does)`);
   db ??= join(mkdtempSync(join(tmpdir(), "tether-browser-")), "tether.db");
   const child = spawn(BIN, [
     "--listen", listen, "--db", `sqlite://${db}`,
-    "--www", join(ROOT, "tests", "browser", "fixture"), "--sdk", join(ROOT, "sdk-wasm", "pkg"),
+    "--www", www ?? join(ROOT, "tests", "browser", "fixture"), "--sdk", join(ROOT, "sdk-wasm", "pkg"),
     "--log", "warn,tether_relay=info", ...args,
   ], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, NO_COLOR: "1" } });
   const addr = await new Promise((resolve, reject) => {

@@ -140,3 +140,55 @@ test("typed errors: no device, wrong secret, timeout", async () => {
     await relay.stop();
   }
 });
+
+test("other bridge shapes: postData with named callbacks, direct methods, page handlers, none", async () => {
+  const relay = await startRelay();
+  try {
+    const pc = await sdkPage(browser, relay);
+    await pc.evaluate(async (url) => { window.s = await tether.connectPc({ url, room: "shapes" }); }, relay.ws);
+    const secret = await pc.evaluate(() => s.secret);
+    const join = async (page, extra) => {
+      await page.evaluate(async ({ url, secret, extra }) => {
+        window.d = await tether.connectDevice({ url, room: "shapes", secret, ...extra });
+      }, { url: relay.ws, secret, extra });
+      return page.evaluate(() => d.member);
+    };
+
+    // The seed's second native API: postData(url, bodyString, okCallbackName, errorCallbackName),
+    // and a bridge whose JS-APIs are plain methods (no invoke).
+    const legacy = await sdkPage(browser, relay, { initScript: () => {
+      window.TencentNews = {
+        postData(url, body, ok, err) { setTimeout(() => window[ok]({ via: "postData", url, body: JSON.parse(body) }), 5); },
+        login(type, cb) { cb({ loggedIn: type }); },
+      };
+    } });
+    const legacyId = await join(legacy, {});
+    const viaPostData = await pc.evaluate((to) => s.post("https://x/pd", { to, body: { q: 1 } }), legacyId);
+    assert.deepEqual(viaPostData.result, { via: "postData", url: "https://x/pd", body: { q: 1 } });
+    const leftovers = await legacy.evaluate(() => Object.keys(window).filter((k) => k.startsWith("__tether_")));
+    assert.deepEqual(leftovers, [], "the named callbacks are removed once used");
+    const direct = await pc.evaluate((to) => s.call("login", ["qq"], { to }), legacyId);
+    assert.deepEqual(direct.result, { loggedIn: "qq" });
+
+    // A normal browser page that answers by itself, set after connecting.
+    const handled = await sdkPage(browser, relay);
+    const handledId = await join(handled, { name: "handlers" });
+    await handled.evaluate(() => {
+      d.onPost((req) => ({ handled: req.url, method: req.method ?? null }));
+      d.onCall((method, params) => Promise.resolve({ method, params }));
+    });
+    const p = await pc.evaluate((to) => s.post("https://x/h", { to, method: "GET" }), handledId);
+    assert.deepEqual(p.result, { handled: "https://x/h", method: "GET" });
+    const c = await pc.evaluate((to) => s.call("share", [{ title: "t" }, 2], { to }), handledId);
+    assert.deepEqual(c.result, { method: "share", params: [{ title: "t" }, 2] });
+
+    // No bridge at all: the PC hears why, instead of waiting for a timeout.
+    const bare = await sdkPage(browser, relay);
+    const bareId = await join(bare, {});
+    const none = await pc.evaluate((to) => s.post("https://x/none", { to }), bareId);
+    assert.equal(none.result, null);
+    assert.match(none.error.message, /no native bridge: window\.TencentNews/);
+  } finally {
+    await relay.stop();
+  }
+});
