@@ -201,7 +201,8 @@ pub fn connect_pc(options: PcOptions) -> PcSessionPromise {
         Ok(d) => d,
         Err(e) => return Promise::reject(&e).unchecked_into(),
     };
-    save(&secret_key(&room), &secret);
+    // Remembered only once the relay accepted it: a mistyped secret must not replace a good one.
+    driver.inner().on_first_link = Some(Box::new(move || save(&secret_key(&room), &secret)));
     let history = LocalHistory::from_json(load(HISTORY_KEY).as_deref(), DEFAULT_CAP);
     let pc = PcSession { driver: driver.clone(), history: Rc::new(RefCell::new(history)) };
     connect_promise(&driver, pc.into()).unchecked_into()

@@ -109,6 +109,19 @@ test("with the relay kept down, the status ends unlink after 3 retries", async (
   assert.deepEqual(await pc.evaluate(() => errors), ["disconnected"]);
   const err = await pc.evaluate(() => s.post("https://x/").catch((e) => ({ code: e.code, message: e.message, isError: e instanceof Error })));
   assert.deepEqual({ code: err.code, isError: err.isError }, { code: "disconnected", isError: true });
+
+  // The network comes back ("online"): a fresh round of retries finds the restarted relay,
+  // and the member keeps its id.
+  const member = await pc.evaluate(() => s.member);
+  const again = await startRelay({ listen: relay.addr, db: relay.db });
+  try {
+    await pc.evaluate(() => window.dispatchEvent(new Event("online")));
+    await pc.waitForFunction(() => statuses.at(-1) === "linked", null, { timeout: WAIT });
+    assert.deepEqual(await pc.evaluate(() => statuses), ["linked", "reconnecting", "unlink", "reconnecting", "linked"]);
+    assert.equal(await pc.evaluate(() => s.member), member);
+  } finally {
+    await again.stop();
+  }
 });
 
 test("typed errors: no device, wrong secret, timeout", async () => {
@@ -126,6 +139,14 @@ test("typed errors: no device, wrong secret, timeout", async () => {
     const refused = await intruder.evaluate((url) =>
       tether.connectDevice({ url, room: "empty", secret: "guess" }).then(() => "joined", (e) => e.code), relay.ws);
     assert.equal(refused, "unauthorized");
+
+    // A PC that mistypes the secret is refused, and the good secret it kept is not replaced.
+    const kept = await pc.evaluate(() => localStorage.getItem("tether.secret.empty"));
+    assert.equal(kept, await pc.evaluate(() => s.secret));
+    const typo = await pc.evaluate((url) =>
+      tether.connectPc({ url, room: "empty", secret: "typo", retries: 0 }).then(() => "joined", (e) => e.code), relay.ws);
+    assert.equal(typo, "unauthorized");
+    assert.equal(await pc.evaluate(() => localStorage.getItem("tether.secret.empty")), kept);
 
     // A device whose app never answers: the PC's request times out on both sides.
     const secret = await pc.evaluate(() => s.secret);

@@ -48,6 +48,8 @@ pub struct Inner {
     pub last_error: Option<SdkError>,
     /// Device side: runs a command.
     pub on_command: Option<Rc<dyn Fn(Command)>>,
+    /// Runs once, when the session first links (the PC remembers its secret only then).
+    pub on_first_link: Option<Box<dyn FnOnce()>>,
 }
 
 /// The shared driver of one session.
@@ -72,6 +74,7 @@ impl Driver {
                 devices: JsValue::NULL,
                 last_error: None,
                 on_command: None,
+                on_first_link: None,
             }),
             me: me.clone(),
         });
@@ -179,6 +182,11 @@ impl Driver {
     fn dispatch(&self, e: Event) {
         match e {
             Event::Status(s) => {
+                let first_link =
+                    if s == Status::Linked { self.inner.borrow_mut().on_first_link.take() } else { None };
+                if let Some(f) = first_link {
+                    f();
+                }
                 let (handlers, connect) = {
                     let mut inner = self.inner.borrow_mut();
                     let connect = match s {
