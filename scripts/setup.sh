@@ -106,6 +106,7 @@ setup_wasm() {
 }
 
 # Node tools (binaryen's wasm-opt, terser, playwright-core) from the root package.json.
+# The pages' own tools (Vite, TypeScript) are in www/package.json (scripts/build-www).
 setup_node() {
   command -v node >/dev/null || apt_install nodejs npm
   if [ ! -x "$ROOT/node_modules/.bin/wasm-opt" ] || [ ! -x "$ROOT/node_modules/.bin/terser" ] \
@@ -119,6 +120,8 @@ setup_node() {
 # Debian's Chromium and ChromeDriver for the browser tests (never a tool's own download).
 setup_browser() {
   [ -x /usr/bin/chromium ] || apt_install chromium chromium-driver
+  # zbarimg reads the QR code back from the PC page's screenshot.
+  command -v zbarimg >/dev/null || apt_install zbar-tools
 }
 
 main() {

@@ -33,7 +33,8 @@ test("npm pack gives a package that Vite bundles and a browser runs", async () =
     "window.bundled = true;",
   ].join("\n"));
   run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], app);
-  run(join(ROOT, "node_modules", ".bin", "vite"), ["build", "--logLevel", "error"], app);
+  // The same Vite the pages are built with (www/).
+  run(join(ROOT, "www", "node_modules", ".bin", "vite"), ["build", "--logLevel", "error"], app);
   const assets = readdirSync(join(app, "dist", "assets"));
   assert.ok(assets.some((f) => f.endsWith(".wasm")), `the .wasm is emitted as an asset: ${assets}`);
   assert.match(readFileSync(join(app, "dist", "index.html"), "utf8"), /assets\/.*\.js/);

@@ -1,0 +1,159 @@
+// The pages a developer uses, end to end in Chromium: the PC page and the device page served
+// by a real relay, the QR code read back from a screenshot, screenshots saved for people.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, startRelay, launchBrowser, mockTencentNews, WAIT } from "./harness.mjs";
+
+const ARTIFACTS = join(ROOT, "test-artifacts");
+const WWW = join(ROOT, "www", "dist");
+const DESKTOP = { width: 1440, height: 900 };
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+  userAgent: "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36" };
+
+let browser;
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await launchBrowser();
+});
+after(async () => { await browser?.close(); });
+
+const statusIs = (page, status) =>
+  page.waitForFunction((s) => document.querySelector('[data-testid="status"]')?.dataset.status === s, status, { timeout: WAIT });
+const textOf = (page, testid) => page.getByTestId(testid).innerText();
+const waitText = (page, testid, text) =>
+  page.waitForFunction(([id, t]) => document.querySelector(`[data-testid="${id}"]`)?.innerText.includes(t), [testid, text], { timeout: WAIT });
+
+/** Reads the QR code shown on the PC page, from a screenshot, as a phone's camera would. */
+async function scanQr(page, name) {
+  const png = join(ARTIFACTS, name);
+  await page.getByTestId("qr").screenshot({ path: png });
+  return execFileSync("zbarimg", ["--quiet", "--raw", png], { encoding: "utf8" }).trim();
+}
+
+test("PC page and device page: QR, devices, post, call, history, reload", async () => {
+  const relay = await startRelay({ www: WWW });
+  try {
+    const pcContext = await browser.newContext({ viewport: DESKTOP });
+    const pc = await pcContext.newPage();
+    pc.on("pageerror", (e) => assert.fail(`PC page error: ${e}`));
+    await pc.goto(relay.http + "/");
+    await pc.getByTestId("room-input").fill("news-debug");
+    await pc.getByTestId("connect").click();
+    await statusIs(pc, "linked");
+
+    const link = await scanQr(pc, "qr.png");
+    assert.match(link, new RegExp(`^${relay.http}/d/news-debug\\?secret=[0-9a-f]{32}$`));
+
+    const phoneContext = await browser.newContext(PHONE);
+    await phoneContext.addInitScript(mockTencentNews);
+    const phone = await phoneContext.newPage();
+    phone.on("pageerror", (e) => assert.fail(`device page error: ${e}`));
+    await phone.goto(link);
+    await statusIs(phone, "linked");
+    assert.match(await textOf(phone, "bridge"), /Native bridge window\.TencentNews found/);
+
+    await waitText(pc, "device-list", "Android · TencentNews");
+    assert.match(await textOf(pc, "device-list"), /online/);
+
+    // A request through the phone's "native" network stack.
+    await pc.getByTestId("post-url").fill("https://api.example/v1/answer?qID=506336");
+    await pc.getByTestId("post-body").fill('{"a": 1}');
+    await pc.getByTestId("post-send").click();
+    await waitText(pc, "result", "uid=42");
+    const result = await textOf(pc, "result");
+    assert.match(result, /POST https:\/\/api\.example\/v1\/answer\?qID=506336/);
+    assert.match(result, /Android · TencentNews/);
+    assert.match(result, /\d+ ms/);
+    await waitText(phone, "log", "done");
+
+    // A JS-API call.
+    await pc.locator('[data-tab="call"]').click();
+    await pc.getByTestId("call-method").fill("login");
+    await pc.getByTestId("call-params").fill('["qqorweixin"]');
+    await pc.getByTestId("call-send").click();
+    await waitText(pc, "result", "login(\"qqorweixin\")");
+    await pc.waitForFunction(() => document.querySelectorAll(".result-card:not(.pending) .reply").length === 2, null, { timeout: WAIT });
+
+    // Both in the recent history and in the relay's stored history.
+    const recent = await textOf(pc, "history-recent");
+    assert.match(recent, /login/);
+    assert.match(recent, /api\.example/);
+    await pc.locator('[data-htab="server"]').click();
+    await pc.waitForFunction(() => document.querySelectorAll('[data-testid="history-server"] > li > details').length === 2, null, { timeout: WAIT });
+
+    // Run again from history: one click.
+    await pc.locator('[data-htab="recent"]').click();
+    await pc.getByTestId("history-recent").getByText("login").click();
+    await pc.waitForFunction(() => document.querySelectorAll(".result-card:not(.pending) .reply").length === 3, null, { timeout: WAIT });
+
+    await pc.screenshot({ path: join(ARTIFACTS, "pc-desktop.png"), fullPage: true });
+    await phone.screenshot({ path: join(ARTIFACTS, "device-phone.png"), fullPage: true });
+
+    // A reload keeps the room, its secret, and so the device.
+    await pc.reload();
+    await statusIs(pc, "linked");
+    assert.equal(await pc.getByTestId("room-input").inputValue(), "news-debug");
+    await waitText(pc, "device-list", "Android · TencentNews");
+    assert.equal(await scanQr(pc, "qr-after-reload.png"), link);
+
+    // Both pages at the other width too, for people to look at.
+    await pc.setViewportSize({ width: 390, height: 844 });
+    await pc.screenshot({ path: join(ARTIFACTS, "pc-phone.png"), fullPage: true });
+    await phone.setViewportSize(DESKTOP);
+    await phone.screenshot({ path: join(ARTIFACTS, "device-desktop.png"), fullPage: true });
+  } finally {
+    await relay.stop();
+  }
+});
+
+test("two browser tabs: the simulated bridge, and readable errors", async () => {
+  const relay = await startRelay({ www: WWW });
+  try {
+    const pc = await browser.newPage({ viewport: DESKTOP });
+    await pc.goto(`${relay.http}/?room=two-tabs`);
+    await statusIs(pc, "linked");
+
+    // No device yet: the error says what to do.
+    await pc.getByTestId("post-url").fill(`${relay.http}/healthz`);
+    await pc.getByTestId("post-send").click();
+    await waitText(pc, "result", "Scan the QR code with the app first");
+
+    const link = await pc.getByTestId("device-link").innerText();
+    const tab = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    await tab.goto(link);
+    await statusIs(tab, "linked");
+    assert.match(await textOf(tab, "bridge"), /SIMULATED/);
+    assert.equal(await tab.getByTestId("simulate").isChecked(), true);
+    await waitText(pc, "device-list", "browser");
+
+    // post through the simulated bridge: a real fetch from the "phone" tab.
+    await pc.getByTestId("post-method").selectOption("GET");
+    await pc.getByTestId("post-body").fill("");
+    await pc.getByTestId("post-send").click();
+    await waitText(pc, "result", "simulated");
+    assert.match(await textOf(pc, "result"), /"ok"/);
+
+    await pc.locator('[data-tab="call"]').click();
+    await pc.getByTestId("call-method").fill("getAppInfo");
+    await pc.getByTestId("call-params").fill("");
+    await pc.getByTestId("call-send").click();
+    await waitText(pc, "result", "userAgent");
+
+    // A JS-API the simulation does not have: the device's error is shown, not a timeout.
+    await pc.getByTestId("call-method").fill("shareToWechat");
+    await pc.getByTestId("call-send").click();
+    await waitText(pc, "result", "not a simulated JS-API");
+    await tab.screenshot({ path: join(ARTIFACTS, "device-simulated.png"), fullPage: true });
+
+    // Bad input on the PC page is refused with a message, nothing is sent.
+    await pc.getByTestId("call-params").fill("[not json");
+    await pc.getByTestId("call-send").click();
+    await pc.waitForFunction(() => !document.getElementById("toast").hidden, null, { timeout: WAIT });
+    assert.match(await pc.locator("#toast").innerText(), /Params must be JSON/);
+  } finally {
+    await relay.stop();
+  }
+});
