@@ -19,6 +19,7 @@
 //! - [`metrics`]: counters for `/metrics`.
 
 pub mod config;
+pub mod cs;
 pub mod history;
 pub mod http;
 pub mod metrics;

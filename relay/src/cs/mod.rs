@@ -1,0 +1,3 @@
+//! The legacy CS gateway.
+
+pub mod xmlrpc;
