@@ -42,11 +42,13 @@ pub enum ErrorCode {
     Replaced,
     /// The relay is shutting down; reconnect (with the resume token) shortly.
     ShuttingDown,
+    /// The legacy server answered something that is not XML-RPC (CS gateway, HTTP 502).
+    BadUpstream,
 }
 
 impl ErrorCode {
     /// Every code, in a fixed order (used to index per-code counters).
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadFrame,
         ErrorCode::TooLarge,
         ErrorCode::UnknownType,
@@ -61,6 +63,7 @@ impl ErrorCode {
         ErrorCode::RoomFull,
         ErrorCode::Replaced,
         ErrorCode::ShuttingDown,
+        ErrorCode::BadUpstream,
     ];
 
     /// The wire spelling.
@@ -80,6 +83,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::Replaced => "replaced",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::BadUpstream => "bad_upstream",
         }
     }
 

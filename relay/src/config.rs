@@ -75,6 +75,30 @@ pub struct Config {
     #[arg(long, env = "TETHER_MAX_PENDING_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_pending_bytes: usize,
 
+    /// The legacy XML-RPC server (`http://host:port/path`); enables `/cs/*`.
+    #[arg(long, env = "TETHER_CS_UPSTREAM")]
+    pub cs_upstream: Option<String>,
+
+    /// Most CS sessions (upstream connections) at once.
+    #[arg(long, env = "TETHER_CS_MAX_SESSIONS", default_value_t = 1000)]
+    pub cs_max_sessions: usize,
+
+    /// A CS session unused this long is closed, ms.
+    #[arg(long, env = "TETHER_CS_IDLE_MS", default_value_t = 30 * 60_000)]
+    pub cs_idle_ms: u64,
+
+    /// Calls queued per CS session; beyond this a call gets 503.
+    #[arg(long, env = "TETHER_CS_QUEUE", default_value_t = 16)]
+    pub cs_queue: usize,
+
+    /// How long one CS call may take, ms; past it the session is closed.
+    #[arg(long, env = "TETHER_CS_TIMEOUT_MS", default_value_t = 30_000)]
+    pub cs_timeout_ms: u64,
+
+    /// Largest `/cs/*` request body and upstream answer, bytes.
+    #[arg(long, env = "TETHER_CS_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub cs_max_body: usize,
+
     /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "TETHER_LOG", default_value = "info")]
     pub log: String,
@@ -99,6 +123,12 @@ impl Config {
             max_room_members: 64,
             max_pending: 4096,
             max_pending_bytes: 64 * 1024 * 1024,
+            cs_upstream: None,
+            cs_max_sessions: 1000,
+            cs_idle_ms: 30 * 60_000,
+            cs_queue: 16,
+            cs_timeout_ms: 30_000,
+            cs_max_body: 1024 * 1024,
             log: "info".into(),
         }
     }
@@ -111,6 +141,23 @@ impl Config {
     /// The away grace window.
     pub fn grace(&self) -> Duration {
         Duration::from_millis(self.grace_ms)
+    }
+
+    /// The CS gateway's settings, when `--cs-upstream` is given.
+    pub fn cs(&self) -> Result<Option<crate::cs::CsConfig>, String> {
+        let Some(url) = &self.cs_upstream else { return Ok(None) };
+        Ok(Some(crate::cs::CsConfig {
+            upstream: crate::cs::session::Upstream::parse(url)?,
+            max_sessions: self.cs_max_sessions.max(1),
+            idle: Duration::from_millis(self.cs_idle_ms),
+            limits: crate::cs::session::Limits {
+                queue: self.cs_queue.max(1),
+                timeout: Duration::from_millis(self.cs_timeout_ms.max(1)),
+                max_answer: self.cs_max_body.max(1024),
+                connect_timeout: Duration::from_secs(5),
+            },
+            max_body: self.cs_max_body.max(1024),
+        }))
     }
 
     /// The folder `/sdk/` is served from: `--sdk`, else `sdk-wasm/pkg` here, else the one

@@ -4,11 +4,14 @@
 use crate::room::Hub;
 use crate::token::{secret_digest, tag};
 use crate::ws::{self, JoinQuery};
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 use std::path::PathBuf;
@@ -32,16 +35,23 @@ pub struct AppState {
     pub www: PathBuf,
     /// Where the npm package `tether-sdk` is.
     pub sdk: PathBuf,
+    /// The legacy CS gateway, when `--cs-upstream` is given.
+    pub cs: Option<Arc<crate::cs::Gateway>>,
 }
 
 /// The router, apart from `main` so tests can serve it on port 0.
 pub fn app(state: AppState) -> Router {
     let assets = ServeDir::new(&state.www);
+    let cs_body_limit = state.cs.as_ref().map_or(64 * 1024, |g| g.max_body());
     Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/rooms/{room}/history", get(history))
+        .route("/cs/login", post(cs_login))
+        .route("/cs/call", post(cs_call))
+        .route("/cs/logout", post(cs_logout))
+        .layer(DefaultBodyLimit::max(cs_body_limit))
         .route("/d/{room}", get(device_page))
         .route("/", get(pc_page))
         .nest_service("/sdk", ServeDir::new(&state.sdk))
@@ -166,6 +176,59 @@ async fn history(
         }
     }
     Ok(resp)
+}
+
+/// The gateway, or a clear error when this relay has none.
+fn gateway(s: &AppState) -> Result<Arc<crate::cs::Gateway>, AppError> {
+    s.cs.clone().ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "this relay has no legacy CS server: start it with --cs-upstream",
+        )
+    })
+}
+
+/// A body too large (or unreadable) is a JSON error like every other.
+fn cs_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, AppError> {
+    body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_frame" };
+        AppError::new(status, code, e.body_text())
+    })
+}
+
+async fn cs_login(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match (gateway(&s), cs_body(body)) {
+        (Ok(g), Ok(b)) => g.login(&headers, b).await.unwrap_or_else(IntoResponse::into_response),
+        (Err(e), _) | (_, Err(e)) => e.into_response(),
+    }
+}
+
+async fn cs_call(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match (gateway(&s), cs_body(body)) {
+        (Ok(g), Ok(b)) => g.call(&headers, b).await.unwrap_or_else(IntoResponse::into_response),
+        (Err(e), _) | (_, Err(e)) => e.into_response(),
+    }
+}
+
+async fn cs_logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match (gateway(&s), cs_body(body)) {
+        (Ok(g), Ok(b)) => g.logout(&headers, b).await.unwrap_or_else(IntoResponse::into_response),
+        (Err(e), _) | (_, Err(e)) => e.into_response(),
+    }
 }
 
 async fn pc_page(State(s): State<AppState>) -> Response {

@@ -46,6 +46,9 @@ pub enum RelayError {
     /// The listener failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    /// A flag's value cannot be used.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Milliseconds since the Unix epoch.
@@ -66,20 +69,27 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
+    let cs_config = config.cs().map_err(RelayError::Config)?;
     let (store, resume_key) = history::Store::open(&config.db)?;
     let metrics = Arc::new(metrics::Metrics::default());
+    let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone()));
     let hub = Arc::new(room::Hub::new(room::Limits::from_config(&config), store, resume_key, metrics));
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
 
     let sweeper = {
-        let (hub, stop) = (hub.clone(), stop.clone());
+        let (hub, cs, stop) = (hub.clone(), cs.clone(), stop.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(hub.sweep_every());
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    _ = every.tick() => hub.sweep(std::time::Instant::now()),
+                    _ = every.tick() => {
+                        hub.sweep(std::time::Instant::now());
+                        if let Some(cs) = &cs {
+                            cs.sweep();
+                        }
+                    }
                 }
             }
         })
@@ -91,6 +101,7 @@ pub async fn run(
         tasks: tasks.clone(),
         www: config.www_dir(),
         sdk: config.sdk_dir(),
+        cs,
     };
     let signal = {
         let stop = stop.clone();

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub frames_out: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
     drops: [AtomicU64; Dropped::ALL.len()],
+    /// CS sessions open (gauge).
+    pub cs_sessions: AtomicI64,
+    /// CS calls made.
+    pub cs_calls: AtomicU64,
     /// History records committed.
     pub history_writes: AtomicU64,
     /// History records that failed to commit (the reply was still delivered).
@@ -89,6 +93,11 @@ impl Metrics {
         gauge("tether_connections", "Open room WebSockets.", self.connections.load(Relaxed));
         gauge("tether_rooms", "Rooms with at least one member.", self.rooms.load(Relaxed));
         gauge("tether_members_away", "Members waiting to resume.", self.away.load(Relaxed));
+        gauge(
+            "tether_cs_sessions",
+            "Legacy CS sessions (upstream connections) open.",
+            self.cs_sessions.load(Relaxed),
+        );
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
@@ -98,6 +107,7 @@ impl Metrics {
             self.connections_total.load(Relaxed),
         );
         counter("tether_resumes_total", "Joins that resumed a member.", self.resumes.load(Relaxed));
+        counter("tether_cs_calls_total", "Legacy CS calls made.", self.cs_calls.load(Relaxed));
         counter("tether_frames_out_total", "Frames queued toward members.", self.frames_out.load(Relaxed));
         counter(
             "tether_history_writes_total",

@@ -1,3 +1,414 @@
-//! The legacy CS gateway.
+//! The legacy CS gateway: `POST /cs/login`, `/cs/call`, `/cs/logout`.
+//!
+//! The legacy server binds a user to the TCP connection that logged in (seed 000). So a login
+//! opens a **new** keep-alive connection, and the session token the browser gets names that
+//! connection: the client never names its own uid. Calls go over the session's connection one
+//! at a time, in order, through a bounded queue. When the connection ends, so does the session:
+//! the next call gets `session_lost`, never a silent retry on a new, un-logged-in connection.
+//!
+//! JSON bodies (`{"method", "params"}`) are turned into XML-RPC and the reply back into JSON
+//! (`{"result"}` or `{"fault": {"code", "message"}}`); `text/xml` bodies pass through unchanged
+//! both ways.
+//!
+//! # Layout
+//! - [`xmlrpc`]: the pure XML-RPC ⇄ JSON codec.
+//! - [`session`]: one session's upstream connection and the task that owns it.
+//! - this module: the sessions by token, and the HTTP handlers.
 
+pub mod session;
 pub mod xmlrpc;
+
+use crate::metrics::Metrics;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use session::{Answer, CallError, Limits, Session, Submit, Upstream};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tether_protocol::ErrorCode;
+
+/// The cookie that carries the session token.
+pub const COOKIE: &str = "tether_cs";
+/// Tokens of ended sessions remembered, so their next call says `session_lost` rather than
+/// `unauthorized`.
+const LOST_REMEMBERED: usize = 4096;
+
+/// The gateway's settings, from the flags.
+#[derive(Debug, Clone)]
+pub struct CsConfig {
+    /// The legacy server.
+    pub upstream: Upstream,
+    /// Most sessions at once.
+    pub max_sessions: usize,
+    /// A session unused this long is closed.
+    pub idle: Duration,
+    /// Per-session limits.
+    pub limits: Limits,
+    /// Largest request body.
+    pub max_body: usize,
+}
+
+/// Every CS session of this relay.
+pub struct Gateway {
+    cfg: CsConfig,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    lost: Mutex<VecDeque<String>>,
+    metrics: Arc<Metrics>,
+    me: Weak<Gateway>,
+}
+
+/// An HTTP error from the gateway: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct CsError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+impl CsError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        CsError { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for CsError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The body of a request, and whether it is raw XML-RPC to pass through.
+enum Body {
+    Json { xml: Bytes },
+    Xml(Bytes),
+}
+
+fn is_xml(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/xml") || ct.starts_with("application/xml"))
+}
+
+fn read_body(headers: &HeaderMap, body: Bytes) -> Result<Body, CsError> {
+    if is_xml(headers) {
+        return Ok(Body::Xml(body));
+    }
+    let bad = |m: String| CsError::new(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, m);
+    let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    let method = v
+        .get("method")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| bad(r#"expected {"method": "name", "params": [...]}"#.into()))?;
+    let params = match v.get("params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(p)) => p.clone(),
+        Some(_) => return Err(bad("params must be an array".into())),
+    };
+    let xml = xmlrpc::encode_call(method, &params).map_err(|e| bad(e.to_string()))?;
+    Ok(Body::Json { xml: Bytes::from(xml) })
+}
+
+fn token_of(headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let cookie = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == COOKIE).then(|| v.to_owned())
+            })
+    };
+    bearer.or_else(cookie).filter(|t| !t.is_empty())
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn call_error(e: CallError) -> CsError {
+    match e {
+        CallError::Lost => CsError::new(StatusCode::GONE, ErrorCode::SessionLost, e.to_string()),
+        CallError::Timeout(_) => {
+            CsError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::UpstreamClosed, e.to_string())
+        }
+        CallError::TooLarge(_) => CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::TooLarge, e.to_string()),
+        CallError::Io(_) => CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamClosed, e.to_string()),
+    }
+}
+
+/// The JSON answer to a JSON call: `{"result"}` or `{"fault"}`; bad XML is a 502.
+fn json_answer(answer: &Answer) -> Result<(Value, bool), CsError> {
+    if answer.status != 200 {
+        return Err(CsError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::BadUpstream,
+            format!("the CS server answered HTTP {}", answer.status),
+        ));
+    }
+    match xmlrpc::decode_response(&answer.body) {
+        Ok(xmlrpc::Response::Ok(v)) => Ok((json!({ "result": v }), false)),
+        Ok(xmlrpc::Response::Fault { code, message }) => {
+            Ok((json!({"fault": {"code": code, "message": message}}), true))
+        }
+        Err(e) => Err(CsError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::BadUpstream,
+            format!("the CS server's answer is {e}"),
+        )),
+    }
+}
+
+/// The raw XML answer, status and content type as the server sent them.
+fn xml_answer(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let ct = answer.content_type.unwrap_or_else(|| "text/xml".into());
+    let mut resp = (status, answer.body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&ct) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+impl Gateway {
+    /// A gateway with no sessions.
+    pub fn new(cfg: CsConfig, metrics: Arc<Metrics>) -> Arc<Gateway> {
+        Arc::new_cyclic(|me| Gateway {
+            cfg,
+            sessions: Mutex::new(HashMap::new()),
+            lost: Mutex::new(VecDeque::new()),
+            metrics,
+            me: me.clone(),
+        })
+    }
+
+    /// The largest request body accepted.
+    pub fn max_body(&self) -> usize {
+        self.cfg.max_body
+    }
+
+    fn forget(&self, token: &str) {
+        if lock(&self.sessions).remove(token).is_some() {
+            let mut lost = lock(&self.lost);
+            lost.push_back(token.to_owned());
+            if lost.len() > LOST_REMEMBERED {
+                lost.pop_front();
+            }
+        }
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Result<(String, Arc<Session>), CsError> {
+        let Some(token) = token_of(headers) else {
+            return Err(CsError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "log in first: POST /cs/login",
+            ));
+        };
+        let found = lock(&self.sessions).get(&token).cloned();
+        match found {
+            Some(s) if s.is_alive() => Ok((token, s)),
+            Some(_) => {
+                self.forget(&token);
+                Err(lost_error())
+            }
+            None if lock(&self.lost).contains(&token) => Err(lost_error()),
+            None => Err(CsError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "unknown session: log in again",
+            )),
+        }
+    }
+
+    async fn run(&self, session: &Session, xml: Bytes) -> Result<Answer, CsError> {
+        let answer = match session.submit(xml, "text/xml") {
+            Ok(a) => a,
+            Err(Submit::Busy) => {
+                return Err(CsError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{} calls are already queued on this session; try again shortly",
+                        self.cfg.limits.queue
+                    ),
+                ));
+            }
+            Err(Submit::Lost) => return Err(lost_error()),
+        };
+        answer.await.map_err(|_| lost_error())?.map_err(call_error)
+    }
+
+    /// `POST /cs/login`: a new connection, the login call on it, and a session if it worked.
+    pub async fn login(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, CsError> {
+        let body = read_body(headers, body)?;
+        if lock(&self.sessions).len() >= self.cfg.max_sessions {
+            return Err(CsError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::RateLimited,
+                format!("this relay already holds {} CS sessions (--cs-max-sessions)", self.cfg.max_sessions),
+            ));
+        }
+        let token = new_token();
+        let ended = {
+            let (me, token, metrics) = (self.me.clone(), token.clone(), self.metrics.clone());
+            move || {
+                metrics.cs_sessions.fetch_sub(1, Relaxed);
+                if let Some(g) = me.upgrade() {
+                    g.forget(&token);
+                }
+            }
+        };
+        let session = Session::open(&self.cfg.upstream, self.cfg.limits, ended)
+            .await
+            .map_err(|e| CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamClosed, e.to_string()))?;
+        self.metrics.cs_sessions.fetch_add(1, Relaxed);
+        let session = Arc::new(session);
+        let (xml, is_json) = match &body {
+            Body::Json { xml, .. } => (xml.clone(), true),
+            Body::Xml(xml) => (xml.clone(), false),
+        };
+        let answer = match self.run(&session, xml).await {
+            Ok(a) => a,
+            Err(e) => {
+                session.abort();
+                return Err(e);
+            }
+        };
+        // Only a login that is not a fault (nor garbage) gets a session.
+        let fault = answer.status != 200
+            || !matches!(xmlrpc::decode_response(&answer.body), Ok(xmlrpc::Response::Ok(_)));
+        if fault {
+            session.close();
+            return if is_json {
+                Ok(axum::Json(json_answer(&answer)?.0).into_response())
+            } else {
+                Ok(xml_answer(answer))
+            };
+        }
+        lock(&self.sessions).insert(token.clone(), session);
+        let cookie = format!("{COOKIE}={token}; Path=/cs; HttpOnly; SameSite=Strict");
+        let mut resp = if is_json {
+            let (mut v, _) = json_answer(&answer)?;
+            v["session"] = json!(token);
+            axum::Json(v).into_response()
+        } else {
+            xml_answer(answer)
+        };
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            h.insert(header::SET_COOKIE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&token) {
+            h.insert("x-tether-session", v);
+        }
+        Ok(resp)
+    }
+
+    /// `POST /cs/call`: the call on the session's own connection.
+    pub async fn call(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, CsError> {
+        let body = read_body(headers, body)?;
+        let (token, session) = self.session(headers)?;
+        self.metrics.cs_calls.fetch_add(1, Relaxed);
+        let result = match body {
+            Body::Json { xml, .. } => {
+                let answer = self.run(&session, xml).await;
+                answer.and_then(|a| json_answer(&a)).map(|(v, _)| axum::Json(v).into_response())
+            }
+            Body::Xml(xml) => self.run(&session, xml).await.map(xml_answer),
+        };
+        if let Err(e) = &result {
+            if e.code == ErrorCode::SessionLost || !session.is_alive() {
+                self.forget(&token);
+            }
+        }
+        result
+    }
+
+    /// `POST /cs/logout`: runs the call in the body, if any, then closes the session's
+    /// connection.
+    pub async fn logout(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, CsError> {
+        // An empty body, or JSON without a method, just closes the session.
+        let no_call = body.iter().all(u8::is_ascii_whitespace)
+            || (!is_xml(headers)
+                && serde_json::from_slice::<Value>(&body).is_ok_and(|v| v.get("method").is_none()));
+        let call = if no_call { None } else { Some(read_body(headers, body)?) };
+        let (token, session) = match self.session(headers) {
+            Ok(s) => s,
+            // Logging out of a session that is already gone is not an error.
+            Err(e) if e.code == ErrorCode::SessionLost => {
+                return Ok(logged_out(json!({"ok": true, "wasLoggedIn": false})));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = json!({"ok": true, "wasLoggedIn": true});
+        if let Some(Body::Json { xml, .. } | Body::Xml(xml)) = call {
+            // The upstream may close the connection in answer to its own logout: that is fine.
+            match self.run(&session, xml).await {
+                Ok(a) => {
+                    if let Ok((v, _)) = json_answer(&a) {
+                        out["reply"] = v;
+                    }
+                }
+                Err(e) if e.code == ErrorCode::SessionLost => {}
+                Err(e) => out["warning"] = json!(e.message),
+            }
+        }
+        session.close();
+        self.forget(&token);
+        Ok(logged_out(out))
+    }
+
+    /// Closes sessions unused for longer than the idle timeout.
+    pub fn sweep(&self) {
+        let cutoff = crate::now_ms().saturating_sub(self.cfg.idle.as_millis() as u64);
+        let idle: Vec<(String, Arc<Session>)> = lock(&self.sessions)
+            .iter()
+            .filter(|(_, s)| s.last_used.load(Relaxed) < cutoff)
+            .map(|(t, s)| (t.clone(), s.clone()))
+            .collect();
+        for (token, s) in idle {
+            s.close();
+            self.forget(&token);
+        }
+    }
+
+    /// Sessions open now.
+    pub fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+}
+
+fn lost_error() -> CsError {
+    CsError::new(
+        StatusCode::GONE,
+        ErrorCode::SessionLost,
+        "the CS server closed this session's connection (logout, idle close, restart): log in again",
+    )
+}
+
+fn logged_out(body: Value) -> Response {
+    let mut resp = axum::Json(body).into_response();
+    let clear = format!("{COOKIE}=; Path=/cs; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}

@@ -1,0 +1,383 @@
+//! The legacy CS gateway end to end: the relay in front of the demo XML-RPC server.
+
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tether_demo::cs::{Options, Stats};
+use tether_relay::Config;
+use tether_relay::cs::xmlrpc;
+use tether_tests::{Relay, http_post, post_json, wait_metric};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+/// The demo CS server on a port of its own.
+struct Legacy {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Legacy {
+    async fn start(listen: &str, opts: Options) -> Legacy {
+        let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(tether_demo::cs::serve(listener, opts, stats.clone(), stop.clone()));
+        Legacy { addr, stats, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+async fn setup(opts: Options, tweak: impl FnOnce(&mut Config)) -> (Legacy, Relay) {
+    let legacy = Legacy::start("127.0.0.1:0", opts).await;
+    let upstream = format!("http://{}/RPC2", legacy.addr);
+    let relay = Relay::with(|c| {
+        c.cs_upstream = Some(upstream);
+        tweak(c);
+    })
+    .await;
+    (legacy, relay)
+}
+
+async fn login(relay: &Relay, user: &str) -> String {
+    let (status, v, _) =
+        post_json(relay.addr, "/cs/login", None, &json!({"method": "login", "params": [user, "pw"]})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["user"], user);
+    v["session"].as_str().expect("a session token").to_owned()
+}
+
+async fn call(relay: &Relay, token: &str, method: &str, params: Value) -> (u16, Value) {
+    let (status, v, _) =
+        post_json(relay.addr, "/cs/call", Some(token), &json!({"method": method, "params": params})).await;
+    (status, v)
+}
+
+#[tokio::test]
+async fn two_users_sessions_never_cross() {
+    let (legacy, relay) = setup(Options::default(), |c| c.cs_queue = 64).await;
+    let alice = login(&relay, "alice").await;
+    let bob = login(&relay, "bob").await;
+    assert_ne!(alice, bob);
+    assert_eq!(alice.len(), 32, "128 random bits, hex");
+    assert_eq!(legacy.stats.open.load(Relaxed), 2, "a connection per login");
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let (token, who) = if i % 2 == 0 { (alice.clone(), "alice") } else { (bob.clone(), "bob") };
+        let addr = relay.addr;
+        calls.push(tokio::spawn(async move {
+            let (status, v, _) =
+                post_json(addr, "/cs/call", Some(&token), &json!({"method": "whoami"})).await;
+            assert_eq!((status, v["result"].as_str()), (200, Some(who)));
+        }));
+    }
+    for c in calls {
+        c.await.unwrap();
+    }
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn the_cookie_is_http_only_and_works_like_the_bearer_token() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let (status, v, head) =
+        post_json(relay.addr, "/cs/login", None, &json!({"method": "login", "params": ["carol"]})).await;
+    assert_eq!(status, 200);
+    let cookie = head.iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| v.clone()).expect("Set-Cookie");
+    assert!(cookie.starts_with(&format!("tether_cs={}", v["session"].as_str().unwrap())), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/cs"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap();
+    let body = json!({"method": "whoami"}).to_string();
+    let (status, _, text) = http_post(
+        relay.addr,
+        "/cs/call",
+        &[("Content-Type", "application/json"), ("Cookie", pair)],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["result"], "carol");
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn calls_on_a_session_run_one_at_a_time_in_order() {
+    let (legacy, relay) = setup(Options::default(), |c| c.cs_queue = 64).await;
+    let token = login(&relay, "dave").await;
+    // Sequential calls see the connection's counter go up by one each time.
+    for want in 1..=3 {
+        assert_eq!(call(&relay, &token, "counter", json!([])).await.1["result"], want);
+    }
+    // Concurrent calls: each gets its own number; none lost, none repeated.
+    let mut calls = Vec::new();
+    for _ in 0..30 {
+        let (addr, token) = (relay.addr, token.clone());
+        calls.push(tokio::spawn(async move {
+            let (status, v, _) =
+                post_json(addr, "/cs/call", Some(&token), &json!({"method": "counter"})).await;
+            assert_eq!(status, 200, "{v}");
+            v["result"].as_u64().unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for c in calls {
+        got.push(c.await.unwrap());
+    }
+    got.sort();
+    assert_eq!(got, (4..=33).collect::<Vec<_>>());
+    assert_eq!(legacy.stats.accepted.load(Relaxed), 1, "all over the one logged-in connection");
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn every_type_comes_back_as_json() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let token = login(&relay, "erin").await;
+    let (status, v) = call(&relay, &token, "types", json!([])).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        v["result"],
+        json!({
+            "int": 7, "i8": 9_000_000_000i64, "double": 2.5, "string": " spaced ", "bool": true, "nil": null,
+            "base64": {"$base64": "aGk="}, "datetime": {"$datetime": "20261121T12:00:00"},
+            "array": [1, "a", [false]], "struct": {"k": "v"},
+        })
+    );
+    let sample =
+        json!({"deep": [1, 2.5, "x", null, {"$base64": "AA=="}, {"a": [true]}], "big": -5_000_000_000i64});
+    assert_eq!(call(&relay, &token, "echo", json!([sample.clone()])).await.1["result"], sample);
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn faults_bad_input_and_bad_upstream_answers() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    // A failed login is a fault and makes no session.
+    let (status, v, head) =
+        post_json(relay.addr, "/cs/login", None, &json!({"method": "login", "params": ["x", "wrong"]})).await;
+    assert_eq!((status, &v["fault"]), (200, &json!({"code": 403, "message": "bad password"})));
+    assert!(v.get("session").is_none() && !head.iter().any(|(k, _)| k == "set-cookie"));
+
+    let token = login(&relay, "frank").await;
+    let (status, v) = call(&relay, &token, "fault", json!([7, "nope"])).await;
+    assert_eq!((status, &v), (200, &json!({"fault": {"code": 7, "message": "nope"}})));
+
+    // Bad JSON from the client: 400, nothing sent upstream.
+    let before = legacy.stats.calls.load(Relaxed);
+    for body in ["{not json", r#"{"params": []}"#, r#"{"method": "echo", "params": {"a": 1}}"#] {
+        let (status, _, text) = http_post(
+            relay.addr,
+            "/cs/call",
+            &[("Content-Type", "application/json"), ("Authorization", &format!("Bearer {token}"))],
+            body.as_bytes(),
+        )
+        .await;
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_frame")), "{body}: {text}");
+    }
+    assert_eq!(legacy.stats.calls.load(Relaxed), before);
+
+    // Malformed XML from upstream: 502 with a clear error; the session still works.
+    let (status, v) = call(&relay, &token, "badXml", json!([])).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (502, Some("bad_upstream")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("XML"), "{v}");
+    assert_eq!(call(&relay, &token, "whoami", json!([])).await.1["result"], "frank");
+
+    // No session, or an unknown one.
+    let (status, v, _) = post_json(relay.addr, "/cs/call", None, &json!({"method": "whoami"})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let (status, v) = call(&relay, "0123456789abcdef0123456789abcdef", "whoami", json!([])).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthorized")));
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn text_xml_passes_through_unchanged() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let login_xml = xmlrpc::encode_call("login", &[json!("gina")]).unwrap();
+    let (status, head, body) =
+        http_post(relay.addr, "/cs/login", &[("Content-Type", "text/xml")], login_xml.as_bytes()).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("<?xml") && body.contains("<name>user</name>"), "{body}");
+    let token =
+        head.iter().find(|(k, _)| k == "x-tether-session").map(|(_, v)| v.clone()).expect("X-Tether-Session");
+    let value = json!({"odd": "  spaced & <escaped> ", "n": [1, 2.5]});
+    let call_xml = xmlrpc::encode_call("echo", std::slice::from_ref(&value)).unwrap();
+    let auth = format!("Bearer {token}");
+    let (status, head, body) = http_post(
+        relay.addr,
+        "/cs/call",
+        &[("Content-Type", "text/xml"), ("Authorization", &auth)],
+        call_xml.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(head.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/xml")));
+    assert_eq!(body, xmlrpc::encode_response(&value).unwrap(), "byte for byte what the server sent");
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_restart_loses_the_session_and_nothing_retries_silently() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let listen = legacy.addr.to_string();
+    let token = login(&relay, "hana").await;
+    wait_metric(relay.addr, "tether_cs_sessions 1").await;
+    legacy.stop().await;
+    wait_metric(relay.addr, "tether_cs_sessions 0").await;
+    let legacy = Legacy::start(&listen, Options::default()).await;
+    let (status, v) = call(&relay, &token, "whoami", json!([])).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (410, Some("session_lost")), "{v}");
+    assert_eq!(legacy.stats.accepted.load(Relaxed), 0, "no new, un-logged-in connection was opened");
+    // Logging in again works on the restarted server.
+    let again = login(&relay, "hana").await;
+    assert_eq!(call(&relay, &again, "whoami", json!([])).await.1["result"], "hana");
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_close_upstream_ends_the_session() {
+    let (legacy, relay) = setup(Options { idle_close: Some(Duration::from_millis(300)) }, |_| {}).await;
+    let token = login(&relay, "ivan").await;
+    wait_metric(relay.addr, "tether_cs_sessions 0").await;
+    let (status, v) = call(&relay, &token, "whoami", json!([])).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (410, Some("session_lost")));
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn logout_closes_the_upstream_connection() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let token = login(&relay, "judy").await;
+    assert_eq!(legacy.stats.open.load(Relaxed), 1);
+    let (status, v, head) =
+        post_json(relay.addr, "/cs/logout", Some(&token), &json!({"method": "logout"})).await;
+    assert_eq!((status, &v["ok"], &v["reply"]["result"]), (200, &json!(true), &json!(true)), "{v}");
+    assert!(head.iter().any(|(k, v)| k == "set-cookie" && v.contains("Max-Age=0")));
+    wait_metric(relay.addr, "tether_cs_sessions 0").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while legacy.stats.open.load(Relaxed) != 0 {
+        assert!(std::time::Instant::now() < deadline, "the upstream connection stayed open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(call(&relay, &token, "whoami", json!([])).await.1["error"]["code"], "session_lost");
+    let (_, v, _) = post_json(relay.addr, "/cs/logout", Some(&token), &json!({})).await;
+    assert_eq!(v, json!({"ok": true, "wasLoggedIn": false}));
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_is_a_clear_503() {
+    let (legacy, relay) = setup(Options::default(), |c| c.cs_queue = 2).await;
+    let token = login(&relay, "kim").await;
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        let (addr, token) = (relay.addr, token.clone());
+        calls.push(tokio::spawn(async move {
+            post_json(addr, "/cs/call", Some(&token), &json!({"method": "sleep", "params": [1000]})).await
+        }));
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for c in calls {
+        let (status, v, _) = c.await.unwrap();
+        match status {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(v["error"]["code"], "rate_limited");
+                assert!(v["error"]["message"].as_str().unwrap().contains("queued"), "{v}");
+                busy += 1;
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+    // The queue holds two; the task may or may not have taken the first call off it yet when
+    // the others arrive, so two or three are accepted and the rest are told to wait.
+    assert!((2..=3).contains(&ok) && ok + busy == 6, "accepted {ok}, refused {busy}");
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn a_browser_that_goes_away_mid_call_does_not_break_the_connection() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let token = login(&relay, "leo").await;
+    // Send a slow call and hang up at once.
+    let body = json!({"method": "sleep", "params": [300]}).to_string();
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let req = format!(
+        "POST /cs/call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    drop(s);
+    // The next call queues behind it on the same connection and works.
+    let (status, v) = call(&relay, &token, "counter", json!([])).await;
+    assert_eq!((status, &v["result"]), (200, &json!(1)), "{v}");
+    assert_eq!(legacy.stats.slept.load(Relaxed), 1, "the abandoned call ran to its end first");
+    assert_eq!(legacy.stats.accepted.load(Relaxed), 1);
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_that_hangs_times_out_and_ends_the_session() {
+    let (legacy, relay) = setup(Options::default(), |c| c.cs_timeout_ms = 200).await;
+    let token = login(&relay, "mia").await;
+    let (status, v) = call(&relay, &token, "sleep", json!([2000])).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (504, Some("upstream_closed")), "{v}");
+    assert_eq!(call(&relay, &token, "whoami", json!([])).await.1["error"]["code"], "session_lost");
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn limits_and_misconfiguration_are_clear_errors() {
+    let (legacy, relay) = setup(Options::default(), |c| {
+        c.cs_max_sessions = 2;
+        c.cs_max_body = 2048;
+    })
+    .await;
+    login(&relay, "a").await;
+    login(&relay, "b").await;
+    let (status, v, _) =
+        post_json(relay.addr, "/cs/login", None, &json!({"method": "login", "params": ["c"]})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("rate_limited")), "{v}");
+    let big = json!({"method": "echo", "params": ["x".repeat(10_000)]});
+    let (status, v, _) = post_json(relay.addr, "/cs/call", Some("t"), &big).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (413, Some("too_large")), "{v}");
+    relay.stop().await;
+    legacy.stop().await;
+
+    // A relay without --cs-upstream, and one whose upstream is down.
+    let plain = Relay::start().await;
+    let (status, v, _) = post_json(plain.addr, "/cs/login", None, &json!({"method": "login"})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("not_configured")));
+    plain.stop().await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let relay = Relay::with(|c| c.cs_upstream = Some(format!("http://{dead}/"))).await;
+    let (status, v, _) =
+        post_json(relay.addr, "/cs/login", None, &json!({"method": "login", "params": ["z"]})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (502, Some("upstream_closed")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("cannot connect"), "{v}");
+    relay.stop().await;
+}
