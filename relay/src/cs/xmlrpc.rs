@@ -383,7 +383,7 @@ impl<'a> Parser<'a> {
     fn push_char_data(&mut self, out: &mut String, ev: &Event<'a>) -> Result<bool, CodecError> {
         match ev {
             Event::Text(t) => out.push_str(&t.xml10_content()),
-            Event::CData(c) => out.push_str(&c.as_ref()),
+            Event::CData(c) => out.push_str(c.as_ref()),
             Event::GeneralRef(r) => {
                 if r.is_char_ref() {
                     match r.resolve_char_ref() {
