@@ -47,7 +47,13 @@ async fn client(addr: std::net::SocketAddr) -> http1::SendRequest<Full<Bytes>> {
     sender
 }
 
-async fn post(s: &mut http1::SendRequest<Full<Bytes>>, path: &str, ct: &str, auth: Option<&str>, body: String) -> Bytes {
+async fn post(
+    s: &mut http1::SendRequest<Full<Bytes>>,
+    path: &str,
+    ct: &str,
+    auth: Option<&str>,
+    body: String,
+) -> Bytes {
     s.ready().await.unwrap();
     let mut req = hyper::Request::post(path).header("host", "bench").header("content-type", ct);
     if let Some(a) = auth {
@@ -74,7 +80,10 @@ async fn main() {
         let dec = throughput(xml.len(), || {
             std::hint::black_box(xmlrpc::decode_response(std::hint::black_box(xml.as_bytes())).unwrap());
         });
-        println!("  {label:>5}: {} B of XML ({json_len} B of JSON): JSON→XML {enc:.0} MB/s, XML→JSON {dec:.0} MB/s", xml.len());
+        println!(
+            "  {label:>5}: {} B of XML ({json_len} B of JSON): JSON→XML {enc:.0} MB/s, XML→JSON {dec:.0} MB/s",
+            xml.len()
+        );
     }
 
     // The legacy server and a relay in front of it, in this process.
@@ -82,16 +91,25 @@ async fn main() {
     let legacy_addr = legacy.local_addr().unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(tether_demo::cs::serve(legacy, Default::default(), Arc::default(), stop.clone()));
-    let relay = tether_tests::Relay::with(|c| c.cs_upstream = Some(format!("http://{legacy_addr}/RPC2"))).await;
+    let relay =
+        tether_tests::Relay::with(|c| c.cs_upstream = Some(format!("http://{legacy_addr}/RPC2"))).await;
 
     const N: usize = 3000;
     let call = xmlrpc::encode_call("echo", &[small()]).unwrap();
     // Direct: login, then N calls on the same keep-alive connection.
     let mut direct = client(legacy_addr).await;
-    post(&mut direct, "/RPC2", "text/xml", None, xmlrpc::encode_call("login", &[json!("bench")]).unwrap()).await;
+    post(&mut direct, "/RPC2", "text/xml", None, xmlrpc::encode_call("login", &[json!("bench")]).unwrap())
+        .await;
     // Through the relay: JSON in, JSON out, over one keep-alive connection to the relay.
     let mut via = client(relay.addr).await;
-    let login = post(&mut via, "/cs/login", "application/json", None, json!({"method": "login", "params": ["bench"]}).to_string()).await;
+    let login = post(
+        &mut via,
+        "/cs/login",
+        "application/json",
+        None,
+        json!({"method": "login", "params": ["bench"]}).to_string(),
+    )
+    .await;
     let token = serde_json::from_slice::<Value>(&login).unwrap()["session"].as_str().unwrap().to_owned();
     let json_call = json!({"method": "echo", "params": [small()]}).to_string();
 

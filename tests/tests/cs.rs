@@ -36,6 +36,15 @@ impl Legacy {
     }
 }
 
+/// Waits (bounded) until the legacy server has no open connection.
+async fn upstream_connections_close(legacy: &Legacy) {
+    let deadline = std::time::Instant::now() + tether_tests::WAIT;
+    while legacy.stats.open.load(Relaxed) != 0 {
+        assert!(std::time::Instant::now() < deadline, "the upstream connection stayed open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn setup(opts: Options, tweak: impl FnOnce(&mut Config)) -> (Legacy, Relay) {
     let legacy = Legacy::start("127.0.0.1:0", opts).await;
     let upstream = format!("http://{}/RPC2", legacy.addr);
@@ -271,11 +280,7 @@ async fn logout_closes_the_upstream_connection() {
     assert_eq!((status, &v["ok"], &v["reply"]["result"]), (200, &json!(true), &json!(true)), "{v}");
     assert!(head.iter().any(|(k, v)| k == "set-cookie" && v.contains("Max-Age=0")));
     wait_metric(relay.addr, "tether_cs_sessions 0").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while legacy.stats.open.load(Relaxed) != 0 {
-        assert!(std::time::Instant::now() < deadline, "the upstream connection stayed open");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    upstream_connections_close(&legacy).await;
     assert_eq!(call(&relay, &token, "whoami", json!([])).await.1["error"]["code"], "session_lost");
     let (_, v, _) = post_json(relay.addr, "/cs/logout", Some(&token), &json!({})).await;
     assert_eq!(v, json!({"ok": true, "wasLoggedIn": false}));
@@ -380,4 +385,17 @@ async fn limits_and_misconfiguration_are_clear_errors() {
     assert_eq!((status, v["error"]["code"].as_str()), (502, Some("upstream_closed")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("cannot connect"), "{v}");
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_idle_past_its_timeout_is_closed_with_its_connection() {
+    let (legacy, relay) = setup(Options::default(), |c| c.cs_idle_ms = 300).await;
+    let token = login(&relay, "nina").await;
+    assert_eq!(legacy.stats.open.load(Relaxed), 1);
+    wait_metric(relay.addr, "tether_cs_sessions 0").await;
+    upstream_connections_close(&legacy).await;
+    let (status, v) = call(&relay, &token, "whoami", json!([])).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (410, Some("session_lost")));
+    relay.stop().await;
+    legacy.stop().await;
 }
