@@ -26,11 +26,15 @@ pub enum Kind {
     CallCb,
     /// relay → sender: a frame could not be handled.
     Error,
+    /// relay → `/alarms` subscriber: one alarm datagram.
+    Alarm,
+    /// relay → `/alarms` subscriber: this many alarms were not delivered to you.
+    AlarmGap,
 }
 
 impl Kind {
     /// Every kind, in a fixed order (used to index per-kind counters).
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Welcome,
         Kind::Hello,
         Kind::Devices,
@@ -39,6 +43,8 @@ impl Kind {
         Kind::Call,
         Kind::CallCb,
         Kind::Error,
+        Kind::Alarm,
+        Kind::AlarmGap,
     ];
 
     /// The wire spelling.
@@ -52,6 +58,8 @@ impl Kind {
             Kind::Call => "call",
             Kind::CallCb => "callCb",
             Kind::Error => "error",
+            Kind::Alarm => "alarm",
+            Kind::AlarmGap => "alarmGap",
         }
     }
 
@@ -86,7 +94,7 @@ impl Kind {
 
     /// Kinds only the relay may send; a client sending one gets `bad_frame`.
     pub fn is_relay_only(self) -> bool {
-        matches!(self, Kind::Welcome | Kind::Devices | Kind::Error)
+        matches!(self, Kind::Welcome | Kind::Devices | Kind::Error | Kind::Alarm | Kind::AlarmGap)
     }
 }
 

@@ -99,6 +99,31 @@ pub struct Config {
     #[arg(long, env = "TETHER_CS_MAX_BODY", default_value_t = 1024 * 1024)]
     pub cs_max_body: usize,
 
+    /// The legacy alarm service (`HOST:PORT`): the relay subscribes to it over UDP.
+    #[arg(long, env = "TETHER_ALARM_UDP")]
+    pub alarm_udp: Option<String>,
+
+    /// Also accept alarms pushed to this UDP address.
+    #[arg(long, env = "TETHER_ALARM_LISTEN")]
+    pub alarm_listen: Option<SocketAddr>,
+
+    /// How often the subscription to `--alarm-udp` is renewed, ms.
+    #[arg(long, env = "TETHER_ALARM_RENEW_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub alarm_renew_ms: u64,
+
+    /// The datagram sent to subscribe (and renew).
+    #[arg(long, env = "TETHER_ALARM_SUBSCRIBE", default_value = "SUBSCRIBE")]
+    pub alarm_subscribe: String,
+
+    /// Alarms kept for `/alarms?since=SEQ`.
+    #[arg(long, env = "TETHER_ALARM_HISTORY", default_value_t = 4096)]
+    pub alarm_history: usize,
+
+    /// Alarms a subscriber may fall behind before it gets `alarmGap`.
+    #[arg(long, env = "TETHER_ALARM_QUEUE", default_value_t = 1024)]
+    pub alarm_queue: usize,
+
     /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "TETHER_LOG", default_value = "info")]
     pub log: String,
@@ -129,6 +154,12 @@ impl Config {
             cs_queue: 16,
             cs_timeout_ms: 30_000,
             cs_max_body: 1024 * 1024,
+            alarm_udp: None,
+            alarm_listen: None,
+            alarm_renew_ms: 5_000,
+            alarm_subscribe: "SUBSCRIBE".into(),
+            alarm_history: 4096,
+            alarm_queue: 1024,
             log: "info".into(),
         }
     }

@@ -37,6 +37,10 @@ pub struct AppState {
     pub sdk: PathBuf,
     /// The legacy CS gateway, when `--cs-upstream` is given.
     pub cs: Option<Arc<crate::cs::Gateway>>,
+    /// Alarms, when `--alarm-udp` or `--alarm-listen` is given.
+    pub alarms: Option<Arc<crate::alarm::Alarms>>,
+    /// The ping interval (for `/alarms` too).
+    pub heartbeat: std::time::Duration,
 }
 
 /// The router, apart from `main` so tests can serve it on port 0.
@@ -45,6 +49,7 @@ pub fn app(state: AppState) -> Router {
     let cs_body_limit = state.cs.as_ref().map_or(64 * 1024, |g| g.max_body());
     Router::new()
         .route("/ws", get(ws_upgrade))
+        .route("/alarms", get(alarms_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/rooms/{room}/history", get(history))
@@ -176,6 +181,38 @@ async fn history(
         }
     }
     Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct AlarmsQuery {
+    since: Option<String>,
+}
+
+async fn alarms_upgrade(
+    State(s): State<AppState>,
+    Query(q): Query<AlarmsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(alarms) = s.alarms.clone() else {
+        return AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "this relay has no alarm source: start it with --alarm-udp or --alarm-listen",
+        )
+        .into_response();
+    };
+    let since = match q.since.as_deref().filter(|s| !s.is_empty()).map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return AppError::new(StatusCode::BAD_REQUEST, "bad_request", "since must be an alarm seq")
+                .into_response();
+        }
+    };
+    let (stop, tasks, heartbeat) = (s.shutdown.clone(), s.tasks.clone(), s.heartbeat);
+    upgrade.on_upgrade(move |socket| {
+        tasks.track_future(crate::alarm::serve(socket, alarms, since, heartbeat, stop))
+    })
 }
 
 /// The gateway, or a clear error when this relay has none.

@@ -18,6 +18,7 @@
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`metrics`]: counters for `/metrics`.
 
+pub mod alarm;
 pub mod config;
 pub mod cs;
 pub mod history;
@@ -73,6 +74,8 @@ pub async fn run(
     let (store, resume_key) = history::Store::open(&config.db)?;
     let metrics = Arc::new(metrics::Metrics::default());
     let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone()));
+    let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some())
+        .then(|| alarm::Alarms::new(config.alarm_history, config.alarm_queue, metrics.clone()));
     let hub = Arc::new(room::Hub::new(room::Limits::from_config(&config), store, resume_key, metrics));
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -95,6 +98,23 @@ pub async fn run(
         })
     };
 
+    if let Some(alarms) = &alarms {
+        if let Some(service) = config.alarm_udp.clone() {
+            let renew = Duration::from_millis(config.alarm_renew_ms);
+            let sub = config.alarm_subscribe.clone();
+            tasks.spawn(alarm::run_client(alarms.clone(), service, renew, sub, stop.clone()));
+        }
+        if let Some(addr) = config.alarm_listen {
+            let (alarms, stop) = (alarms.clone(), stop.clone());
+            // Bound now, so a port that is taken fails the start, not later.
+            let listener = alarm::run_listener(alarms, addr, stop);
+            tasks.spawn(async move {
+                if let Err(e) = listener.await {
+                    tracing::error!(%addr, error = %e, "--alarm-listen: cannot receive alarms");
+                }
+            });
+        }
+    }
     let state = http::AppState {
         hub,
         shutdown: stop.clone(),
@@ -102,6 +122,8 @@ pub async fn run(
         www: config.www_dir(),
         sdk: config.sdk_dir(),
         cs,
+        alarms,
+        heartbeat: config.heartbeat(),
     };
     let signal = {
         let stop = stop.clone();

@@ -57,6 +57,18 @@ pub struct Metrics {
     pub cs_sessions: AtomicI64,
     /// CS calls made.
     pub cs_calls: AtomicU64,
+    /// Alarm datagrams received.
+    pub alarms_received: AtomicU64,
+    /// Alarm frames queued toward subscribers.
+    pub alarms_forwarded: AtomicU64,
+    /// Alarms a subscriber fell too far behind to get (each told in an `alarmGap`).
+    pub alarms_dropped_lagging: AtomicU64,
+    /// Alarms asked for by `since=` that were no longer held.
+    pub alarms_dropped_expired: AtomicU64,
+    /// `/alarms` subscribers (gauge).
+    pub alarm_subscribers: AtomicI64,
+    /// The last alarm seq given (gauge).
+    pub alarm_last_seq: AtomicU64,
     /// History records committed.
     pub history_writes: AtomicU64,
     /// History records that failed to commit (the reply was still delivered).
@@ -98,6 +110,12 @@ impl Metrics {
             "Legacy CS sessions (upstream connections) open.",
             self.cs_sessions.load(Relaxed),
         );
+        gauge("tether_alarm_subscribers", "/alarms subscribers.", self.alarm_subscribers.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP tether_alarm_last_seq The last alarm seq given.\n# TYPE tether_alarm_last_seq gauge"
+        );
+        let _ = writeln!(out, "tether_alarm_last_seq {}", self.alarm_last_seq.load(Relaxed));
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
@@ -108,6 +126,16 @@ impl Metrics {
         );
         counter("tether_resumes_total", "Joins that resumed a member.", self.resumes.load(Relaxed));
         counter("tether_cs_calls_total", "Legacy CS calls made.", self.cs_calls.load(Relaxed));
+        counter(
+            "tether_alarms_received_total",
+            "Alarm datagrams received.",
+            self.alarms_received.load(Relaxed),
+        );
+        counter(
+            "tether_alarms_forwarded_total",
+            "Alarm frames sent to subscribers.",
+            self.alarms_forwarded.load(Relaxed),
+        );
         counter("tether_frames_out_total", "Frames queued toward members.", self.frames_out.load(Relaxed));
         counter(
             "tether_history_writes_total",
@@ -149,6 +177,21 @@ impl Metrics {
                 self.drops[i].load(Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP tether_alarms_dropped_total Alarms not delivered to a subscriber, by reason (each told in an alarmGap)."
+        );
+        let _ = writeln!(out, "# TYPE tether_alarms_dropped_total counter");
+        let _ = writeln!(
+            out,
+            "tether_alarms_dropped_total{{reason=\"lagging\"}} {}",
+            self.alarms_dropped_lagging.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "tether_alarms_dropped_total{{reason=\"expired\"}} {}",
+            self.alarms_dropped_expired.load(Relaxed)
+        );
         out
     }
 }

@@ -282,7 +282,7 @@ impl Connection {
         self.hub.metrics.frame_in(kind);
         let role = self.joined.role;
         match kind {
-            Kind::Welcome | Kind::Devices | Kind::Error => {
+            Kind::Welcome | Kind::Devices | Kind::Error | Kind::Alarm | Kind::AlarmGap => {
                 self.refuse(id, ErrorCode::BadFrame, &format!("only the relay sends {kind}"));
             }
             Kind::Hello => {

@@ -1,11 +1,11 @@
 // tether-sdk: types of the entry point. The session classes and option types come from the
 // generated bindings.
-import type { PcOptions, DeviceOptions, PcSession, DeviceSession } from "./tether_sdk.js";
+import type { PcOptions, DeviceOptions, PcSession, DeviceSession, AlarmOptions, AlarmFrame, AlarmSubscription } from "./tether_sdk.js";
 export type {
   Status, TetherError, PcOptions, DeviceOptions, Member, Reply, PostOptions, CallOptions, PostRequest,
-  HistoryEntry, ServerHistoryItem, CommandLog,
+  HistoryEntry, ServerHistoryItem, CommandLog, AlarmOptions, AlarmFrame,
 } from "./tether_sdk.js";
-export { PcSession, DeviceSession } from "./tether_sdk.js";
+export { PcSession, DeviceSession, AlarmSubscription } from "./tether_sdk.js";
 
 /** Loads the WebAssembly module (once). Optional: connectPc and connectDevice call it. */
 export function load(moduleOrPath?: string | URL | Request | BufferSource | WebAssembly.Module): Promise<unknown>;
@@ -13,3 +13,5 @@ export function load(moduleOrPath?: string | URL | Request | BufferSource | WebA
 export function connectPc(options: PcOptions): Promise<PcSession>;
 /** Connects an app's H5 page to a room as a device; resolves with a DeviceSession once linked. */
 export function connectDevice(options: DeviceOptions): Promise<DeviceSession>;
+/** Subscribes to the relay's alarms: `cb` gets every alarm and alarmGap frame; reconnects and resumes by itself. */
+export function subscribeAlarms(options: AlarmOptions, cb: (frame: AlarmFrame) => void): Promise<AlarmSubscription>;

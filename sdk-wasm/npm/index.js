@@ -22,4 +22,10 @@ export async function connectDevice(options) {
   return wasm.connectDevice(options);
 }
 
-export { PcSession, DeviceSession } from "./tether_sdk.js";
+/** Subscribes to the relay's alarms; resolves with an AlarmSubscription. */
+export async function subscribeAlarms(options, cb) {
+  await load();
+  return wasm.subscribeAlarms(options, cb);
+}
+
+export { PcSession, DeviceSession, AlarmSubscription } from "./tether_sdk.js";

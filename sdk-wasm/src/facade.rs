@@ -46,7 +46,7 @@ export interface DeviceOptions {
   /** From the QR link. */
   secret: string;
   name?: string;
-  /** Sent in `hello`; default: userAgent, page URL, platform. */
+  /** Sent in `hello`; default: userAgent and page URL. */
   appInfo?: unknown;
   /** The global of the app's native bridge (default "TencentNews"). */
   bridge?: string;
@@ -78,6 +78,16 @@ export interface ServerHistoryItem {
   url?: string; method?: string; request: any; result: unknown; cookie: string | null; appInfo: unknown;
   error: unknown; sentAt: number; repliedAt: number; ms: number;
 }
+export interface AlarmOptions {
+  /** The room WebSocket's URL (`ws://host:8080/ws`) or the relay's `http(s)://` base. */
+  url: string;
+  /** Start after this alarm seq: what the relay still holds is replayed first. */
+  since?: number;
+}
+/** `{type: "alarm", msg: {seq, at, from, data}}` or `{type: "alarmGap", msg: {dropped}}`. */
+export type AlarmFrame =
+  | { type: "alarm"; msg: { seq: number; at: number; from: string; data: unknown } }
+  | { type: "alarmGap"; msg: { dropped: number } };
 export interface CommandLog {
   id: string; type: "post" | "call"; from: string; msg: any;
   state: "running" | "done" | "failed"; result?: unknown; error?: string; ms?: number;
@@ -122,6 +132,10 @@ extern "C" {
     pub type Members;
     #[wasm_bindgen(typescript_type = "{ limit?: number; before?: number } | undefined")]
     pub type PageOptions;
+    #[wasm_bindgen(typescript_type = "AlarmOptions")]
+    pub type AlarmOptions;
+    #[wasm_bindgen(typescript_type = "(frame: AlarmFrame) => void")]
+    pub type AlarmCallback;
 }
 
 fn get(obj: &JsValue, key: &str) -> JsValue {
@@ -193,10 +207,13 @@ fn connect_promise(driver: &Rc<Driver>, value: JsValue) -> Promise {
 pub fn connect_pc(options: PcOptions) -> PcSessionPromise {
     let options = from_js(&options.into());
     let room = text(&options, "room").unwrap_or_default();
-    let secret = text(&options, "secret")
+    let Some(secret) = text(&options, "secret")
         .filter(|s| !s.is_empty())
         .or_else(|| load(&secret_key(&room)))
-        .unwrap_or_else(random_hex128);
+        .or_else(random_hex128)
+    else {
+        return rejected("internal", "no crypto.getRandomValues: pass options.secret").unchecked_into();
+    };
     let driver = match start(&options, Role::Pc, secret.clone()) {
         Ok(d) => d,
         Err(e) => return Promise::reject(&e).unchecked_into(),
@@ -339,12 +356,6 @@ impl PcSession {
         self.driver.with(|s| s.secret().to_owned())
     }
 
-    /// The room.
-    #[wasm_bindgen(getter)]
-    pub fn room(&self) -> String {
-        self.driver.with(|s| s.room().to_owned())
-    }
-
     /// This member's id.
     #[wasm_bindgen(getter)]
     pub fn member(&self) -> Option<String> {
@@ -453,11 +464,7 @@ pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
 fn default_app_info() -> Json {
     let Some(w) = web_sys::window() else { return Json::Null };
     let nav = w.navigator();
-    Json::obj([
-        ("userAgent", nav.user_agent().ok().into()),
-        ("platform", nav.platform().ok().into()),
-        ("url", w.location().href().ok().into()),
-    ])
+    Json::obj([("userAgent", nav.user_agent().ok().into()), ("url", w.location().href().ok().into())])
 }
 
 fn cookie() -> Json {
@@ -590,5 +597,36 @@ impl DeviceSession {
     /// Leaves the room for good.
     pub fn close(&self) {
         self.driver.with(Session::close);
+    }
+}
+
+/// Subscribes to the relay's alarms: `cb` gets every `alarm` and `alarmGap` frame. The feed
+/// reconnects by itself, resuming after the last alarm it saw, until `close()`.
+#[wasm_bindgen(js_name = subscribeAlarms)]
+pub fn subscribe_alarms(options: AlarmOptions, cb: AlarmCallback) -> Result<AlarmSubscription, JsValue> {
+    let o = from_js(&options.into());
+    let url = text(&o, "url").ok_or_else(|| js_error("bad_frame", "options.url is required"))?;
+    let feed = crate::core::alarms::AlarmFeed::new(&url, o["since"].as_u64(), now(), random_seed())
+        .map_err(|e| js_error(&e.code, &e.message))?;
+    Ok(AlarmSubscription { driver: crate::web::alarms::AlarmDriver::start(feed, cb.unchecked_into()) })
+}
+
+/// A running `/alarms` subscription.
+#[wasm_bindgen]
+pub struct AlarmSubscription {
+    driver: Rc<crate::web::alarms::AlarmDriver>,
+}
+
+#[wasm_bindgen]
+impl AlarmSubscription {
+    /// The last alarm seq received.
+    #[wasm_bindgen(getter, js_name = lastSeq)]
+    pub fn last_seq(&self) -> Option<f64> {
+        self.driver.with(|f| f.last_seq().map(|s| s as f64))
+    }
+
+    /// Stops the feed.
+    pub fn close(&self) {
+        self.driver.with(crate::core::alarms::AlarmFeed::close);
     }
 }

@@ -213,3 +213,50 @@ test("other bridge shapes: postData with named callbacks, direct methods, page h
     await relay.stop();
   }
 });
+
+test("subscribeAlarms: live alarms, and after a relay restart it resumes by itself", async () => {
+  const { createSocket } = await import("node:dgram");
+  const udp = createSocket("udp4");
+  await new Promise((r) => udp.bind(0, "127.0.0.1", r));
+  const port = udp.address().port; // a free port for the relay's --alarm-listen
+  udp.close();
+  const args = ["--alarm-listen", `127.0.0.1:${port}`];
+  const relay = await startRelay({ args });
+  const sender = createSocket("udp4");
+  const send = (obj) => new Promise((r) => sender.send(JSON.stringify(obj), port, "127.0.0.1", r));
+  const subscribers = async (http, n) => {
+    const deadline = Date.now() + WAIT;
+    while (!(await (await fetch(`${http}/metrics`)).text()).includes(`tether_alarm_subscribers ${n}\n`)) {
+      if (Date.now() > deadline) throw new Error(`never ${n} alarm subscribers`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const page = await sdkPage(browser, relay);
+  await page.evaluate(async (url) => {
+    window.alarms = [];
+    window.sub = await tether.subscribeAlarms({ url }, (f) => alarms.push(f));
+  }, relay.ws);
+  await subscribers(relay.http, 1);
+  await send({ n: 1 });
+  await send({ n: 2 });
+  await page.waitForFunction(() => alarms.length === 2, null, { timeout: WAIT });
+  const [a, b] = await page.evaluate(() => alarms);
+  assert.deepEqual([a.type, a.msg.data, b.msg.data], ["alarm", { n: 1 }, { n: 2 }]);
+  assert.ok(b.msg.seq > a.msg.seq);
+  assert.equal(await page.evaluate(() => sub.lastSeq), b.msg.seq);
+
+  await relay.stop();
+  const again = await startRelay({ listen: relay.addr, db: relay.db, args });
+  try {
+    await subscribers(again.http, 1); // the SDK came back by itself
+    await send({ n: 3 });
+    await page.waitForFunction(() => alarms.some((f) => f.msg?.data?.n === 3), null, { timeout: WAIT });
+    const c = await page.evaluate(() => alarms.find((f) => f.msg?.data?.n === 3));
+    assert.ok(c.msg.seq > b.msg.seq, "seqs keep growing across the restart");
+    await page.evaluate(() => sub.close());
+    await subscribers(again.http, 0);
+  } finally {
+    sender.close();
+    await again.stop();
+  }
+});

@@ -6,12 +6,14 @@
 //! out; the tests here move time by hand.
 //!
 //! # Layout
+//! - [`alarms`]: the `/alarms` feed, resuming from the last seq.
 //! - [`backoff`]: retry delays with jitter, from a seeded generator.
 //! - [`pending`]: requests awaiting replies, by id, with deadlines.
 //! - [`json`]: a small JSON value (why not serde_json: size).
 //! - [`history`]: the local history of URLs and methods run.
 //! - [`session`]: the connection state machine both ends use.
 
+pub mod alarms;
 pub mod backoff;
 pub mod history;
 pub mod json;

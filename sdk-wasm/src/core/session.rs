@@ -317,7 +317,7 @@ impl Session {
                     None => self.events.push_back(Event::Error(err)),
                 }
             }
-            Kind::Hello => {}
+            Kind::Hello | Kind::Alarm | Kind::AlarmGap => {}
         }
     }
 
@@ -583,35 +583,33 @@ pub fn encode(s: &str) -> String {
 }
 
 /// Normalises the `url` option: `ws(s)://host/ws` as is; `ws(s)://host` or
-/// `http(s)://host[/]` becomes `ws(s)://host/ws`.
+/// `http(s)://host[/]` becomes `ws(s)://host/ws`. (Byte scans rather than substring search:
+/// the searcher would add kilobytes to the wasm.)
 pub fn ws_url(url: &str) -> Result<String, SdkError> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+    let bad = || {
         SdkError::new(
             "bad_frame",
             ["url must be ws://, wss://, http:// or https://, not \"", url, "\""].concat(),
         )
-    })?;
-    let scheme = match scheme.to_ascii_lowercase().as_str() {
-        "ws" | "http" => "ws",
-        "wss" | "https" => "wss",
-        other => return Err(SdkError::new("bad_frame", ["unsupported url scheme \"", other, "\""].concat())),
     };
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
+    let colon = url.bytes().position(|b| b == b':').ok_or_else(bad)?;
+    let rest = url[colon + 1..].strip_prefix("//").ok_or_else(bad)?;
+    // A ws:// URL names the socket itself; an http:// one names the relay, whose socket is /ws.
+    let (scheme, names_relay) = match url[..colon].to_ascii_lowercase().as_str() {
+        "ws" => ("ws", false),
+        "wss" => ("wss", false),
+        "http" => ("ws", true),
+        "https" => ("wss", true),
+        _ => return Err(bad()),
     };
+    let end = rest.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(rest.len());
+    let rest = rest[..end].trim_end_matches('/');
+    let (host, path) = rest.split_at(rest.bytes().position(|b| b == b'/').unwrap_or(rest.len()));
     if host.is_empty() {
         return Err(SdkError::new("bad_frame", "url has no host"));
     }
-    let path = path.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/');
-    // A ws:// URL names the socket itself; an http:// one names the relay, whose socket is /ws.
-    let names_the_relay = url.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("http"));
-    let path = if path.is_empty() || (names_the_relay && !path.ends_with("/ws")) {
-        [path, "/ws"].concat()
-    } else {
-        path.to_owned()
-    };
-    Ok([scheme, "://", host, &path].concat())
+    let suffix = if path.is_empty() || (names_relay && !path.ends_with("/ws")) { "/ws" } else { "" };
+    Ok([scheme, "://", host, path, suffix].concat())
 }
 
 /// The relay's HTTP base (`http(s)://host[/prefix]`) for a room WebSocket URL.

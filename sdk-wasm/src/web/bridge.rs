@@ -16,7 +16,6 @@ use super::{from_js, to_js};
 use crate::core::json::Json;
 use crate::core::num;
 use crate::core::session::Command;
-use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Promise, Reflect};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -82,12 +81,15 @@ impl Bridge {
         let done: Done = Rc::new(RefCell::new(Some(Box::new(report))));
         let ms = cmd.msg["timeoutMs"].as_u64().unwrap_or(DEFAULT_TIMEOUT_MS);
         let d = done.clone();
-        Timeout::new(ms.min(u32::MAX as u64) as u32, move || {
-            finish(
-                &d,
-                Err(["no answer from the page or the native bridge within ", &num(ms), " ms"].concat()),
-            );
-        })
+        super::timeout(
+            ms,
+            Box::new(move || {
+                finish(
+                    &d,
+                    Err(["no answer from the page or the native bridge within ", &num(ms), " ms"].concat()),
+                );
+            }),
+        )
         .forget();
         let outcome = match cmd.kind {
             Kind::Post => self.post(cmd, &done),

@@ -79,11 +79,11 @@ impl Driver {
             me: me.clone(),
         });
         let weak = d.me.clone();
-        d.inner.borrow_mut().wake = WakeListeners::new(move || {
+        d.inner.borrow_mut().wake = WakeListeners::new(std::rc::Rc::new(move || {
             if let Some(d) = weak.upgrade() {
                 d.with(|s| s.handle_wake(now()));
             }
-        });
+        }));
         d
     }
 
@@ -130,11 +130,11 @@ impl Driver {
                             inner.socket = None;
                             inner.generation += 1;
                             let (generation, weak) = (inner.generation, self.me.clone());
-                            let report = move |ev| {
+                            let report = std::rc::Rc::new(move |ev| {
                                 if let Some(d) = weak.upgrade() {
                                     d.on_socket(generation, ev);
                                 }
-                            };
+                            });
                             match Socket::open(&url, report) {
                                 Ok(s) => inner.socket = Some(s),
                                 Err(_) => inner.session.handle_close(now(), None),
@@ -154,12 +154,14 @@ impl Driver {
                 let events: Vec<Event> = std::iter::from_fn(|| inner.session.poll_event()).collect();
                 inner.timer = inner.session.poll_timeout().map(|at| {
                     let weak = self.me.clone();
-                    let delay = at.saturating_sub(now()).min(u32::MAX as u64) as u32;
-                    Timeout::new(delay, move || {
-                        if let Some(d) = weak.upgrade() {
-                            d.with(|s| s.handle_timeout(now()));
-                        }
-                    })
+                    super::timeout(
+                        at.saturating_sub(now()),
+                        Box::new(move || {
+                            if let Some(d) = weak.upgrade() {
+                                d.with(|s| s.handle_timeout(now()));
+                            }
+                        }),
+                    )
                 });
                 events
             };

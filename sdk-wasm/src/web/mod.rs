@@ -2,6 +2,7 @@
 //! page-lifecycle listeners, and the [`driver::Driver`] that feeds the core and carries out
 //! what it asks. Each adapter owns its `Closure`s and removes its listeners on drop.
 
+pub mod alarms;
 pub mod bridge;
 pub mod driver;
 pub mod socket;
@@ -21,22 +22,18 @@ pub fn random_seed() -> u64 {
     (js_sys::Math::random() * (u64::MAX as f64)) as u64 | 1
 }
 
-/// 128 random bits as hex, from `crypto.getRandomValues` (falling back to `Math.random`).
-pub fn random_hex128() -> String {
+/// 128 random bits as hex, from `crypto.getRandomValues`; `None` where there is none (a secret
+/// from `Math.random` could be guessed, so there is no fallback).
+pub fn random_hex128() -> Option<String> {
     let bytes = Uint8Array::new_with_length(16);
-    let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).ok().filter(|c| !c.is_undefined());
-    let filled = crypto
-        .and_then(|c| {
-            let f = Reflect::get(&c, &"getRandomValues".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
-            f.call1(&c, &bytes).ok()
-        })
-        .is_some();
+    let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).ok()?;
+    let f = Reflect::get(&crypto, &"getRandomValues".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+    f.call1(&crypto, &bytes).ok()?;
     let mut out = String::with_capacity(32);
     for i in 0..16 {
-        let b = if filled { bytes.get_index(i) } else { (js_sys::Math::random() * 256.0) as u8 };
-        out.extend(crate::core::hex2(b, false));
+        out.extend(crate::core::hex2(bytes.get_index(i), false));
     }
-    out
+    Some(out)
 }
 
 /// `localStorage`, when the page may use it.
@@ -82,6 +79,11 @@ pub fn from_js(v: &JsValue) -> Json {
         .unwrap_or_default()
 }
 
+/// Calls `f` after `ms` (a `dyn` callback: one copy of the timer glue for every caller).
+pub fn timeout(ms: u64, f: Box<dyn FnOnce()>) -> gloo_timers::callback::Timeout {
+    gloo_timers::callback::Timeout::new(ms.min(u32::MAX as u64) as u32, f)
+}
+
 /// A one-shot JS function. Every one-shot callback goes through this one closure type, so the
 /// wasm and its JS glue carry a single set of closure shims rather than one per call site.
 pub fn once(f: impl FnOnce(JsValue) + 'static) -> JsValue {
@@ -112,7 +114,7 @@ pub struct WakeListeners {
 
 impl WakeListeners {
     /// Calls `wake` whenever the page becomes visible or the browser goes online.
-    pub fn new(wake: impl Fn() + Clone + 'static) -> Option<WakeListeners> {
+    pub fn new(wake: std::rc::Rc<dyn Fn()>) -> Option<WakeListeners> {
         let window = web_sys::window()?;
         let document = window.document()?;
         let doc = document.clone();

@@ -24,8 +24,9 @@ pub struct Socket {
 }
 
 impl Socket {
-    /// Opens `url`, reporting every event to `report`.
-    pub fn open(url: &str, report: impl Fn(SocketEvent) + Clone + 'static) -> Result<Socket, JsValue> {
+    /// Opens `url`, reporting every event to `report` (one `dyn` type for every caller, so the
+    /// wasm carries one copy of this glue).
+    pub fn open(url: &str, report: std::rc::Rc<dyn Fn(SocketEvent)>) -> Result<Socket, JsValue> {
         let ws = WebSocket::new(url)?;
         let r = report.clone();
         let on_open = listener(move |_| r(SocketEvent::Open));

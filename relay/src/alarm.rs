@@ -1,0 +1,390 @@
+//! UDP alarms → `/alarms` WebSocket subscribers.
+//!
+//! The relay is the UDP client of the legacy alarm service (`--alarm-udp`): it sends a
+//! subscribe datagram and repeats it every `--alarm-renew-ms`, so the service keeps it
+//! registered and re-registers it after a restart. It also accepts alarms pushed to
+//! `--alarm-listen`. Each datagram gets the next sequence number and becomes
+//! `{"type":"alarm","msg":{"seq","at","from","data"}}`, where `data` is JSON when the payload
+//! is JSON or XML, text otherwise, and `{"$base64": "…"}` when it is not UTF-8.
+//!
+//! Alarms are kept in a bounded ring (`--alarm-history`) for `/alarms?since=SEQ`, and fanned out
+//! through a bounded broadcast channel (`--alarm-queue`). A subscriber that falls behind gets
+//! `{"type":"alarmGap","msg":{"dropped": n}}` with the exact number it missed; the others keep
+//! flowing. Loss is always said, never silent.
+
+use crate::metrics::Metrics;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// The largest UDP payload (IPv4).
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// One alarm, ready to send.
+#[derive(Debug)]
+pub struct Alarm {
+    /// Its sequence number, from 1, in the order received.
+    pub seq: u64,
+    /// `{"type":"alarm",…}`.
+    pub frame: Utf8Bytes,
+}
+
+/// Received alarms: the ring for replay and the channel for live delivery.
+///
+/// Sequence numbers start at this process's start time in ms × 1000 + 1, so they keep growing
+/// across relay restarts (a client resuming with `since=` from before a restart still gets
+/// everything the new process holds) and stay below 2^53 (exact in JavaScript).
+pub struct Alarms {
+    first: u64,
+    next: AtomicU64,
+    ring: Mutex<VecDeque<Arc<Alarm>>>,
+    history: usize,
+    live: broadcast::Sender<Arc<Alarm>>,
+    metrics: Arc<Metrics>,
+}
+
+fn gap_frame(dropped: u64) -> Utf8Bytes {
+    json!({"type": "alarmGap", "msg": {"dropped": dropped}}).to_string().into()
+}
+
+impl Alarms {
+    /// Keeps `history` alarms for replay; a subscriber may be `queue` alarms behind.
+    pub fn new(history: usize, queue: usize, metrics: Arc<Metrics>) -> Arc<Alarms> {
+        Alarms::starting_at(crate::now_ms() * 1000 + 1, history, queue, metrics)
+    }
+
+    /// Like [`Alarms::new`], numbering from `first`.
+    pub fn starting_at(first: u64, history: usize, queue: usize, metrics: Arc<Metrics>) -> Arc<Alarms> {
+        let (live, _) = broadcast::channel(queue.max(1));
+        let ring = Mutex::new(VecDeque::new());
+        Arc::new(Alarms { first, next: AtomicU64::new(first), ring, history: history.max(1), live, metrics })
+    }
+
+    /// Takes in one datagram.
+    pub fn ingest(&self, from: SocketAddr, payload: &[u8]) -> Arc<Alarm> {
+        let data = decode(payload);
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        // Numbered under the ring's lock, so the ring and the channel see alarms in seq order.
+        let seq = self.next.fetch_add(1, Relaxed);
+        let frame = json!({"type": "alarm", "msg": {"seq": seq, "at": crate::now_ms(), "from": from.to_string(), "data": data}});
+        let alarm = Arc::new(Alarm { seq, frame: frame.to_string().into() });
+        ring.push_back(alarm.clone());
+        if ring.len() > self.history {
+            ring.pop_front();
+        }
+        let _ = self.live.send(alarm.clone()); // no subscriber is fine
+        drop(ring);
+        self.metrics.alarms_received.fetch_add(1, Relaxed);
+        self.metrics.alarm_last_seq.fetch_max(seq, Relaxed);
+        alarm
+    }
+
+    /// Subscribes; with `since`, the alarms after it that are still held come first, preceded by
+    /// the count of those no longer held.
+    fn subscribe(&self, since: Option<u64>) -> (broadcast::Receiver<Arc<Alarm>>, u64, Vec<Arc<Alarm>>) {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.live.subscribe();
+        let last = self.next.load(Relaxed) - 1;
+        let Some(since) = since else { return (rx, 0, Vec::new()) };
+        // Before this process started nothing is known here; after the last, nothing yet.
+        let since = since.max(self.first - 1).min(last);
+        let replay: Vec<Arc<Alarm>> = ring.iter().filter(|a| a.seq > since).cloned().collect();
+        let first_held = replay.first().map_or(last + 1, |a| a.seq);
+        let expired = first_held.saturating_sub(since + 1);
+        (rx, expired, replay)
+    }
+
+    /// The last sequence number given (`first - 1` before any).
+    pub fn last_seq(&self) -> u64 {
+        self.next.load(Relaxed) - 1
+    }
+}
+
+/// `data` for a payload: JSON, XML turned into JSON, text, or `{"$base64"}`.
+pub fn decode(payload: &[u8]) -> Value {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return json!({ "$base64": base64::engine::general_purpose::STANDARD.encode(payload) });
+    };
+    let t = text.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        if let Ok(v) = serde_json::from_str(text) {
+            return v;
+        }
+    }
+    if t.starts_with('<') {
+        if let Some(v) = xml_to_json(text) {
+            return v;
+        }
+    }
+    Value::String(text.to_owned())
+}
+
+/// A generic XML → JSON mapping: `{root: …}`; an element with only text is that text;
+/// otherwise an object with `@attr`s, child elements by name (repeated names become arrays)
+/// and `#text`. `None` for anything that is not well-formed, has a DOCTYPE, or an unknown
+/// entity (nothing is ever expanded).
+pub fn xml_to_json(text: &str) -> Option<Value> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(text);
+    // A stack of open elements: (name, object, text).
+    let mut stack: Vec<(String, Map<String, Value>, String)> = Vec::new();
+    let mut root = None;
+    let attrs = |s: &quick_xml::events::BytesStart<'_>| -> Option<Map<String, Value>> {
+        let mut m = Map::new();
+        for a in s.attributes() {
+            let a = a.ok()?;
+            // Only the predefined entities are resolved (an unknown one is an error).
+            let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok()?;
+            m.insert(format!("@{}", a.key.as_ref()), Value::String(v.into_owned()));
+        }
+        Some(m)
+    };
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(s) => {
+                if stack.len() >= 64 {
+                    return None;
+                }
+                stack.push((s.name().as_ref().to_owned(), attrs(&s)?, String::new()));
+            }
+            Event::Empty(s) => {
+                let m = attrs(&s)?;
+                let v = if m.is_empty() { Value::String(String::new()) } else { Value::Object(m) };
+                let name = s.name().as_ref().to_owned();
+                match stack.last_mut() {
+                    Some((_, parent, _)) => add_child(parent, name, v),
+                    None => root = Some(json!({ name: v })),
+                }
+            }
+            Event::Text(t) => stack.last_mut()?.2.push_str(&t.xml10_content()),
+            Event::CData(c) => stack.last_mut()?.2.push_str(c.as_ref()),
+            Event::GeneralRef(r) => {
+                let c = if r.is_char_ref() {
+                    r.resolve_char_ref().ok()??
+                } else {
+                    match r.as_ref() {
+                        "amp" => '&',
+                        "lt" => '<',
+                        "gt" => '>',
+                        "quot" => '"',
+                        "apos" => '\'',
+                        _ => return None,
+                    }
+                };
+                stack.last_mut()?.2.push(c);
+            }
+            Event::End(_) => {
+                let (name, mut m, text) = stack.pop()?;
+                let v = if m.is_empty() {
+                    Value::String(text)
+                } else {
+                    if !text.trim().is_empty() {
+                        m.insert("#text".into(), Value::String(text.trim().to_owned()));
+                    }
+                    Value::Object(m)
+                };
+                match stack.last_mut() {
+                    Some((_, parent, _)) => add_child(parent, name, v),
+                    None => root = Some(json!({ name: v })),
+                }
+            }
+            Event::DocType(_) => return None,
+            Event::Eof => return if stack.is_empty() { root } else { None },
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
+        }
+    }
+}
+
+fn add_child(parent: &mut Map<String, Value>, name: String, v: Value) {
+    match parent.get_mut(&name) {
+        Some(Value::Array(items)) => items.push(v),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, v]);
+        }
+        None => {
+            parent.insert(name, v);
+        }
+    }
+}
+
+/// A UDP socket with a large receive buffer, so bursts are not dropped by the kernel.
+fn udp(bind: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if bind.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
+    s.bind(&bind.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Subscribes to the alarm service at `service`, renews every `renew`, and takes in what it
+/// sends, until `stop`.
+pub async fn run_client(
+    alarms: Arc<Alarms>,
+    service: String,
+    renew: Duration,
+    subscribe: String,
+    stop: CancellationToken,
+) {
+    let target = match tokio::net::lookup_host(&service).await.map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        _ => {
+            tracing::error!(%service, "--alarm-udp: cannot resolve the alarm service");
+            return;
+        }
+    };
+    let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let sock = match udp(bind) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "--alarm-udp: cannot open a UDP socket");
+            return;
+        }
+    };
+    tracing::info!(%target, "subscribing to alarms");
+    let mut every = tokio::time::interval(renew);
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {
+                // A service that is down answers nothing (or an ICMP error); the next renewal
+                // tries again, so a restarted service registers the relay anew.
+                let _ = sock.send_to(subscribe.as_bytes(), target).await;
+            }
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, from)) if from == target => {
+                    alarms.ingest(from, &buf[..n]);
+                }
+                Ok(_) => {} // not from the service
+                Err(_) => {} // e.g. ICMP port unreachable while the service is down
+            },
+        }
+    }
+}
+
+/// Takes in alarms pushed to `addr`, until `stop`.
+pub async fn run_listener(
+    alarms: Arc<Alarms>,
+    addr: SocketAddr,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let sock = udp(addr)?;
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            r = sock.recv_from(&mut buf) => if let Ok((n, from)) = r {
+                alarms.ingest(from, &buf[..n]);
+            },
+        }
+    }
+}
+
+/// Serves one `/alarms` subscriber until it leaves or the relay stops.
+pub async fn serve(
+    socket: WebSocket,
+    alarms: Arc<Alarms>,
+    since: Option<u64>,
+    heartbeat: Duration,
+    stop: CancellationToken,
+) {
+    let metrics = alarms.metrics.clone();
+    metrics.alarm_subscribers.fetch_add(1, Relaxed);
+    let (mut tx, mut rx_ws) = socket.split();
+    let (mut rx, expired, replay) = alarms.subscribe(since);
+    let mut last = since.unwrap_or(0).clamp(alarms.first - 1, alarms.last_seq().max(alarms.first - 1));
+    let outcome: Result<(), axum::Error> = async {
+        if expired > 0 {
+            metrics.alarms_dropped_expired.fetch_add(expired, Relaxed);
+            tx.send(Message::Text(gap_frame(expired))).await?;
+        }
+        for a in replay {
+            tx.send(Message::Text(a.frame.clone())).await?;
+            metrics.alarms_forwarded.fetch_add(1, Relaxed);
+            last = a.seq;
+        }
+        let mut ping = tokio::time::interval(heartbeat);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => {
+                    let close = CloseFrame { code: 1012, reason: "shutting_down".into() };
+                    let _ = tx.send(Message::Close(Some(close))).await;
+                    return Ok(());
+                }
+                msg = rx.recv() => match msg {
+                    Ok(a) if a.seq > last => {
+                        last = a.seq;
+                        tx.send(Message::Text(a.frame.clone())).await?;
+                        metrics.alarms_forwarded.fetch_add(1, Relaxed);
+                    }
+                    Ok(_) => {} // already replayed
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        metrics.alarms_dropped_lagging.fetch_add(n, Relaxed);
+                        tx.send(Message::Text(gap_frame(n))).await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = ping.tick() => tx.send(Message::Ping(Default::default())).await?,
+                incoming = rx_ws.next() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Ok(_)) => {} // subscribers have nothing to say
+                },
+            }
+        }
+    }
+    .await;
+    let _ = outcome;
+    metrics.alarm_subscribers.fetch_sub(1, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_decode_by_kind() {
+        assert_eq!(decode(br#"{"seq": 3, "level": "warn"}"#), json!({"seq": 3, "level": "warn"}));
+        assert_eq!(decode(b"[1,2]"), json!([1, 2]));
+        assert_eq!(decode(b"ALARM 7 zone=3"), json!("ALARM 7 zone=3"));
+        assert_eq!(decode(b"{not json"), json!("{not json"));
+        assert_eq!(decode(&[0xff, 0x00, 0x10]), json!({"$base64": "/wAQ"}));
+        assert_eq!(
+            decode(br#"<?xml version="1.0"?><alarm seq="5" level="high"><zone>3</zone><tag>a</tag><tag>b</tag><note>x &amp; y</note></alarm>"#),
+            json!({"alarm": {"@seq": "5", "@level": "high", "zone": "3", "tag": ["a", "b"], "note": "x & y"}})
+        );
+        assert_eq!(decode(b"<ping/>"), json!({"ping": ""}));
+        // Not well-formed, or a DTD: kept as text, never expanded.
+        assert_eq!(decode(b"<a><b></a>"), json!("<a><b></a>"));
+        let dtd = br#"<!DOCTYPE a [<!ENTITY x "boom">]><a>&x;</a>"#;
+        assert_eq!(decode(dtd), Value::String(String::from_utf8_lossy(dtd).into_owned()));
+    }
+
+    #[test]
+    fn replay_says_how_many_are_no_longer_held() {
+        let a = Alarms::starting_at(1, 3, 16, Arc::default());
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for i in 0..5u8 {
+            a.ingest(from, &[b'0' + i]);
+        }
+        // Holds 3, 4, 5. since=0 asks for 1..5: 1 and 2 are gone.
+        let (_, expired, replay) = a.subscribe(Some(0));
+        assert_eq!((expired, replay.iter().map(|x| x.seq).collect::<Vec<_>>()), (2, vec![3, 4, 5]));
+        let (_, expired, replay) = a.subscribe(Some(4));
+        assert_eq!((expired, replay.len()), (0, 1));
+        let (_, expired, replay) = a.subscribe(Some(99));
+        assert_eq!((expired, replay.len()), (0, 0), "a future since means 'from now'");
+        let (_, expired, replay) = a.subscribe(None);
+        assert_eq!((expired, replay.len()), (0, 0));
+    }
+}
