@@ -243,7 +243,7 @@ async fn pushed_alarms_are_taken_up_to_the_largest_datagram() {
 async fn without_an_alarm_source_alarms_is_a_clear_404() {
     let relay = Relay::start().await;
     let err =
-        tokio_tungstenite::connect_async(format!("ws://{}/alarms", relay.addr)).await.err().expect("refused");
+        tokio_tungstenite::connect_async(format!("ws://{}/alarms", relay.addr)).await.expect_err("refused");
     match err {
         tokio_tungstenite::tungstenite::Error::Http(resp) => {
             assert_eq!(resp.status(), 404);
