@@ -113,6 +113,9 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "rooms": s.hub.room_count(),
         "connections": s.hub.metrics.connections.load(Relaxed),
+        // Which optional parts this relay runs, so pages can show what works.
+        "alarms": s.alarms.is_some(),
+        "cs": s.cs.is_some(),
     }))
 }
 

@@ -45,6 +45,7 @@ test("PC page and device page: QR, devices, post, call, history, reload", async 
     await pc.getByTestId("connect").click();
     await statusIs(pc, "linked");
 
+    assert.equal(await pc.locator("#alarms-card").isHidden(), true, "no alarm source: no alarms panel");
     const link = await scanQr(pc, "qr.png");
     assert.match(link, new RegExp(`^${relay.http}/d/news-debug\\?secret=[0-9a-f]{32}$`));
 
@@ -163,6 +164,39 @@ test("two browser tabs: the simulated bridge, and readable errors", async () => 
     await pc.waitForFunction(() => !document.getElementById("toast").hidden, null, { timeout: WAIT });
     assert.match(await pc.locator("#toast").innerText(), /Params must be JSON/);
   } finally {
+    await relay.stop();
+  }
+});
+
+test("the alarms panel shows the relay's alarms live", async () => {
+  const { createSocket } = await import("node:dgram");
+  const probe = createSocket("udp4");
+  await new Promise((r) => probe.bind(0, "127.0.0.1", r));
+  const port = probe.address().port;
+  probe.close();
+  const relay = await startRelay({ www: WWW, args: ["--alarm-listen", `127.0.0.1:${port}`] });
+  const sender = createSocket("udp4");
+  try {
+    const pc = await browser.newPage({ viewport: DESKTOP });
+    await pc.goto(`${relay.http}/?room=alarms`);
+    await statusIs(pc, "linked");
+    await pc.locator("#alarms-card").waitFor({ state: "visible", timeout: WAIT });
+    // The page subscribes on load; send once it is listening.
+    const deadline = Date.now() + WAIT;
+    while (!(await (await fetch(`${relay.http}/metrics`)).text()).includes("tether_alarm_subscribers 1\n")) {
+      assert.ok(Date.now() < deadline, "the page never subscribed to alarms");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const payload of ['{"zone": 7, "level": "fire"}', '<alarm zone="3"><level>smoke</level></alarm>', "DOOR 12 OPEN"]) {
+      await new Promise((r) => sender.send(payload, port, "127.0.0.1", r));
+    }
+    await waitText(pc, "alarms", "DOOR 12 OPEN");
+    const text = await textOf(pc, "alarms");
+    assert.match(text, /zone/);
+    assert.match(await pc.locator("#alarms-count").innerText(), /\(3\)/);
+    await pc.screenshot({ path: join(ARTIFACTS, "pc-alarms.png"), fullPage: true });
+  } finally {
+    sender.close();
     await relay.stop();
   }
 });

@@ -1,6 +1,6 @@
 // The PC debug page: open a room, show its QR code, watch the devices, send requests and
 // JS-API calls through them, see every reply, and run things again from history.
-import { connectPc, type Member, type PcSession, type Reply, type HistoryEntry, type ServerHistoryItem } from "tether-sdk";
+import { connectPc, subscribeAlarms, type AlarmFrame, type AlarmSubscription, type Member, type PcSession, type Reply, type HistoryEntry, type ServerHistoryItem } from "tether-sdk";
 import QRCode from "qrcode";
 import { byTestId, clock, describeError, el, jsonView, looseJson, setStatus, toast } from "./ui";
 
@@ -8,6 +8,8 @@ const LAST_ROOM = "tether.page.room";
 const SCHEME = "tether.page.scheme";
 
 let session: PcSession | null = null;
+/** Held for the page's lifetime: a subscription whose object is collected stops. */
+let alarmSubscription: AlarmSubscription | null = null;
 let members: Member[] = [];
 /** Result cards by request id, so every device's reply lands in its request's card. */
 const cards = new Map<string, HTMLElement>();
@@ -202,6 +204,35 @@ async function loadServerHistory() {
   }
 }
 
+/** The relay's alarms, when it has an alarm source: newest first, the latest 100. */
+async function startAlarms() {
+  const health = await fetch("/healthz").then((r) => r.json()).catch(() => null);
+  if (!health?.alarms) return;
+  const card = document.getElementById("alarms-card")!;
+  const list = byTestId("alarms");
+  const count = document.getElementById("alarms-count")!;
+  let total = 0;
+  card.hidden = false;
+  alarmSubscription = await subscribeAlarms({ url: relayUrl() }, (f: AlarmFrame) => {
+    list.querySelector(".empty")?.remove();
+    let item: HTMLElement;
+    if (f.type === "alarm") {
+      total += 1;
+      const data = f.msg.data;
+      item = el("li", { class: "alarm" },
+        el("div", { class: "alarm-head" }, el("span", { class: "pill warn" }, `#${f.msg.seq % 100000}`),
+          el("span", { class: "muted" }, `${clock(f.msg.at)} · ${f.msg.from}`)),
+        typeof data === "string" ? el("code", { class: "target-text" }, data) : jsonView(data, true));
+    } else {
+      item = el("li", { class: "alarm gap" }, el("span", { class: "pill bad" }, "gap"), ` ${f.msg.dropped} alarms were not delivered to this page`);
+    }
+    list.prepend(item);
+    while (list.children.length > 100) list.lastElementChild?.remove();
+    count.textContent = `(${total})`;
+  });
+  addEventListener("pagehide", () => alarmSubscription?.close());
+}
+
 function selectTab(name: string) {
   for (const t of document.querySelectorAll<HTMLElement>("[data-tab]")) t.classList.toggle("active", t.dataset.tab === name);
   for (const p of document.querySelectorAll<HTMLElement>("[data-panel]")) p.hidden = p.dataset.panel !== name;
@@ -260,6 +291,8 @@ function wire() {
     await navigator.clipboard?.writeText(byTestId("device-link").textContent ?? "").catch(() => {});
     toast("Link copied.");
   });
+
+  void startAlarms();
 
   // A reload keeps the room (and, through the SDK, its secret).
   const room = new URLSearchParams(location.search).get("room") ?? localStorage.getItem(LAST_ROOM);
