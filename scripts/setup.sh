@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Tether needs, skipping whatever is already there. Sourced by scripts/run and
-# scripts/test; safe to run again and again. Parts: rust, wasm (the SDK's toolchain), all.
+# scripts/test; safe to run again and again. Parts: rust, wasm (the SDK's toolchain), node (the
+# npm tools), browser (Debian's Chromium and zbar), services (PostgreSQL, Redis), all.
 #
-#   scripts/setup.sh [rust|wasm|all]
+#   scripts/setup.sh [rust|wasm|node|browser|services|all]
 #
 # The WebAssembly toolchain: `rustup target add wasm32-unknown-unknown` first (with a time
 # limit); where rustup cannot reach its server, Debian's matching toolchain (rustc-web,
@@ -124,14 +125,21 @@ setup_browser() {
   command -v zbarimg >/dev/null || apt_install zbar-tools
 }
 
+# PostgreSQL (shared history) and Redis (cluster mode): tests start their own instances.
+setup_services() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+  command -v redis-server >/dev/null || apt_install redis-server
+}
+
 main() {
   case "${1:-all}" in
     rust) setup_rust ;;
     wasm) setup_wasm ;;
     node) setup_node ;;
     browser) setup_browser ;;
-    all) setup_rust; setup_wasm; setup_node; setup_browser ;;
-    *) die "usage: scripts/setup.sh [rust|wasm|node|browser|all]" ;;
+    services) setup_services ;;
+    all) setup_rust; setup_wasm; setup_node; setup_browser; setup_services ;;
+    *) die "usage: scripts/setup.sh [rust|wasm|node|browser|services|all]" ;;
   esac
 }
 

@@ -22,7 +22,8 @@ pub struct Config {
     #[arg(long, env = "TETHER_SDK")]
     pub sdk: Option<PathBuf>,
 
-    /// History store: `sqlite://PATH` (created on first run) or `sqlite::memory:`.
+    /// History store: `sqlite://PATH` (created on first run), `sqlite::memory:`, or
+    /// `postgres://USER@HOST:PORT/DB` where several relays share one.
     #[arg(long, env = "TETHER_DB", default_value = "sqlite://tether.db", hide_env_values = true)]
     pub db: String,
 

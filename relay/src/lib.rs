@@ -71,7 +71,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     let cs_config = config.cs().map_err(RelayError::Config)?;
-    let (store, resume_key) = history::Store::open(&config.db)?;
+    let (store, resume_key) = history::Store::open(&config.db).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone()));
     let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some())

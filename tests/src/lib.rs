@@ -519,3 +519,95 @@ pub async fn wait_metric(addr: SocketAddr, line: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A PostgreSQL server of the test's own: a fresh data folder, a free port, trust auth on
+/// 127.0.0.1, stopped (by its pid) when dropped.
+pub struct Postgres {
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub url: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    /// Starts one; `None` (with the reason printed) where PostgreSQL is not installed.
+    pub fn start() -> Option<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").exists());
+        let Some(bin) = bin else {
+            eprintln!(
+                "PostgreSQL is not installed here (apt-get install postgresql): skipping; the SQLite store is tested everywhere"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0"))
+            .unwrap_or(false);
+        // PostgreSQL refuses to run as root: run it as the postgres user the package created.
+        let as_pg = |program: &Path| {
+            let mut c;
+            if root {
+                c = std::process::Command::new("setpriv");
+                c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(program);
+            } else {
+                c = std::process::Command::new(program);
+            }
+            c
+        };
+        if root {
+            let ok = std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .map(|s| s.success());
+            assert_eq!(ok.ok(), Some(true), "chown the temp dir to postgres");
+        }
+        let init = as_pg(&bin.join("initdb"))
+            .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run initdb");
+        assert!(init.success(), "initdb failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = as_pg(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        let pg = Postgres { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), child, _dir: dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = std::process::Command::new(bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return Some(pg);
+            }
+            assert!(std::time::Instant::now() < deadline, "PostgreSQL did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown (its backends end with it).
+        let _ = std::process::Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}

@@ -9,6 +9,11 @@
 //! power cut may lose the last transactions.
 //!
 //! Reads go through a second connection (WAL lets them run beside the writer).
+//!
+//! With `--db postgres://…` the same API runs on PostgreSQL ([`postgres`]): several relays
+//! share one history, one set of room secrets and one resume key.
+
+mod postgres;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -22,8 +27,11 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The `--db` URL is not one this build understands.
-    #[error("unsupported --db {0:?}: use sqlite://PATH or sqlite::memory:")]
+    #[error("unsupported --db {0:?}: use sqlite://PATH, sqlite::memory: or postgres://USER@HOST:PORT/DB")]
     BadUrl(String),
+    /// PostgreSQL said no.
+    #[error("history store (PostgreSQL): {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     /// SQLite said no.
     #[error("history store: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -108,7 +116,7 @@ pub struct Item {
     pub ms: u64,
 }
 
-enum Op {
+pub(crate) enum Op {
     Record(Box<Record>, oneshot::Sender<Result<(), String>>),
     Room { room: String, tag: String, done: oneshot::Sender<Result<(), String>> },
 }
@@ -117,7 +125,13 @@ enum Op {
 #[derive(Clone)]
 pub struct Store {
     writer: mpsc::Sender<Op>,
-    reader: Arc<Mutex<Connection>>,
+    reader: Reader,
+}
+
+#[derive(Clone)]
+enum Reader {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(Arc<tokio_postgres::Client>),
 }
 
 /// Ops the writer may have queued; a full queue makes writers wait (backpressure on the
@@ -176,9 +190,13 @@ fn open(path: &Option<PathBuf>, shared_memory: &str) -> Result<Connection, rusql
 }
 
 impl Store {
-    /// Opens (creating if needed) the store named by `--db`, and starts its writer thread.
-    /// Returns the store and the resume-token key kept in it.
-    pub fn open(url: &str) -> Result<(Store, [u8; 32]), StoreError> {
+    /// Opens (creating if needed) the store named by `--db`, and starts its writer. Returns
+    /// the store and the resume-token key kept in it.
+    pub async fn open(url: &str) -> Result<(Store, [u8; 32]), StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let (writer, reader, key) = postgres::open(url).await?;
+            return Ok((Store { writer, reader: Reader::Postgres(reader) }, key));
+        }
         let path = parse_url(url)?;
         let memory_name = format!("tether-{:016x}", rand::random::<u64>());
         if let Some(dir) = path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
@@ -190,7 +208,7 @@ impl Store {
         let read = open(&path, &memory_name)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         std::thread::Builder::new().name("tether-history".into()).spawn(move || writer(write, rx))?;
-        Ok((Store { writer: tx, reader: Arc::new(Mutex::new(read)) }, key))
+        Ok((Store { writer: tx, reader: Reader::Sqlite(Arc::new(Mutex::new(read))) }, key))
     }
 
     /// Stores a pair; returns once it is committed.
@@ -211,6 +229,9 @@ impl Store {
 
     /// Whether `room` was ever opened with the secret whose digest is `tag`.
     pub async fn knows_room(&self, room: &str, tag: &str) -> Result<bool, StoreError> {
+        if let Reader::Postgres(c) = &self.reader {
+            return postgres::knows_room(c, room, tag).await;
+        }
         let (room, tag) = (room.to_owned(), tag.to_owned());
         self.read(move |c| {
             c.query_row("SELECT 1 FROM rooms WHERE room = ?1 AND tag = ?2", params![room, tag], |_| Ok(()))
@@ -228,8 +249,11 @@ impl Store {
         limit: u32,
         before: Option<i64>,
     ) -> Result<Vec<Item>, StoreError> {
-        let (room, tag) = (room.to_owned(), tag.to_owned());
         let before = before.unwrap_or(i64::MAX);
+        if let Reader::Postgres(c) = &self.reader {
+            return postgres::page(c, room, tag, limit, before).await;
+        }
+        let (room, tag) = (room.to_owned(), tag.to_owned());
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, kind, req_id, pc, device, device_name, target, request, result, cookie,
@@ -237,29 +261,22 @@ impl Store {
                  FROM history WHERE room = ?1 AND tag = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
             )?;
             let rows = stmt.query_map(params![room, tag, before, limit], |r| {
-                let kind: String = r.get(1)?;
-                let target: String = r.get(6)?;
-                let (url, method) = if kind == "post" { (Some(target), None) } else { (None, Some(target)) };
-                let sent_at: i64 = r.get(12)?;
-                let replied_at: i64 = r.get(13)?;
-                Ok(Item {
+                Ok(Item::from_row(Row {
                     id: r.get(0)?,
-                    kind,
+                    kind: r.get(1)?,
                     req_id: r.get(2)?,
                     pc: r.get(3)?,
                     device: r.get(4)?,
                     device_name: r.get(5)?,
-                    url,
-                    method,
-                    request: raw(r.get(7)?),
-                    result: raw(r.get(8)?),
+                    target: r.get(6)?,
+                    request: r.get(7)?,
+                    result: r.get(8)?,
                     cookie: r.get(9)?,
-                    app_info: r.get::<_, Option<String>>(10)?.map(raw),
-                    error: r.get::<_, Option<String>>(11)?.map(raw),
-                    sent_at: sent_at as u64,
-                    replied_at: replied_at as u64,
-                    ms: replied_at.saturating_sub(sent_at) as u64,
-                })
+                    app_info: r.get(10)?,
+                    error: r.get(11)?,
+                    sent_at: r.get(12)?,
+                    replied_at: r.get(13)?,
+                }))
             })?;
             rows.collect()
         })
@@ -270,13 +287,57 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = self.reader.clone();
+        let Reader::Sqlite(reader) = self.reader.clone() else {
+            unreachable!("only the SQLite store reads here")
+        };
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
             f(&conn).map_err(StoreError::from)
         })
         .await
         .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// A history row as both backends read it, before it becomes an [`Item`].
+struct Row {
+    id: i64,
+    kind: String,
+    req_id: String,
+    pc: String,
+    device: String,
+    device_name: Option<String>,
+    target: String,
+    request: String,
+    result: String,
+    cookie: Option<String>,
+    app_info: Option<String>,
+    error: Option<String>,
+    sent_at: i64,
+    replied_at: i64,
+}
+
+impl Item {
+    fn from_row(r: Row) -> Item {
+        let (url, method) = if r.kind == "post" { (Some(r.target), None) } else { (None, Some(r.target)) };
+        Item {
+            id: r.id,
+            kind: r.kind,
+            req_id: r.req_id,
+            pc: r.pc,
+            device: r.device,
+            device_name: r.device_name,
+            url,
+            method,
+            request: raw(r.request),
+            result: raw(r.result),
+            cookie: r.cookie,
+            app_info: r.app_info.map(raw),
+            error: r.error.map(raw),
+            sent_at: r.sent_at.max(0) as u64,
+            replied_at: r.replied_at.max(0) as u64,
+            ms: r.replied_at.saturating_sub(r.sent_at).max(0) as u64,
+        }
     }
 }
 
@@ -372,7 +433,7 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
 }
 
 /// The parts of a reply body that get their own columns.
-struct ReplyParts {
+pub(crate) struct ReplyParts {
     result: String,
     cookie: Option<String>,
     app_info: Option<String>,
@@ -380,7 +441,7 @@ struct ReplyParts {
 }
 
 impl ReplyParts {
-    fn of(reply: &str) -> ReplyParts {
+    pub(crate) fn of(reply: &str) -> ReplyParts {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Body<'a> {
@@ -431,7 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_newest_first_per_room_and_secret() {
-        let (store, _) = Store::open("sqlite::memory:").unwrap();
+        let (store, _) = Store::open("sqlite::memory:").await.unwrap();
         for n in 0..7 {
             store.record(rec("a", "t1", n)).await.unwrap();
         }
@@ -460,21 +521,21 @@ mod tests {
     async fn survives_reopen_with_the_same_resume_key() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("sub/h.db").display());
-        let (store, key1) = Store::open(&url).unwrap();
+        let (store, key1) = Store::open(&url).await.unwrap();
         store.register_room("a", "t").await.unwrap();
         store.record(rec("a", "t", 1)).await.unwrap();
         drop(store);
-        let (store, key2) = Store::open(&url).unwrap();
+        let (store, key2) = Store::open(&url).await.unwrap();
         assert_eq!(key1, key2);
         assert!(store.knows_room("a", "t").await.unwrap());
         assert!(!store.knows_room("a", "u").await.unwrap());
         assert_eq!(store.page("a", "t", 10, None).await.unwrap().len(), 1);
     }
 
-    #[test]
-    fn bad_urls_are_refused_clearly() {
-        for url in ["postgres://x", "tether.db", "sqlite://"] {
-            let err = Store::open(url).err().expect("refused").to_string();
+    #[tokio::test]
+    async fn bad_urls_are_refused_clearly() {
+        for url in ["mysql://x", "tether.db", "sqlite://"] {
+            let err = Store::open(url).await.err().expect("refused").to_string();
             assert!(err.contains("--db"), "{err}");
         }
     }

@@ -1,0 +1,178 @@
+//! The history store on PostgreSQL, for relays that share one history (`--db postgres://…`).
+//!
+//! Same tables and the same group commit as SQLite: one writer task owns a connection and
+//! commits whatever is queued in one transaction, acknowledging each record only after the
+//! commit. Reads use a second connection. Several relays may start at once: the schema is
+//! created under an advisory lock, and the resume key is created once and then shared, so a
+//! member's resume token works on every node.
+
+use super::{Item, MAX_BATCH, Op, ReplyParts, Row, StoreError, WRITE_QUEUE};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, NoTls};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT NOT NULL, tag TEXT NOT NULL, created_at BIGINT NOT NULL,
+    PRIMARY KEY (room, tag)
+);
+CREATE TABLE IF NOT EXISTS history (
+    id BIGSERIAL PRIMARY KEY,
+    room TEXT NOT NULL, tag TEXT NOT NULL, kind TEXT NOT NULL, req_id TEXT NOT NULL,
+    pc TEXT NOT NULL, device TEXT NOT NULL, device_name TEXT,
+    target TEXT NOT NULL, request TEXT NOT NULL,
+    result TEXT NOT NULL, cookie TEXT, app_info TEXT, error TEXT,
+    sent_at BIGINT NOT NULL, replied_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_room ON history (room, tag, id);
+";
+
+/// An arbitrary, fixed key for the advisory lock that serialises schema creation.
+const SCHEMA_LOCK: i64 = 0x7465_7468_6572;
+
+async fn connect(url: &str) -> Result<Client, StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, "history store: the PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Connects, creates the schema if needed, and starts the writer.
+pub(super) async fn open(url: &str) -> Result<(mpsc::Sender<Op>, Arc<Client>, [u8; 32]), StoreError> {
+    let writer = connect(url).await?;
+    writer.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK]).await?;
+    let created = writer.batch_execute(SCHEMA).await;
+    writer.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK]).await?;
+    created?;
+    let fresh: [u8; 32] = rand::random();
+    writer
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('resume_key', $1) ON CONFLICT (key) DO NOTHING",
+            &[&fresh.as_slice()],
+        )
+        .await?;
+    let stored: Vec<u8> =
+        writer.query_one("SELECT value FROM meta WHERE key = 'resume_key'", &[]).await?.get(0);
+    let key = <[u8; 32]>::try_from(stored.as_slice()).unwrap_or(fresh);
+    let reader = Arc::new(connect(url).await?);
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    tokio::spawn(write_loop(writer, rx));
+    Ok((tx, reader, key))
+}
+
+async fn write_loop(mut client: Client, mut rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(op) = rx.recv().await {
+        batch.push(op);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit(&mut client, &batch).await.map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, records = batch.len(), "history commit failed");
+        }
+        for op in batch.drain(..) {
+            let done = match op {
+                Op::Record(_, done) | Op::Room { done, .. } => done,
+            };
+            let _ = done.send(outcome.clone());
+        }
+    }
+}
+
+async fn commit(client: &mut Client, batch: &[Op]) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let insert = tx
+        .prepare(
+            "INSERT INTO history (room, tag, kind, req_id, pc, device, device_name, target, request,
+                                  result, cookie, app_info, error, sent_at, replied_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .await?;
+    let room = tx
+        .prepare("INSERT INTO rooms (room, tag, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .await?;
+    for op in batch {
+        match op {
+            Op::Record(r, _) => {
+                let reply = ReplyParts::of(&r.reply);
+                let (sent, replied) = (r.sent_at as i64, r.replied_at as i64);
+                tx.execute(
+                    &insert,
+                    &[
+                        &r.room,
+                        &r.tag,
+                        &r.kind.as_str(),
+                        &r.req_id,
+                        &r.pc,
+                        &r.device,
+                        &r.device_name,
+                        &r.target,
+                        &r.request,
+                        &reply.result,
+                        &reply.cookie,
+                        &reply.app_info,
+                        &reply.error,
+                        &sent,
+                        &replied,
+                    ],
+                )
+                .await?;
+            }
+            Op::Room { room: name, tag, .. } => {
+                tx.execute(&room, &[name, tag, &(crate::now_ms() as i64)]).await?;
+            }
+        }
+    }
+    tx.commit().await
+}
+
+pub(super) async fn knows_room(client: &Client, room: &str, tag: &str) -> Result<bool, StoreError> {
+    let row = client.query_opt("SELECT 1 FROM rooms WHERE room = $1 AND tag = $2", &[&room, &tag]).await?;
+    Ok(row.is_some())
+}
+
+pub(super) async fn page(
+    client: &Client,
+    room: &str,
+    tag: &str,
+    limit: u32,
+    before: i64,
+) -> Result<Vec<Item>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT id, kind, req_id, pc, device, device_name, target, request, result, cookie,
+                    app_info, error, sent_at, replied_at
+             FROM history WHERE room = $1 AND tag = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+            &[&room, &tag, &before, &i64::from(limit)],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            Item::from_row(Row {
+                id: r.get(0),
+                kind: r.get(1),
+                req_id: r.get(2),
+                pc: r.get(3),
+                device: r.get(4),
+                device_name: r.get(5),
+                target: r.get(6),
+                request: r.get(7),
+                result: r.get(8),
+                cookie: r.get(9),
+                app_info: r.get(10),
+                error: r.get(11),
+                sent_at: r.get(12),
+                replied_at: r.get(13),
+            })
+        })
+        .collect())
+}
