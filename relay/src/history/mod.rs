@@ -371,23 +371,33 @@ fn resume_key(conn: &Connection) -> Result<[u8; 32], rusqlite::Error> {
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.blocking_recv() {
-        batch.push(op);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
+        top_up(op, &mut rx, &mut batch);
         let outcome = commit(&mut conn, &batch).map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, records = batch.len(), "history commit failed");
+        settle(&mut batch, outcome);
+    }
+}
+
+/// Starts a batch with `first` and adds whatever else is already queued (up to [`MAX_BATCH`]).
+pub(crate) fn top_up(first: Op, rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
         }
-        for op in batch.drain(..) {
-            let done = match op {
-                Op::Record(_, done) | Op::Room { done, .. } => done,
-            };
-            let _ = done.send(outcome.clone());
-        }
+    }
+}
+
+/// Tells every writer of the batch how its transaction ended, and empties the batch.
+pub(crate) fn settle(batch: &mut Vec<Op>, outcome: Result<(), String>) {
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, records = batch.len(), "history commit failed");
+    }
+    for op in batch.drain(..) {
+        let done = match op {
+            Op::Record(_, done) | Op::Room { done, .. } => done,
+        };
+        let _ = done.send(outcome.clone());
     }
 }
 

@@ -6,7 +6,7 @@
 //! created under an advisory lock, and the resume key is created once and then shared, so a
 //! member's resume token works on every node.
 
-use super::{Item, MAX_BATCH, Op, ReplyParts, Row, StoreError, WRITE_QUEUE};
+use super::{Item, MAX_BATCH, Op, ReplyParts, Row, StoreError, WRITE_QUEUE, settle, top_up};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
@@ -67,23 +67,9 @@ pub(super) async fn open(url: &str) -> Result<(mpsc::Sender<Op>, Arc<Client>, [u
 async fn write_loop(mut client: Client, mut rx: mpsc::Receiver<Op>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.recv().await {
-        batch.push(op);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
+        top_up(op, &mut rx, &mut batch);
         let outcome = commit(&mut client, &batch).await.map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, records = batch.len(), "history commit failed");
-        }
-        for op in batch.drain(..) {
-            let done = match op {
-                Op::Record(_, done) | Op::Room { done, .. } => done,
-            };
-            let _ = done.send(outcome.clone());
-        }
+        settle(&mut batch, outcome);
     }
 }
 
