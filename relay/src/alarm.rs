@@ -273,17 +273,17 @@ pub async fn run_client(
     }
 }
 
-/// Takes in alarms pushed to `addr`, until `stop`.
-pub async fn run_listener(
-    alarms: Arc<Alarms>,
-    addr: SocketAddr,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let sock = udp(addr)?;
+/// Binds `--alarm-listen`'s socket (at start, so a taken port fails the start).
+pub fn bind_listener(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    udp(addr)
+}
+
+/// Takes in alarms pushed to `sock`, until `stop`.
+pub async fn run_listener(alarms: Arc<Alarms>, sock: UdpSocket, stop: CancellationToken) {
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
         tokio::select! {
-            () = stop.cancelled() => return Ok(()),
+            () = stop.cancelled() => return,
             r = sock.recv_from(&mut buf) => if let Ok((n, from)) = r {
                 alarms.ingest(from, &buf[..n]);
             },

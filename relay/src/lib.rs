@@ -105,14 +105,12 @@ pub async fn run(
             tasks.spawn(alarm::run_client(alarms.clone(), service, renew, sub, stop.clone()));
         }
         if let Some(addr) = config.alarm_listen {
-            let (alarms, stop) = (alarms.clone(), stop.clone());
             // Bound now, so a port that is taken fails the start, not later.
-            let listener = alarm::run_listener(alarms, addr, stop);
-            tasks.spawn(async move {
-                if let Err(e) = listener.await {
-                    tracing::error!(%addr, error = %e, "--alarm-listen: cannot receive alarms");
-                }
-            });
+            let sock = alarm::bind_listener(addr).map_err(|e| {
+                stop.cancel(); // ends the tasks already started
+                RelayError::Config(format!("--alarm-listen {addr}: {e}"))
+            })?;
+            tasks.spawn(alarm::run_listener(alarms.clone(), sock, stop.clone()));
         }
     }
     let state = http::AppState {
