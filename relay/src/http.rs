@@ -238,15 +238,32 @@ fn cs_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, AppError> {
     })
 }
 
+#[derive(Clone, Copy)]
+enum CsOp {
+    Login,
+    Call,
+    Logout,
+}
+
+async fn cs(s: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, op: CsOp) -> Response {
+    let (g, body) = match (gateway(s), cs_body(body)) {
+        (Ok(g), Ok(b)) => (g, b),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let outcome = match op {
+        CsOp::Login => g.login(headers, body).await,
+        CsOp::Call => g.call(headers, body).await,
+        CsOp::Logout => g.logout(headers, body).await,
+    };
+    outcome.unwrap_or_else(IntoResponse::into_response)
+}
+
 async fn cs_login(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match (gateway(&s), cs_body(body)) {
-        (Ok(g), Ok(b)) => g.login(&headers, b).await.unwrap_or_else(IntoResponse::into_response),
-        (Err(e), _) | (_, Err(e)) => e.into_response(),
-    }
+    cs(&s, &headers, body, CsOp::Login).await
 }
 
 async fn cs_call(
@@ -254,10 +271,7 @@ async fn cs_call(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match (gateway(&s), cs_body(body)) {
-        (Ok(g), Ok(b)) => g.call(&headers, b).await.unwrap_or_else(IntoResponse::into_response),
-        (Err(e), _) | (_, Err(e)) => e.into_response(),
-    }
+    cs(&s, &headers, body, CsOp::Call).await
 }
 
 async fn cs_logout(
@@ -265,10 +279,7 @@ async fn cs_logout(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match (gateway(&s), cs_body(body)) {
-        (Ok(g), Ok(b)) => g.logout(&headers, b).await.unwrap_or_else(IntoResponse::into_response),
-        (Err(e), _) | (_, Err(e)) => e.into_response(),
-    }
+    cs(&s, &headers, body, CsOp::Logout).await
 }
 
 async fn pc_page(State(s): State<AppState>) -> Response {
