@@ -44,11 +44,13 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The legacy server answered something that is not XML-RPC (CS gateway, HTTP 502).
     BadUpstream,
+    /// Cluster mode: the target is on another relay and the bus between relays (Redis) is down.
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in a fixed order (used to index per-code counters).
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadFrame,
         ErrorCode::TooLarge,
         ErrorCode::UnknownType,
@@ -64,6 +66,7 @@ impl ErrorCode {
         ErrorCode::Replaced,
         ErrorCode::ShuttingDown,
         ErrorCode::BadUpstream,
+        ErrorCode::ClusterUnavailable,
     ];
 
     /// The wire spelling.
@@ -84,6 +87,7 @@ impl ErrorCode {
             ErrorCode::Replaced => "replaced",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::BadUpstream => "bad_upstream",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
         }
     }
 

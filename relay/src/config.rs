@@ -125,6 +125,14 @@ pub struct Config {
     #[arg(long, env = "TETHER_ALARM_QUEUE", default_value_t = 1024)]
     pub alarm_queue: usize,
 
+    /// Cluster mode: relays share rooms through this Redis (`redis://HOST:PORT`).
+    #[arg(long, env = "TETHER_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+
+    /// This node's name in cluster mode (default: hostname:port).
+    #[arg(long, env = "TETHER_NODE_ID")]
+    pub node_id: Option<String>,
+
     /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "TETHER_LOG", default_value = "info")]
     pub log: String,
@@ -161,6 +169,8 @@ impl Config {
             alarm_subscribe: "SUBSCRIBE".into(),
             alarm_history: 4096,
             alarm_queue: 1024,
+            redis: None,
+            node_id: None,
             log: "info".into(),
         }
     }

@@ -41,6 +41,8 @@ pub struct AppState {
     pub alarms: Option<Arc<crate::alarm::Alarms>>,
     /// The ping interval (for `/alarms` too).
     pub heartbeat: std::time::Duration,
+    /// Cluster mode's Redis side.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The router, apart from `main` so tests can serve it on port 0.
@@ -100,11 +102,11 @@ async fn ws_upgrade(
     // Frames up to OVERSIZE_TOLERANCE × --max-frame are read and answered `too_large`
     // (the socket stays open); beyond that tungstenite stops reading and the socket closes.
     let hard = max.saturating_mul(limits::OVERSIZE_TOLERANCE).max(64 * 1024);
-    let AppState { hub, shutdown, tasks, .. } = s;
+    let AppState { hub, shutdown, tasks, cluster, .. } = s;
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| tasks.track_future(ws::serve(socket, hub, q, shutdown)))
+        .on_upgrade(move |socket| tasks.track_future(ws::serve(socket, hub, q, shutdown, cluster)))
 }
 
 async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {

@@ -19,6 +19,7 @@
 //! - [`metrics`]: counters for `/metrics`.
 
 pub mod alarm;
+pub mod cluster;
 pub mod config;
 pub mod cs;
 pub mod history;
@@ -60,6 +61,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `hostname:port`, this node's default name in cluster mode.
+fn default_node_id(listener: &TcpListener) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "relay".into());
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    format!("{host}:{port}")
+}
+
 /// How long shutdown waits for sockets to say goodbye.
 const GOODBYE_WAIT: Duration = Duration::from_secs(3);
 
@@ -76,7 +86,26 @@ pub async fn run(
     let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone()));
     let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some())
         .then(|| alarm::Alarms::new(config.alarm_history, config.alarm_queue, metrics.clone()));
-    let hub = Arc::new(room::Hub::new(room::Limits::from_config(&config), store, resume_key, metrics));
+    let mut cluster = match &config.redis {
+        Some(url) => {
+            let node = config.node_id.clone().unwrap_or_else(|| default_node_id(&listener));
+            let c = cluster::Cluster::connect(url, node)
+                .await
+                .map_err(|e| RelayError::Config(format!("--redis: cannot reach Redis: {e}")))?;
+            Some(c)
+        }
+        None => None,
+    };
+    let bus = cluster.as_ref().map(|c| c.bus.clone());
+    let hub = Arc::new(room::Hub::new(room::Limits::from_config(&config), store, resume_key, metrics, bus));
+    // The cluster's tasks stop after the sockets, so members' departures still go out.
+    let cluster_stop = CancellationToken::new();
+    let mut publishing = None;
+    if let Some(c) = cluster.as_mut() {
+        let p = c.start(hub.clone(), config.heartbeat(), cluster_stop.clone()).await;
+        publishing = Some(p.map_err(|e| RelayError::Config(format!("--redis: cannot subscribe: {e}")))?);
+    }
+    let cluster = cluster.map(Arc::new);
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -114,7 +143,7 @@ pub async fn run(
         }
     }
     let state = http::AppState {
-        hub,
+        hub: hub.clone(),
         shutdown: stop.clone(),
         tasks: tasks.clone(),
         www: config.www_dir(),
@@ -122,6 +151,7 @@ pub async fn run(
         cs,
         alarms,
         heartbeat: config.heartbeat(),
+        cluster,
     };
     let signal = {
         let stop = stop.clone();
@@ -140,6 +170,11 @@ pub async fn run(
         tracing::warn!("some sockets did not close in time");
     }
     let _ = sweeper.await;
+    if let Some(p) = publishing {
+        hub.announce_departure();
+        cluster_stop.cancel();
+        let _ = tokio::time::timeout(GOODBYE_WAIT, p).await;
+    }
     served?;
     Ok(())
 }

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub alarm_subscribers: AtomicI64,
     /// The last alarm seq given (gauge).
     pub alarm_last_seq: AtomicU64,
+    /// Cluster mode: 1 while the bus between relays (Redis) works, 0 when not (gauge).
+    pub cluster_up: AtomicI64,
     /// History records committed.
     pub history_writes: AtomicU64,
     /// History records that failed to commit (the reply was still delivered).
@@ -111,6 +113,11 @@ impl Metrics {
             self.cs_sessions.load(Relaxed),
         );
         gauge("tether_alarm_subscribers", "/alarms subscribers.", self.alarm_subscribers.load(Relaxed));
+        gauge(
+            "tether_cluster_up",
+            "Cluster mode: 1 while the bus between relays works.",
+            self.cluster_up.load(Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP tether_alarm_last_seq The last alarm seq given.\n# TYPE tether_alarm_last_seq gauge"

@@ -10,6 +10,7 @@
 //! (reconnecting, frames buffered); cluster mode adds a third link, a member held by another
 //! node, whose `deliver` publishes on the Redis bus, without touching the WebSocket layer.
 
+use crate::cluster::{Bus, RemoteMember, RemoteRequest};
 use crate::history::{Record, Store};
 use crate::metrics::{Dropped as DropReason, Metrics};
 use crate::token::{Tokens, digests_match, secret_digest, tag};
@@ -227,6 +228,8 @@ pub enum Delivered {
     Full,
     /// The away member's buffer was full.
     BufferFull,
+    /// The member is on another node and the bus between nodes is down.
+    Unreachable,
     /// No such member.
     Gone,
 }
@@ -241,6 +244,9 @@ pub struct Room {
     pending: PendingTable,
     limits: Limits,
     metrics: Arc<Metrics>,
+    /// Cluster mode: the room's members on other nodes, and the bus that reaches them.
+    remote: Vec<RemoteMember>,
+    bus: Option<Arc<Bus>>,
 }
 
 /// The per-room limits, from the config.
@@ -300,6 +306,19 @@ impl Room {
     /// queue is full is kicked as a slow consumer.
     pub fn deliver(&mut self, to: &str, frame: Frame) -> Delivered {
         let Some(i) = self.index_of(to) else {
+            // Cluster mode: a member held by another node is reached over the bus.
+            if let (Some(bus), Some(r)) = (&self.bus, self.remote.iter().find(|r| r.info.id == to)) {
+                return if bus.send_frame(&r.node, &self.name, to, &frame) {
+                    self.metrics.frames_out.fetch_add(1, Relaxed);
+                    Delivered::Queued
+                } else if bus.is_up() {
+                    self.metrics.dropped(DropReason::BufferFull);
+                    Delivered::BufferFull
+                } else {
+                    self.metrics.dropped(DropReason::NoTarget);
+                    Delivered::Unreachable
+                };
+            }
             return Delivered::Gone;
         };
         let m = &mut self.members[i];
@@ -347,20 +366,32 @@ impl Room {
         outcome
     }
 
+    fn info(m: &Member) -> MemberInfo {
+        MemberInfo {
+            id: m.id.to_string(),
+            role: m.role,
+            name: m.name.clone(),
+            app_info: m.app_info.clone(),
+            since: m.since,
+            away: matches!(m.link, Link::Away { .. }),
+        }
+    }
+
     fn devices_frame(&self) -> Frame {
-        let members = self
-            .members
-            .iter()
-            .map(|m| MemberInfo {
-                id: m.id.to_string(),
-                role: m.role,
-                name: m.name.clone(),
-                app_info: m.app_info.clone(),
-                since: m.since,
-                away: matches!(m.link, Link::Away { .. }),
-            })
-            .collect();
+        let mut members: Vec<MemberInfo> = self.members.iter().map(Room::info).collect();
+        if !self.remote.is_empty() {
+            members.extend(self.remote.iter().map(|r| r.info.clone()));
+            members.sort_by_key(|m| m.since);
+        }
         OutEnvelope::new(Kind::Devices, Devices { members }).to_text().into()
+    }
+
+    /// Cluster mode: tells the other nodes that this node's member `id` changed (or is gone).
+    fn announce(&self, id: &str) {
+        if let Some(bus) = &self.bus {
+            let info = self.index_of(id).map(|i| Room::info(&self.members[i]));
+            bus.member_changed(&self.name, id, info);
+        }
     }
 
     /// Pushes the member list to every live member.
@@ -449,6 +480,7 @@ pub struct Hub {
     started: Instant,
     next_conn: AtomicU64,
     next_req: AtomicU64,
+    bus: Option<Arc<Bus>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -459,8 +491,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Hub {
     /// A hub with no rooms.
-    pub fn new(limits: Limits, store: Store, resume_key: [u8; 32], metrics: Arc<Metrics>) -> Hub {
+    pub fn new(
+        limits: Limits,
+        store: Store,
+        resume_key: [u8; 32],
+        metrics: Arc<Metrics>,
+        bus: Option<Arc<Bus>>,
+    ) -> Hub {
         Hub {
+            bus,
             rooms: Mutex::new(HashMap::new()),
             limits,
             metrics,
@@ -530,6 +569,8 @@ impl Hub {
                     pending: PendingTable::default(),
                     limits: self.limits.clone(),
                     metrics: self.metrics.clone(),
+                    remote: Vec::new(),
+                    bus: self.bus.clone(),
                 }));
                 rooms.insert(name, room.clone());
                 self.metrics.rooms.store(rooms.len() as i64, Relaxed);
@@ -652,6 +693,7 @@ impl Hub {
         for f in buffered {
             room.deliver(&member, f);
         }
+        room.announce(&member);
         room.broadcast_devices();
         Ok((member, resumed))
     }
@@ -692,10 +734,12 @@ impl Hub {
                     };
                     self.metrics.away.fetch_add(1, Relaxed);
                 }
+                room.announce(&j.member);
                 room.broadcast_devices();
             }
             Leave::Clean | Leave::Kicked => {
                 room.remove(i, "left");
+                room.announce(&j.member);
                 room.broadcast_devices();
             }
         }
@@ -729,6 +773,7 @@ impl Hub {
         if hello.app_info.is_some() {
             m.app_info = hello.app_info;
         }
+        room.announce(&j.member);
         room.broadcast_devices();
     }
 
@@ -750,12 +795,21 @@ impl Hub {
             None => format!("r{}", self.next_req.fetch_add(1, Relaxed)),
         };
         let mut room = lock(&j.room);
+        // Cluster mode: devices on other nodes get the request over the bus; their node keeps
+        // the pending entry and routes the reply back.
+        let remote: Vec<(String, String)> = room
+            .remote
+            .iter()
+            .filter(|r| r.info.role == Role::Device && to.is_none_or(|t| t == r.info.id))
+            .map(|r| (r.info.id.clone(), r.node.clone()))
+            .collect();
         let targets: Vec<Arc<str>> = match to {
             Some(to) => match room.members.iter().find(|m| &*m.id == to) {
                 Some(m) if m.role == Role::Device => vec![m.id.clone()],
                 Some(_) => {
                     return (id, vec![Refusal::new(ErrorCode::NoTarget, format!("{to} is not a device"))]);
                 }
+                None if !remote.is_empty() => Vec::new(),
                 None => {
                     return (
                         id,
@@ -765,7 +819,7 @@ impl Hub {
             },
             None => room.members.iter().filter(|m| m.role == Role::Device).map(|m| m.id.clone()).collect(),
         };
-        if targets.is_empty() {
+        if targets.is_empty() && remote.is_empty() {
             self.metrics.dropped(DropReason::NoTarget);
             return (id, vec![Refusal::new(ErrorCode::NoTarget, "no device in this room")]);
         }
@@ -787,6 +841,34 @@ impl Hub {
         let sent_at = crate::now_ms();
         let request: Arc<str> = msg.get().into();
         let mut refusals = Vec::new();
+        if let Some(bus) = &self.bus {
+            for (dev, node) in remote {
+                let req = RemoteRequest {
+                    room: room.name.to_string(),
+                    pc: j.member.to_string(),
+                    pc_node: bus.node().to_owned(),
+                    pc_id: id.clone(),
+                    device: dev.clone(),
+                    wire_id: wire_id.clone(),
+                    kind,
+                    target: target.clone(),
+                    to: to.map(str::to_owned),
+                    request: request.to_string(),
+                    sent_at,
+                    timeout_ms: timeout.as_millis() as u64,
+                };
+                if !bus.send_request(&node, req) {
+                    refusals.push(if bus.is_up() {
+                        Refusal::new(
+                            ErrorCode::BufferFull,
+                            format!("device {dev} is on another relay and the cluster bus is not keeping up"),
+                        )
+                    } else {
+                        unreachable_refusal(&dev)
+                    });
+                }
+            }
+        }
         for dev in targets {
             let key = (dev.clone(), wire_id.clone());
             if room.pending.contains(&key) {
@@ -822,6 +904,7 @@ impl Hub {
                 Delivered::Gone => {
                     refusals.push(Refusal::new(ErrorCode::NoTarget, format!("device {dev} left")))
                 }
+                Delivered::Unreachable => refusals.push(unreachable_refusal(&dev)),
             }
         }
         (id, refusals)
@@ -906,6 +989,146 @@ impl Hub {
                 self.metrics.dropped(DropReason::NoTarget);
                 Err(Refusal::new(ErrorCode::NoTarget, "the PC that asked has left (the reply is in history)"))
             }
+            Delivered::Unreachable => {
+                Err(unreachable_refusal("the PC that asked").with_note("the reply is in history"))
+            }
+        }
+    }
+
+    /// Cluster mode: whether this node has members in `room`.
+    pub fn has_room(&self, room: &str) -> bool {
+        lock(&self.rooms).contains_key(room)
+    }
+
+    /// Cluster mode: for each room with members here, the other nodes its remote members are
+    /// on, with their member ids.
+    pub fn remote_by_node(&self) -> Vec<(String, String, Vec<String>)> {
+        let rooms: Vec<Arc<Mutex<Room>>> = lock(&self.rooms).values().cloned().collect();
+        let mut out = Vec::new();
+        for r in rooms {
+            let room = lock(&r);
+            let mut by_node: HashMap<&str, Vec<String>> = HashMap::new();
+            for m in &room.remote {
+                by_node.entry(m.node.as_str()).or_default().push(m.info.id.clone());
+            }
+            for (node, ids) in by_node {
+                out.push((room.name.to_string(), node.to_owned(), ids));
+            }
+        }
+        out
+    }
+
+    /// Cluster mode: the room's members as Redis has them; this node keeps the others'.
+    pub fn set_remote(&self, room: &str, members: Vec<RemoteMember>) {
+        let Some(r) = lock(&self.rooms).get(room).cloned() else { return };
+        let Some(me) = self.bus.as_ref().map(|b| b.node().to_owned()) else { return };
+        let mut room = lock(&r);
+        let (mine, others): (Vec<RemoteMember>, Vec<RemoteMember>) =
+            members.into_iter().partition(|m| m.node == me);
+        // Members held here but missing from the shared list (a restarted Redis forgot them, or
+        // another node took this one for dead): say them again. Saying one twice is harmless.
+        let missing: Vec<Arc<str>> = room
+            .members
+            .iter()
+            .filter(|m| !mine.iter().any(|x| *x.info.id == *m.id))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in missing {
+            room.announce(&id);
+        }
+        room.remote = others;
+        room.broadcast_devices();
+    }
+
+    /// Cluster mode: a frame from another node for a member held here.
+    pub fn bus_frame(&self, room: &str, to: &str, frame: String) {
+        let Some(r) = lock(&self.rooms).get(room).cloned() else { return };
+        let mut room = lock(&r);
+        // Only to members held here: a frame is never sent back over the bus.
+        if room.index_of(to).is_some() {
+            room.deliver(to, frame.into());
+        } else {
+            self.metrics.dropped(DropReason::NoTarget);
+        }
+    }
+
+    /// Cluster mode: a PC on another node asks a device held here.
+    pub fn bus_request(&self, req: RemoteRequest) {
+        let refuse = |code: ErrorCode, message: String| {
+            let frame = tether_protocol::envelope::error_frame(Some(&req.pc_id), code, &message);
+            if let Some(bus) = &self.bus {
+                bus.send_frame(&req.pc_node, &req.room, &req.pc, &frame);
+            }
+        };
+        let Ok(msg) = RawValue::from_string(req.request.clone()) else { return };
+        let room_arc = lock(&self.rooms).get(req.room.as_str()).cloned();
+        let Some(r) = room_arc else {
+            return refuse(ErrorCode::NoTarget, format!("device {} left", req.device));
+        };
+        let mut room = lock(&r);
+        let key: (Arc<str>, String) = (req.device.as_str().into(), req.wire_id.clone());
+        if room.pending.contains(&key) {
+            return refuse(ErrorCode::BadFrame, format!("request {} is already awaiting a reply", req.pc_id));
+        }
+        let frame: Frame = OutEnvelope {
+            kind: req.kind,
+            id: Some(&req.wire_id),
+            to: req.to.as_deref(),
+            from: Some(&req.pc),
+            msg: Some(&*msg),
+        }
+        .to_text()
+        .into();
+        match room.deliver(&req.device, frame) {
+            Delivered::Queued | Delivered::Buffered => {
+                let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
+                let pending = Pending {
+                    pc: req.pc.as_str().into(),
+                    pc_id: req.pc_id.clone(),
+                    kind: req.kind,
+                    target: req.target.clone(),
+                    request: req.request.as_str().into(),
+                    sent_at: req.sent_at,
+                    deadline,
+                };
+                room.pending.insert(key, pending);
+            }
+            Delivered::Full => {
+                refuse(ErrorCode::SlowConsumer, format!("device {} is not reading its messages", req.device))
+            }
+            Delivered::BufferFull => refuse(
+                ErrorCode::BufferFull,
+                format!("device {} is reconnecting and its buffer is full", req.device),
+            ),
+            Delivered::Gone | Delivered::Unreachable => {
+                refuse(ErrorCode::NoTarget, format!("device {} left", req.device))
+            }
+        }
+    }
+
+    /// Cluster mode, after Redis came back: this node's members are written and announced again
+    /// (a restarted Redis forgot them).
+    pub fn announce_all(&self) {
+        let rooms: Vec<Arc<Mutex<Room>>> = lock(&self.rooms).values().cloned().collect();
+        for r in rooms {
+            let room = lock(&r);
+            for m in &room.members {
+                room.announce(&m.id);
+            }
+        }
+    }
+
+    /// Cluster mode, at shutdown: this node's members leave every other node's lists (they come
+    /// back, with their ids, when they reconnect).
+    pub fn announce_departure(&self) {
+        let rooms: Vec<Arc<Mutex<Room>>> = lock(&self.rooms).values().cloned().collect();
+        for r in rooms {
+            let room = lock(&r);
+            if let Some(bus) = &room.bus {
+                for m in &room.members {
+                    bus.member_changed(&room.name, &m.id, None);
+                }
+            }
         }
     }
 
@@ -920,7 +1143,9 @@ impl Hub {
             while let Some(i) =
                 room.members.iter().position(|m| matches!(m.link, Link::Away { until, .. } if until <= now))
             {
+                let id = room.members[i].id.clone();
                 room.remove(i, "did not come back");
+                room.announce(&id);
                 changed = true;
             }
             if changed {
@@ -938,6 +1163,23 @@ impl Hub {
     /// How often [`Hub::sweep`] should run: fine enough that grace windows end on time.
     pub fn sweep_every(&self) -> Duration {
         (self.limits.grace / 20).clamp(Duration::from_millis(20), Duration::from_millis(500))
+    }
+}
+
+/// The target is on another relay and the bus between relays is down.
+fn unreachable_refusal(who: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::ClusterUnavailable,
+        format!(
+            "{who} is on another relay and the bus between relays (Redis) is down; try again when it is back"
+        ),
+    )
+}
+
+impl Refusal {
+    fn with_note(mut self, note: &str) -> Refusal {
+        self.message = format!("{} ({note})", self.message);
+        self
     }
 }
 

@@ -75,10 +75,27 @@ impl Drop for Counted {
 }
 
 /// Serves one room WebSocket until it ends.
-pub async fn serve(mut socket: WebSocket, hub: Arc<Hub>, query: JoinQuery, shutdown: CancellationToken) {
+pub async fn serve(
+    mut socket: WebSocket,
+    hub: Arc<Hub>,
+    query: JoinQuery,
+    shutdown: CancellationToken,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+) {
     let _counted = Counted::new(hub.clone());
     let (outbox, inbox) = hub.outbox();
-    let joined = match query.into_request().and_then(|req| hub.join(req, outbox.clone())) {
+    let mut request = query.into_request();
+    // Cluster mode: the room's secret is the cluster's (the first joiner of a room with no member
+    // on any node sets it). With Redis unreachable, this node decides alone.
+    if let (Ok(req), Some(c)) = (&request, &cluster) {
+        let digest = crate::token::tag(&crate::token::secret_digest(&req.room, &req.secret));
+        match c.claim_secret(&req.room, &digest).await {
+            Ok(true) => {}
+            Ok(false) => request = Err(Refusal::new(ErrorCode::Unauthorized, "wrong secret for this room")),
+            Err(e) => warn!(error = %e, "cluster: cannot check the room's secret in Redis; deciding locally"),
+        }
+    }
+    let joined = match request.and_then(|req| hub.join(req, outbox.clone())) {
         Ok(j) => j,
         Err(r) => {
             debug!(code = %r.code, message = %r.message, "join refused");

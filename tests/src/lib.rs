@@ -52,6 +52,10 @@ impl Relay {
     }
 
     async fn on(config: Config, dir: tempfile::TempDir) -> Relay {
+        // `TETHER_TEST_LOG=debug cargo test …` shows the in-process relays' logs.
+        if let Ok(filter) = std::env::var("TETHER_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let stop = CancellationToken::new();
@@ -372,7 +376,15 @@ async fn next_text(ws: &mut Ws) -> Option<Value> {
                 Ok(Message::Text(t)) => {
                     return Some(serde_json::from_str(t.as_str()).expect("relay sends JSON"));
                 }
-                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(Message::Close(c)) => {
+                    // Said here so that a test failing on an ended socket shows why it ended.
+                    eprintln!("socket closed by the relay: {c:?}");
+                    return None;
+                }
+                Err(e) => {
+                    eprintln!("socket failed: {e}");
+                    return None;
+                }
                 Ok(_) => {}
             }
         }
@@ -533,15 +545,13 @@ impl Postgres {
     /// Starts one; `None` (with the reason printed) where PostgreSQL is not installed.
     pub fn start() -> Option<Postgres> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
+            .into_iter()
+            .flatten()
             .filter_map(|e| e.ok())
             .map(|e| e.path().join("bin"))
             .find(|b| b.join("initdb").exists());
         let Some(bin) = bin else {
-            eprintln!(
-                "PostgreSQL is not installed here (apt-get install postgresql): skipping; the SQLite store is tested everywhere"
-            );
-            return None;
+            return skip("PostgreSQL is not installed here (apt-get install postgresql)");
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
@@ -604,10 +614,67 @@ impl Postgres {
     }
 }
 
+/// A test needing a service that is not installed: skipped with the reason printed, or failed
+/// where `TETHER_REQUIRE_SERVICES=1` (`scripts/test` sets it after installing them, so CI never
+/// passes by skipping).
+fn skip<T>(why: &str) -> Option<T> {
+    if std::env::var_os("TETHER_REQUIRE_SERVICES").is_some_and(|v| v == "1") {
+        panic!("{why}, and TETHER_REQUIRE_SERVICES=1");
+    }
+    eprintln!("{why}: skipping");
+    None
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         // SIGINT: PostgreSQL's fast shutdown (its backends end with it).
         let _ = std::process::Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `redis-server` of the test's own on a free port (no persistence), stopped by its pid when
+/// dropped.
+pub struct Redis {
+    /// `redis://127.0.0.1:PORT`.
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Redis {
+    /// Starts one; `None` (with the reason printed) where Redis is not installed.
+    pub fn start() -> Option<Redis> {
+        Redis::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URL")
+    }
+
+    /// Starts one on `port` (to restart a stopped one where it was).
+    pub fn start_on(port: u16) -> Option<Redis> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            return skip("redis-server is not installed here (apt-get install redis-server)");
+        };
+        let redis = Redis { url: format!("redis://127.0.0.1:{port}"), child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

@@ -1,0 +1,422 @@
+//! Cluster mode (`--redis`): rooms that span relays.
+//!
+//! Each node writes its own members of a room into the Redis hash `tether:members:{room}` and
+//! announces every change on the `tether:presence` channel; every node with members in that
+//! room reads the hash again and pushes a new `devices` list. A frame for a member on another
+//! node is published on that node's channel, `tether:node:{node}`. A request for a device on
+//! another node travels to that node, which holds the pending entry, so the reply is recorded
+//! and routed back from where it arrives. A room's secret is `tether:secret:{room}`, set by the
+//! first joiner of a room empty cluster-wide.
+//!
+//! The hub stays synchronous: what it wants published goes through a bounded queue to one
+//! publisher task ([`Bus`]); what arrives is fed back by one subscriber task. When Redis is
+//! down, rooms whose members are all on this node keep working; a send toward another node
+//! gets `buffer_full` once the queue is full.
+
+use crate::room::Hub;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tether_protocol::msg::MemberInfo;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Publishes waiting to go out.
+const QUEUE: usize = 65_536;
+const PRESENCE: &str = "tether:presence";
+
+fn node_channel(node: &str) -> String {
+    ["tether:node:", node].concat()
+}
+
+fn members_key(room: &str) -> String {
+    ["tether:members:", room].concat()
+}
+
+fn secret_key(room: &str) -> String {
+    ["tether:secret:", room].concat()
+}
+
+fn alive_key(node: &str) -> String {
+    ["tether:alive:", node].concat()
+}
+
+/// A member as the cluster sees it: its `devices` entry and the node that holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteMember {
+    /// What `devices` shows.
+    #[serde(flatten)]
+    pub info: MemberInfo,
+    /// The node it is connected to.
+    pub node: String,
+}
+
+/// What goes over a node's channel.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum NodeMsg {
+    /// Deliver `frame` to member `to`.
+    Frame {
+        /// Room.
+        room: String,
+        /// Member id.
+        to: String,
+        /// The frame's text.
+        frame: String,
+    },
+    /// A PC's request for a device held by the receiving node.
+    Request(Box<RemoteRequest>),
+}
+
+/// A request crossing nodes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteRequest {
+    /// Room.
+    pub room: String,
+    /// The PC member that asked.
+    pub pc: String,
+    /// The node that holds the PC.
+    pub pc_node: String,
+    /// The id the PC gave.
+    pub pc_id: String,
+    /// The device to run it.
+    pub device: String,
+    /// The id the device sees.
+    pub wire_id: String,
+    /// `post` or `call`.
+    pub kind: tether_protocol::Kind,
+    /// The URL or method (for history).
+    pub target: String,
+    /// The `to` of the original frame, if any.
+    pub to: Option<String>,
+    /// The request body, raw JSON.
+    pub request: String,
+    /// When it was sent, ms since the epoch.
+    pub sent_at: u64,
+    /// How long the PC waits.
+    pub timeout_ms: u64,
+}
+
+enum Out {
+    Member { room: String, id: String, value: Option<String> },
+    Publish { channel: String, payload: String },
+}
+
+/// The hub's handle on the cluster: enqueue and return, never wait.
+pub struct Bus {
+    node: Arc<str>,
+    tx: mpsc::Sender<Out>,
+    /// Publishes that found the queue full.
+    pub dropped: AtomicU64,
+    /// Whether Redis answered the last liveness write and this node's subscription is live:
+    /// while not, sends toward other nodes are refused with `cluster_unavailable`, not lost.
+    up: AtomicBool,
+    subscribed: AtomicBool,
+}
+
+impl Bus {
+    /// Whether the bus between relays works now.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn push(&self, out: Out) -> bool {
+        if !self.is_up() {
+            if let Out::Publish { channel, .. } = &out {
+                if channel.starts_with("tether:node:") {
+                    return false; // a frame for another node: say so now, do not queue it
+                }
+            }
+        }
+        let ok = self.tx.try_send(out).is_ok();
+        if !ok {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+        ok
+    }
+
+    /// Sends `frame` to member `to` of `room`, held by `node`.
+    pub fn send_frame(&self, node: &str, room: &str, to: &str, frame: &str) -> bool {
+        let msg = NodeMsg::Frame { room: room.into(), to: to.into(), frame: frame.into() };
+        self.publish_to(node, &msg)
+    }
+
+    /// Sends a request to the node that holds its device.
+    pub fn send_request(&self, node: &str, req: RemoteRequest) -> bool {
+        self.publish_to(node, &NodeMsg::Request(Box::new(req)))
+    }
+
+    fn publish_to(&self, node: &str, msg: &NodeMsg) -> bool {
+        let payload = serde_json::to_string(msg).unwrap_or_default();
+        self.push(Out::Publish { channel: node_channel(node), payload })
+    }
+
+    /// This node's member `id` of `room` changed (`None`: it is gone).
+    pub fn member_changed(&self, room: &str, id: &str, info: Option<MemberInfo>) {
+        let value = info.map(|info| {
+            serde_json::to_string(&RemoteMember { info, node: self.node.to_string() }).unwrap_or_default()
+        });
+        self.push(Out::Member { room: room.into(), id: id.into(), value });
+        self.push(Out::Publish { channel: PRESENCE.into(), payload: room.into() });
+    }
+}
+
+/// Cluster mode's Redis side.
+pub struct Cluster {
+    client: redis::Client,
+    conn: redis::aio::ConnectionManager,
+    /// The handle the hub uses.
+    pub bus: Arc<Bus>,
+    rx: Option<mpsc::Receiver<Out>>,
+}
+
+impl Cluster {
+    /// Connects to Redis.
+    pub async fn connect(url: &str, node: String) -> Result<Cluster, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        // A connection manager reconnects by itself when Redis comes back.
+        let conn = client.get_connection_manager().await?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let bus = Arc::new(Bus {
+            node: node.into(),
+            tx,
+            dropped: AtomicU64::new(0),
+            up: AtomicBool::new(true),
+            subscribed: AtomicBool::new(true),
+        });
+        Ok(Cluster { client, conn, bus, rx: Some(rx) })
+    }
+
+    /// Claims or checks `room`'s secret cluster-wide: the first joiner of a room with no member
+    /// on any node sets it. `Ok(false)`: another secret holds the room.
+    pub async fn claim_secret(&self, room: &str, digest: &str) -> Result<bool, redis::RedisError> {
+        let mut c = self.conn.clone();
+        let members: usize = c.hlen(members_key(room)).await?;
+        if members == 0 {
+            let _: () = c.set(secret_key(room), digest).await?;
+            return Ok(true);
+        }
+        let _: bool = c.set_nx(secret_key(room), digest).await?;
+        let current: Option<String> = c.get(secret_key(room)).await?;
+        Ok(current.as_deref() == Some(digest))
+    }
+
+    /// Starts the publisher, the subscriber and the liveness keeper; they end with `stop`,
+    /// the publisher after sending what is queued. Returns the publisher's task, to wait for.
+    pub async fn start(
+        &mut self,
+        hub: Arc<Hub>,
+        heartbeat: Duration,
+        stop: CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
+        let pubsub = subscribe(&self.client, self.bus.node()).await?;
+        let rx = self.rx.take().expect("started once");
+        let node = self.bus.node().to_owned();
+        let publishing = tokio::spawn(publisher(self.conn.clone(), node.clone(), rx, stop.clone()));
+        let sub = Subscriber {
+            client: self.client.clone(),
+            conn: self.conn.clone(),
+            hub: hub.clone(),
+            bus: self.bus.clone(),
+        };
+        tokio::spawn(sub.run(pubsub, stop.clone()));
+        tokio::spawn(liveness(self.conn.clone(), self.bus.clone(), hub, heartbeat, stop));
+        Ok(publishing)
+    }
+}
+
+async fn publisher(
+    mut conn: redis::aio::ConnectionManager,
+    node: String,
+    mut rx: mpsc::Receiver<Out>,
+    stop: CancellationToken,
+) {
+    loop {
+        let out = tokio::select! {
+            () = stop.cancelled() => {
+                // Send what is still queued (the members' departures at shutdown), then stop.
+                while let Ok(out) = rx.try_recv() {
+                    if write(&mut conn, &node, out).await.is_err() {
+                        break;
+                    }
+                }
+                return;
+            }
+            out = rx.recv() => match out {
+                Some(o) => o,
+                None => return,
+            },
+        };
+        if let Err(e) = write(&mut conn, &node, out).await {
+            tracing::warn!(error = %e, "cluster: Redis refused a write; cross-node delivery is degraded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn write(
+    conn: &mut redis::aio::ConnectionManager,
+    node: &str,
+    out: Out,
+) -> Result<(), redis::RedisError> {
+    match out {
+        Out::Member { room, id, value: Some(v) } => conn.hset(members_key(&room), id, v).await,
+        Out::Member { room, id, value: None } => {
+            // Only this node's own entry: a member that resumed on another node is not erased
+            // by its old node forgetting it.
+            let entry: Option<String> = conn.hget(members_key(&room), &id).await?;
+            let mine = entry
+                .and_then(|e| serde_json::from_str::<RemoteMember>(&e).ok())
+                .is_some_and(|m| m.node == node);
+            if mine {
+                let _: () = conn.hdel(members_key(&room), id).await?;
+            }
+            Ok(())
+        }
+        Out::Publish { channel, payload } => conn.publish(channel, payload).await,
+    }
+}
+
+/// Keeps this node's `tether:alive:{node}` key (three beats long) and, every beat, removes the
+/// members of nodes whose key has expired (killed without a goodbye) from the rooms this node has
+/// members in. A beat is the heartbeat, at most 250 ms: a dead node is noticed within about a
+/// second whatever `--heartbeat-ms` is, for four small writes a second per node.
+async fn liveness(
+    mut conn: redis::aio::ConnectionManager,
+    bus: Arc<Bus>,
+    hub: Arc<Hub>,
+    heartbeat: Duration,
+    stop: CancellationToken,
+) {
+    let node = bus.node().to_owned();
+    let beat = heartbeat.min(Duration::from_millis(250));
+    let ttl = (beat * 3).as_millis() as u64;
+    let mut every = tokio::time::interval(beat);
+    // Since when the bus has been up. Other nodes are judged only after a full key lifetime of
+    // being up: right after Redis comes back (empty), every other node's key is missing until
+    // its next beat, and those nodes are not dead.
+    let mut up_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                let _: Result<(), _> = conn.del(alive_key(&node)).await;
+                return;
+            }
+            _ = every.tick() => {}
+        }
+        let alive: Result<(), _> = conn.pset_ex(alive_key(&node), 1, ttl).await;
+        let up = alive.is_ok() && bus.subscribed.load(Relaxed);
+        if bus.up.swap(up, Relaxed) != up {
+            tracing::warn!(up, "cluster: the bus between relays is {}", if up { "up" } else { "down" });
+        }
+        hub.metrics.cluster_up.store(i64::from(up), Relaxed);
+        if !up {
+            up_since = None;
+            continue;
+        }
+        let since = *up_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() < beat * 4 {
+            continue;
+        }
+        for (room, dead_node, ids) in hub.remote_by_node() {
+            let alive: Result<bool, _> = conn.exists(alive_key(&dead_node)).await;
+            if alive != Ok(false) {
+                continue; // alive, or Redis cannot tell: do nothing
+            }
+            tracing::info!(node = %dead_node, %room, members = ids.len(), "cluster: a node stopped answering; removing its members");
+            let _: Result<(), _> = conn.hdel(members_key(&room), ids).await;
+            let _: Result<(), _> = conn.publish(PRESENCE, &room).await;
+        }
+    }
+}
+
+async fn subscribe(client: &redis::Client, node: &str) -> Result<redis::aio::PubSub, redis::RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(node_channel(node)).await?;
+    pubsub.subscribe(PRESENCE).await?;
+    Ok(pubsub)
+}
+
+struct Subscriber {
+    client: redis::Client,
+    conn: redis::aio::ConnectionManager,
+    hub: Arc<Hub>,
+    bus: Arc<Bus>,
+}
+
+impl Subscriber {
+    /// Reads the bus; when the subscription ends (Redis went away), subscribes again once Redis
+    /// is back, and announces this node's members anew (a restarted Redis forgot them).
+    async fn run(mut self, first: redis::aio::PubSub, stop: CancellationToken) {
+        let mut pubsub = Some(first);
+        loop {
+            let current = match pubsub.take() {
+                Some(p) => p,
+                None => {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                    match subscribe(&self.client, self.bus.node()).await {
+                        Ok(p) => {
+                            tracing::info!("cluster: subscribed to Redis again");
+                            self.bus.subscribed.store(true, Relaxed);
+                            self.hub.announce_all();
+                            p
+                        }
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let mut messages = current.into_on_message();
+            loop {
+                let msg = tokio::select! {
+                    () = stop.cancelled() => return,
+                    m = messages.next() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                };
+                self.handle(msg).await;
+            }
+            tracing::warn!("cluster: the Redis subscription ended; retrying");
+            self.bus.subscribed.store(false, Relaxed);
+            self.bus.up.store(false, Relaxed);
+            self.hub.metrics.cluster_up.store(0, Relaxed);
+        }
+    }
+
+    async fn handle(&mut self, msg: redis::Msg) {
+        let Ok(payload) = msg.get_payload::<String>() else { return };
+        if msg.get_channel_name() == PRESENCE {
+            // A room changed somewhere: if this node has members in it, read its members again.
+            let room = payload;
+            if !self.hub.has_room(&room) {
+                return;
+            }
+            let entries: Result<Vec<(String, String)>, _> = self.conn.hgetall(members_key(&room)).await;
+            if let Ok(entries) = entries {
+                let members = entries
+                    .into_iter()
+                    .filter_map(|(_, v)| serde_json::from_str::<RemoteMember>(&v).ok())
+                    .collect();
+                self.hub.set_remote(&room, members);
+            }
+            return;
+        }
+        match serde_json::from_str::<NodeMsg>(&payload) {
+            Ok(NodeMsg::Frame { room, to, frame }) => self.hub.bus_frame(&room, &to, frame),
+            Ok(NodeMsg::Request(req)) => self.hub.bus_request(*req),
+            Err(e) => tracing::warn!(error = %e, "cluster: unreadable bus message"),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Cluster mode: relays sharing rooms through a real Redis.
+
+use serde_json::{Value, json};
+use tether_tests::{Client, Redis, Relay, get_json, post, reply_to};
+
+async fn node(redis: &Redis, name: &str) -> Relay {
+    let url = redis.url.clone();
+    let name = name.to_owned();
+    Relay::with(move |c| {
+        c.redis = Some(url);
+        c.node_id = Some(name);
+    })
+    .await
+}
+
+fn ids(members: &[Value]) -> Vec<String> {
+    members.iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_pc_on_one_relay_drives_a_phone_on_another() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut pc = a.join("spanning", "pc", "s3cret").await;
+    let mut dev = b.join("spanning", "device", "s3cret").await;
+    dev.send(json!({"type": "hello", "msg": {"name": "phone on b"}})).await;
+
+    // Both see the whole room, across nodes.
+    let members = pc.devices_until(|m| m.iter().any(|x| x["name"] == "phone on b")).await;
+    assert_eq!(ids(&members), [pc.member.clone(), dev.member.clone()]);
+    dev.devices_until(|m| ids(m).contains(&pc.member)).await;
+
+    // A post from node a reaches the phone on node b, and its reply comes back.
+    pc.send(post("1", "https://x/cross")).await;
+    let req = dev.expect("post").await;
+    assert_eq!(req["from"], pc.member.as_str());
+    dev.send(reply_to(&req, json!({"via": "b"}))).await;
+    let cb = pc.expect("postCb").await;
+    assert_eq!((cb["id"].as_str(), cb["from"].as_str()), (Some("1"), Some(dev.member.as_str())));
+    assert_eq!(cb["msg"]["result"]["via"], "b");
+
+    // A call to that device by id.
+    pc.send(
+        json!({"type": "call", "id": "2", "to": dev.member, "msg": {"method": "login", "params": ["qq"]}}),
+    )
+    .await;
+    let req = dev.expect("call").await;
+    dev.send(reply_to(&req, json!(true))).await;
+    assert_eq!(pc.expect("callCb").await["msg"]["result"], true);
+
+    // The room's secret holds cluster-wide.
+    let refused = Client::join_query(&b.ws_url(), "room=spanning&role=device&secret=guess")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.error["code"], "unauthorized");
+
+    // The pair was stored where the reply arrived (node b), readable with the secret.
+    let (status, items) = get_json(b.addr, "/api/rooms/spanning/history?secret=s3cret").await;
+    assert_eq!(status, 200);
+    assert_eq!(items.as_array().unwrap().len(), 2);
+
+    // A clean leave on b leaves a's list at once.
+    let gone = dev.member.clone();
+    dev.close().await;
+    pc.devices_until(|m| !ids(m).contains(&gone)).await;
+    pc.send(post("3", "https://x/nobody")).await;
+    assert_eq!(pc.expect_error().await.0["code"], "no_target");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_killed_with_kill_9_leaves_every_list_within_a_few_heartbeats() {
+    use tether_tests::RelayProcess;
+    let Some(redis) = Redis::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url.as_str();
+    let a = RelayProcess::start(
+        "127.0.0.1:0",
+        &dir.path().join("a.db"),
+        &["--redis", url, "--node-id", "a", "--heartbeat-ms", "200"],
+    )
+    .await;
+    let b = RelayProcess::start(
+        "127.0.0.1:0",
+        &dir.path().join("b.db"),
+        &["--redis", url, "--node-id", "b", "--heartbeat-ms", "200"],
+    )
+    .await;
+    let mut pc = Client::join(&a.ws_url(), "crash", "pc", "s").await;
+    let dev = Client::join(&b.ws_url(), "crash", "device", "s").await;
+    let gone = dev.member.clone();
+    pc.devices_until(|m| ids(m).contains(&gone)).await;
+
+    let t = std::time::Instant::now();
+    b.signal("KILL").await;
+    pc.devices_until(|m| !ids(m).contains(&gone)).await;
+    let took = t.elapsed();
+    eprintln!("kill -9 of a node: its device left the other node's list after {took:?}");
+    // Its alive key lasts three beats (600 ms), checked every beat.
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+    drop(dev);
+    a.signal("TERM").await;
+}
+
+#[tokio::test]
+async fn redis_going_away_leaves_local_rooms_working_says_so_across_nodes_and_recovers() {
+    use tether_tests::wait_metric;
+    let Some(redis) = Redis::start() else { return };
+    let port = redis.port();
+    let fast = |name: &'static str| {
+        let url = redis.url.clone();
+        move |c: &mut tether_relay::Config| {
+            c.redis = Some(url);
+            c.node_id = Some(name.into());
+        }
+    };
+    let a = Relay::with(fast("a")).await;
+    let b = Relay::with(fast("b")).await;
+    let mut pc = a.join("split", "pc", "s").await;
+    let mut dev = b.join("split", "device", "s").await;
+    pc.devices_until(|m| ids(m).contains(&dev.member)).await;
+    let mut local_pc = a.join("local", "pc", "s").await;
+    let mut local_dev = a.join("local", "device", "s").await;
+
+    drop(redis);
+    wait_metric(a.addr, "tether_cluster_up 0").await;
+    // Across nodes: a clear error, nothing lost silently.
+    pc.send(post("down", "https://x/")).await;
+    let (err, id) = pc.expect_error().await;
+    assert_eq!((err["code"].as_str(), id.as_str()), (Some("cluster_unavailable"), Some("down")), "{err}");
+    // Within one node: as if nothing happened.
+    local_pc.send(post("l1", "https://x/local")).await;
+    let req = local_dev.expect("post").await;
+    local_dev.send(reply_to(&req, json!("still fine"))).await;
+    assert_eq!(local_pc.expect("postCb").await["msg"]["result"], "still fine");
+
+    // Redis comes back empty (it kept nothing): both nodes subscribe again and say their members
+    // again, and neither takes the other for dead while their liveness keys are being rewritten.
+    let _redis = Redis::start_on(port).expect("restart redis");
+    wait_metric(a.addr, "tether_cluster_up 1").await;
+    wait_metric(b.addr, "tether_cluster_up 1").await;
+    pc.devices_until(|m| ids(m).contains(&dev.member)).await;
+    pc.send(post("up", "https://x/again")).await;
+    let req = dev.expect("post").await;
+    dev.send(reply_to(&req, json!("back"))).await;
+    assert_eq!(pc.expect("postCb").await["msg"]["result"], "back");
+    a.stop().await;
+    b.stop().await;
+}
