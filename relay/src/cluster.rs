@@ -40,6 +40,30 @@ fn secret_key(room: &str) -> String {
     ["tether:secret:", room].concat()
 }
 
+/// Set for a grace window when a member leaves with its node (stopped, or killed): it may resume
+/// on another node meanwhile.
+fn gone_key(room: &str, member: &str) -> String {
+    ["tether:gone:", member, ":", room].concat()
+}
+
+/// The key that signs resume tokens, the same on every node.
+const RESUME_KEY: &str = "tether:resume-key";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn alive_key(node: &str) -> String {
     ["tether:alive:", node].concat()
 }
@@ -104,6 +128,7 @@ pub struct RemoteRequest {
 enum Out {
     Member { room: String, id: String, value: Option<String> },
     Publish { channel: String, payload: String },
+    Gone { room: String, id: String, ttl_ms: u64 },
 }
 
 /// The hub's handle on the cluster: enqueue and return, never wait.
@@ -116,6 +141,8 @@ pub struct Bus {
     /// while not, sends toward other nodes are refused with `cluster_unavailable`, not lost.
     up: AtomicBool,
     subscribed: AtomicBool,
+    /// How long a member whose node went away may resume elsewhere (`--grace-ms`).
+    grace_ms: u64,
 }
 
 impl Bus {
@@ -168,6 +195,13 @@ impl Bus {
         self.push(Out::Member { room: room.into(), id: id.into(), value });
         self.push(Out::Publish { channel: PRESENCE.into(), payload: room.into() });
     }
+
+    /// This node's member leaves with the node (it is stopping): gone from every list, and
+    /// resumable on another node for a grace window.
+    pub fn member_departed(&self, room: &str, id: &str) {
+        self.member_changed(room, id, None);
+        self.push(Out::Gone { room: room.into(), id: id.into(), ttl_ms: self.grace_ms });
+    }
 }
 
 /// Cluster mode's Redis side.
@@ -177,11 +211,13 @@ pub struct Cluster {
     /// The handle the hub uses.
     pub bus: Arc<Bus>,
     rx: Option<mpsc::Receiver<Out>>,
+    /// The shared resume key, written again when Redis comes back empty.
+    resume_key: Option<String>,
 }
 
 impl Cluster {
     /// Connects to Redis.
-    pub async fn connect(url: &str, node: String) -> Result<Cluster, redis::RedisError> {
+    pub async fn connect(url: &str, node: String, grace: Duration) -> Result<Cluster, redis::RedisError> {
         let client = redis::Client::open(url)?;
         // A connection manager reconnects by itself when Redis comes back.
         let conn = client.get_connection_manager().await?;
@@ -192,8 +228,33 @@ impl Cluster {
             dropped: AtomicU64::new(0),
             up: AtomicBool::new(true),
             subscribed: AtomicBool::new(true),
+            grace_ms: grace.as_millis() as u64,
         });
-        Ok(Cluster { client, conn, bus, rx: Some(rx) })
+        Ok(Cluster { client, conn, bus, rx: Some(rx), resume_key: None })
+    }
+
+    /// The key every node signs resume tokens with: the first node's (its store's) wins, so a
+    /// token from one node is good on all of them.
+    pub async fn shared_resume_key(&mut self, own: [u8; 32]) -> Result<[u8; 32], redis::RedisError> {
+        let mut c = self.conn.clone();
+        let _: bool = c.set_nx(RESUME_KEY, hex(&own)).await?;
+        let current: Option<String> = c.get(RESUME_KEY).await?;
+        let key = current.as_deref().and_then(unhex).unwrap_or(own);
+        self.resume_key = Some(hex(&key));
+        Ok(key)
+    }
+
+    /// Whether `member` of `room`, not held here, may resume here under its id: it is listed
+    /// on another node (it moved: that node hands it over), or it left with its node within
+    /// the grace window.
+    pub async fn resumable(&self, room: &str, member: &str) -> Result<bool, redis::RedisError> {
+        let mut c = self.conn.clone();
+        let entry: Option<String> = c.hget(members_key(room), member).await?;
+        if let Some(m) = entry.and_then(|e| serde_json::from_str::<RemoteMember>(&e).ok()) {
+            return Ok(m.node != self.bus.node());
+        }
+        let gone: i64 = c.del(gone_key(room, member)).await?;
+        Ok(gone > 0)
     }
 
     /// Claims or checks `room`'s secret cluster-wide: the first joiner of a room with no member
@@ -227,6 +288,7 @@ impl Cluster {
             conn: self.conn.clone(),
             hub: hub.clone(),
             bus: self.bus.clone(),
+            resume_key: self.resume_key.clone(),
         };
         tokio::spawn(sub.run(pubsub, stop.clone()));
         tokio::spawn(liveness(self.conn.clone(), self.bus.clone(), hub, heartbeat, stop));
@@ -283,6 +345,7 @@ async fn write(
             Ok(())
         }
         Out::Publish { channel, payload } => conn.publish(channel, payload).await,
+        Out::Gone { room, id, ttl_ms } => conn.pset_ex(gone_key(&room, &id), 1, ttl_ms.max(1)).await,
     }
 }
 
@@ -333,6 +396,9 @@ async fn liveness(
                 continue; // alive, or Redis cannot tell: do nothing
             }
             tracing::info!(node = %dead_node, %room, members = ids.len(), "cluster: a node stopped answering; removing its members");
+            for id in &ids {
+                let _: Result<(), _> = conn.pset_ex(gone_key(&room, id), 1, bus.grace_ms.max(1)).await;
+            }
             let _: Result<(), _> = conn.hdel(members_key(&room), ids).await;
             let _: Result<(), _> = conn.publish(PRESENCE, &room).await;
         }
@@ -351,6 +417,7 @@ struct Subscriber {
     conn: redis::aio::ConnectionManager,
     hub: Arc<Hub>,
     bus: Arc<Bus>,
+    resume_key: Option<String>,
 }
 
 impl Subscriber {
@@ -370,6 +437,9 @@ impl Subscriber {
                         Ok(p) => {
                             tracing::info!("cluster: subscribed to Redis again");
                             self.bus.subscribed.store(true, Relaxed);
+                            if let Some(key) = &self.resume_key {
+                                let _: Result<bool, _> = self.conn.set_nx(RESUME_KEY, key).await;
+                            }
                             self.hub.announce_all();
                             p
                         }

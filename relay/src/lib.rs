@@ -81,7 +81,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     let cs_config = config.cs().map_err(RelayError::Config)?;
-    let (store, resume_key) = history::Store::open(&config.db).await?;
+    let (store, mut resume_key) = history::Store::open(&config.db).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone()));
     let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some())
@@ -89,9 +89,11 @@ pub async fn run(
     let mut cluster = match &config.redis {
         Some(url) => {
             let node = config.node_id.clone().unwrap_or_else(|| default_node_id(&listener));
-            let c = cluster::Cluster::connect(url, node)
-                .await
-                .map_err(|e| RelayError::Config(format!("--redis: cannot reach Redis: {e}")))?;
+            let unreachable =
+                |e: redis::RedisError| RelayError::Config(format!("--redis: cannot reach Redis: {e}"));
+            let mut c = cluster::Cluster::connect(url, node, config.grace()).await.map_err(unreachable)?;
+            // Tokens signed with one key on every node: a member resumes on any of them.
+            resume_key = c.shared_resume_key(resume_key).await.map_err(unreachable)?;
             Some(c)
         }
         None => None,

@@ -437,6 +437,10 @@ pub struct JoinRequest {
     pub name: Option<String>,
     /// A resume token from an earlier `welcome`.
     pub resume: Option<String>,
+    /// Cluster mode: the token's member is not held here but may resume here (it moved from
+    /// another node, or left with its node within the grace window). Set by the caller after
+    /// asking Redis ([`Hub::resume_claim`] names the member).
+    pub cluster_resume: bool,
 }
 
 /// A member's place in a room, held by its connection task.
@@ -624,12 +628,13 @@ impl Hub {
         if let Some(c) = &claims {
             if let Some(i) = room.index_of(&c.member) {
                 index = Some(i);
-            } else if c.instance != self.tokens.instance()
-                && self.started.elapsed() < self.limits.grace
+            } else if (req.cluster_resume
+                || (c.instance != self.tokens.instance() && self.started.elapsed() < self.limits.grace))
                 && room.members.len() < self.limits.max_members
             {
                 // Issued by the relay process before a restart, which is still inside its
-                // grace window: restore the member under its old id.
+                // grace window, or (cluster mode) by another node the member comes from:
+                // restore the member under its old id.
                 room.members.push(self.new_member(c.member.as_str().into(), req, &outbox));
                 index = Some(room.members.len() - 1);
             }
@@ -995,6 +1000,14 @@ impl Hub {
         }
     }
 
+    /// The member a valid resume token for `room` and `role` names, when it is not held here.
+    pub fn resume_claim(&self, token: &str, room: &str, role: Role) -> Option<String> {
+        let c = self.tokens.verify(token).filter(|c| c.room == room && c.role == role)?;
+        let r = lock(&self.rooms).get(room).cloned();
+        let held = r.is_some_and(|r| lock(&r).index_of(&c.member).is_some());
+        (!held).then_some(c.member)
+    }
+
     /// Cluster mode: whether this node has members in `room`.
     pub fn has_room(&self, room: &str) -> bool {
         lock(&self.rooms).contains_key(room)
@@ -1025,6 +1038,34 @@ impl Hub {
         let mut room = lock(&r);
         let (mine, others): (Vec<RemoteMember>, Vec<RemoteMember>) =
             members.into_iter().partition(|m| m.node == me);
+        // Members held here that another node now lists: they resumed there. Hand them over:
+        // a connection still here is replaced; what was buffered for a PC (replies, errors)
+        // goes to that node; requests a device had not answered fail toward their PCs with
+        // `no_target` (its new node does not know them), so they are not sent on either.
+        let moved: Vec<(Arc<str>, String)> = room
+            .members
+            .iter()
+            .filter_map(|m| {
+                others.iter().find(|o| *o.info.id == *m.id).map(|o| (m.id.clone(), o.node.clone()))
+            })
+            .collect();
+        for (id, node) in moved {
+            let Some(i) = room.index_of(&id) else { continue };
+            let pc = room.members[i].role == Role::Pc;
+            match &mut room.members[i].link {
+                Link::Live(out) => out.kick.fire(ErrorCode::Replaced, "this member resumed on another relay"),
+                Link::Away { buffer, .. } if pc => {
+                    let frames: Vec<Frame> = buffer.drain(..).collect();
+                    if let Some(bus) = &room.bus {
+                        for f in frames {
+                            bus.send_frame(&node, &room.name, &id, f.as_str());
+                        }
+                    }
+                }
+                Link::Away { .. } => {}
+            }
+            room.remove(i, "moved to another relay");
+        }
         // Members held here but missing from the shared list (a restarted Redis forgot them, or
         // another node took this one for dead): say them again. Saying one twice is harmless.
         let missing: Vec<Arc<str>> = room
@@ -1126,7 +1167,7 @@ impl Hub {
             let room = lock(&r);
             if let Some(bus) = &room.bus {
                 for m in &room.members {
-                    bus.member_changed(&room.name, &m.id, None);
+                    bus.member_departed(&room.name, &m.id);
                 }
             }
         }

@@ -39,7 +39,14 @@ impl JoinQuery {
             None => return Err(Refusal::new(ErrorCode::BadFrame, "missing ?role=pc|device")),
         };
         let secret = self.secret.ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, "missing ?secret="))?;
-        Ok(JoinRequest { room, role, secret, name: self.name, resume: self.resume.filter(|r| !r.is_empty()) })
+        Ok(JoinRequest {
+            room,
+            role,
+            secret,
+            name: self.name,
+            resume: self.resume.filter(|r| !r.is_empty()),
+            cluster_resume: false,
+        })
     }
 }
 
@@ -93,6 +100,12 @@ pub async fn serve(
             Ok(true) => {}
             Ok(false) => request = Err(Refusal::new(ErrorCode::Unauthorized, "wrong secret for this room")),
             Err(e) => warn!(error = %e, "cluster: cannot check the room's secret in Redis; deciding locally"),
+        }
+    }
+    // Cluster mode: a resume token for a member this node does not hold, that may resume here.
+    if let (Ok(req), Some(c)) = (&mut request, &cluster) {
+        if let Some(member) = req.resume.as_deref().and_then(|t| hub.resume_claim(t, &req.room, req.role)) {
+            req.cluster_resume = c.resumable(&req.room, &member).await.unwrap_or(false);
         }
     }
     let joined = match request.and_then(|req| hub.join(req, outbox.clone())) {

@@ -254,3 +254,38 @@ async fn without_an_alarm_source_alarms_is_a_clear_404() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn in_cluster_mode_each_subscriber_gets_each_alarm_once_whichever_node_it_is_on() {
+    const N: u64 = 400;
+    let Some(redis) = tether_tests::Redis::start() else { return };
+    let mut service = Service::bind("127.0.0.1:0").await;
+    let on = |name: &'static str| {
+        let url = redis.url.clone();
+        move |c: &mut tether_relay::Config| {
+            c.redis = Some(url);
+            c.node_id = Some(name.into());
+        }
+    };
+    // Each node subscribes to the alarm service itself and serves its own subscribers: no alarm
+    // crosses the bus, so none is doubled or lost on the way.
+    let (a, b) = (relay_for(service.addr, on("a")).await, relay_for(service.addr, on("b")).await);
+    let mut on_a = subscribe(&a, "").await;
+    let mut on_b = subscribe(&b, "").await;
+    let mut also_on_b = subscribe(&b, "").await;
+    wait_metric(a.addr, "tether_alarm_subscribers 1").await;
+    wait_metric(b.addr, "tether_alarm_subscribers 2").await;
+    service.start(Options { rate: 2_000, count: Some(N), ..Options::default() });
+    wait_metric(a.addr, &format!("tether_alarms_received_total {N}")).await;
+    wait_metric(b.addr, &format!("tether_alarms_received_total {N}")).await;
+    assert_eq!(service.stats.datagrams.load(Relaxed), 2 * N, "the service sent each alarm to each node");
+    for (name, relay, ws) in [("a", &a, &mut on_a), ("b", &b, &mut on_b), ("b'", &b, &mut also_on_b)] {
+        let last = Arc::new(AtomicU64::new(last_seq(relay).await));
+        let (seqs, dropped) = read_to(ws, last).await;
+        assert_eq!((seqs.len() as u64, dropped), (N, 0), "{name}: every alarm once, none dropped");
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{name}: in order, no repeats, no holes");
+    }
+    a.stop().await;
+    b.stop().await;
+    service.stop().await;
+}

@@ -17,6 +17,12 @@ fn ids(members: &[Value]) -> Vec<String> {
     members.iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
 }
 
+/// `id` is listed exactly once, and not away.
+fn live_once(members: &[Value], id: &str) -> bool {
+    let entries: Vec<&Value> = members.iter().filter(|m| m["id"] == id).collect();
+    entries.len() == 1 && entries[0]["away"] != true
+}
+
 #[tokio::test]
 async fn a_pc_on_one_relay_drives_a_phone_on_another() {
     let Some(redis) = Redis::start() else { return };
@@ -72,37 +78,88 @@ async fn a_pc_on_one_relay_drives_a_phone_on_another() {
 }
 
 #[tokio::test]
-async fn a_node_killed_with_kill_9_leaves_every_list_within_a_few_heartbeats() {
+async fn three_nodes_a_killed_node_leaves_every_list_and_its_members_resume_on_another() {
     use tether_tests::RelayProcess;
     let Some(redis) = Redis::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url.as_str();
-    let a = RelayProcess::start(
-        "127.0.0.1:0",
-        &dir.path().join("a.db"),
-        &["--redis", url, "--node-id", "a", "--heartbeat-ms", "200"],
-    )
-    .await;
-    let b = RelayProcess::start(
-        "127.0.0.1:0",
-        &dir.path().join("b.db"),
-        &["--redis", url, "--node-id", "b", "--heartbeat-ms", "200"],
-    )
-    .await;
+    let start = |name: &'static str| {
+        let db = dir.path().join(format!("{name}.db"));
+        async move {
+            RelayProcess::start(
+                "127.0.0.1:0",
+                &db,
+                &["--redis", url, "--node-id", name, "--heartbeat-ms", "200"],
+            )
+            .await
+        }
+    };
+    let (a, b, c) = (start("a").await, start("b").await, start("c").await);
     let mut pc = Client::join(&a.ws_url(), "crash", "pc", "s").await;
     let dev = Client::join(&b.ws_url(), "crash", "device", "s").await;
-    let gone = dev.member.clone();
-    pc.devices_until(|m| ids(m).contains(&gone)).await;
+    let (id, token) = (dev.member.clone(), dev.resume.clone());
+    pc.devices_until(|m| ids(m).contains(&id)).await;
 
+    // kill -9 of b: no goodbye; its alive key (three beats) runs out and a takes the device out.
     let t = std::time::Instant::now();
     b.signal("KILL").await;
-    pc.devices_until(|m| !ids(m).contains(&gone)).await;
+    pc.devices_until(|m| !ids(m).contains(&id)).await;
     let took = t.elapsed();
     eprintln!("kill -9 of a node: its device left the other node's list after {took:?}");
-    // Its alive key lasts three beats (600 ms), checked every beat.
     assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
     drop(dev);
-    a.signal("TERM").await;
+
+    // The phone comes back through another node with its token: same member id, and it works.
+    let mut dev = Client::rejoin(&c.ws_url(), "crash", "device", "s", &token).await;
+    assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
+    pc.devices_until(|m| live_once(m, &id)).await;
+    pc.send(post("1", "https://x/after-kill")).await;
+    let req = dev.expect("post").await;
+    dev.send(reply_to(&req, json!("on c"))).await;
+    assert_eq!(pc.expect("postCb").await["msg"]["result"], "on c");
+
+    // A node stopped with SIGTERM: its PC gets 1012, comes back on c under its id.
+    let pc_id = pc.member.clone();
+    let pc_token = pc.resume.clone();
+    let _ = a.signal("TERM").await;
+    drop(pc);
+    let mut pc = Client::rejoin(&c.ws_url(), "crash", "pc", "s", &pc_token).await;
+    assert_eq!((pc.member.as_str(), pc.welcome["resumed"].as_bool()), (pc_id.as_str(), Some(true)));
+    pc.send(post("2", "https://x/after-term")).await;
+    let req = dev.expect("post").await;
+    dev.send(reply_to(&req, json!("still c"))).await;
+    assert_eq!(pc.expect("postCb").await["msg"]["result"], "still c");
+    drop((pc, dev));
+    c.signal("TERM").await;
+}
+
+#[tokio::test]
+async fn a_member_that_drops_resumes_on_another_live_node_which_takes_it_over() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b, c) = (node(&redis, "a").await, node(&redis, "b").await, node(&redis, "c").await);
+    let mut pc = a.join("move", "pc", "s").await;
+    let dev = b.join("move", "device", "s").await;
+    let (id, token) = (dev.member.clone(), dev.resume.clone());
+    pc.devices_until(|m| ids(m).contains(&id)).await;
+    // The phone's connection drops (no close frame): b keeps it, away, for its grace window.
+    drop(dev);
+    pc.devices_until(|m| m.iter().any(|d| d["id"] == id.as_str() && d["away"] == true)).await;
+    // It comes back through c: c takes it over under its id, b lets it go, and the list shows
+    // it once, live, on c.
+    let mut dev = Client::rejoin(&c.ws_url(), "move", "device", "s", &token).await;
+    assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
+    pc.devices_until(|m| live_once(m, &id)).await;
+    pc.send(post("1", "https://x/moved")).await;
+    let req = dev.expect("post").await;
+    dev.send(reply_to(&req, json!("moved"))).await;
+    assert_eq!(pc.expect("postCb").await["msg"]["result"], "moved");
+    // A token from another room or role resumes nothing.
+    let other = Client::rejoin(&c.ws_url(), "move", "pc", "s", &token).await;
+    assert_ne!(other.member, id);
+    assert_eq!(other.welcome["resumed"], false);
+    for r in [a, b, c] {
+        r.stop().await;
+    }
 }
 
 #[tokio::test]
