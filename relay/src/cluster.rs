@@ -64,6 +64,19 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Which node holds a CS session: keyed by a digest of its token (the token itself, a bearer
+/// credential, never leaves the node that issued it except inside a forwarded call).
+fn cs_key(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tether/cs-session/v1\0");
+    h.update(token.as_bytes());
+    ["tether:cs:", &hex(&h.finalize())].concat()
+}
+
+/// CS calls forwarded from this node and awaiting their answers, at most.
+const CS_IN_FLIGHT: usize = 1024;
+
 fn alive_key(node: &str) -> String {
     ["tether:alive:", node].concat()
 }
@@ -93,6 +106,54 @@ pub enum NodeMsg {
     },
     /// A PC's request for a device held by the receiving node.
     Request(Box<RemoteRequest>),
+    /// A `/cs/call` or `/cs/logout` for a session the receiving node holds.
+    Cs(Box<CsForward>),
+    /// Its answer, to the node that forwarded it.
+    CsAnswer(Box<CsAnswer>),
+}
+
+/// A CS gateway request that landed on a node not holding its session.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsForward {
+    /// Matches the answer to the waiting request.
+    pub id: u64,
+    /// The node waiting for the answer.
+    pub reply_to: String,
+    /// `call` or `logout`.
+    pub action: String,
+    /// The session token.
+    pub token: String,
+    /// The request's `Content-Type`.
+    pub content_type: Option<String>,
+    /// The request body, base64.
+    pub body: String,
+}
+
+/// The answer to a [`CsForward`], as the holding node's gateway gave it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsAnswer {
+    /// The forward's id.
+    pub id: u64,
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Set-Cookie` (a logout clears the cookie).
+    pub set_cookie: Option<String>,
+    /// The body, base64.
+    pub body: String,
+}
+
+/// Where a CS session is held.
+pub enum CsOwner {
+    /// Nowhere the cluster knows of (or here): the local gateway answers.
+    Unknown,
+    /// On this other node, alive.
+    Node(String),
+    /// On a node that has stopped answering.
+    Dead(String),
 }
 
 /// A request crossing nodes.
@@ -129,6 +190,7 @@ enum Out {
     Member { room: String, id: String, value: Option<String> },
     Publish { channel: String, payload: String },
     Gone { room: String, id: String, ttl_ms: u64 },
+    CsOwner { key: String, ttl_ms: Option<u64>, done: Option<tokio::sync::oneshot::Sender<()>> },
 }
 
 /// The hub's handle on the cluster: enqueue and return, never wait.
@@ -143,6 +205,9 @@ pub struct Bus {
     subscribed: AtomicBool,
     /// How long a member whose node went away may resume elsewhere (`--grace-ms`).
     grace_ms: u64,
+    /// CS calls forwarded from here, awaiting their answers.
+    cs_waiting: std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<CsAnswer>>>,
+    cs_next: AtomicU64,
 }
 
 impl Bus {
@@ -196,6 +261,33 @@ impl Bus {
         self.push(Out::Publish { channel: PRESENCE.into(), payload: room.into() });
     }
 
+    /// This node holds CS session `token` (for `ttl`, renewed on use), or no longer does.
+    pub fn cs_session(&self, token: &str, ttl: Option<Duration>) {
+        self.push(Out::CsOwner { key: cs_key(token), ttl_ms: ttl.map(|t| t.as_millis() as u64), done: None });
+    }
+
+    /// Like [`Bus::cs_session`] for a new session, waiting (at most a second) until Redis has
+    /// it, so a call right after the login finds it from any node.
+    pub async fn cs_session_new(&self, token: &str, ttl: Duration) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let out = Out::CsOwner { key: cs_key(token), ttl_ms: Some(ttl.as_millis() as u64), done: Some(tx) };
+        if self.push(out) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
+        }
+    }
+
+    /// Sends a CS answer back to the node that forwarded the request.
+    pub fn cs_answer(&self, node: &str, answer: CsAnswer) {
+        self.publish_to(node, &NodeMsg::CsAnswer(Box::new(answer)));
+    }
+
+    fn cs_answered(&self, answer: CsAnswer) {
+        let waiting = self.cs_waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&answer.id);
+        if let Some(tx) = waiting {
+            let _ = tx.send(answer);
+        }
+    }
+
     /// This node's member leaves with the node (it is stopping): gone from every list, and
     /// resumable on another node for a grace window.
     pub fn member_departed(&self, room: &str, id: &str) {
@@ -229,6 +321,8 @@ impl Cluster {
             up: AtomicBool::new(true),
             subscribed: AtomicBool::new(true),
             grace_ms: grace.as_millis() as u64,
+            cs_waiting: std::sync::Mutex::default(),
+            cs_next: AtomicU64::new(1),
         });
         Ok(Cluster { client, conn, bus, rx: Some(rx), resume_key: None })
     }
@@ -242,6 +336,61 @@ impl Cluster {
         let key = current.as_deref().and_then(unhex).unwrap_or(own);
         self.resume_key = Some(hex(&key));
         Ok(key)
+    }
+
+    /// Where the CS session `token` is held.
+    pub async fn cs_owner(&self, token: &str) -> Result<CsOwner, redis::RedisError> {
+        let mut c = self.conn.clone();
+        let node: Option<String> = c.get(cs_key(token)).await?;
+        let Some(node) = node.filter(|n| n != self.bus.node()) else { return Ok(CsOwner::Unknown) };
+        let alive: bool = c.exists(alive_key(&node)).await?;
+        Ok(if alive { CsOwner::Node(node) } else { CsOwner::Dead(node) })
+    }
+
+    /// Forwards a CS request to the node holding its session and waits for the answer, at most
+    /// `wait`. `Err` says why there is none, for a 503/504.
+    pub async fn forward_cs(
+        &self,
+        node: &str,
+        op: &str,
+        token: &str,
+        content_type: Option<String>,
+        body: &[u8],
+        wait: Duration,
+    ) -> Result<CsAnswer, (u16, &'static str)> {
+        use base64::Engine;
+        let bus = &self.bus;
+        let id = bus.cs_next.fetch_add(1, Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut waiting = bus.cs_waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if waiting.len() >= CS_IN_FLIGHT {
+                return Err((503, "too many CS calls are waiting on other relays; try again shortly"));
+            }
+            waiting.insert(id, tx);
+        }
+        let forget = || {
+            bus.cs_waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        };
+        let msg = CsForward {
+            id,
+            reply_to: bus.node().to_owned(),
+            action: op.to_owned(),
+            token: token.to_owned(),
+            content_type,
+            body: base64::engine::general_purpose::STANDARD.encode(body),
+        };
+        if !bus.publish_to(node, &NodeMsg::Cs(Box::new(msg))) {
+            forget();
+            return Err((503, "the bus between relays is down: this session's relay cannot be reached"));
+        }
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                forget();
+                Err((504, "the relay holding this session did not answer in time"))
+            }
+        }
     }
 
     /// Whether `member` of `room`, not held here, may resume here under its id: it is listed
@@ -276,6 +425,7 @@ impl Cluster {
     pub async fn start(
         &mut self,
         hub: Arc<Hub>,
+        cs: Option<Arc<crate::cs::Gateway>>,
         heartbeat: Duration,
         stop: CancellationToken,
     ) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
@@ -289,6 +439,7 @@ impl Cluster {
             hub: hub.clone(),
             bus: self.bus.clone(),
             resume_key: self.resume_key.clone(),
+            cs,
         };
         tokio::spawn(sub.run(pubsub, stop.clone()));
         tokio::spawn(liveness(self.conn.clone(), self.bus.clone(), hub, heartbeat, stop));
@@ -346,6 +497,20 @@ async fn write(
         }
         Out::Publish { channel, payload } => conn.publish(channel, payload).await,
         Out::Gone { room, id, ttl_ms } => conn.pset_ex(gone_key(&room, &id), 1, ttl_ms.max(1)).await,
+        Out::CsOwner { key, ttl_ms: Some(ttl), done } => {
+            let written = conn.pset_ex(key, node, ttl.max(1)).await;
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+            written
+        }
+        Out::CsOwner { key, ttl_ms: None, .. } => {
+            let owner: Option<String> = conn.get(&key).await?;
+            if owner.as_deref() == Some(node) {
+                let _: () = conn.del(key).await?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -418,6 +583,7 @@ struct Subscriber {
     hub: Arc<Hub>,
     bus: Arc<Bus>,
     resume_key: Option<String>,
+    cs: Option<Arc<crate::cs::Gateway>>,
 }
 
 impl Subscriber {
@@ -486,6 +652,16 @@ impl Subscriber {
         match serde_json::from_str::<NodeMsg>(&payload) {
             Ok(NodeMsg::Frame { room, to, frame }) => self.hub.bus_frame(&room, &to, frame),
             Ok(NodeMsg::Request(req)) => self.hub.bus_request(*req),
+            Ok(NodeMsg::CsAnswer(answer)) => self.bus.cs_answered(*answer),
+            Ok(NodeMsg::Cs(req)) => {
+                // Run on the session's own queue, in its own task: the bus reads on.
+                let (cs, bus) = (self.cs.clone(), self.bus.clone());
+                tokio::spawn(async move {
+                    let node = req.reply_to.clone();
+                    let answer = crate::cs::run_forwarded(cs.as_deref(), *req).await;
+                    bus.cs_answer(&node, answer);
+                });
+            }
             Err(e) => tracing::warn!(error = %e, "cluster: unreadable bus message"),
         }
     }

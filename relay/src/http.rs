@@ -248,6 +248,11 @@ enum CsOp {
 }
 
 async fn cs(s: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, op: CsOp) -> Response {
+    if let (Some(cluster), CsOp::Call | CsOp::Logout, Ok(bytes)) = (&s.cluster, op, &body) {
+        if let Some(resp) = forward_cs(s, cluster, headers, bytes, op).await {
+            return resp;
+        }
+    }
     let (g, body) = match (gateway(s), cs_body(body)) {
         (Ok(g), Ok(b)) => (g, b),
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
@@ -258,6 +263,63 @@ async fn cs(s: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejectio
         CsOp::Logout => g.logout(headers, body).await,
     };
     outcome.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Cluster mode: a call or logout for a session another node holds is run there. `None`: the
+/// session is not another node's (the local gateway answers).
+async fn forward_cs(
+    s: &AppState,
+    cluster: &crate::cluster::Cluster,
+    headers: &HeaderMap,
+    body: &Bytes,
+    op: CsOp,
+) -> Option<Response> {
+    use crate::cluster::CsOwner;
+    use axum::http::HeaderValue;
+    use base64::Engine;
+    use tether_protocol::ErrorCode;
+    let token = crate::cs::token_of(headers).filter(|t| !s.cs.as_ref().is_some_and(|g| g.knows(t)))?;
+    let fail = |status: u16, code: ErrorCode, message: String| {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        Some((status, Json(json!({"error": {"code": code.as_str(), "message": message}}))).into_response())
+    };
+    let node = match cluster.cs_owner(&token).await {
+        Ok(CsOwner::Unknown) => return None,
+        Ok(CsOwner::Node(node)) => node,
+        Ok(CsOwner::Dead(node)) => {
+            return fail(
+                410,
+                ErrorCode::SessionLost,
+                format!("the relay holding this session ({node}) stopped: log in again"),
+            );
+        }
+        Err(e) => {
+            return fail(
+                503,
+                ErrorCode::ClusterUnavailable,
+                format!("cannot reach Redis to find this session's relay: {e}"),
+            );
+        }
+    };
+    let wait = s.cs.as_ref().map_or(std::time::Duration::from_secs(60), |g| g.forward_wait());
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let name = if matches!(op, CsOp::Logout) { "logout" } else { "call" };
+    match cluster.forward_cs(&node, name, &token, content_type, body, wait).await {
+        Ok(a) => {
+            let body = base64::engine::general_purpose::STANDARD.decode(&a.body).unwrap_or_default();
+            let mut resp =
+                (StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY), body).into_response();
+            let h = resp.headers_mut();
+            for (name, value) in [(header::CONTENT_TYPE, a.content_type), (header::SET_COOKIE, a.set_cookie)]
+            {
+                if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                    h.insert(name, v);
+                }
+            }
+            Some(resp)
+        }
+        Err((status, message)) => fail(status, ErrorCode::ClusterUnavailable, message.to_owned()),
+    }
 }
 
 async fn cs_login(

@@ -104,7 +104,10 @@ pub async fn run(
     let cluster_stop = CancellationToken::new();
     let mut publishing = None;
     if let Some(c) = cluster.as_mut() {
-        let p = c.start(hub.clone(), config.heartbeat(), cluster_stop.clone()).await;
+        if let Some(g) = &cs {
+            g.attach_bus(c.bus.clone());
+        }
+        let p = c.start(hub.clone(), cs.clone(), config.heartbeat(), cluster_stop.clone()).await;
         publishing = Some(p.map_err(|e| RelayError::Config(format!("--redis: cannot subscribe: {e}")))?);
     }
     let cluster = cluster.map(Arc::new);

@@ -6,6 +6,7 @@
 //! target/release/tether-relay --listen 127.0.0.1:9000 --db sqlite:///tmp/rt.db \
 //!     --rate-limit 1000000 --rate-burst 1000000 &
 //! cargo run --release -p tether-tests --example roundtrip -- --url ws://127.0.0.1:9000/ws --rooms 20
+//! (add `--device-url ws://127.0.0.1:9001/ws` to put the devices on another relay of a cluster)
 //! ```
 //! The full side-by-side benchmark lives in `bench/`; this is the quick look.
 
@@ -25,6 +26,8 @@ fn arg(name: &str, default: &str) -> String {
 #[tokio::main]
 async fn main() {
     let url = arg("--url", "ws://127.0.0.1:9000/ws");
+    // Cluster mode: devices join through another relay (`--device-url ws://…/ws`).
+    let device_url = arg("--device-url", &url);
     let rooms: usize = arg("--rooms", "20").parse().expect("--rooms N");
     let window: usize = arg("--window", "8").parse().expect("--window N");
     let seconds: u64 = arg("--seconds", "5").parse().expect("--seconds N");
@@ -35,7 +38,7 @@ async fn main() {
     for r in 0..rooms {
         let room = format!("rt-{run_id}-{r}");
         let mut pc = Client::join(&url, &room, "pc", "s").await;
-        let mut dev = Client::join(&url, &room, "device", "s").await;
+        let mut dev = Client::join(&device_url, &room, "device", "s").await;
         tokio::spawn(async move {
             while let Some(v) = dev.try_next().await {
                 if v["type"] == "post" {

@@ -399,3 +399,58 @@ async fn a_session_idle_past_its_timeout_is_closed_with_its_connection() {
     relay.stop().await;
     legacy.stop().await;
 }
+
+#[tokio::test]
+async fn in_cluster_mode_a_call_landing_on_another_relay_runs_on_the_sessions_own_connection() {
+    let Some(redis) = tether_tests::Redis::start() else { return };
+    let legacy = Legacy::start("127.0.0.1:0", Options::default()).await;
+    let node = |name: &'static str| {
+        let (upstream, url) = (format!("http://{}/RPC2", legacy.addr), redis.url.clone());
+        Relay::with(move |c| {
+            c.cs_upstream = Some(upstream);
+            c.redis = Some(url);
+            c.node_id = Some(name.into());
+        })
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    let alice = login(&a, "alice").await;
+    let bob = login(&b, "bob").await;
+    // Each call, wherever it lands, runs on the connection its user logged in on.
+    for _ in 0..3 {
+        assert_eq!(call(&b, &alice, "whoami", json!([])).await, (200, json!({"result": "alice"})));
+        assert_eq!(call(&a, &bob, "whoami", json!([])).await.1["result"], "bob");
+    }
+    assert_eq!(legacy.stats.open.load(Relaxed), 2, "no connection opened for a forwarded call");
+    // Raw XML-RPC passes through a forward unchanged, with its content type.
+    let xml = b"<?xml version=\"1.0\"?><methodCall><methodName>whoami</methodName><params/></methodCall>";
+    let bearer = format!("Bearer {alice}");
+    let (status, head, text) =
+        http_post(b.addr, "/cs/call", &[("Content-Type", "text/xml"), ("Authorization", &bearer)], xml).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(head.iter().any(|(k, v)| k == "content-type" && v.starts_with("text/xml")), "{head:?}");
+    assert!(text.contains("<string>alice</string>") || text.contains("<value>alice</value>"), "{text}");
+    // A logout through the other relay closes the session where it lives.
+    let (status, v, head) = post_json(b.addr, "/cs/logout", Some(&alice), &json!({})).await;
+    assert_eq!((status, &v["wasLoggedIn"]), (200, &json!(true)), "{v}");
+    assert!(
+        head.iter().any(|(k, v)| k == "set-cookie" && v.contains("Max-Age=0")),
+        "the cookie is cleared: {head:?}"
+    );
+    upstream_connections_close_to(&legacy, 1).await;
+    assert_eq!(call(&a, &alice, "whoami", json!([])).await.1["error"]["code"], "session_lost");
+    // The relay holding bob's session stops: a call for it elsewhere says the session is lost.
+    b.stop().await;
+    let (status, v) = call(&a, &bob, "whoami", json!([])).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (410, Some("session_lost")), "{v}");
+    a.stop().await;
+    legacy.stop().await;
+}
+
+/// Waits (bounded) until the legacy server has `n` open connections.
+async fn upstream_connections_close_to(legacy: &Legacy, n: u64) {
+    let deadline = std::time::Instant::now() + tether_tests::WAIT;
+    while legacy.stats.open.load(Relaxed) as u64 != n {
+        assert!(std::time::Instant::now() < deadline, "the upstream connections stayed open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -58,6 +58,8 @@ pub struct Gateway {
     lost: Mutex<VecDeque<String>>,
     metrics: Arc<Metrics>,
     me: Weak<Gateway>,
+    /// Cluster mode: where this node says which sessions it holds.
+    bus: std::sync::OnceLock<Arc<crate::cluster::Bus>>,
 }
 
 /// An HTTP error from the gateway: `{"error": {"code", "message"}}`.
@@ -118,7 +120,8 @@ fn read_body(headers: &HeaderMap, body: Bytes) -> Result<Body, CsError> {
     Ok(Body::Json { xml: Bytes::from(xml) })
 }
 
-fn token_of(headers: &HeaderMap) -> Option<String> {
+/// The session token of a request: `Authorization: Bearer`, or the cookie.
+pub fn token_of(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -196,7 +199,31 @@ impl Gateway {
             lost: Mutex::new(VecDeque::new()),
             metrics,
             me: me.clone(),
+            bus: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Cluster mode: sessions held here are made known to the other nodes, which forward
+    /// their calls here.
+    pub fn attach_bus(&self, bus: Arc<crate::cluster::Bus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// Says (again) that this node holds `token`, for a while past the idle timeout.
+    fn held(&self, token: &str) {
+        if let Some(bus) = self.bus.get() {
+            bus.cs_session(token, Some(self.cfg.idle + Duration::from_secs(60)));
+        }
+    }
+
+    /// Whether `token` is, or was lately, a session of this node.
+    pub fn knows(&self, token: &str) -> bool {
+        lock(&self.sessions).contains_key(token) || lock(&self.lost).contains(&token.to_owned())
+    }
+
+    /// How long a node forwarding a call here waits for it: a whole queue of calls may be ahead.
+    pub fn forward_wait(&self) -> Duration {
+        self.cfg.limits.timeout * (self.cfg.limits.queue as u32 + 1) + Duration::from_secs(1)
     }
 
     /// The largest request body accepted.
@@ -206,6 +233,9 @@ impl Gateway {
 
     fn forget(&self, token: &str) {
         if lock(&self.sessions).remove(token).is_some() {
+            if let Some(bus) = self.bus.get() {
+                bus.cs_session(token, None);
+            }
             let mut lost = lock(&self.lost);
             lost.push_back(token.to_owned());
             if lost.len() > LOST_REMEMBERED {
@@ -304,6 +334,9 @@ impl Gateway {
             };
         }
         lock(&self.sessions).insert(token.clone(), session);
+        if let Some(bus) = self.bus.get() {
+            bus.cs_session_new(&token, self.cfg.idle + Duration::from_secs(60)).await;
+        }
         let cookie = format!("{COOKIE}={token}; Path=/cs; HttpOnly; SameSite=Strict");
         let mut resp = if is_json {
             let (mut v, _) = json_answer(&answer)?;
@@ -327,6 +360,7 @@ impl Gateway {
         let body = read_body(headers, body)?;
         let (token, session) = self.session(headers)?;
         self.metrics.cs_calls.fetch_add(1, Relaxed);
+        self.held(&token);
         let result = match body {
             Body::Json { xml, .. } => {
                 let answer = self.run(&session, xml).await;
@@ -411,4 +445,39 @@ fn logged_out(body: Value) -> Response {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// Runs a CS request another node forwarded here (its session is held here) and gives the
+/// answer to send back.
+pub async fn run_forwarded(g: Option<&Gateway>, req: crate::cluster::CsForward) -> crate::cluster::CsAnswer {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", req.token)) {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    if let Some(v) = req.content_type.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    let body = Bytes::from(b64.decode(&req.body).unwrap_or_default());
+    let outcome = match (g, req.action.as_str()) {
+        (None, _) => Err(CsError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::Unauthorized,
+            "the relay holding this session has no legacy CS server",
+        )),
+        (Some(g), "logout") => g.logout(&headers, body).await,
+        (Some(g), _) => g.call(&headers, body).await,
+    };
+    let resp = outcome.unwrap_or_else(IntoResponse::into_response);
+    let (parts, body) = resp.into_parts();
+    let text = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    crate::cluster::CsAnswer {
+        id: req.id,
+        status: parts.status.as_u16(),
+        content_type: text(header::CONTENT_TYPE),
+        set_cookie: text(header::SET_COOKIE),
+        body: b64.encode(&body),
+    }
 }
