@@ -89,6 +89,9 @@ pub struct RemoteMember {
     pub info: MemberInfo,
     /// The node it is connected to.
     pub node: String,
+    /// When it attached there (ms since the epoch).
+    #[serde(default)]
+    pub attached: u64,
 }
 
 /// What goes over a node's channel.
@@ -253,9 +256,10 @@ impl Bus {
     }
 
     /// This node's member `id` of `room` changed (`None`: it is gone).
-    pub fn member_changed(&self, room: &str, id: &str, info: Option<MemberInfo>) {
-        let value = info.map(|info| {
-            serde_json::to_string(&RemoteMember { info, node: self.node.to_string() }).unwrap_or_default()
+    pub fn member_changed(&self, room: &str, id: &str, info: Option<(MemberInfo, u64)>) {
+        let value = info.map(|(info, attached)| {
+            serde_json::to_string(&RemoteMember { info, node: self.node.to_string(), attached })
+                .unwrap_or_default()
         });
         self.push(Out::Member { room: room.into(), id: id.into(), value });
         self.push(Out::Publish { channel: PRESENCE.into(), payload: room.into() });

@@ -155,6 +155,9 @@ struct Member {
     name: Option<String>,
     app_info: Option<serde_json::Value>,
     since: u64,
+    /// When its current connection attached (ms since the epoch): in cluster mode, of two nodes
+    /// holding the same member, the later attach is the member's real place.
+    attached: u64,
     token: String,
     link: Link,
 }
@@ -389,7 +392,7 @@ impl Room {
     /// Cluster mode: tells the other nodes that this node's member `id` changed (or is gone).
     fn announce(&self, id: &str) {
         if let Some(bus) = &self.bus {
-            let info = self.index_of(id).map(|i| Room::info(&self.members[i]));
+            let info = self.index_of(id).map(|i| (Room::info(&self.members[i]), self.members[i].attached));
             bus.member_changed(&self.name, id, info);
         }
     }
@@ -666,6 +669,7 @@ impl Hub {
             m.name = Some(truncate(name, limits::MAX_NAME_LEN));
         }
         let old = std::mem::replace(&mut m.link, Link::Live(outbox.clone()));
+        m.attached = crate::now_ms();
         let buffered = match old {
             Link::Live(prev) if prev.conn != conn => {
                 prev.kick.fire(ErrorCode::Replaced, "this member resumed on another connection");
@@ -711,6 +715,7 @@ impl Hub {
             name: None,
             app_info: None,
             since: crate::now_ms(),
+            attached: crate::now_ms(),
             link: Link::Live(outbox.clone()),
         }
     }
@@ -1038,7 +1043,8 @@ impl Hub {
         let mut room = lock(&r);
         let (mine, others): (Vec<RemoteMember>, Vec<RemoteMember>) =
             members.into_iter().partition(|m| m.node == me);
-        // Members held here that another node now lists: they resumed there. Hand them over:
+        // Members held here that another node lists with a later attach (node name breaking a
+        // tie): they resumed there. Hand them over:
         // a connection still here is replaced; what was buffered for a PC (replies, errors)
         // goes to that node; requests a device had not answered fail toward their PCs with
         // `no_target` (its new node does not know them), so they are not sent on either.
@@ -1046,7 +1052,9 @@ impl Hub {
             .members
             .iter()
             .filter_map(|m| {
-                others.iter().find(|o| *o.info.id == *m.id).map(|o| (m.id.clone(), o.node.clone()))
+                let o = others.iter().find(|o| *o.info.id == *m.id)?;
+                ((o.attached, o.node.as_str()) > (m.attached, me.as_str()))
+                    .then(|| (m.id.clone(), o.node.clone()))
             })
             .collect();
         for (id, node) in moved {

@@ -39,6 +39,9 @@ async fn main() {
         let room = format!("rt-{run_id}-{r}");
         let mut pc = Client::join(&url, &room, "pc", "s").await;
         let mut dev = Client::join(&device_url, &room, "device", "s").await;
+        // Through another relay, the device shows up at the PC's relay a moment later.
+        let id = dev.member.clone();
+        pc.devices_until(|m| m.iter().any(|d| d["id"] == id.as_str())).await;
         tokio::spawn(async move {
             while let Some(v) = dev.try_next().await {
                 if v["type"] == "post" {

@@ -153,6 +153,17 @@ async fn a_member_that_drops_resumes_on_another_live_node_which_takes_it_over() 
     let req = dev.expect("post").await;
     dev.send(reply_to(&req, json!("moved"))).await;
     assert_eq!(pc.expect("postCb").await["msg"]["result"], "moved");
+    // Its connection to c is still open when it comes back through b (c has not noticed it
+    // went): b takes it over, the connection on c is closed as `replaced`, and it works on b.
+    let stale = dev;
+    let mut dev = Client::rejoin(&b.ws_url(), "move", "device", "s", &token).await;
+    assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
+    assert_eq!(stale.wait_close().await, Some(4409), "the old connection is replaced");
+    pc.devices_until(|m| live_once(m, &id)).await;
+    pc.send(post("2", "https://x/back")).await;
+    let req = dev.expect("post").await;
+    dev.send(reply_to(&req, json!("back on b"))).await;
+    assert_eq!(pc.expect("postCb").await["msg"]["result"], "back on b");
     // A token from another room or role resumes nothing.
     let other = Client::rejoin(&c.ws_url(), "move", "pc", "s", &token).await;
     assert_ne!(other.member, id);
