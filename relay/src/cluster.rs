@@ -8,10 +8,18 @@
 //! and routed back from where it arrives. A room's secret is `tether:secret:{room}`, set by the
 //! first joiner of a room empty cluster-wide.
 //!
-//! The hub stays synchronous: what it wants published goes through a bounded queue to one
-//! publisher task ([`Bus`]); what arrives is fed back by one subscriber task. When Redis is
-//! down, rooms whose members are all on this node keep working; a send toward another node
-//! gets `buffer_full` once the queue is full.
+//! Liveness: each node rewrites `tether:alive:{node}` every beat; members of a node whose key
+//! has expired are taken out of the lists (and marked `tether:gone:…` for a grace window, so
+//! they may resume elsewhere). Resume tokens are signed with one key kept in Redis, so any node
+//! accepts them; of two nodes holding one member, the later attach wins and the other hands it
+//! over. CS sessions are recorded as `tether:cs:{digest}` → node, and a call landing elsewhere
+//! is forwarded to that node ([`NodeMsg::Cs`]).
+//!
+//! The hub stays synchronous: what it wants published goes through a bounded queue (count and
+//! bytes) to one publisher task ([`Bus`]); what arrives is fed back by one subscriber task.
+//! When Redis is down or hangs (a liveness write unanswered for two beats), rooms whose members
+//! are all on this node keep working, and a send toward another node is refused to its sender
+//! with `cluster_unavailable`, as it is when the queue is full.
 
 use crate::room::Hub;
 use futures_util::StreamExt;
@@ -24,8 +32,11 @@ use tether_protocol::msg::MemberInfo;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Publishes waiting to go out.
+/// Publishes waiting to go out, at most; and their bytes, at most (frames are up to
+/// `--max-frame` each). Past either, a frame for another node is refused to its sender with
+/// `cluster_unavailable`.
 const QUEUE: usize = 65_536;
+const QUEUE_BYTES: usize = 64 << 20;
 const PRESENCE: &str = "tether:presence";
 
 fn node_channel(node: &str) -> String {
@@ -196,6 +207,18 @@ enum Out {
     CsOwner { key: String, ttl_ms: Option<u64>, done: Option<tokio::sync::oneshot::Sender<()>> },
 }
 
+impl Out {
+    /// Roughly what it holds in memory.
+    fn size(&self) -> usize {
+        match self {
+            Out::Member { room, id, value } => room.len() + id.len() + value.as_ref().map_or(0, String::len),
+            Out::Publish { channel, payload } => channel.len() + payload.len(),
+            Out::Gone { room, id, .. } => room.len() + id.len(),
+            Out::CsOwner { key, .. } => key.len(),
+        }
+    }
+}
+
 /// The hub's handle on the cluster: enqueue and return, never wait.
 pub struct Bus {
     node: Arc<str>,
@@ -211,6 +234,8 @@ pub struct Bus {
     /// CS calls forwarded from here, awaiting their answers.
     cs_waiting: std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<CsAnswer>>>,
     cs_next: AtomicU64,
+    /// Bytes in the publish queue.
+    queued_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl Bus {
@@ -225,15 +250,20 @@ impl Bus {
     }
 
     fn push(&self, out: Out) -> bool {
-        if !self.is_up() {
-            if let Out::Publish { channel, .. } = &out {
-                if channel.starts_with("tether:node:") {
-                    return false; // a frame for another node: say so now, do not queue it
-                }
+        let size = out.size();
+        if let Out::Publish { channel, .. } = &out {
+            if channel.starts_with("tether:node:")
+                && (!self.is_up() || self.queued_bytes.load(Relaxed) + size > QUEUE_BYTES)
+            {
+                // A frame for another node that cannot go now: say so, do not queue it.
+                self.dropped.fetch_add(1, Relaxed);
+                return false;
             }
         }
+        self.queued_bytes.fetch_add(size, Relaxed);
         let ok = self.tx.try_send(out).is_ok();
         if !ok {
+            self.queued_bytes.fetch_sub(size, Relaxed);
             self.dropped.fetch_add(1, Relaxed);
         }
         ok
@@ -327,6 +357,7 @@ impl Cluster {
             grace_ms: grace.as_millis() as u64,
             cs_waiting: std::sync::Mutex::default(),
             cs_next: AtomicU64::new(1),
+            queued_bytes: std::sync::atomic::AtomicUsize::new(0),
         });
         Ok(Cluster { client, conn, bus, rx: Some(rx), resume_key: None })
     }
@@ -435,8 +466,7 @@ impl Cluster {
     ) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
         let pubsub = subscribe(&self.client, self.bus.node()).await?;
         let rx = self.rx.take().expect("started once");
-        let node = self.bus.node().to_owned();
-        let publishing = tokio::spawn(publisher(self.conn.clone(), node.clone(), rx, stop.clone()));
+        let publishing = tokio::spawn(publisher(self.conn.clone(), self.bus.clone(), rx, stop.clone()));
         let sub = Subscriber {
             client: self.client.clone(),
             conn: self.conn.clone(),
@@ -453,15 +483,17 @@ impl Cluster {
 
 async fn publisher(
     mut conn: redis::aio::ConnectionManager,
-    node: String,
+    bus: Arc<Bus>,
     mut rx: mpsc::Receiver<Out>,
     stop: CancellationToken,
 ) {
+    let node = bus.node().to_owned();
     loop {
         let out = tokio::select! {
             () = stop.cancelled() => {
                 // Send what is still queued (the members' departures at shutdown), then stop.
                 while let Ok(out) = rx.try_recv() {
+                    bus.queued_bytes.fetch_sub(out.size(), Relaxed);
                     if write(&mut conn, &node, out).await.is_err() {
                         break;
                     }
@@ -473,6 +505,7 @@ async fn publisher(
                 None => return,
             },
         };
+        bus.queued_bytes.fetch_sub(out.size(), Relaxed);
         if let Err(e) = write(&mut conn, &node, out).await {
             tracing::warn!(error = %e, "cluster: Redis refused a write; cross-node delivery is degraded");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -545,8 +578,10 @@ async fn liveness(
             }
             _ = every.tick() => {}
         }
-        let alive: Result<(), _> = conn.pset_ex(alive_key(&node), 1, ttl).await;
-        let up = alive.is_ok() && bus.subscribed.load(Relaxed);
+        // A Redis that hangs (stopped, or a partition without a reset) counts as down within
+        // two beats: nothing waits on it unbounded, and senders are told.
+        let alive = tokio::time::timeout(beat * 2, conn.pset_ex::<_, _, ()>(alive_key(&node), 1, ttl)).await;
+        let up = matches!(alive, Ok(Ok(()))) && bus.subscribed.load(Relaxed);
         if bus.up.swap(up, Relaxed) != up {
             tracing::warn!(up, "cluster: the bus between relays is {}", if up { "up" } else { "down" });
         }

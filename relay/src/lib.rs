@@ -89,6 +89,12 @@ pub async fn run(
     let mut cluster = match &config.redis {
         Some(url) => {
             let node = config.node_id.clone().unwrap_or_else(|| default_node_id(&listener));
+            if !config.db.starts_with("postgres") {
+                tracing::warn!(
+                    "cluster mode with a store of this node's own: each node keeps the history of the replies it \
+                     forwarded; use --db postgres://… for one history across nodes"
+                );
+            }
             let unreachable =
                 |e: redis::RedisError| RelayError::Config(format!("--redis: cannot reach Redis: {e}"));
             let mut c = cluster::Cluster::connect(url, node, config.grace()).await.map_err(unreachable)?;

@@ -647,6 +647,11 @@ impl Redis {
         Redis::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
     }
 
+    /// Its pid (to stop it with SIGSTOP, as a hung Redis).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URL")

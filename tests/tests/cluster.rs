@@ -117,6 +117,11 @@ async fn three_nodes_a_killed_node_leaves_every_list_and_its_members_resume_on_a
     let req = dev.expect("post").await;
     dev.send(reply_to(&req, json!("on c"))).await;
     assert_eq!(pc.expect("postCb").await["msg"]["result"], "on c");
+    pc.send(json!({"type": "call", "id": "c1", "to": id, "msg": {"method": "getAppInfo", "params": []}}))
+        .await;
+    let req = dev.expect("call").await;
+    dev.send(reply_to(&req, json!({"app": "news"}))).await;
+    assert_eq!(pc.expect("callCb").await["msg"]["result"]["app"], "news");
 
     // A node stopped with SIGTERM: its PC gets 1012, comes back on c under its id.
     let pc_id = pc.member.clone();
@@ -215,6 +220,35 @@ async fn redis_going_away_leaves_local_rooms_working_says_so_across_nodes_and_re
     let req = dev.expect("post").await;
     dev.send(reply_to(&req, json!("back"))).await;
     assert_eq!(pc.expect("postCb").await["msg"]["result"], "back");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_hung_redis_counts_as_down_within_two_beats_and_senders_are_told() {
+    use tether_tests::wait_metric;
+    let Some(redis) = Redis::start() else { return };
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, &redis.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    };
+    let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
+    let mut pc = a.join("hang", "pc", "s").await;
+    let mut dev = b.join("hang", "device", "s").await;
+    pc.devices_until(|m| ids(m).contains(&dev.member)).await;
+    // Stopped, not gone: its sockets stay open and nothing answers on them.
+    signal("-STOP");
+    wait_metric(a.addr, "tether_cluster_up 0").await;
+    pc.send(post("hung", "https://x/")).await;
+    let (err, id) = pc.expect_error().await;
+    assert_eq!((err["code"].as_str(), id.as_str()), (Some("cluster_unavailable"), Some("hung")), "{err}");
+    signal("-CONT");
+    wait_metric(a.addr, "tether_cluster_up 1").await;
+    wait_metric(b.addr, "tether_cluster_up 1").await;
+    pc.send(post("again", "https://x/")).await;
+    let req = dev.expect("post").await;
+    dev.send(reply_to(&req, json!("fine"))).await;
+    assert_eq!(pc.expect("postCb").await["msg"]["result"], "fine");
     a.stop().await;
     b.stop().await;
 }

@@ -10,7 +10,7 @@
 //!
 //! Reads go through a second connection (WAL lets them run beside the writer).
 //!
-//! With `--db postgres://…` the same API runs on PostgreSQL ([`postgres`]): several relays
+//! With `--db postgres://…` the same API runs on PostgreSQL (the `postgres` module): several relays
 //! share one history, one set of room secrets and one resume key.
 
 mod postgres;
