@@ -312,7 +312,24 @@ impl Bus {
 
     /// Sends a CS answer back to the node that forwarded the request.
     pub fn cs_answer(&self, node: &str, answer: CsAnswer) {
-        self.publish_to(node, &NodeMsg::CsAnswer(Box::new(answer)));
+        let id = answer.id;
+        if !self.publish_to(node, &NodeMsg::CsAnswer(Box::new(answer))) {
+            // Too big for the queue now: the waiting node gets a short answer saying so rather
+            // than waiting out its timeout.
+            use base64::Engine;
+            let body = serde_json::json!({"error": {
+                "code": "cluster_unavailable",
+                "message": "the answer could not be sent back between relays (the bus is down or full)",
+            }});
+            let short = CsAnswer {
+                id,
+                status: 503,
+                content_type: Some("application/json".into()),
+                set_cookie: None,
+                body: base64::engine::general_purpose::STANDARD.encode(body.to_string()),
+            };
+            self.publish_to(node, &NodeMsg::CsAnswer(Box::new(short)));
+        }
     }
 
     fn cs_answered(&self, answer: CsAnswer) {

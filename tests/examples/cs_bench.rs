@@ -135,6 +135,56 @@ async fn main() {
         percentile(&r, 0.5).saturating_sub(percentile(&d, 0.5)),
         percentile(&r, 0.99).saturating_sub(percentile(&d, 0.99))
     );
-    stop.cancel();
     relay.stop().await;
+
+    // Cluster mode: log in on relay a, call through relay b, which forwards over Redis.
+    if let Some(redis) = tether_tests::Redis::start() {
+        let node = |name: &'static str| {
+            let (upstream, url) = (format!("http://{legacy_addr}/RPC2"), redis.url.clone());
+            tether_tests::Relay::with(move |c| {
+                c.cs_upstream = Some(upstream);
+                c.redis = Some(url);
+                c.node_id = Some(name.into());
+            })
+        };
+        let (a, b) = (node("a").await, node("b").await);
+        let mut on_a = client(a.addr).await;
+        let login = post(
+            &mut on_a,
+            "/cs/login",
+            "application/json",
+            None,
+            json!({"method": "login", "params": ["bench"]}).to_string(),
+        )
+        .await;
+        let token = serde_json::from_slice::<Value>(&login).unwrap()["session"].as_str().unwrap().to_owned();
+        let mut on_b = client(b.addr).await;
+        let (mut own, mut fwd) = (Vec::with_capacity(N), Vec::with_capacity(N));
+        for i in 0..2 * N {
+            let t = Instant::now();
+            if i % 2 == 0 {
+                post(&mut on_a, "/cs/call", "application/json", Some(&token), json_call.clone()).await;
+                own.push(t.elapsed());
+            } else {
+                post(&mut on_b, "/cs/call", "application/json", Some(&token), json_call.clone()).await;
+                fwd.push(t.elapsed());
+            }
+        }
+        own.sort();
+        fwd.sort();
+        println!("Cluster mode, {N} calls each on one session:");
+        println!(
+            "  on the session's relay:    p50 {:?} p99 {:?}",
+            percentile(&own, 0.5),
+            percentile(&own, 0.99)
+        );
+        println!(
+            "  via another relay (Redis): p50 {:?} p99 {:?}",
+            percentile(&fwd, 0.5),
+            percentile(&fwd, 0.99)
+        );
+        a.stop().await;
+        b.stop().await;
+    }
+    stop.cancel();
 }
