@@ -1085,6 +1085,10 @@ impl Hub {
         for id in missing {
             room.announce(&id);
         }
+        // Of two nodes holding one member, the other node has not yet handed it over: this
+        // node's is the live one, so it is neither listed twice nor routed away.
+        let others: Vec<RemoteMember> =
+            others.into_iter().filter(|o| room.index_of(&o.info.id).is_none()).collect();
         room.remote = others;
         room.broadcast_devices();
     }
