@@ -133,6 +133,17 @@ pub struct Config {
     #[arg(long, env = "TETHER_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// Origins (comma-separated, e.g. `https://tether.example.com`) allowed to open `/ws` and
+    /// `/alarms` and to use `/cs/*`. Unset: any. A request without an `Origin` header (not a
+    /// browser) is not affected.
+    #[arg(long, env = "TETHER_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub allow_origin: Vec<String>,
+
+    /// WebSocket connections (`/ws` and `/alarms`) open at once from one IP address (0: no
+    /// cap). Behind a proxy every connection comes from the proxy: raise it or set 0 there.
+    #[arg(long, env = "TETHER_MAX_CONNS_PER_IP", default_value_t = 256)]
+    pub max_conns_per_ip: usize,
+
     /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "TETHER_LOG", default_value = "info")]
     pub log: String,
@@ -171,6 +182,8 @@ impl Config {
             alarm_queue: 1024,
             redis: None,
             node_id: None,
+            allow_origin: Vec::new(),
+            max_conns_per_ip: 256,
             log: "info".into(),
         }
     }

@@ -6,7 +6,7 @@ use crate::token::{secret_digest, tag};
 use crate::ws::{self, JoinQuery};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,6 +43,81 @@ pub struct AppState {
     pub heartbeat: std::time::Duration,
     /// Cluster mode's Redis side.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `--allow-origin`: empty allows any.
+    pub allow_origin: Arc<[String]>,
+    /// WebSocket connections open per IP address.
+    pub per_ip: Arc<PerIp>,
+}
+
+/// Counts open WebSocket connections per IP address, up to `--max-conns-per-ip`.
+pub struct PerIp {
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One counted connection; uncounted when dropped (with its socket task).
+pub struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    /// A counter allowing `max` connections per address (0: any number).
+    pub fn new(max: usize) -> PerIp {
+        PerIp { max, open: std::sync::Mutex::default() }
+    }
+
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<Option<IpSlot>, AppError> {
+        if self.max == 0 {
+            return Ok(None);
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= self.max {
+            return Err(AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("{} connections are already open from this address (--max-conns-per-ip)", self.max),
+            ));
+        }
+        *n += 1;
+        Ok(Some(IpSlot { per_ip: self.clone(), ip }))
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// `--allow-origin`: a browser request from another origin is refused 403 `forbidden`.
+async fn check_origin(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !s.allow_origin.is_empty() {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let text = origin.to_str().unwrap_or("");
+            if !s.allow_origin.iter().any(|a| a.eq_ignore_ascii_case(text.trim_end_matches('/'))) {
+                s.hub.metrics.refused_origin.fetch_add(1, Relaxed);
+                return AppError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("origin {text:?} may not use this relay (--allow-origin)"),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// The router, apart from `main` so tests can serve it on port 0.
@@ -52,12 +127,13 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/alarms", get(alarms_upgrade))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/rooms/{room}/history", get(history))
         .route("/cs/login", post(cs_login))
         .route("/cs/call", post(cs_call))
         .route("/cs/logout", post(cs_logout))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/rooms/{room}/history", get(history))
         .layer(DefaultBodyLimit::max(cs_body_limit))
         .route("/d/{room}", get(device_page))
         .route("/", get(pc_page))
@@ -95,18 +171,28 @@ impl From<crate::history::StoreError> for AppError {
 
 async fn ws_upgrade(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(q): Query<JoinQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let slot = match s.per_ip.take(peer.ip()) {
+        Ok(slot) => slot,
+        Err(e) => {
+            s.hub.metrics.error(tether_protocol::ErrorCode::RateLimited);
+            return e.into_response();
+        }
+    };
     let max = s.hub.limits().max_frame;
     // Frames up to OVERSIZE_TOLERANCE × --max-frame are read and answered `too_large`
     // (the socket stays open); beyond that tungstenite stops reading and the socket closes.
     let hard = max.saturating_mul(limits::OVERSIZE_TOLERANCE).max(64 * 1024);
     let AppState { hub, shutdown, tasks, cluster, .. } = s;
-    upgrade
-        .max_message_size(hard)
-        .max_frame_size(hard)
-        .on_upgrade(move |socket| tasks.track_future(ws::serve(socket, hub, q, shutdown, cluster)))
+    upgrade.max_message_size(hard).max_frame_size(hard).on_upgrade(move |socket| {
+        tasks.track_future(async move {
+            ws::serve(socket, hub, q, shutdown, cluster).await;
+            drop(slot);
+        })
+    })
 }
 
 async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -195,6 +281,7 @@ struct AlarmsQuery {
 
 async fn alarms_upgrade(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(q): Query<AlarmsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -214,9 +301,16 @@ async fn alarms_upgrade(
                 .into_response();
         }
     };
+    let slot = match s.per_ip.take(peer.ip()) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     let (stop, tasks, heartbeat) = (s.shutdown.clone(), s.tasks.clone(), s.heartbeat);
     upgrade.on_upgrade(move |socket| {
-        tasks.track_future(crate::alarm::serve(socket, alarms, since, heartbeat, stop))
+        tasks.track_future(async move {
+            crate::alarm::serve(socket, alarms, since, heartbeat, stop).await;
+            drop(slot);
+        })
     })
 }
 

@@ -163,6 +163,8 @@ pub async fn run(
         alarms,
         heartbeat: config.heartbeat(),
         cluster,
+        allow_origin: config.allow_origin.iter().map(|o| o.trim().trim_end_matches('/').to_owned()).collect(),
+        per_ip: Arc::new(http::PerIp::new(config.max_conns_per_ip)),
     };
     let signal = {
         let stop = stop.clone();
@@ -174,7 +176,10 @@ pub async fn run(
             stop.cancel();
         }
     };
-    let served = axum::serve(listener, http::app(state)).with_graceful_shutdown(signal).await;
+    let served =
+        axum::serve(listener, http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(signal)
+            .await;
     stop.cancel();
     tasks.close();
     if tokio::time::timeout(GOODBYE_WAIT, tasks.wait()).await.is_err() {

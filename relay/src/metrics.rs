@@ -73,6 +73,8 @@ pub struct Metrics {
     pub cluster_up: AtomicI64,
     /// History records committed.
     pub history_writes: AtomicU64,
+    /// Requests refused by `--allow-origin`.
+    pub refused_origin: AtomicU64,
     /// History records that failed to commit (the reply was still delivered).
     pub history_failures: AtomicU64,
 }
@@ -144,6 +146,11 @@ impl Metrics {
             self.alarms_forwarded.load(Relaxed),
         );
         counter("tether_frames_out_total", "Frames queued toward members.", self.frames_out.load(Relaxed));
+        counter(
+            "tether_refused_origin_total",
+            "Requests refused for their Origin (--allow-origin).",
+            self.refused_origin.load(Relaxed),
+        );
         counter(
             "tether_history_writes_total",
             "History records committed.",

@@ -1,0 +1,80 @@
+//! The HTTP edge: which browsers may use the relay (`--allow-origin`), and how many sockets one
+//! address may hold (`--max-conns-per-ip`).
+
+use tether_tests::{Client, Relay, WAIT, http_get, http_post};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+/// Opens `/ws` for a new room member with `origin`, and returns the HTTP status of a refusal
+/// (`None`: upgraded).
+async fn ws_status(relay: &Relay, origin: Option<&str>, room: &str) -> Option<u16> {
+    let mut req = format!("{}?room={room}&role=pc&secret=s", relay.ws_url()).into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", HeaderValue::from_str(o).unwrap());
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("in time") {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Some(resp.status().as_u16()),
+        Err(e) => panic!("unexpected handshake failure: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_open_sockets_or_use_the_cs_gateway() {
+    let relay = Relay::with(|c| c.allow_origin = vec!["https://tether.example.com".into()]).await;
+    assert_eq!(ws_status(&relay, Some("https://tether.example.com"), "o1").await, None);
+    assert_eq!(
+        ws_status(&relay, Some("https://TETHER.example.com/"), "o2").await,
+        None,
+        "case and a trailing slash"
+    );
+    assert_eq!(ws_status(&relay, None, "o3").await, None, "no Origin: not a browser, not affected");
+    assert_eq!(ws_status(&relay, Some("https://evil.example"), "o4").await, Some(403));
+    assert_eq!(ws_status(&relay, Some("null"), "o5").await, Some(403));
+
+    let (status, _, body) = http_post(
+        relay.addr,
+        "/cs/call",
+        &[("Origin", "https://evil.example"), ("Content-Type", "application/json")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "forbidden");
+    // The rest of the relay is not behind the allowlist.
+    assert_eq!(http_get(relay.addr, "/healthz").await.0, 200);
+    let metrics = http_get(relay.addr, "/metrics").await.2;
+    assert!(metrics.contains("tether_refused_origin_total 3"), "{metrics}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_max_conns_per_ip_sockets_and_gets_its_slots_back() {
+    let relay = Relay::with(|c| c.max_conns_per_ip = 3).await;
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(Client::join(&relay.ws_url(), &format!("ip{i}"), "pc", "s").await);
+    }
+    assert_eq!(ws_status(&relay, None, "ip3").await, Some(429), "the fourth is refused");
+    // A socket that ends gives its slot back.
+    held.pop().unwrap().close().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while ws_status(&relay, None, "ip4").await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn with_no_cap_and_no_allowlist_anything_goes() {
+    let relay = Relay::with(|c| c.max_conns_per_ip = 0).await;
+    let mut held = Vec::new();
+    for i in 0..300 {
+        held.push(Client::join(&relay.ws_url(), &format!("many{}", i / 50), "pc", "s").await);
+    }
+    assert_eq!(ws_status(&relay, Some("https://anywhere.example"), "many-more").await, None);
+    drop(held);
+    relay.stop().await;
+}
