@@ -200,3 +200,59 @@ test("the alarms panel shows the relay's alarms live", async () => {
     await relay.stop();
   }
 });
+
+test("the phone's guard: a JS-API allowlist and a confirmation before each call, set on the phone", async () => {
+  const relay = await startRelay({ www: WWW });
+  try {
+    const pc = await browser.newPage({ viewport: DESKTOP });
+    await pc.goto(`${relay.http}/?room=guarded`);
+    await statusIs(pc, "linked");
+    const link = await pc.getByTestId("device-link").innerText();
+
+    const phoneContext = await browser.newContext(PHONE);
+    await phoneContext.addInitScript(mockTencentNews);
+    const phone = await phoneContext.newPage();
+    await phone.goto(link);
+    await statusIs(phone, "linked");
+    assert.match(await textOf(phone, "guard-state"), /off/);
+
+    // Set on the phone: only getAppInfo, and ask first. Saving reloads the page.
+    await phone.getByTestId("guard").locator("summary").click();
+    await phone.getByTestId("guard-allow").fill("getAppInfo");
+    await phone.getByTestId("guard-confirm").check();
+    await phone.getByTestId("guard-save").click();
+    await phone.waitForLoadState("load");
+    await statusIs(phone, "linked");
+    assert.match(await textOf(phone, "guard-state"), /only getAppInfo, asks first/);
+    await waitText(pc, "device-list", "Android · TencentNews");
+
+    const dialogs = [];
+    let answer = true;
+    phone.on("dialog", (d) => { dialogs.push(d.message()); void (answer ? d.accept() : d.dismiss()); });
+    await pc.locator('[data-tab="call"]').click();
+    const call = async (method) => {
+      await pc.getByTestId("call-method").fill(method);
+      await pc.getByTestId("call-params").fill("[1]");
+      await pc.getByTestId("call-send").click();
+    };
+
+    // Not in the allowlist: refused on the phone without asking; the app never sees it.
+    await call("shareToWechat");
+    await waitText(pc, "result", "not allowed on this phone");
+    // Allowed, and accepted on the phone: the app runs it.
+    await call("getAppInfo");
+    await waitText(pc, "result", "args");
+    // Allowed, but declined on the phone.
+    answer = false;
+    await call("getAppInfo");
+    await waitText(pc, "result", "declined on the phone");
+
+    assert.equal(dialogs.length, 2, dialogs.join(" | "));
+    assert.match(dialogs[0], /The PC asks to run getAppInfo\(1\)/);
+    const calls = await phone.evaluate(() => window.nativeCalls.filter((c) => c.api === "invoke").map((c) => c.method));
+    assert.deepEqual(calls, ["getAppInfo"], "only the allowed, accepted call reached the app");
+    await phoneContext.close();
+  } finally {
+    await relay.stop();
+  }
+});

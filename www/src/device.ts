@@ -11,6 +11,74 @@ const secret = params.get("secret") ?? "";
 const bridgeName = params.get("bridge") ?? "TencentNews";
 const hasNative = typeof (window as any)[bridgeName] === "object" && (window as any)[bridgeName] !== null;
 const SIMULATE = "tether.device.simulate";
+const GUARD = "tether.device.guard";
+
+/**
+ * What the PC may run on this phone, set on the phone (kept in localStorage; the link and the
+ * PC cannot change it): the JS-APIs allowed (empty: any), and whether to ask before each call.
+ */
+interface Guard {
+  allow: string[];
+  confirm: boolean;
+}
+
+function loadGuard(): Guard {
+  try {
+    const g = JSON.parse(localStorage.getItem(GUARD) ?? "{}");
+    const allow = Array.isArray(g.allow) ? g.allow.filter((m: unknown): m is string => typeof m === "string" && m !== "") : [];
+    return { allow, confirm: g.confirm === true };
+  } catch {
+    return { allow: [], confirm: false };
+  }
+}
+
+function renderGuard(guard: Guard) {
+  const allow = byTestId("guard-allow") as HTMLInputElement;
+  const confirmBox = byTestId("guard-confirm") as HTMLInputElement;
+  allow.value = guard.allow.join(", ");
+  confirmBox.checked = guard.confirm;
+  const on = guard.allow.length > 0 || guard.confirm;
+  byTestId("guard-state").textContent = on
+    ? `· ${guard.allow.length > 0 ? `only ${guard.allow.join(", ")}` : "any JS-API"}${guard.confirm ? ", asks first" : ""}`
+    : "· off";
+  byTestId("guard-save").addEventListener("click", () => {
+    const next: Guard = {
+      allow: allow.value.split(",").map((m) => m.trim()).filter((m) => m !== ""),
+      confirm: confirmBox.checked,
+    };
+    localStorage.setItem(GUARD, JSON.stringify(next));
+    location.reload();
+  });
+}
+
+/** The app's JS-API, called the way the SDK calls it: `invoke(method, ...params, cb)`, else `bridge[method](...params, cb)`. */
+function nativeCall(method: string, args: unknown[]): Promise<unknown> {
+  const bridge = (window as any)[bridgeName];
+  return new Promise((resolve, reject) => {
+    if (!bridge) return reject(new Error(`no native bridge: window.${bridgeName} is missing`));
+    try {
+      if (typeof bridge.invoke === "function") bridge.invoke(method, ...args, resolve);
+      else if (typeof bridge[method] === "function") bridge[method](...args, resolve);
+      else reject(new Error(`window.${bridgeName} has neither invoke nor ${method}`));
+    } catch (e) {
+      reject(e);
+    }
+  });
+}
+
+/** `run`, behind the phone's guard: a JS-API not allowed, or declined, fails with a clear error the PC sees. */
+function guarded(guard: Guard, run: (method: string, args: unknown[]) => unknown) {
+  return async (method: string, args: unknown[]): Promise<unknown> => {
+    if (guard.allow.length > 0 && !guard.allow.includes(method)) {
+      throw new Error(`${method} is not allowed on this phone (its JS-API allowlist: ${guard.allow.join(", ")})`);
+    }
+    const shown = args.map((a) => JSON.stringify(a)).join(", ");
+    if (guard.confirm && !window.confirm(`The PC asks to run ${method}(${shown}) on this phone. Allow it?`)) {
+      throw new Error(`${method} was declined on the phone`);
+    }
+    return run(method, args);
+  };
+}
 
 
 
@@ -101,6 +169,12 @@ async function main() {
     sessionStorage.setItem(SIMULATE, on ? "on" : "off");
     location.reload();
   });
+  const guard = loadGuard();
+  renderGuard(guard);
+  const guardOn = guard.allow.length > 0 || guard.confirm;
+  // Calls go to the simulation, or to the app (through the SDK's own bridge unless the guard
+  // must look at them first).
+  const onCall = simulate ? guarded(guard, simulatedCall) : guardOn ? guarded(guard, nativeCall) : undefined;
   setStatus("connecting");
   try {
     // Without a native bridge and without the simulation, the SDK answers each command with
@@ -111,7 +185,8 @@ async function main() {
       secret,
       name: deviceName(),
       bridge: bridgeName,
-      ...(simulate ? { onPost: simulatedPost, onCall: simulatedCall } : {}),
+      ...(simulate ? { onPost: simulatedPost } : {}),
+      ...(onCall ? { onCall } : {}),
     });
     session.onStatus(setStatus);
     session.onCommand(logEntry);
