@@ -68,6 +68,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
+/// Logs in as "bench" through a relay; the session token.
+async fn login(via: &mut http1::SendRequest<Full<Bytes>>) -> String {
+    let body = json!({"method": "login", "params": ["bench"]}).to_string();
+    let answer = post(via, "/cs/login", "application/json", None, body).await;
+    serde_json::from_slice::<Value>(&answer).unwrap()["session"].as_str().unwrap().to_owned()
+}
+
 #[tokio::main]
 async fn main() {
     println!("XML-RPC codec (one core):");
@@ -102,15 +109,7 @@ async fn main() {
         .await;
     // Through the relay: JSON in, JSON out, over one keep-alive connection to the relay.
     let mut via = client(relay.addr).await;
-    let login = post(
-        &mut via,
-        "/cs/login",
-        "application/json",
-        None,
-        json!({"method": "login", "params": ["bench"]}).to_string(),
-    )
-    .await;
-    let token = serde_json::from_slice::<Value>(&login).unwrap()["session"].as_str().unwrap().to_owned();
+    let token = login(&mut via).await;
     let json_call = json!({"method": "echo", "params": [small()]}).to_string();
 
     let (mut d, mut r) = (Vec::with_capacity(N), Vec::with_capacity(N));
@@ -149,15 +148,7 @@ async fn main() {
         };
         let (a, b) = (node("a").await, node("b").await);
         let mut on_a = client(a.addr).await;
-        let login = post(
-            &mut on_a,
-            "/cs/login",
-            "application/json",
-            None,
-            json!({"method": "login", "params": ["bench"]}).to_string(),
-        )
-        .await;
-        let token = serde_json::from_slice::<Value>(&login).unwrap()["session"].as_str().unwrap().to_owned();
+        let token = login(&mut on_a).await;
         let mut on_b = client(b.addr).await;
         let (mut own, mut fwd) = (Vec::with_capacity(N), Vec::with_capacity(N));
         for i in 0..2 * N {

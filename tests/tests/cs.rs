@@ -38,11 +38,7 @@ impl Legacy {
 
 /// Waits (bounded) until the legacy server has no open connection.
 async fn upstream_connections_close(legacy: &Legacy) {
-    let deadline = std::time::Instant::now() + tether_tests::WAIT;
-    while legacy.stats.open.load(Relaxed) != 0 {
-        assert!(std::time::Instant::now() < deadline, "the upstream connection stayed open");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    upstream_connections_close_to(legacy, 0).await;
 }
 
 async fn setup(opts: Options, tweak: impl FnOnce(&mut Config)) -> (Legacy, Relay) {
