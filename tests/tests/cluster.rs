@@ -23,6 +23,15 @@ fn live_once(members: &[Value], id: &str) -> bool {
     entries.len() == 1 && entries[0]["away"] != true
 }
 
+/// The PC posts (request `id`), the device answers `result`, and the PC gets that answer.
+async fn post_answered(pc: &mut Client, dev: &mut Client, id: &str, result: &str) {
+    pc.send(post(id, "https://x/")).await;
+    let req = dev.expect("post").await;
+    dev.send(reply_to(&req, json!(result))).await;
+    let cb = pc.expect("postCb").await;
+    assert_eq!((cb["id"].as_str(), cb["msg"]["result"].as_str()), (Some(id), Some(result)), "{cb}");
+}
+
 #[tokio::test]
 async fn a_pc_on_one_relay_drives_a_phone_on_another() {
     let Some(redis) = Redis::start() else { return };
@@ -113,10 +122,7 @@ async fn three_nodes_a_killed_node_leaves_every_list_and_its_members_resume_on_a
     let mut dev = Client::rejoin(&c.ws_url(), "crash", "device", "s", &token).await;
     assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
     pc.devices_until(|m| live_once(m, &id)).await;
-    pc.send(post("1", "https://x/after-kill")).await;
-    let req = dev.expect("post").await;
-    dev.send(reply_to(&req, json!("on c"))).await;
-    assert_eq!(pc.expect("postCb").await["msg"]["result"], "on c");
+    post_answered(&mut pc, &mut dev, "1", "on c").await;
     pc.send(json!({"type": "call", "id": "c1", "to": id, "msg": {"method": "getAppInfo", "params": []}}))
         .await;
     let req = dev.expect("call").await;
@@ -130,10 +136,7 @@ async fn three_nodes_a_killed_node_leaves_every_list_and_its_members_resume_on_a
     drop(pc);
     let mut pc = Client::rejoin(&c.ws_url(), "crash", "pc", "s", &pc_token).await;
     assert_eq!((pc.member.as_str(), pc.welcome["resumed"].as_bool()), (pc_id.as_str(), Some(true)));
-    pc.send(post("2", "https://x/after-term")).await;
-    let req = dev.expect("post").await;
-    dev.send(reply_to(&req, json!("still c"))).await;
-    assert_eq!(pc.expect("postCb").await["msg"]["result"], "still c");
+    post_answered(&mut pc, &mut dev, "2", "still c").await;
     drop((pc, dev));
     c.signal("TERM").await;
 }
@@ -154,10 +157,7 @@ async fn a_member_that_drops_resumes_on_another_live_node_which_takes_it_over() 
     let mut dev = Client::rejoin(&c.ws_url(), "move", "device", "s", &token).await;
     assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
     pc.devices_until(|m| live_once(m, &id)).await;
-    pc.send(post("1", "https://x/moved")).await;
-    let req = dev.expect("post").await;
-    dev.send(reply_to(&req, json!("moved"))).await;
-    assert_eq!(pc.expect("postCb").await["msg"]["result"], "moved");
+    post_answered(&mut pc, &mut dev, "1", "moved").await;
     // Its connection to c is still open when it comes back through b (c has not noticed it
     // went): b takes it over, the connection on c is closed as `replaced`, and it works on b.
     let stale = dev;
@@ -165,10 +165,7 @@ async fn a_member_that_drops_resumes_on_another_live_node_which_takes_it_over() 
     assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
     assert_eq!(stale.wait_close().await, Some(4409), "the old connection is replaced");
     pc.devices_until(|m| live_once(m, &id)).await;
-    pc.send(post("2", "https://x/back")).await;
-    let req = dev.expect("post").await;
-    dev.send(reply_to(&req, json!("back on b"))).await;
-    assert_eq!(pc.expect("postCb").await["msg"]["result"], "back on b");
+    post_answered(&mut pc, &mut dev, "2", "back on b").await;
     // A token from another room or role resumes nothing.
     let other = Client::rejoin(&c.ws_url(), "move", "pc", "s", &token).await;
     assert_ne!(other.member, id);
@@ -216,10 +213,7 @@ async fn redis_going_away_leaves_local_rooms_working_says_so_across_nodes_and_re
     wait_metric(a.addr, "tether_cluster_up 1").await;
     wait_metric(b.addr, "tether_cluster_up 1").await;
     pc.devices_until(|m| ids(m).contains(&dev.member)).await;
-    pc.send(post("up", "https://x/again")).await;
-    let req = dev.expect("post").await;
-    dev.send(reply_to(&req, json!("back"))).await;
-    assert_eq!(pc.expect("postCb").await["msg"]["result"], "back");
+    post_answered(&mut pc, &mut dev, "up", "back").await;
     a.stop().await;
     b.stop().await;
 }
@@ -245,10 +239,7 @@ async fn a_hung_redis_counts_as_down_within_two_beats_and_senders_are_told() {
     signal("-CONT");
     wait_metric(a.addr, "tether_cluster_up 1").await;
     wait_metric(b.addr, "tether_cluster_up 1").await;
-    pc.send(post("again", "https://x/")).await;
-    let req = dev.expect("post").await;
-    dev.send(reply_to(&req, json!("fine"))).await;
-    assert_eq!(pc.expect("postCb").await["msg"]["result"], "fine");
+    post_answered(&mut pc, &mut dev, "again", "fine").await;
     a.stop().await;
     b.stop().await;
 }
