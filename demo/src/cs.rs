@@ -38,6 +38,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Options {
     /// Close a connection idle for this long.
     pub idle_close: Option<Duration>,
+    /// Print `call <connection> <method>` on stdout as each call arrives (the binary's
+    /// `--log-calls`, so a test driving the process knows a call is under way).
+    pub log_calls: bool,
 }
 
 /// What a test can observe from outside.
@@ -83,8 +86,8 @@ pub async fn serve(listener: TcpListener, opts: Options, stats: Arc<Stats>, stop
                 busy: false,
             }));
             let svc = {
-                let (state, stats) = (state.clone(), stats.clone());
-                service_fn(move |req| handle(req, state.clone(), stats.clone()))
+                let (state, stats, log_calls) = (state.clone(), stats.clone(), opts.log_calls);
+                service_fn(move |req| handle(req, state.clone(), stats.clone(), log_calls))
             };
             let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tcp), svc);
             tokio::pin!(conn);
@@ -126,6 +129,7 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     state: Arc<Mutex<Conn>>,
     stats: Arc<Stats>,
+    log_calls: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,7 +137,7 @@ async fn handle(
         s.last_request = Instant::now();
     }
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let resp = answer(&body, &state, &stats).await;
+    let resp = answer(&body, &state, &stats, log_calls).await;
     stats.calls.fetch_add(1, Relaxed);
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
     s.busy = false;
@@ -141,13 +145,19 @@ async fn handle(
     Ok(resp)
 }
 
-async fn answer(body: &[u8], state: &Mutex<Conn>, stats: &Stats) -> Response<Full<Bytes>> {
+async fn answer(body: &[u8], state: &Mutex<Conn>, stats: &Stats, log_calls: bool) -> Response<Full<Bytes>> {
     let (method, params) = match xmlrpc::decode_call(body) {
         Ok(c) => c,
         Err(e) => return xml(xmlrpc::encode_fault(-32700, &format!("parse error: {e}"))),
     };
     let arg = |i: usize| params.get(i).cloned().unwrap_or(Value::Null);
-    let user = state.lock().unwrap_or_else(|p| p.into_inner()).user.clone();
+    let (user, conn) = {
+        let s = state.lock().unwrap_or_else(|p| p.into_inner());
+        (s.user.clone(), s.id)
+    };
+    if log_calls {
+        println!("call {conn} {method}");
+    }
     if method != "login" && user.is_none() {
         return xml(xmlrpc::encode_fault(401, "not logged in on this connection"));
     }

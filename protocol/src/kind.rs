@@ -30,11 +30,13 @@ pub enum Kind {
     Alarm,
     /// relay → `/alarms` subscriber: this many alarms were not delivered to you.
     AlarmGap,
+    /// relay → `/alarms` subscriber: the alarm service became unreachable, or is back.
+    AlarmSource,
 }
 
 impl Kind {
     /// Every kind, in a fixed order (used to index per-kind counters).
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Welcome,
         Kind::Hello,
         Kind::Devices,
@@ -45,6 +47,7 @@ impl Kind {
         Kind::Error,
         Kind::Alarm,
         Kind::AlarmGap,
+        Kind::AlarmSource,
     ];
 
     /// The wire spelling.
@@ -60,6 +63,7 @@ impl Kind {
             Kind::Error => "error",
             Kind::Alarm => "alarm",
             Kind::AlarmGap => "alarmGap",
+            Kind::AlarmSource => "alarmSource",
         }
     }
 
@@ -94,7 +98,10 @@ impl Kind {
 
     /// Kinds only the relay may send; a client sending one gets `bad_frame`.
     pub fn is_relay_only(self) -> bool {
-        matches!(self, Kind::Welcome | Kind::Devices | Kind::Error | Kind::Alarm | Kind::AlarmGap)
+        matches!(
+            self,
+            Kind::Welcome | Kind::Devices | Kind::Error | Kind::Alarm | Kind::AlarmGap | Kind::AlarmSource
+        )
     }
 }
 

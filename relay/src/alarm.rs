@@ -11,6 +11,12 @@
 //! through a bounded broadcast channel (`--alarm-queue`). A subscriber that falls behind gets
 //! `{"type":"alarmGap","msg":{"dropped": n}}` with the exact number it missed; the others keep
 //! flowing. Loss is always said, never silent.
+//!
+//! The service answers nothing to a subscription, so a quiet service and a vanished one look the
+//! same — except that a closed port answers with ICMP "port unreachable". The relay's socket is
+//! connected to the service, so that answer reaches it: the source is then `unreachable`, every
+//! subscriber gets `{"type":"alarmSource","msg":{"state":"unreachable","service"}}`, and when
+//! datagrams arrive again, the same with `"state":"up"`. Subscribers stay connected throughout.
 
 use crate::metrics::Metrics;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -22,8 +28,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tether_protocol::Kind;
 use tokio::net::UdpSocket;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The largest UDP payload (IPv4).
@@ -49,7 +56,52 @@ pub struct Alarms {
     ring: Mutex<VecDeque<Arc<Alarm>>>,
     history: usize,
     live: broadcast::Sender<Arc<Alarm>>,
+    /// What is known of the service, and its address.
+    source: watch::Sender<(Source, Option<SocketAddr>)>,
     metrics: Arc<Metrics>,
+}
+
+/// What the relay knows of the alarm service it subscribes to (`--alarm-udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// No `--alarm-udp`, or nothing heard from it yet.
+    Unknown,
+    /// A datagram came from the service.
+    Up,
+    /// The service's port refused the last subscription (ICMP port unreachable).
+    Unreachable,
+}
+
+impl Source {
+    /// As shown in `/healthz` and `alarmSource` frames.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Unknown => "unknown",
+            Source::Up => "up",
+            Source::Unreachable => "unreachable",
+        }
+    }
+}
+
+fn source_frame(state: Source, service: Option<SocketAddr>) -> Utf8Bytes {
+    let service = service.map(|s| s.to_string());
+    json!({"type": Kind::AlarmSource.as_str(), "msg": {"state": state.as_str(), "service": service}})
+        .to_string()
+        .into()
+}
+
+/// The `alarmSource` frame a subscriber that was last told `told` should get now, if any: when
+/// the service became unreachable, or came back after being so.
+fn source_news(
+    source: &mut watch::Receiver<(Source, Option<SocketAddr>)>,
+    told: &mut Source,
+) -> Option<Utf8Bytes> {
+    let (state, service) = *source.borrow_and_update();
+    if state == *told || (state != Source::Unreachable && *told != Source::Unreachable) {
+        return None;
+    }
+    *told = state;
+    Some(source_frame(state, service))
 }
 
 fn gap_frame(dropped: u64) -> Utf8Bytes {
@@ -66,7 +118,36 @@ impl Alarms {
     pub fn starting_at(first: u64, history: usize, queue: usize, metrics: Arc<Metrics>) -> Arc<Alarms> {
         let (live, _) = broadcast::channel(queue.max(1));
         let ring = Mutex::new(VecDeque::new());
-        Arc::new(Alarms { first, next: AtomicU64::new(first), ring, history: history.max(1), live, metrics })
+        let (source, _) = watch::channel((Source::Unknown, None));
+        Arc::new(Alarms {
+            first,
+            next: AtomicU64::new(first),
+            ring,
+            history: history.max(1),
+            live,
+            source,
+            metrics,
+        })
+    }
+
+    /// What is known of the alarm service.
+    pub fn source(&self) -> Source {
+        self.source.borrow().0
+    }
+
+    /// Records what was just learnt of the service at `service`; a change to or from
+    /// `Unreachable` is logged and told to every subscriber.
+    fn set_source(&self, state: Source, service: SocketAddr) {
+        let (before, _) = self.source.send_replace((state, Some(service)));
+        if before == state {
+            return;
+        }
+        self.metrics.alarm_source_unreachable.store(u64::from(state == Source::Unreachable), Relaxed);
+        if state == Source::Unreachable {
+            tracing::warn!(%service, "the alarm service is unreachable; subscribers are told, renewals go on");
+        } else if before == Source::Unreachable {
+            tracing::info!(%service, "the alarm service is back");
+        }
     }
 
     /// Takes in one datagram.
@@ -251,6 +332,11 @@ pub async fn run_client(
             return;
         }
     };
+    // Connected, so that an ICMP "port unreachable" for a subscription comes back as an error.
+    if let Err(e) = sock.connect(target).await {
+        tracing::error!(error = %e, %target, "--alarm-udp: cannot address the alarm service");
+        return;
+    }
     tracing::info!(%target, "subscribing to alarms");
     let mut every = tokio::time::interval(renew);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -260,14 +346,22 @@ pub async fn run_client(
             _ = every.tick() => {
                 // A service that is down answers nothing (or an ICMP error); the next renewal
                 // tries again, so a restarted service registers the relay anew.
-                let _ = sock.send_to(subscribe.as_bytes(), target).await;
-            }
-            r = sock.recv_from(&mut buf) => match r {
-                Ok((n, from)) if from == target => {
-                    alarms.ingest(from, &buf[..n]);
+                if let Err(e) = sock.send(subscribe.as_bytes()).await {
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        alarms.set_source(Source::Unreachable, target);
+                    }
                 }
-                Ok(_) => {} // not from the service
-                Err(_) => {} // e.g. ICMP port unreachable while the service is down
+            }
+            // A connected socket only receives from the service.
+            r = sock.recv(&mut buf) => match r {
+                Ok(n) => {
+                    alarms.set_source(Source::Up, target);
+                    alarms.ingest(target, &buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    alarms.set_source(Source::Unreachable, target);
+                }
+                Err(_) => {}
             },
         }
     }
@@ -303,8 +397,13 @@ pub async fn serve(
     metrics.alarm_subscribers.fetch_add(1, Relaxed);
     let (mut tx, mut rx_ws) = socket.split();
     let (mut rx, expired, replay) = alarms.subscribe(since);
+    let mut source = alarms.source.subscribe();
+    let mut told = Source::Unknown;
     let mut last = since.unwrap_or(0).clamp(alarms.first - 1, alarms.last_seq().max(alarms.first - 1));
     let outcome: Result<(), axum::Error> = async {
+        if let Some(f) = source_news(&mut source, &mut told) {
+            tx.send(Message::Text(f)).await?; // unreachable already
+        }
         if expired > 0 {
             metrics.alarms_dropped_expired.fetch_add(expired, Relaxed);
             tx.send(Message::Text(gap_frame(expired))).await?;
@@ -324,6 +423,10 @@ pub async fn serve(
                 }
                 msg = rx.recv() => match msg {
                     Ok(a) if a.seq > last => {
+                        // "Back up" goes before the first alarm that says so.
+                        if let Some(f) = source_news(&mut source, &mut told) {
+                            tx.send(Message::Text(f)).await?;
+                        }
                         last = a.seq;
                         tx.send(Message::Text(a.frame.clone())).await?;
                         metrics.alarms_forwarded.fetch_add(1, Relaxed);
@@ -335,6 +438,11 @@ pub async fn serve(
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
+                Ok(()) = source.changed() => {
+                    if let Some(f) = source_news(&mut source, &mut told) {
+                        tx.send(Message::Text(f)).await?;
+                    }
+                }
                 _ = ping.tick() => tx.send(Message::Ping(Default::default())).await?,
                 incoming = rx_ws.next() => match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),

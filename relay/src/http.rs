@@ -169,6 +169,12 @@ impl From<crate::history::StoreError> for AppError {
     }
 }
 
+/// Per-socket buffers. tungstenite's defaults (128 KiB each) are allocated, and the read one
+/// zero-filled, for every socket: 1000 idle sockets held 128 MB. A larger frame grows the read
+/// buffer for as long as it needs; writes go out once 16 KiB is queued or on flush.
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 16 * 1024;
+
 async fn ws_upgrade(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -187,12 +193,17 @@ async fn ws_upgrade(
     // (the socket stays open); beyond that tungstenite stops reading and the socket closes.
     let hard = max.saturating_mul(limits::OVERSIZE_TOLERANCE).max(64 * 1024);
     let AppState { hub, shutdown, tasks, cluster, .. } = s;
-    upgrade.max_message_size(hard).max_frame_size(hard).on_upgrade(move |socket| {
-        tasks.track_future(async move {
-            ws::serve(socket, hub, q, shutdown, cluster).await;
-            drop(slot);
+    upgrade
+        .max_message_size(hard)
+        .max_frame_size(hard)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .on_upgrade(move |socket| {
+            tasks.track_future(async move {
+                ws::serve(socket, hub, q, shutdown, cluster).await;
+                drop(slot);
+            })
         })
-    })
 }
 
 async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -203,6 +214,8 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
         "connections": s.hub.metrics.connections.load(Relaxed),
         // Which optional parts this relay runs, so pages can show what works.
         "alarms": s.alarms.is_some(),
+        // What is known of the --alarm-udp service: unknown, up or unreachable.
+        "alarmSource": s.alarms.as_ref().map(|a| a.source().as_str()),
         "cs": s.cs.is_some(),
     }))
 }
@@ -306,7 +319,7 @@ async fn alarms_upgrade(
         Err(e) => return e.into_response(),
     };
     let (stop, tasks, heartbeat) = (s.shutdown.clone(), s.tasks.clone(), s.heartbeat);
-    upgrade.on_upgrade(move |socket| {
+    upgrade.read_buffer_size(READ_BUFFER).write_buffer_size(WRITE_BUFFER).on_upgrade(move |socket| {
         tasks.track_future(async move {
             crate::alarm::serve(socket, alarms, since, heartbeat, stop).await;
             drop(slot);

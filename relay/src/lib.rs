@@ -70,6 +70,43 @@ fn default_node_id(listener: &TcpListener) -> String {
     format!("{host}:{port}")
 }
 
+/// The `meta` key of the restart snapshot.
+const SNAPSHOT_KEY: &str = "snapshot";
+
+/// After every socket closed on shutdown: rooms, members (away now, with what was buffered
+/// for them) and requests awaiting replies go into the store, for the next process. Not in
+/// cluster mode, where members resume on the other nodes.
+async fn save_snapshot(hub: &room::Hub) {
+    let snap = hub.snapshot();
+    let rooms = snap.rooms();
+    match serde_json::to_vec(&snap) {
+        Ok(bytes) => match hub.store.put_meta(SNAPSHOT_KEY, bytes).await {
+            Ok(()) => tracing::info!(rooms, "rooms saved for a restart within the grace window"),
+            Err(e) => tracing::error!(error = %e, "cannot save the rooms for a restart"),
+        },
+        Err(e) => tracing::error!(error = %e, "cannot save the rooms for a restart"),
+    }
+}
+
+/// At start: what the previous process saved on SIGTERM, if its grace window is still open.
+async fn restore_snapshot(hub: &room::Hub) {
+    match hub.store.take_meta(SNAPSHOT_KEY).await {
+        Ok(Some(bytes)) => match serde_json::from_slice::<room::Snapshot>(&bytes) {
+            Ok(snap) => {
+                let members = hub.restore(snap);
+                tracing::info!(
+                    members,
+                    rooms = hub.room_count(),
+                    "restored the rooms of the previous process"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "the saved rooms are unreadable; starting empty"),
+        },
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the saved rooms; starting empty"),
+    }
+}
+
 /// How long shutdown waits for sockets to say goodbye.
 const GOODBYE_WAIT: Duration = Duration::from_secs(3);
 
@@ -117,6 +154,9 @@ pub async fn run(
         publishing = Some(p.map_err(|e| RelayError::Config(format!("--redis: cannot subscribe: {e}")))?);
     }
     let cluster = cluster.map(Arc::new);
+    if cluster.is_none() {
+        restore_snapshot(&hub).await;
+    }
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -186,6 +226,9 @@ pub async fn run(
         tracing::warn!("some sockets did not close in time");
     }
     let _ = sweeper.await;
+    if publishing.is_none() {
+        save_snapshot(&hub).await;
+    }
     if let Some(p) = publishing {
         hub.announce_departure();
         cluster_stop.cancel();

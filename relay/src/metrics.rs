@@ -69,6 +69,8 @@ pub struct Metrics {
     pub alarm_subscribers: AtomicI64,
     /// The last alarm seq given (gauge).
     pub alarm_last_seq: AtomicU64,
+    /// 1 while the `--alarm-udp` service's port refuses subscriptions (gauge).
+    pub alarm_source_unreachable: AtomicU64,
     /// Cluster mode: 1 while the bus between relays (Redis) works, 0 when not (gauge).
     pub cluster_up: AtomicI64,
     /// History records committed.
@@ -125,6 +127,11 @@ impl Metrics {
             "# HELP tether_alarm_last_seq The last alarm seq given.\n# TYPE tether_alarm_last_seq gauge"
         );
         let _ = writeln!(out, "tether_alarm_last_seq {}", self.alarm_last_seq.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP tether_alarm_source_unreachable 1 while the alarm service refuses subscriptions.\n# TYPE tether_alarm_source_unreachable gauge\ntether_alarm_source_unreachable {}",
+            self.alarm_source_unreachable.load(Relaxed)
+        );
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };

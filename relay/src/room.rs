@@ -15,6 +15,7 @@ use crate::history::{Record, Store};
 use crate::metrics::{Dropped as DropReason, Metrics};
 use crate::token::{Tokens, digests_match, secret_digest, tag};
 use axum::extract::ws::Utf8Bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -475,6 +476,53 @@ pub enum Leave {
     Kicked,
 }
 
+/// What a relay stopping on SIGTERM leaves in its store for the next process: see
+/// [`Hub::snapshot`] and [`Hub::restore`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When it was taken, ms since the epoch.
+    saved_at: u64,
+    rooms: Vec<SnapRoom>,
+}
+
+impl Snapshot {
+    /// How many rooms it holds.
+    pub fn rooms(&self) -> usize {
+        self.rooms.len()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapRoom {
+    name: String,
+    digest: Vec<u8>,
+    members: Vec<SnapMember>,
+    pending: Vec<SnapPending>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapMember {
+    id: String,
+    role: Role,
+    name: Option<String>,
+    app_info: Option<serde_json::Value>,
+    since: u64,
+    buffer: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapPending {
+    device: String,
+    id: String,
+    pc: String,
+    pc_id: String,
+    kind: Kind,
+    target: String,
+    request: String,
+    sent_at: u64,
+    left_ms: u64,
+}
+
 /// Every room on this node.
 pub struct Hub {
     rooms: Mutex<HashMap<Arc<str>, Arc<Mutex<Room>>>>,
@@ -722,6 +770,12 @@ impl Hub {
 
     /// The connection of `j` ended.
     pub fn leave(&self, j: &Joined, conn: u64, how: Leave) {
+        self.leave_with(j, conn, how, VecDeque::new());
+    }
+
+    /// Like [`Hub::leave`]; for a member now away, `unsent` (frames its connection had queued
+    /// but not written, in order) starts its resume buffer.
+    pub fn leave_with(&self, j: &Joined, conn: u64, how: Leave, unsent: VecDeque<Frame>) {
         let mut room = lock(&j.room);
         let Some(i) = room.index_of(&j.member) else {
             return;
@@ -736,12 +790,9 @@ impl Hub {
         match how {
             Leave::Lost => {
                 if let Link::Live(_) = room.members[i].link {
-                    room.members[i].link = Link::Away {
-                        conn,
-                        until: Instant::now() + self.limits.grace,
-                        buffer: VecDeque::new(),
-                        bytes: 0,
-                    };
+                    let bytes = unsent.iter().map(|f| f.len()).sum();
+                    room.members[i].link =
+                        Link::Away { conn, until: Instant::now() + self.limits.grace, buffer: unsent, bytes };
                     self.metrics.away.fetch_add(1, Relaxed);
                 }
                 room.announce(&j.member);
@@ -1213,6 +1264,127 @@ impl Hub {
         }
     }
 
+    /// Everything a member resuming after a restart needs: every room with its secret's digest,
+    /// its members (with the frames buffered for them) and the requests awaiting replies.
+    /// Taken on SIGTERM once every socket has closed (every member is then away).
+    pub fn snapshot(&self) -> Snapshot {
+        let now = Instant::now();
+        let rooms: Vec<Arc<Mutex<Room>>> = lock(&self.rooms).values().cloned().collect();
+        let rooms = rooms
+            .iter()
+            .map(|r| {
+                let room = lock(r);
+                let members = room
+                    .members
+                    .iter()
+                    .map(|m| SnapMember {
+                        id: m.id.to_string(),
+                        role: m.role,
+                        name: m.name.clone(),
+                        app_info: m.app_info.clone(),
+                        since: m.since,
+                        buffer: match &m.link {
+                            Link::Away { buffer, .. } => {
+                                buffer.iter().map(|f| f.as_str().to_owned()).collect()
+                            }
+                            Link::Live(_) => Vec::new(),
+                        },
+                    })
+                    .collect();
+                let pending = room
+                    .pending
+                    .map
+                    .iter()
+                    .map(|((device, id), p)| SnapPending {
+                        device: device.to_string(),
+                        id: id.clone(),
+                        pc: p.pc.to_string(),
+                        pc_id: p.pc_id.clone(),
+                        kind: p.kind,
+                        target: p.target.clone(),
+                        request: p.request.to_string(),
+                        sent_at: p.sent_at,
+                        left_ms: p.deadline.saturating_duration_since(now).as_millis() as u64,
+                    })
+                    .collect();
+                SnapRoom { name: room.name.to_string(), digest: room.digest.to_vec(), members, pending }
+            })
+            .filter(|r| !r.members.is_empty())
+            .collect();
+        Snapshot { saved_at: crate::now_ms(), rooms }
+    }
+
+    /// Restores what [`Hub::snapshot`] saved: every member away for what is left of its grace
+    /// window (the time the relay was down counts), with its buffer; requests keep what is
+    /// left of their timeouts. Gives how many members came back; none once the window is over.
+    pub fn restore(&self, snap: Snapshot) -> usize {
+        let down = crate::now_ms().saturating_sub(snap.saved_at);
+        let Some(grace_left) = self.limits.grace.checked_sub(Duration::from_millis(down)) else { return 0 };
+        let now = Instant::now();
+        let mut restored = 0;
+        let mut rooms = lock(&self.rooms);
+        for r in snap.rooms {
+            let Ok(digest) = <[u8; 32]>::try_from(r.digest.as_slice()) else { continue };
+            if !limits::valid_room(&r.name) || rooms.contains_key(r.name.as_str()) {
+                continue;
+            }
+            let members: Vec<Member> = r
+                .members
+                .into_iter()
+                .take(self.limits.max_members)
+                .map(|m| {
+                    let buffer: VecDeque<Frame> = m.buffer.into_iter().map(Frame::from).collect();
+                    let bytes = buffer.iter().map(|f| f.len()).sum();
+                    Member {
+                        token: self.tokens.issue(&r.name, &m.id, m.role),
+                        id: m.id.into(),
+                        role: m.role,
+                        name: m.name,
+                        app_info: m.app_info,
+                        since: m.since,
+                        attached: m.since,
+                        // conn 0 is never a live connection's: no late leave applies to it.
+                        link: Link::Away { conn: 0, until: now + grace_left, buffer, bytes },
+                    }
+                })
+                .collect();
+            let mut pending = PendingTable::default();
+            for p in r.pending {
+                if p.left_ms <= down || !members.iter().any(|m| *m.id == *p.device) {
+                    continue;
+                }
+                let deadline = now + Duration::from_millis(p.left_ms - down);
+                let entry = Pending {
+                    pc: p.pc.into(),
+                    pc_id: p.pc_id,
+                    kind: p.kind,
+                    target: p.target,
+                    request: p.request.into(),
+                    sent_at: p.sent_at,
+                    deadline,
+                };
+                pending.insert((p.device.into(), p.id), entry);
+            }
+            restored += members.len();
+            self.metrics.away.fetch_add(members.len() as i64, Relaxed);
+            let name: Arc<str> = r.name.into();
+            let room = Room {
+                name: name.clone(),
+                digest,
+                tag: tag(&digest).into(),
+                members,
+                pending,
+                limits: self.limits.clone(),
+                metrics: self.metrics.clone(),
+                remote: Vec::new(),
+                bus: None,
+            };
+            rooms.insert(name, Arc::new(Mutex::new(room)));
+        }
+        self.metrics.rooms.store(rooms.len() as i64, Relaxed);
+        restored
+    }
+
     /// How often [`Hub::sweep`] should run: fine enough that grace windows end on time.
     pub fn sweep_every(&self) -> Duration {
         (self.limits.grace / 20).clamp(Duration::from_millis(20), Duration::from_millis(500))
@@ -1245,4 +1417,65 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn hub() -> Hub {
+        let (store, key) = Store::open("sqlite::memory:").await.unwrap();
+        let limits = Limits::from_config(&crate::Config::defaults());
+        Hub::new(limits, store, key, Arc::default(), None)
+    }
+
+    fn saved(ms_ago: u64, left_ms: u64) -> Snapshot {
+        serde_json::from_value(json!({
+            "saved_at": crate::now_ms() - ms_ago,
+            "rooms": [{
+                "name": "r", "digest": secret_digest("r", "s").to_vec(),
+                "members": [
+                    {"id": "p-1", "role": "pc", "name": null, "app_info": null, "since": 1, "buffer": ["{\"type\":\"x\"}"]},
+                    {"id": "d-1", "role": "device", "name": "phone", "app_info": {"v": 1}, "since": 1, "buffer": []}
+                ],
+                "pending": [{"device": "d-1", "id": "p-1:7", "pc": "p-1", "pc_id": "7", "kind": "post",
+                             "target": "https://x/", "request": "{}", "sent_at": 1, "left_ms": left_ms}]
+            }]
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_restores_away_members_their_buffers_and_what_is_left_of_timeouts() {
+        let h = hub().await;
+        assert_eq!(h.restore(saved(1_000, 60_000)), 2);
+        assert_eq!(h.metrics.away.load(Relaxed), 2);
+        let room = lock(&h.rooms).get("r").cloned().unwrap();
+        let room = lock(&room);
+        assert!(digests_match(&room.digest, &secret_digest("r", "s")));
+        let pc = &room.members[room.index_of("p-1").unwrap()];
+        assert!(matches!(&pc.link, Link::Away { buffer, conn: 0, .. } if buffer.len() == 1));
+        let key = (Arc::<str>::from("d-1"), "p-1:7".to_owned());
+        let p = room.pending.map.get(&key).expect("the request still awaits its reply");
+        let left = p.deadline.saturating_duration_since(Instant::now());
+        assert!(left <= Duration::from_millis(59_000), "the time down counts: {left:?}");
+        // And it saves the same way.
+        drop(room);
+        let again = serde_json::to_value(h.snapshot()).unwrap();
+        assert_eq!(again["rooms"][0]["members"].as_array().unwrap().len(), 2);
+        assert_eq!(again["rooms"][0]["pending"][0]["pc_id"], "7");
+    }
+
+    #[tokio::test]
+    async fn nothing_comes_back_once_the_grace_window_is_over_and_spent_requests_stay_gone() {
+        let h = hub().await;
+        let grace = h.limits.grace.as_millis() as u64;
+        assert_eq!(h.restore(saved(grace + 1, 60_000)), 0);
+        assert_eq!(h.room_count(), 0);
+        let h = hub().await;
+        assert_eq!(h.restore(saved(2_000, 1_500)), 2, "members come back");
+        let room = lock(&h.rooms).get("r").cloned().unwrap();
+        assert_eq!(lock(&room).pending.len(), 0, "a request whose timeout passed while down does not");
+    }
 }

@@ -131,8 +131,8 @@ pub async fn serve(
     let conn = Connection { hub: hub.clone(), joined, outbox };
     async move {
         info!(resumed = conn.joined.resumed, "joined");
-        let (end, socket) = conn.run(socket, inbox, shutdown).await;
-        conn.finish(end, socket).await;
+        let (end, socket, inbox) = conn.run(socket, inbox, shutdown).await;
+        conn.finish(end, socket, inbox).await;
     }
     .instrument(span)
     .await;
@@ -161,7 +161,7 @@ impl Connection {
         socket: WebSocket,
         mut inbox: Inbox,
         shutdown: CancellationToken,
-    ) -> (End, WebSocket) {
+    ) -> (End, WebSocket, Inbox) {
         let limits = self.hub.limits().clone();
         let (mut sink, mut stream) = socket.split();
         let mut ping = tokio::time::interval_at(Instant::now() + limits.heartbeat, limits.heartbeat);
@@ -248,10 +248,10 @@ impl Connection {
             }
         };
         let socket = sink.reunite(stream).expect("halves of one socket");
-        (end, socket)
+        (end, socket, inbox)
     }
 
-    async fn finish(&self, end: End, mut socket: WebSocket) {
+    async fn finish(&self, end: End, mut socket: WebSocket, mut inbox: Inbox) {
         // Leave first, so nobody queues more toward a socket that is going away, then say
         // goodbye (which may wait up to a second on a peer that does not read).
         let how = match &end {
@@ -260,7 +260,15 @@ impl Connection {
             End::Kicked(r) if r.code == ErrorCode::Replaced => Leave::Lost,
             End::Kicked(_) => Leave::Kicked,
         };
-        self.hub.leave(&self.joined, self.joined.conn, how);
+        // At shutdown, what was queued but not written waits in the member's resume buffer,
+        // which the restart snapshot carries to the next process.
+        let mut unsent = std::collections::VecDeque::new();
+        if matches!(end, End::Shutdown) {
+            while let Some(f) = inbox.try_recv() {
+                unsent.push_back(f);
+            }
+        }
+        self.hub.leave_with(&self.joined, self.joined.conn, how, unsent);
         match end {
             End::Clean => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
@@ -312,7 +320,12 @@ impl Connection {
         self.hub.metrics.frame_in(kind);
         let role = self.joined.role;
         match kind {
-            Kind::Welcome | Kind::Devices | Kind::Error | Kind::Alarm | Kind::AlarmGap => {
+            Kind::Welcome
+            | Kind::Devices
+            | Kind::Error
+            | Kind::Alarm
+            | Kind::AlarmGap
+            | Kind::AlarmSource => {
                 self.refuse(id, ErrorCode::BadFrame, &format!("only the relay sends {kind}"));
             }
             Kind::Hello => {

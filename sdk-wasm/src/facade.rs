@@ -84,10 +84,13 @@ export interface AlarmOptions {
   /** Start after this alarm seq: what the relay still holds is replayed first. */
   since?: number;
 }
-/** `{type: "alarm", msg: {seq, at, from, data}}` or `{type: "alarmGap", msg: {dropped}}`. */
+/** `{type: "alarm", msg: {seq, at, from, data}}`, `{type: "alarmGap", msg: {dropped}}`, or
+ *  `{type: "alarmSource", msg: {state: "unreachable" | "up", service}}` when the relay's alarm
+ *  service stops answering and when it is back. */
 export type AlarmFrame =
   | { type: "alarm"; msg: { seq: number; at: number; from: string; data: unknown } }
-  | { type: "alarmGap"; msg: { dropped: number } };
+  | { type: "alarmGap"; msg: { dropped: number } }
+  | { type: "alarmSource"; msg: { state: "unreachable" | "up"; service: string | null } };
 export interface CommandLog {
   id: string; type: "post" | "call"; from: string; msg: any;
   state: "running" | "done" | "failed"; result?: unknown; error?: string; ms?: number;
@@ -600,7 +603,7 @@ impl DeviceSession {
     }
 }
 
-/// Subscribes to the relay's alarms: `cb` gets every `alarm` and `alarmGap` frame. The feed
+/// Subscribes to the relay's alarms: `cb` gets every `alarm`, `alarmGap` and `alarmSource` frame. The feed
 /// reconnects by itself, resuming after the last alarm it saw, until `close()`.
 #[wasm_bindgen(js_name = subscribeAlarms)]
 pub fn subscribe_alarms(options: AlarmOptions, cb: AlarmCallback) -> Result<AlarmSubscription, JsValue> {

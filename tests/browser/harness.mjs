@@ -66,7 +66,10 @@ export function mockTencentNews() {
   window.TencentNews = {
     post(url, body, callback, options) {
       window.nativeCalls.push({ api: "post", url, body, options });
-      setTimeout(() => callback({ code: 0, url, body, method: options && options.method }), 5);
+      const answer = () => callback({ code: 0, url, body, method: options && options.method });
+      // With holdNative set, the app keeps the request until the test calls window.release().
+      if (window.holdNative) window.release = answer;
+      else setTimeout(answer, 5);
     },
     invoke(method, ...args) {
       const callback = args.pop();

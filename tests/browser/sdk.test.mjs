@@ -71,14 +71,26 @@ test("post and call go through the device's native bridge and come back", async 
   }
 });
 
-test("both ends come back with their member ids after the relay restarts", async () => {
+test("both ends come back with their member ids after the relay restarts, and no reply is lost", async () => {
   const relay = await startRelay();
   const { pc, device, deviceId } = await connectPair(relay, "restart");
   const pcId = await pc.evaluate(() => s.member);
+  // A request the app is still working on when the relay stops.
+  await device.evaluate(() => { window.holdNative = true; });
+  await pc.evaluate(() => {
+    window.slow = s.post("https://api.example/slow", { timeoutMs: 60000 }).catch((e) => ({ error: e.code }));
+  });
+  await device.waitForFunction(() => typeof window.release === "function", null, { timeout: WAIT });
   await relay.stop("SIGTERM");
   await pc.waitForFunction(() => statuses.includes("reconnecting"), null, { timeout: WAIT });
+  await device.waitForFunction(() => statuses.includes("reconnecting"), null, { timeout: WAIT });
+  // The app answers while the relay is down: the SDK keeps the reply until it is back.
+  await device.evaluate(() => { window.holdNative = false; window.release(); });
   const again = await startRelay({ listen: relay.addr, db: relay.db });
   try {
+    const slow = await pc.evaluate(() => window.slow);
+    assert.equal(slow.result?.url, "https://api.example/slow", JSON.stringify(slow));
+    assert.equal(slow.device, deviceId);
     await pc.waitForFunction(() => statuses.at(-1) === "linked", null, { timeout: WAIT });
     await device.waitForFunction(() => statuses.at(-1) === "linked", null, { timeout: WAIT });
     assert.deepEqual(await pc.evaluate(() => statuses), ["linked", "reconnecting", "linked"]);

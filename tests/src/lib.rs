@@ -91,16 +91,105 @@ pub fn relay_binary() -> PathBuf {
     if let Ok(p) = std::env::var("TETHER_RELAY_BIN") {
         return PathBuf::from(p);
     }
+    built_binary("tether-relay", "tether-relay")
+}
+
+/// A binary of this workspace, built next to the tests (`target/<profile>/<name>`).
+pub fn built_binary(name: &str, package: &str) -> PathBuf {
     // tests run from target/<profile>/deps/<test>; the binary is in target/<profile>/.
     let exe = std::env::current_exe().expect("current exe");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let bin = profile_dir.join("tether-relay");
+    let bin = profile_dir.join(name);
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build -p tether-relay` first (scripts/test does)",
+        "{} is missing: run `cargo build -p {package}` first (scripts/test does)",
         bin.display()
     );
     bin
+}
+
+/// Spawns `cmd` with stdout piped, and waits until it prints where it listens
+/// (`… on http://ADDR/…`). Gives the child, the address and the rest of its stdout, by line.
+async fn spawn_listening(
+    mut cmd: tokio::process::Command,
+    what: &str,
+) -> (tokio::process::Child, SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut child = cmd
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, mut log) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = log.recv().await {
+            if let Some(rest) = line.split("on http://").nth(1) {
+                let addr = rest.split('/').next().unwrap_or_default();
+                return addr.parse::<SocketAddr>().expect("address in the startup line");
+            }
+        }
+        panic!("{what} exited before saying where it listens");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} started in time"));
+    (child, addr, log)
+}
+
+/// Sends `kill -<sig>` to `child` and waits for it to exit.
+async fn signal_child(child: &mut tokio::process::Child, sig: &str) -> std::process::ExitStatus {
+    let pid = child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} failed");
+    tokio::time::timeout(WAIT, child.wait()).await.expect("exited in time").expect("wait")
+}
+
+/// The demo legacy CS server (`tether-legacy-cs --log-calls`) as a real process.
+pub struct LegacyCsProcess {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+    log: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl LegacyCsProcess {
+    /// Starts it on `listen` and waits until it listens.
+    pub async fn start(listen: &str) -> LegacyCsProcess {
+        let mut cmd = tokio::process::Command::new(built_binary("tether-legacy-cs", "tether-demo"));
+        cmd.arg("--listen").arg(listen).arg("--log-calls");
+        let (child, addr, log) = spawn_listening(cmd, "tether-legacy-cs").await;
+        LegacyCsProcess { addr, child, log }
+    }
+
+    /// Waits (bounded) until it has received a call of `method`.
+    pub async fn wait_call(&mut self, method: &str) {
+        let found = tokio::time::timeout(WAIT, async {
+            while let Some(line) = self.log.recv().await {
+                if line.starts_with("call ") && line.ends_with(&format!(" {method}")) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(found, Ok(true), "the CS server never received {method}");
+    }
+
+    /// Sends a signal (`"KILL"`, `"TERM"`) and waits for the process to exit.
+    pub async fn signal(mut self, sig: &str) -> std::process::ExitStatus {
+        signal_child(&mut self.child, sig).await
+    }
 }
 
 /// A real relay process.
@@ -121,38 +210,14 @@ impl RelayProcess {
 
     /// Like [`RelayProcess::start`], with `RUST_LOG=<log>`.
     pub async fn start_logging(listen: &str, db: &Path, args: &[&str], log: &str) -> RelayProcess {
-        let mut child = tokio::process::Command::new(relay_binary())
-            .arg("--listen")
+        let mut cmd = tokio::process::Command::new(relay_binary());
+        cmd.arg("--listen")
             .arg(listen)
             .arg("--db")
             .arg(format!("sqlite://{}", db.display()))
             .args(args)
-            .env("RUST_LOG", log)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn tether-relay");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, mut log) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = tokio::time::timeout(WAIT, async {
-            while let Some(line) = log.recv().await {
-                if let Some(rest) = line.split("on http://").nth(1) {
-                    let addr = rest.split('/').next().unwrap_or_default();
-                    return addr.parse::<SocketAddr>().expect("address in the startup line");
-                }
-            }
-            panic!("relay exited before saying where it listens");
-        })
-        .await
-        .expect("relay started in time");
+            .env("RUST_LOG", log);
+        let (child, addr, log) = spawn_listening(cmd, "tether-relay").await;
         RelayProcess { addr, child, log }
     }
 
@@ -168,13 +233,7 @@ impl RelayProcess {
 
     /// Sends a signal (`"TERM"`, `"KILL"`) and waits for the process to exit.
     pub async fn signal(mut self, sig: &str) -> std::process::ExitStatus {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{sig} failed");
-        tokio::time::timeout(WAIT, self.child.wait()).await.expect("relay exited in time").expect("wait")
+        signal_child(&mut self.child, sig).await
     }
 
     /// Resident memory of the process, in KiB (from /proc).

@@ -1,12 +1,12 @@
 //! UDP alarms through the relay to `/alarms` subscribers, against the demo alarm service.
 
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tether_demo::alarm::{Options, Stats};
-use tether_tests::{Relay, WAIT, http_get, wait_metric};
+use tether_tests::{Relay, WAIT, get_json, http_get, wait_metric};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -215,6 +215,45 @@ async fn a_restarted_service_registers_the_relay_again() {
         }
     }
     assert!(again.stats.subscribes.load(Relaxed) >= 1);
+    relay.stop().await;
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn a_vanished_service_is_told_to_subscribers_who_stay_connected_until_it_returns() {
+    let mut service = Service::bind("127.0.0.1:0").await;
+    let addr = service.addr;
+    let relay = relay_for(addr, |_| {}).await;
+    let mut ws = subscribe(&relay, "").await;
+    service.start(Options { rate: 200, ..Options::default() });
+    assert_eq!(next(&mut ws).await["type"], "alarm");
+    assert_eq!(get_json(relay.addr, "/healthz").await.1["alarmSource"], "up");
+    service.stop().await;
+
+    // The next renewal meets a closed port: every subscriber is told, once.
+    let told = loop {
+        let f = next(&mut ws).await;
+        if f["type"] == "alarmSource" {
+            break f;
+        }
+    };
+    assert_eq!(told["msg"], json!({"state": "unreachable", "service": addr.to_string()}));
+    assert_eq!(get_json(relay.addr, "/healthz").await.1["alarmSource"], "unreachable");
+    wait_metric(relay.addr, "tether_alarm_source_unreachable 1").await;
+    // A subscriber arriving now hears it first; the relay keeps both and keeps renewing.
+    let mut late = subscribe(&relay, "").await;
+    assert_eq!(next(&mut late).await["msg"]["state"], "unreachable");
+    wait_metric(relay.addr, "tether_alarm_subscribers 2").await;
+
+    // The service returns on its port: "up" comes before its first alarm, on both sockets.
+    let mut again = Service::bind(&addr.to_string()).await;
+    again.start(Options { rate: 200, ..Options::default() });
+    for ws in [&mut ws, &mut late] {
+        let f = next(ws).await;
+        assert_eq!(f["msg"], json!({"state": "up", "service": addr.to_string()}), "{f}");
+        assert_eq!(next(ws).await["type"], "alarm");
+    }
+    wait_metric(relay.addr, "tether_alarm_source_unreachable 0").await;
     relay.stop().await;
     again.stop().await;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tether_demo::cs::{Options, Stats};
 use tether_relay::Config;
 use tether_relay::cs::xmlrpc;
-use tether_tests::{Relay, http_post, post_json, wait_metric};
+use tether_tests::{LegacyCsProcess, Relay, http_post, post_json, wait_metric};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -256,8 +256,53 @@ async fn an_upstream_restart_loses_the_session_and_nothing_retries_silently() {
 }
 
 #[tokio::test]
+async fn a_cs_server_killed_mid_call_fails_that_call_and_the_queue_clearly_and_a_new_one_works() {
+    let mut legacy = LegacyCsProcess::start("127.0.0.1:0").await;
+    let listen = legacy.addr.to_string();
+    let relay = Relay::with(|c| c.cs_upstream = Some(format!("http://{listen}/RPC2"))).await;
+    let (hana, kai) = (login(&relay, "hana").await, login(&relay, "kai").await);
+    // hana's call is under way on the server; a second one waits in her session's queue.
+    let in_flight = {
+        let (addr, token) = (relay.addr, hana.clone());
+        tokio::spawn(async move {
+            post_json(addr, "/cs/call", Some(&token), &json!({"method": "sleep", "params": [30_000]})).await
+        })
+    };
+    legacy.wait_call("sleep").await;
+    let queued = {
+        let (addr, token) = (relay.addr, hana.clone());
+        tokio::spawn(async move {
+            post_json(addr, "/cs/call", Some(&token), &json!({"method": "whoami", "params": []})).await
+        })
+    };
+    wait_metric(relay.addr, "tether_cs_calls_total 2").await; // logins are not calls
+
+    assert!(!legacy.signal("KILL").await.success());
+    for (what, task) in [("the call under way", in_flight), ("the queued call", queued)] {
+        let (status, v, _) = task.await.unwrap();
+        assert_eq!((status, v["error"]["code"].as_str()), (410, Some("session_lost")), "{what}: {v}");
+    }
+    // Every session on the dead server is over, and says so; nothing is retried elsewhere.
+    wait_metric(relay.addr, "tether_cs_sessions 0").await;
+    let (status, v) = call(&relay, &kai, "whoami", json!([])).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (410, Some("session_lost")), "{v}");
+    let (status, v, _) =
+        post_json(relay.addr, "/cs/login", None, &json!({"method": "login", "params": ["hana", "pw"]})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (502, Some("upstream_closed")), "server down: {v}");
+
+    // The server comes back on its port: logging in again works, the old tokens stay dead.
+    let legacy = LegacyCsProcess::start(&listen).await;
+    let again = login(&relay, "hana").await;
+    assert_eq!(call(&relay, &again, "whoami", json!([])).await.1["result"], "hana");
+    assert_eq!(call(&relay, &hana, "whoami", json!([])).await.0, 410);
+    relay.stop().await;
+    legacy.signal("TERM").await;
+}
+
+#[tokio::test]
 async fn an_idle_close_upstream_ends_the_session() {
-    let (legacy, relay) = setup(Options { idle_close: Some(Duration::from_millis(300)) }, |_| {}).await;
+    let (legacy, relay) =
+        setup(Options { idle_close: Some(Duration::from_millis(300)), ..Options::default() }, |_| {}).await;
     let token = login(&relay, "ivan").await;
     wait_metric(relay.addr, "tether_cs_sessions 0").await;
     let (status, v) = call(&relay, &token, "whoami", json!([])).await;

@@ -127,6 +127,44 @@ async fn members_resume_their_ids_across_a_relay_restart() {
 }
 
 #[tokio::test]
+async fn a_request_under_way_when_the_relay_restarts_is_answered_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let relay = RelayProcess::start("127.0.0.1:0", &db, &[]).await;
+    let (listen, url) = (relay.addr.to_string(), relay.ws_url());
+    let mut pc = Client::join(&url, "r", "pc", "s").await;
+    let mut dev = Client::join(&url, "r", "device", "s").await;
+    let (pc_id, pc_tok, dev_tok) = (pc.member.clone(), pc.resume.clone(), dev.resume.clone());
+    pc.send(json!({"type": "post", "id": "slow", "msg": {"url": "https://x/slow", "timeoutMs": 60000}}))
+        .await;
+    let req = dev.expect("post").await;
+    // The device is still working on it when the relay restarts.
+    relay.signal("TERM").await;
+    drop((pc, dev));
+    let relay = RelayProcess::start(&listen, &db, &[]).await;
+
+    // The device comes back first and answers; the PC is not back yet: the reply waits for it.
+    let mut dev = Client::rejoin(&url, "r", "device", "s", &dev_tok).await;
+    assert_eq!(dev.welcome["resumed"], true);
+    dev.send(reply_to(&req, json!({"status": 200}))).await;
+    let mut pc = Client::rejoin(&url, "r", "pc", "s", &pc_tok).await;
+    assert_eq!((pc.member.as_str(), pc.welcome["resumed"].as_bool()), (pc_id.as_str(), Some(true)));
+    let reply = pc.expect("postCb").await;
+    assert_eq!(
+        (reply["id"].as_str(), reply["msg"]["result"]["status"].as_u64()),
+        (Some("slow"), Some(200)),
+        "{reply}"
+    );
+    let rows = all_history(relay.addr, "r", "s").await;
+    assert_eq!(rows.len(), 1, "the pair is in history: {rows:?}");
+    assert_eq!(rows[0]["reqId"], "slow");
+    // The restored room still asks for its secret.
+    let wrong = Client::join_query(&url, "room=r&role=device&secret=nope").await;
+    assert!(wrong.is_err(), "a wrong secret is refused in a restored room");
+    relay.signal("TERM").await;
+}
+
+#[tokio::test]
 async fn a_slow_consumer_does_not_grow_the_relays_memory() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = FAST.to_vec();
@@ -191,4 +229,68 @@ async fn secrets_never_reach_the_log_even_at_debug_level() {
     }
     assert!(log.contains("joined"), "the log has the joins: {log}");
     assert!(!log.contains("hunter2") && !log.contains("hunter3"), "a secret was logged:\n{log}");
+}
+
+#[tokio::test]
+async fn a_thousand_connections_opened_and_closed_leave_rss_at_its_baseline() {
+    const PAIRS: usize = 500; // 1000 sockets: a PC and a device in each of 500 rooms
+    // TETHER_CHURN_CYCLES=N runs longer (docs/reliability.md has a 24-cycle run).
+    let cycles: usize = std::env::var("TETHER_CHURN_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = FAST.to_vec();
+    args.extend(["--max-conns-per-ip", "4000"]);
+    let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
+    let url = relay.ws_url();
+    let mut rss = Vec::new();
+    for cycle in 0..cycles {
+        let pairs = futures_util::future::join_all((0..PAIRS).map(|i| {
+            let url = url.clone();
+            async move {
+                let room = format!("churn-{i}");
+                let pc = Client::join(&url, &room, "pc", "s").await;
+                let dev = Client::join(&url, &room, "device", "s").await;
+                (pc, dev)
+            }
+        }))
+        .await;
+        let open = get_json(relay.addr, "/healthz").await.1;
+        assert_eq!(open["connections"], PAIRS * 2, "all open at once: {open}");
+        // Each pair does one round trip, then both close cleanly.
+        futures_util::future::join_all(pairs.into_iter().enumerate().map(
+            |(i, (mut pc, mut dev))| async move {
+                pc.send(json!({"type": "post", "id": format!("c{cycle}-{i}"), "msg": {"url": "https://x/"}}))
+                    .await;
+                let req = dev.expect("post").await;
+                dev.send(reply_to(&req, json!("ok"))).await;
+                pc.expect("postCb").await;
+                dev.close().await;
+                pc.close().await;
+            },
+        ))
+        .await;
+        // Closed: no connection and no room left behind.
+        let health = tokio::time::timeout(tether_tests::WAIT, async {
+            loop {
+                let h = get_json(relay.addr, "/healthz").await.1;
+                if h["connections"] == 0 && h["rooms"] == 0 {
+                    return h;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every connection and room gone");
+        assert_eq!(health["rooms"], 0);
+        rss.push(relay.rss_kib());
+    }
+    // The first cycle warms the allocator and SQLite's page cache: it is the baseline.
+    let baseline = rss[1];
+    eprintln!("RSS after each cycle of {} connections: {rss:?} KiB (baseline {baseline})", PAIRS * 2);
+    for (cycle, kib) in rss.iter().enumerate().skip(2) {
+        assert!(
+            *kib <= baseline + 4096,
+            "after cycle {cycle}: {kib} KiB vs baseline {baseline} KiB: {rss:?}"
+        );
+    }
+    relay.signal("TERM").await;
 }

@@ -99,7 +99,7 @@ async fn a_request_without_to_reaches_every_device_and_every_reply_returns() {
 }
 
 #[tokio::test]
-async fn replies_reach_only_the_pc_that_asked_even_with_the_same_id() {
+async fn replies_with_cookies_and_app_info_reach_only_the_pc_that_asked_even_with_the_same_id() {
     let relay = Relay::start().await;
     let mut pc1 = relay.join("r", "pc", "s").await;
     let mut pc2 = relay.join("r", "pc", "s").await;
@@ -110,14 +110,19 @@ async fn replies_reach_only_the_pc_that_asked_even_with_the_same_id() {
     let r1 = dev.expect("post").await;
     let r2 = dev.expect("post").await;
     assert_ne!(r1["id"], r2["id"], "the device sees distinct ids");
+    // Each reply carries the device's cookies and app info for that request.
     for r in [&r1, &r2] {
         let url = r["msg"]["url"].as_str().unwrap().to_owned();
-        dev.send(reply_to(r, json!({ "for": url }))).await;
+        let msg =
+            json!({"result": {"for": url}, "cookie": format!("sid=for-{url}"), "appInfo": {"for": url}});
+        dev.send(json!({"type": "postCb", "id": r["id"], "msg": msg})).await;
     }
     let c1 = pc1.expect("postCb").await;
     let c2 = pc2.expect("postCb").await;
     assert_eq!((c1["id"].as_str(), c1["msg"]["result"]["for"].as_str()), (Some("1"), Some("https://x/pc1")));
     assert_eq!((c2["id"].as_str(), c2["msg"]["result"]["for"].as_str()), (Some("1"), Some("https://x/pc2")));
+    assert_eq!(c1["msg"]["cookie"], "sid=for-https://x/pc1");
+    assert_eq!(c2["msg"]["appInfo"]["for"], "https://x/pc2");
     // Nothing else was queued for either PC: a marker error is the next thing each sees.
     for pc in [&mut pc1, &mut pc2] {
         pc.send_text("not json").await;
@@ -315,13 +320,18 @@ async fn a_device_that_does_not_read_is_closed_as_a_slow_consumer() {
     pc.devices_until(|m| m.len() == 2).await;
     let body = "x".repeat(200 * 1024);
     let mut told = None;
+    let mut gone = false; // a devices list without the slow device seen
+    let without_dev = |v: &Value| {
+        v["type"] == "devices" && !ids(v["msg"]["members"].as_array().unwrap()).contains(&dev_id.as_str())
+    };
     for i in 0..400 {
         pc.send(json!({"type": "post", "id": format!("{i}"), "msg": {"url": "u", "body": body}})).await;
         // Any error the PC got so far?
         if i % 20 == 19 {
             pc.send_text("{").await; // marker: one bad_frame per batch
             loop {
-                let v = pc.next_skipping_devices().await;
+                let v = pc.next().await;
+                gone |= without_dev(&v);
                 if v["msg"]["code"] == "bad_frame" {
                     break;
                 }
@@ -338,12 +348,9 @@ async fn a_device_that_does_not_read_is_closed_as_a_slow_consumer() {
     assert!(id.is_string());
     // The slow device is gone from the room, not merely away; its unanswered requests fail
     // toward the PC with no_target meanwhile.
-    loop {
+    while !gone {
         let v = pc.next().await;
-        if v["type"] == "devices" && !ids(v["msg"]["members"].as_array().unwrap()).contains(&dev_id.as_str())
-        {
-            break;
-        }
+        gone = without_dev(&v);
         assert!(
             v["type"] == "devices"
                 || ["no_target", "slow_consumer"].contains(&v["msg"]["code"].as_str().unwrap()),

@@ -223,8 +223,16 @@ async function startAlarms() {
         el("div", { class: "alarm-head" }, el("span", { class: "pill warn" }, `#${f.msg.seq % 100000}`),
           el("span", { class: "muted" }, `${clock(f.msg.at)} · ${f.msg.from}`)),
         typeof data === "string" ? el("code", { class: "target-text" }, data) : jsonView(data, true));
-    } else {
+    } else if (f.type === "alarmGap") {
       item = el("li", { class: "alarm gap" }, el("span", { class: "pill bad" }, "gap"), ` ${f.msg.dropped} alarms were not delivered to this page`);
+    } else if (f.type === "alarmSource") {
+      const down = f.msg.state === "unreachable";
+      item = el("li", { class: "alarm source", "data-testid": "alarm-source" },
+        el("span", { class: down ? "pill bad" : "pill ok" }, down ? "service down" : "service back"),
+        down ? ` the alarm service ${f.msg.service ?? ""} refuses subscriptions; the relay keeps trying`
+          : ` the alarm service ${f.msg.service ?? ""} answers again`);
+    } else {
+      return; // a kind this page does not know yet
     }
     list.prepend(item);
     while (list.children.length > 100) list.lastElementChild?.remove();

@@ -14,6 +14,9 @@ struct Args {
     /// Close connections idle for this many seconds.
     #[arg(long)]
     idle_close_secs: Option<u64>,
+    /// Print `call <connection> <method>` as each call arrives.
+    #[arg(long)]
+    log_calls: bool,
 }
 
 #[tokio::main]
@@ -25,7 +28,10 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    let opts = tether_demo::cs::Options { idle_close: args.idle_close_secs.map(Duration::from_secs) };
+    let opts = tether_demo::cs::Options {
+        idle_close: args.idle_close_secs.map(Duration::from_secs),
+        log_calls: args.log_calls,
+    };
     let serving = tokio::spawn(tether_demo::cs::serve(listener, opts, Arc::default(), stop.clone()));
     tokio::signal::ctrl_c().await?;
     stop.cancel();

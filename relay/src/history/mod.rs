@@ -227,6 +227,34 @@ impl Store {
         wait.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Commit)
     }
 
+    /// Keeps `value` under `key` in the store's `meta` table (the restart snapshot).
+    pub async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        if let Reader::Postgres(c) = &self.reader {
+            return postgres::put_meta(c, key, value).await;
+        }
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
+                .map(drop)
+        })
+        .await
+    }
+
+    /// Takes what is kept under `key` out of the `meta` table: it is there for one reader.
+    pub async fn take_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Reader::Postgres(c) = &self.reader {
+            return postgres::take_meta(c, key).await;
+        }
+        let key = key.to_owned();
+        self.read(move |c| {
+            let v: Option<Vec<u8>> =
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0)).optional()?;
+            c.execute("DELETE FROM meta WHERE key = ?1", [&key])?;
+            Ok(v)
+        })
+        .await
+    }
+
     /// Whether `room` was ever opened with the secret whose digest is `tag`.
     pub async fn knows_room(&self, room: &str, tag: &str) -> Result<bool, StoreError> {
         if let Reader::Postgres(c) = &self.reader {

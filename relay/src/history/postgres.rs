@@ -162,3 +162,17 @@ pub(super) async fn page(
         })
         .collect())
 }
+
+pub(super) async fn put_meta(c: &Client, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        &[&key, &value],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn take_meta(c: &Client, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let row = c.query_opt("DELETE FROM meta WHERE key = $1 RETURNING value", &[&key]).await?;
+    Ok(row.map(|r| r.get(0)))
+}

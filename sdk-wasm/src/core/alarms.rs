@@ -61,8 +61,8 @@ impl AlarmFeed {
         self.attempt = 0;
     }
 
-    /// A frame arrived: an `alarm` (its seq is remembered) or an `alarmGap`; both are passed on
-    /// as they are, `{type, msg}`.
+    /// A frame arrived: an `alarm` (its seq is remembered), an `alarmGap` or an `alarmSource`
+    /// (or a kind a newer relay sends); each is passed on as it is, `{type, msg}`.
     pub fn handle_text(&mut self, text: &str) {
         let Ok(frame) = Json::parse(text) else { return };
         match frame["type"].as_str() {
@@ -75,8 +75,7 @@ impl AlarmFeed {
                 }
                 self.events.push_back(frame);
             }
-            Some("alarmGap") => self.events.push_back(frame),
-            _ => {}
+            _ => self.events.push_back(frame),
         }
     }
 
@@ -153,10 +152,12 @@ mod tests {
             f.handle_text(&alarm(s));
         }
         f.handle_text(r#"{"type":"alarmGap","msg":{"dropped":4}}"#);
+        f.handle_text(r#"{"type":"alarmSource","msg":{"state":"unreachable","service":"a:1"}}"#);
         f.handle_text(&alarm(8));
         let seen: Vec<Json> = std::iter::from_fn(|| f.poll_event()).collect();
-        assert_eq!(seen.len(), 5);
+        assert_eq!(seen.len(), 6);
         assert_eq!(seen[3]["msg"]["dropped"].as_u64(), Some(4));
+        assert_eq!(seen[4]["msg"]["state"].as_str(), Some("unreachable"));
         // Dropped: it comes back after a backoff with since=8.
         f.handle_close(1_000);
         let at = f.poll_timeout().unwrap();

@@ -317,7 +317,7 @@ impl Session {
                     None => self.events.push_back(Event::Error(err)),
                 }
             }
-            Kind::Hello | Kind::Alarm | Kind::AlarmGap => {}
+            Kind::Hello | Kind::Alarm | Kind::AlarmGap | Kind::AlarmSource => {}
         }
     }
 
