@@ -34,3 +34,25 @@ async fn two_relays_share_history_secrets_and_the_resume_key() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_relay_restarted_on_postgresql_gets_its_rooms_back() {
+    let Some(pg) = Postgres::start() else { return };
+    let a = Relay::with(|c| c.db = pg.url.clone()).await;
+    let mut pc = a.join("carried", "pc", "k3y").await;
+    let mut dev = a.join("carried", "device", "k3y").await;
+    pc.send(post("under-way", "https://x/slow")).await;
+    let req = dev.expect("post").await;
+    let (pc_tok, dev_tok) = (pc.resume.clone(), dev.resume.clone());
+    a.stop().await; // SIGTERM's path: the rooms go into PostgreSQL's meta table
+    drop((pc, dev));
+
+    let b = Relay::with(|c| c.db = pg.url.clone()).await;
+    let url = b.ws_url();
+    let mut dev = Client::rejoin(&url, "carried", "device", "k3y", &dev_tok).await;
+    dev.send(reply_to(&req, json!("late"))).await;
+    let mut pc = Client::rejoin(&url, "carried", "pc", "k3y", &pc_tok).await;
+    let reply = pc.expect("postCb").await;
+    assert_eq!((reply["id"].as_str(), reply["msg"]["result"].as_str()), (Some("under-way"), Some("late")));
+    b.stop().await;
+}
