@@ -1,0 +1,108 @@
+//! `tether-bench`: the load generator for the side-by-side benchmarks, and their report.
+//! `bench/run` starts each peer pinned to one core and this generator on the other; see
+//! `bench/README.md`.
+//!
+//! ```sh
+//! tether-bench roundtrip --peer seed --base 127.0.0.1:9100 --rate 20000 --server-pid 4242 --out raw.jsonl
+//! tether-bench report --raw raw.jsonl --out bench/RESULTS.md
+//! ```
+
+mod cpu;
+mod peer;
+mod report;
+mod roundtrip;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about = "Tether's side-by-side benchmarks: load generator and report")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Round trips: R rooms × (1 PC + D devices); appends one JSON line to --out.
+    Roundtrip {
+        #[arg(long, value_enum)]
+        peer: peer::Peer,
+        /// The peer's `host:port`.
+        #[arg(long)]
+        base: String,
+        #[arg(long, default_value_t = 20)]
+        rooms: usize,
+        #[arg(long, default_value_t = 1)]
+        devices: usize,
+        /// Requests per second over all PCs; omit for saturation.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Requests in flight per PC at saturation.
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+        #[arg(long, default_value_t = 1.0)]
+        warmup_s: f64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// The server's pid, to report its CPU time.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// JSON lines file to append the outcome to.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Writes the Markdown report from the JSON lines the runs appended.
+    Report {
+        #[arg(long)]
+        raw: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn append(out: &Option<PathBuf>, line: &str) -> Result<()> {
+    println!("{line}");
+    if let Some(path) = out {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
+}
+
+// One thread: the generator has one core (`taskset -c 1`), and a second worker thread on it
+// would only add scheduling jitter to the latencies.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Roundtrip { peer, base, rooms, devices, rate, window, warmup_s, seconds, server_pid, out } => {
+            let plan = roundtrip::Plan {
+                peer,
+                base,
+                rooms,
+                devices,
+                rate,
+                window,
+                warmup: Duration::from_secs_f64(warmup_s),
+                measure: Duration::from_secs_f64(seconds),
+                server_pid,
+            };
+            let outcome = roundtrip::run(&plan).await?;
+            append(&out, &serde_json::to_string(&outcome)?)?;
+        }
+        Cmd::Report { raw, out } => {
+            let text = std::fs::read_to_string(&raw)?;
+            let rows: Vec<serde_json::Value> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            std::fs::write(&out, report::markdown(&rows))?;
+            eprintln!("wrote {}", out.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Each peer's wire protocol, as far as the benchmarks need it: joining a room as a PC or a
+//! device, a `post` with an id, the device's answer, and the PC reading that answer's id.
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket to a peer.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The relays measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Peer {
+    /// This project's relay (`/ws`, history on).
+    Tether,
+    /// Seed 004's Node `ws` relay (`bench/peers/seed-relay.js`).
+    Seed,
+    /// A Socket.IO 4 relay with rooms (`bench/peers/socketio-relay.js`).
+    Socketio,
+}
+
+/// What a frame means to the benchmark.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A request reaching a device: answer it with this reply text.
+    Request(String),
+    /// A reply reaching the PC, with the id the PC gave its request.
+    Reply(String),
+    /// Socket.IO's ping: answer with `3`.
+    Ping,
+    /// Anything else (welcome, devices lists, acks).
+    Other,
+}
+
+/// How long a join may take.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+
+impl Peer {
+    /// The URL a member of `room` with `role` (`pc` or `device`) opens, on the peer at `base`
+    /// (`host:port`).
+    pub fn url(self, base: &str, room: &str, role: &str) -> String {
+        match self {
+            Peer::Tether => format!("ws://{base}/ws?room={room}&role={role}&secret=bench"),
+            Peer::Seed => format!("ws://{base}/?serverId={room}&role={role}"),
+            Peer::Socketio => {
+                format!("ws://{base}/socket.io/?EIO=4&transport=websocket&room={room}&role={role}")
+            }
+        }
+    }
+
+    /// Opens a member's socket and completes the peer's handshake.
+    pub async fn join(self, base: &str, room: &str, role: &str) -> Result<Ws> {
+        let url = self.url(base, room, role);
+        let (mut ws, _) = tokio::time::timeout(JOIN_WAIT, tokio_tungstenite::connect_async(&url))
+            .await
+            .context("connect timed out")?
+            .with_context(|| format!("connect {url}"))?;
+        match self {
+            Peer::Tether => {
+                // Until the welcome.
+                loop {
+                    let text = next_text(&mut ws).await?;
+                    if text.contains("\"welcome\"") {
+                        break;
+                    }
+                    if text.contains("\"error\"") {
+                        bail!("refused: {text}");
+                    }
+                }
+            }
+            Peer::Seed => {}
+            Peer::Socketio => {
+                // Engine.IO open packet, then connect to the default namespace.
+                let open = next_text(&mut ws).await?;
+                if !open.starts_with('0') {
+                    bail!("expected an Engine.IO open packet, got {open}");
+                }
+                ws.send(Message::text("40")).await?;
+                loop {
+                    let t = next_text(&mut ws).await?;
+                    if t.starts_with("40") {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(ws)
+    }
+
+    /// A PC's `post` with `id`.
+    pub fn post(self, id: &str) -> String {
+        match self {
+            Peer::Tether | Peer::Seed => {
+                json!({"type": "post", "id": id, "msg": {"url": "https://api.example/answer?qID=5"}})
+                    .to_string()
+            }
+            Peer::Socketio => {
+                format!("42{}", json!(["post", {"id": id, "url": "https://api.example/answer?qID=5"}]))
+            }
+        }
+    }
+
+    /// Reads one text frame.
+    pub fn classify(self, text: &str) -> Frame {
+        match self {
+            Peer::Tether | Peer::Seed => {
+                let Ok(v) = serde_json::from_str::<Value>(text) else { return Frame::Other };
+                let id = v["id"].as_str().unwrap_or_default().to_owned();
+                match v["type"].as_str() {
+                    Some("post") => Frame::Request(
+                        json!({"type": "postCb", "id": id, "msg": {"result": {"code": 0}, "cookie": "uid=42"}})
+                            .to_string(),
+                    ),
+                    Some("postCb") => Frame::Reply(id),
+                    _ => Frame::Other,
+                }
+            }
+            Peer::Socketio => {
+                if text == "2" {
+                    return Frame::Ping;
+                }
+                let Some(body) = text.strip_prefix("42") else { return Frame::Other };
+                let Ok(v) = serde_json::from_str::<Value>(body) else { return Frame::Other };
+                let id = v[1]["id"].as_str().unwrap_or_default().to_owned();
+                match v[0].as_str() {
+                    Some("post") => Frame::Request(format!(
+                        "42{}",
+                        json!(["postCb", {"id": id, "result": {"code": 0}, "cookie": "uid=42"}])
+                    )),
+                    Some("postCb") => Frame::Reply(id),
+                    _ => Frame::Other,
+                }
+            }
+        }
+    }
+}
+
+/// The next text frame (control frames are answered by tungstenite as it reads).
+pub async fn next_text(ws: &mut Ws) -> Result<String> {
+    loop {
+        let msg = tokio::time::timeout(JOIN_WAIT, ws.next())
+            .await
+            .context("no frame in time")?
+            .context("socket closed")??;
+        match msg {
+            Message::Text(t) => return Ok(t.to_string()),
+            Message::Close(c) => bail!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// A device: answers every request at once, until the socket ends.
+pub async fn answer_forever(peer: Peer, mut ws: Ws) {
+    while let Some(Ok(msg)) = ws.next().await {
+        let Message::Text(t) = msg else { continue };
+        let reply = match peer.classify(t.as_str()) {
+            Frame::Request(reply) => reply,
+            Frame::Ping => "3".to_owned(),
+            _ => continue,
+        };
+        if ws.send(Message::text(reply)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_peer_reads_its_own_requests_and_replies() {
+        for peer in [Peer::Tether, Peer::Seed, Peer::Socketio] {
+            let Frame::Request(reply) = peer.classify(&peer.post("17")) else {
+                panic!("{peer:?}: a request")
+            };
+            assert_eq!(peer.classify(&reply), Frame::Reply("17".into()), "{peer:?}");
+        }
+        assert_eq!(Peer::Socketio.classify("2"), Frame::Ping);
+        assert_eq!(Peer::Tether.classify(r#"{"type":"devices","msg":{}}"#), Frame::Other);
+    }
+}
