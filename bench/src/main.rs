@@ -8,6 +8,7 @@
 //! ```
 
 mod cpu;
+mod idle;
 mod peer;
 mod report;
 mod roundtrip;
@@ -55,6 +56,22 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Idle connections: RSS per connection on the server; appends one JSON line to --out.
+    Idle {
+        #[arg(long, value_enum)]
+        peer: peer::Peer,
+        #[arg(long)]
+        base: String,
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+        #[arg(long)]
+        server_pid: u32,
+        /// How long to hold them before reading the server's memory.
+        #[arg(long, default_value_t = 3.0)]
+        settle_s: f64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Writes the Markdown report from the JSON lines the runs appended.
     Report {
         #[arg(long)]
@@ -91,6 +108,11 @@ async fn main() -> Result<()> {
                 server_pid,
             };
             let outcome = roundtrip::run(&plan).await?;
+            append(&out, &serde_json::to_string(&outcome)?)?;
+        }
+        Cmd::Idle { peer, base, connections, server_pid, settle_s, out } => {
+            let settle = Duration::from_secs_f64(settle_s);
+            let outcome = idle::run(peer, &base, connections, server_pid, settle).await?;
             append(&out, &serde_json::to_string(&outcome)?)?;
         }
         Cmd::Report { raw, out } => {

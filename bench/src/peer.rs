@@ -53,8 +53,32 @@ impl Peer {
 
     /// Opens a member's socket and completes the peer's handshake.
     pub async fn join(self, base: &str, room: &str, role: &str) -> Result<Ws> {
+        self.join_from(base, room, role, None).await
+    }
+
+    /// Like [`Peer::join`], from the local address `source` (one of 127.0.0.x): binding port 0
+    /// on one address slows sharply past about half the ephemeral range.
+    pub async fn join_from(
+        self,
+        base: &str,
+        room: &str,
+        role: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Ws> {
         let url = self.url(base, room, role);
-        let (mut ws, _) = tokio::time::timeout(JOIN_WAIT, tokio_tungstenite::connect_async(&url))
+        let connect = async {
+            let addr: std::net::SocketAddr = base.parse().context("base must be host:port")?;
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            if let Some(ip) = source {
+                sock.bind((ip, 0).into())?;
+            }
+            let tcp = sock.connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let (ws, _) =
+                tokio_tungstenite::client_async(&url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await?;
+            anyhow::Ok(ws)
+        };
+        let mut ws = tokio::time::timeout(JOIN_WAIT, connect)
             .await
             .context("connect timed out")?
             .with_context(|| format!("connect {url}"))?;

@@ -147,7 +147,52 @@ pub fn markdown(rows: &[Value]) -> String {
         }
         out.push('\n');
     }
+    idle_table(&mut out, rows);
     out
+}
+
+/// Scenario 2: a row per connection count, a column per peer.
+fn idle_table(out: &mut String, rows: &[Value]) {
+    let mut counts: Vec<u64> =
+        rows.iter().filter(|r| r["scenario"] == "idle").filter_map(|r| r["connections"].as_u64()).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    if counts.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## 2. Idle connections\n");
+    let _ = writeln!(
+        out,
+        "N sockets held open (half PCs, half devices, in rooms of two, from 127.0.0.2–201, each \
+         read so pings are answered); the server's RSS growth over its own baseline, per socket.\n"
+    );
+    let mut header = String::from("| connections | figure |");
+    let mut rule = String::from("|---|---|");
+    for (_, title) in PEERS {
+        let _ = write!(header, " {title} |");
+        rule.push_str("---:|");
+    }
+    for (_, title) in &PEERS[1..] {
+        let _ = write!(header, " Tether ÷ {title} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for n in counts {
+        let pick = |peer: &str| {
+            rows.iter().rev().find(|r| r["scenario"] == "idle" && r["peer"] == peer && r["connections"] == n)
+        };
+        let vals: Vec<Option<f64>> =
+            PEERS.iter().map(|(p, _)| pick(p).and_then(|v| v["kib_per_connection"].as_f64())).collect();
+        let mut line = format!("| {} | RSS per connection, KiB |", fmt(Some(n as f64), 0));
+        for v in &vals {
+            let _ = write!(line, " {} |", fmt(*v, 1));
+        }
+        for v in &vals[1..] {
+            let _ = write!(line, " {} |", ratio(vals[0], *v));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]
@@ -173,5 +218,11 @@ mod tests {
         );
         assert!(md.contains("| saturation | p99 latency, ms | 2.00 | 8.00 | 4.00 | 0.25× | 0.50× |"), "{md}");
         assert!(md.contains("| saturation | load generator CPU, share of its core | 1.00 |"), "{md}");
+        let idle = |peer: &str, kib: f64| json!({"scenario": "idle", "peer": peer, "connections": 2000, "kib_per_connection": kib});
+        let md = markdown(&[idle("tether", 3.0), idle("seed", 6.0), idle("socketio", 12.0)]);
+        assert!(
+            md.contains("| 2,000 | RSS per connection, KiB | 3.0 | 6.0 | 12.0 | 0.50× | 0.25× |"),
+            "{md}"
+        );
     }
 }

@@ -216,6 +216,11 @@ pub async fn run(
             stop.cancel();
         }
     };
+    // Frames are small and each is written when it is ready: Nagle's algorithm would hold a
+    // second small segment until the first is acknowledged (and the peer delays that ack).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served =
         axum::serve(listener, http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(signal)

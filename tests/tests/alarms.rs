@@ -4,10 +4,11 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use tether_demo::alarm::{Options, Stats};
 use tether_tests::{Relay, WAIT, get_json, http_get, wait_metric};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -84,24 +85,35 @@ async fn last_seq(relay: &Relay) -> u64 {
         .expect("tether_alarm_last_seq")
 }
 
-/// Reads until alarm `last` (which may be learnt while reading: 0 until then); returns the seqs
-/// delivered and the total said dropped.
-async fn read_to(ws: &mut Ws, last: Arc<AtomicU64>) -> (Vec<u64>, u64) {
+/// Reads until alarm `last`, which may be learnt while reading (0 until then: the watch is
+/// sent it later, and a reader already past it returns then); returns the seqs delivered and
+/// the total said dropped.
+async fn read_to(ws: &mut Ws, mut last: watch::Receiver<u64>) -> (Vec<u64>, u64) {
     let (mut seqs, mut dropped) = (Vec::new(), 0);
+    let mut may_change = true; // until the sender is gone: then the value is final
     loop {
-        let f = next(ws).await;
-        match f["type"].as_str() {
-            Some("alarm") => {
-                let seq = f["msg"]["seq"].as_u64().unwrap();
-                seqs.push(seq);
-                if seq == last.load(Relaxed) {
-                    return (seqs, dropped);
-                }
+        let target = *last.borrow_and_update();
+        if target != 0 && seqs.last() == Some(&target) {
+            return (seqs, dropped);
+        }
+        let f = tokio::select! {
+            f = next(ws) => f,
+            changed = last.changed(), if may_change => {
+                may_change = changed.is_ok();
+                continue;
             }
+        };
+        match f["type"].as_str() {
+            Some("alarm") => seqs.push(f["msg"]["seq"].as_u64().unwrap()),
             Some("alarmGap") => dropped += f["msg"]["dropped"].as_u64().unwrap(),
             other => panic!("unexpected frame {other:?}: {f}"),
         }
     }
+}
+
+/// A `last` that is known from the start.
+fn known(last: u64) -> watch::Receiver<u64> {
+    watch::channel(last).1
 }
 
 #[tokio::test]
@@ -142,19 +154,19 @@ async fn at_a_high_rate_every_alarm_is_delivered_or_counted_for_each_subscriber(
     let mut fast = subscribe(&relay, "").await;
     let mut slow = subscribe(&relay, "").await; // reads nothing until the end
     wait_metric(relay.addr, "tether_alarm_subscribers 2").await;
-    let last = Arc::new(AtomicU64::new(0));
+    let (last, learnt) = watch::channel(0);
     let reader = {
-        let last = last.clone();
-        tokio::spawn(async move { read_to(&mut fast, last).await })
+        let learnt = learnt.clone();
+        tokio::spawn(async move { read_to(&mut fast, learnt).await })
     };
     // About 20 MB of alarms: more than the slow subscriber's socket buffers can hold.
     service.start(Options { rate: 20_000, count: Some(N), pad: 2000, ..Options::default() });
     wait_metric(relay.addr, &format!("tether_alarms_received_total {N}")).await;
     assert_eq!(service.stats.datagrams.load(Relaxed), N, "the service sent each alarm once, to the relay");
-    last.store(last_seq(&relay).await, Relaxed);
+    last.send_replace(last_seq(&relay).await);
 
     for (name, (seqs, dropped)) in
-        [("fast", reader.await.unwrap()), ("slow", read_to(&mut slow, last.clone()).await)]
+        [("fast", reader.await.unwrap()), ("slow", read_to(&mut slow, learnt).await)]
     {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{name}: in order, no repeats");
         assert_eq!(
@@ -187,10 +199,10 @@ async fn since_replays_what_is_held_and_says_what_is_not() {
     let mut ws = subscribe(&relay, "?since=0").await;
     let gap = next(&mut ws).await;
     assert_eq!((gap["type"].as_str(), gap["msg"]["dropped"].as_u64()), (Some("alarmGap"), Some(200)));
-    let (seqs, dropped) = read_to(&mut ws, Arc::new(AtomicU64::new(last))).await;
+    let (seqs, dropped) = read_to(&mut ws, known(last)).await;
     assert_eq!((seqs.first(), seqs.len(), dropped), (Some(&(first + 200)), 100, 0));
     let mut ws = subscribe(&relay, &format!("?since={}", first + 249)).await;
-    let (seqs, dropped) = read_to(&mut ws, Arc::new(AtomicU64::new(last))).await;
+    let (seqs, dropped) = read_to(&mut ws, known(last)).await;
     assert_eq!((seqs.first(), seqs.len(), dropped), (Some(&(first + 250)), 50, 0));
     relay.stop().await;
     service.stop().await;
@@ -319,8 +331,7 @@ async fn in_cluster_mode_each_subscriber_gets_each_alarm_once_whichever_node_it_
     wait_metric(b.addr, &format!("tether_alarms_received_total {N}")).await;
     assert_eq!(service.stats.datagrams.load(Relaxed), 2 * N, "the service sent each alarm to each node");
     for (name, relay, ws) in [("a", &a, &mut on_a), ("b", &b, &mut on_b), ("b'", &b, &mut also_on_b)] {
-        let last = Arc::new(AtomicU64::new(last_seq(relay).await));
-        let (seqs, dropped) = read_to(ws, last).await;
+        let (seqs, dropped) = read_to(ws, known(last_seq(relay).await)).await;
         assert_eq!((seqs.len() as u64, dropped), (N, 0), "{name}: every alarm once, none dropped");
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{name}: in order, no repeats, no holes");
     }
