@@ -10,6 +10,7 @@
 mod cpu;
 mod idle;
 mod peer;
+mod presence;
 mod report;
 mod roundtrip;
 
@@ -72,6 +73,23 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Presence: time from a device leaving to its PC's new list; appends one JSON line.
+    Presence {
+        #[arg(long, value_enum)]
+        peer: peer::Peer,
+        #[arg(long)]
+        base: String,
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+        /// A dead peer (stops reading, socket open) instead of a clean close.
+        #[arg(long)]
+        dead: bool,
+        /// Longest wait for one PC to be told, seconds.
+        #[arg(long, default_value_t = 120.0)]
+        limit_s: f64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Writes the Markdown report from the JSON lines the runs appended.
     Report {
         #[arg(long)]
@@ -113,6 +131,10 @@ async fn main() -> Result<()> {
         Cmd::Idle { peer, base, connections, server_pid, settle_s, out } => {
             let settle = Duration::from_secs_f64(settle_s);
             let outcome = idle::run(peer, &base, connections, server_pid, settle).await?;
+            append(&out, &serde_json::to_string(&outcome)?)?;
+        }
+        Cmd::Presence { peer, base, samples, dead, limit_s, out } => {
+            let outcome = presence::run(peer, &base, samples, dead, Duration::from_secs_f64(limit_s)).await?;
             append(&out, &serde_json::to_string(&outcome)?)?;
         }
         Cmd::Report { raw, out } => {

@@ -162,6 +162,23 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// In a devices list, how many devices are present (not away); `None` for other frames.
+    pub fn live_devices(self, text: &str) -> Option<usize> {
+        let v: Value = match self {
+            Peer::Tether | Peer::Seed => serde_json::from_str(text).ok()?,
+            Peer::Socketio => serde_json::from_str(text.strip_prefix("42")?).ok()?,
+        };
+        let list = match self {
+            Peer::Tether if v["type"] == "devices" => v["msg"]["members"].as_array()?,
+            Peer::Seed if v["type"] == "devices" => v["msg"].as_array()?,
+            Peer::Socketio if v[0] == "devices" => v[1].as_array()?,
+            _ => return None,
+        };
+        Some(list.iter().filter(|m| m["role"] == "device" && m["away"] != true).count())
+    }
+}
+
 /// The next text frame (control frames are answered by tungstenite as it reads).
 pub async fn next_text(ws: &mut Ws) -> Result<String> {
     loop {
@@ -205,6 +222,14 @@ mod tests {
             assert_eq!(peer.classify(&reply), Frame::Reply("17".into()), "{peer:?}");
         }
         assert_eq!(Peer::Socketio.classify("2"), Frame::Ping);
+        let away = r#"{"type":"devices","msg":{"members":[{"id":"p","role":"pc"},{"id":"d","role":"device","away":true}]}}"#;
+        assert_eq!(Peer::Tether.live_devices(away), Some(0));
+        assert_eq!(
+            Peer::Seed.live_devices(r#"{"type":"devices","msg":[{"id":"0","role":"device"}]}"#),
+            Some(1)
+        );
+        assert_eq!(Peer::Socketio.live_devices(r#"42["devices",[{"id":"x","role":"pc"}]]"#), Some(0));
+        assert_eq!(Peer::Socketio.live_devices(r#"42["post",{}]"#), None);
         assert_eq!(Peer::Tether.classify(r#"{"type":"devices","msg":{}}"#), Frame::Other);
     }
 }

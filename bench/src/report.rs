@@ -148,7 +148,51 @@ pub fn markdown(rows: &[Value]) -> String {
         out.push('\n');
     }
     idle_table(&mut out, rows);
+    presence_table(&mut out, rows);
     out
+}
+
+/// Scenario 3: a row per kind of leave and percentile, a column per peer.
+fn presence_table(out: &mut String, rows: &[Value]) {
+    let modes = ["clean leave", "dead peer"];
+    if !rows.iter().any(|r| r["scenario"] == "presence") {
+        return;
+    }
+    let _ = writeln!(out, "## 3. Presence\n");
+    let _ = writeln!(
+        out,
+        "From a device leaving to its PC holding a list without it (Tether: gone or away), each \
+         sample in a fresh room. A clean leave is a close frame and the closing handshake; a dead \
+         peer stops reading with its socket open, found by each peer's own heartbeat at its \
+         default settings (Tether: away after two missed pings of its 2 s heartbeat; the seed: its 2 s \
+         `isAlive` sweep; Socket.IO: 25 s ping interval + 20 s timeout).\n"
+    );
+    let mut header = String::from("| leave | figure |");
+    let mut rule = String::from("|---|---|");
+    for (_, title) in PEERS {
+        let _ = write!(header, " {title} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for mode in modes {
+        let pick = |peer: &str| {
+            rows.iter().rev().find(|r| r["scenario"] == "presence" && r["peer"] == peer && r["mode"] == mode)
+        };
+        if PEERS.iter().all(|(p, _)| pick(p).is_none()) {
+            continue;
+        }
+        for (key, title) in
+            [("samples", "samples"), ("p50_ms", "p50, ms"), ("p99_ms", "p99, ms"), ("max_ms", "max, ms")]
+        {
+            let mut line = format!("| {mode} | {title} |");
+            for (p, _) in PEERS {
+                let v = pick(p).and_then(|v| v[key].as_f64());
+                let _ = write!(line, " {} |", fmt(v, if key == "samples" { 0 } else { 2 }));
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out.push('\n');
 }
 
 /// Scenario 2: a row per connection count, a column per peer.
