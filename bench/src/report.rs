@@ -65,6 +65,21 @@ fn ratio(tether: Option<f64>, peer: Option<f64>) -> String {
     }
 }
 
+/// A table's header: `first` and "figure", a column per peer, and with `ratios` Tether's
+/// ratio to each other peer.
+fn table_head(out: &mut String, first: &str, ratios: bool) {
+    let mut header = format!("| {first} | figure |");
+    let mut rule = String::from("|---|---|");
+    let others: &[(&str, &str)] = if ratios { &PEERS[1..] } else { &[] };
+    for title in
+        PEERS.iter().map(|(_, t)| t.to_string()).chain(others.iter().map(|(_, t)| format!("Tether ÷ {t}")))
+    {
+        let _ = write!(header, " {title} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+}
+
 /// The runs of one scenario and mode, by peer.
 fn pick<'a>(rows: &'a [Value], scenario: &str, mode: &str, peer: &str) -> Option<&'a Value> {
     rows.iter().rev().find(|r| r["scenario"] == scenario && r["mode"] == mode && r["peer"] == peer)
@@ -117,17 +132,7 @@ pub fn markdown(rows: &[Value]) -> String {
              saturation every PC keeps 8 requests in flight. Tether stores every pair in SQLite \
              history before forwarding the answer; the peers keep no history.\n"
         );
-        let mut header = String::from("| load | figure |");
-        let mut rule = String::from("|---|---|");
-        for (_, title) in PEERS {
-            let _ = write!(header, " {title} |");
-            rule.push_str("---:|");
-        }
-        for (_, title) in &PEERS[1..] {
-            let _ = write!(header, " Tether ÷ {title} |");
-            rule.push_str("---:|");
-        }
-        let _ = writeln!(out, "{header}\n{rule}");
+        table_head(&mut out, "load", true);
         for (_, mode) in &modes {
             for f in &ROUNDTRIP {
                 let vals: Vec<Option<f64>> = PEERS
@@ -167,13 +172,7 @@ fn presence_table(out: &mut String, rows: &[Value]) {
          default settings (Tether: away after two missed pings of its 2 s heartbeat; the seed: its 2 s \
          `isAlive` sweep; Socket.IO: 25 s ping interval + 20 s timeout).\n"
     );
-    let mut header = String::from("| leave | figure |");
-    let mut rule = String::from("|---|---|");
-    for (_, title) in PEERS {
-        let _ = write!(header, " {title} |");
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
+    table_head(out, "leave", false);
     for mode in modes {
         let pick = |peer: &str| {
             rows.iter().rev().find(|r| r["scenario"] == "presence" && r["peer"] == peer && r["mode"] == mode)
@@ -210,17 +209,7 @@ fn idle_table(out: &mut String, rows: &[Value]) {
         "N sockets held open (half PCs, half devices, in rooms of two, from 127.0.0.2–201, each \
          read so pings are answered); the server's RSS growth over its own baseline, per socket.\n"
     );
-    let mut header = String::from("| connections | figure |");
-    let mut rule = String::from("|---|---|");
-    for (_, title) in PEERS {
-        let _ = write!(header, " {title} |");
-        rule.push_str("---:|");
-    }
-    for (_, title) in &PEERS[1..] {
-        let _ = write!(header, " Tether ÷ {title} |");
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(out, "{header}\n{rule}");
+    table_head(out, "connections", true);
     for n in counts {
         let pick = |peer: &str| {
             rows.iter().rev().find(|r| r["scenario"] == "idle" && r["peer"] == peer && r["connections"] == n)
