@@ -19,17 +19,17 @@ use tether_relay::cs::xmlrpc::{self, Response};
 pub fn envelope(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(env) = Envelope::parse(text) else { return };
+    let Some(kind) = Kind::parse(&env.kind) else { return }; // unknown_type: nothing forwarded
     if let Some(raw) = env.msg {
-        match Kind::parse(&env.kind) {
-            Some(Kind::Hello) => drop(serde_json::from_str::<Hello>(raw.get())),
-            Some(Kind::Post) => drop(serde_json::from_str::<Post>(raw.get())),
-            Some(Kind::PostCb) => drop(serde_json::from_str::<PostCb>(raw.get())),
-            Some(Kind::Call) => drop(serde_json::from_str::<Call>(raw.get())),
-            Some(Kind::CallCb) => drop(serde_json::from_str::<CallCb>(raw.get())),
+        match kind {
+            Kind::Hello => drop(serde_json::from_str::<Hello>(raw.get())),
+            Kind::Post => drop(serde_json::from_str::<Post>(raw.get())),
+            Kind::PostCb => drop(serde_json::from_str::<PostCb>(raw.get())),
+            Kind::Call => drop(serde_json::from_str::<Call>(raw.get())),
+            Kind::CallCb => drop(serde_json::from_str::<CallCb>(raw.get())),
             _ => {}
         }
     }
-    let Some(kind) = Kind::parse(&env.kind) else { return };
     let out =
         OutEnvelope { kind, id: env.id.as_deref(), to: env.to.as_deref(), from: Some("m-1"), msg: env.msg }
             .to_text();

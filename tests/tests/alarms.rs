@@ -208,14 +208,20 @@ async fn since_replays_what_is_held_and_says_what_is_not() {
     service.stop().await;
 }
 
-#[tokio::test]
-async fn a_restarted_service_registers_the_relay_again() {
+/// A service sending 200 alarms/s to a relay with one subscriber, which has had its first.
+async fn flowing() -> (Service, Relay, Ws) {
     let mut service = Service::bind("127.0.0.1:0").await;
-    let addr = service.addr;
-    let relay = relay_for(addr, |_| {}).await;
+    let relay = relay_for(service.addr, |_| {}).await;
     let mut ws = subscribe(&relay, "").await;
     service.start(Options { rate: 200, ..Options::default() });
     assert_eq!(next(&mut ws).await["type"], "alarm");
+    (service, relay, ws)
+}
+
+#[tokio::test]
+async fn a_restarted_service_registers_the_relay_again() {
+    let (service, relay, mut ws) = flowing().await;
+    let addr = service.addr;
     service.stop().await;
     // A new process on the same port knows no subscriber until the relay renews.
     let mut again = Service::bind(&addr.to_string()).await;
@@ -233,12 +239,8 @@ async fn a_restarted_service_registers_the_relay_again() {
 
 #[tokio::test]
 async fn a_vanished_service_is_told_to_subscribers_who_stay_connected_until_it_returns() {
-    let mut service = Service::bind("127.0.0.1:0").await;
+    let (service, relay, mut ws) = flowing().await;
     let addr = service.addr;
-    let relay = relay_for(addr, |_| {}).await;
-    let mut ws = subscribe(&relay, "").await;
-    service.start(Options { rate: 200, ..Options::default() });
-    assert_eq!(next(&mut ws).await["type"], "alarm");
     assert_eq!(get_json(relay.addr, "/healthz").await.1["alarmSource"], "up");
     service.stop().await;
 
