@@ -231,6 +231,8 @@ pub async fn run(
         tracing::warn!("some sockets did not close in time");
     }
     let _ = sweeper.await;
+    // Replies on their way to disk reach their PCs (or the PCs' resume buffers) first.
+    hub.store.settled().await;
     if publishing.is_none() {
         save_snapshot(&hub).await;
     }

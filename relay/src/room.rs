@@ -971,8 +971,9 @@ impl Hub {
         (id, refusals)
     }
 
-    /// A device's `postCb` or `callCb`: stored in history (committed first), then forwarded
-    /// to the PC that asked, and only to it.
+    /// A device's `postCb` or `callCb`: queued for history and forwarded to the PC that asked
+    /// (and only to it) once its pair is committed. Returns when it is queued; what goes wrong
+    /// after that (the PC left, say) reaches the device as an `error` then.
     pub async fn reply(
         &self,
         j: &Joined,
@@ -1019,16 +1020,6 @@ impl Hub {
             };
             (p, record)
         };
-        match self.store.record(record).await {
-            Ok(()) => {
-                self.metrics.history_writes.fetch_add(1, Relaxed);
-            }
-            Err(e) => {
-                // Losing the reply would be worse than losing its history row.
-                self.metrics.history_failures.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "history write failed; reply forwarded anyway");
-            }
-        }
         let frame: Frame = OutEnvelope {
             kind,
             id: Some(&pending.pc_id),
@@ -1038,22 +1029,44 @@ impl Hub {
         }
         .to_text()
         .into();
-        let mut room = lock(&j.room);
-        match room.deliver(&pending.pc, frame) {
-            Delivered::Queued | Delivered::Buffered => Ok(()),
-            Delivered::Full => Err(Refusal::new(ErrorCode::SlowConsumer, "the PC that asked is not reading")),
-            Delivered::BufferFull => Err(Refusal::new(
-                ErrorCode::BufferFull,
-                "the PC that asked is reconnecting and its buffer is full",
-            )),
-            Delivered::Gone => {
-                self.metrics.dropped(DropReason::NoTarget);
-                Err(Refusal::new(ErrorCode::NoTarget, "the PC that asked has left (the reply is in history)"))
+        // The reply goes to the PC once its pair is committed, from the history writer; this
+        // connection goes on reading meanwhile, so one device's replies share commits.
+        let (room, metrics, device, id) =
+            (j.room.clone(), self.metrics.clone(), j.member.clone(), id.to_owned());
+        let then = move |outcome: Result<(), String>| {
+            match outcome {
+                Ok(()) => {
+                    metrics.history_writes.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    // Losing the reply would be worse than losing its history row.
+                    metrics.history_failures.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, "history write failed; reply forwarded anyway");
+                }
             }
-            Delivered::Unreachable => {
-                Err(unreachable_refusal("the PC that asked").with_note("the reply is in history"))
-            }
-        }
+            let mut room = lock(&room);
+            let refusal = match room.deliver(&pending.pc, frame) {
+                Delivered::Queued | Delivered::Buffered => return,
+                Delivered::Full => Refusal::new(ErrorCode::SlowConsumer, "the PC that asked is not reading"),
+                Delivered::BufferFull => Refusal::new(
+                    ErrorCode::BufferFull,
+                    "the PC that asked is reconnecting and its buffer is full",
+                ),
+                Delivered::Gone => {
+                    metrics.dropped(DropReason::NoTarget);
+                    Refusal::new(ErrorCode::NoTarget, "the PC that asked has left (the reply is in history)")
+                }
+                Delivered::Unreachable => {
+                    unreachable_refusal("the PC that asked").with_note("the reply is in history")
+                }
+            };
+            // The device hears why, as if it had been refused at once.
+            metrics.error(refusal.code);
+            let frame = tether_protocol::envelope::error_frame(Some(&id), refusal.code, &refusal.message);
+            room.deliver(&device, frame.into());
+        };
+        self.store.record_then(record, Box::new(then)).await;
+        Ok(())
     }
 
     /// The member a valid resume token for `room` and `role` names, when it is not held here.

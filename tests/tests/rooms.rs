@@ -697,3 +697,39 @@ async fn a_huge_app_info_is_refused_because_everyone_would_receive_it() {
     assert_eq!(members[1]["appInfo"]["v"], 1);
     relay.stop().await;
 }
+
+/// A device answers many requests back to back without waiting (the relay does not hold its
+/// socket while a reply is committed): the PC gets every reply, in the order sent, and each
+/// one is in history by the time the PC sees it.
+#[tokio::test]
+async fn replies_sent_back_to_back_arrive_in_order_each_already_in_history() {
+    let relay = Relay::start().await;
+    let mut pc = relay.join("pipe", "pc", "s").await;
+    let mut dev = relay.join("pipe", "device", "s").await;
+    let n = 200;
+    for i in 0..n {
+        pc.send(post(&format!("q{i}"), &format!("https://x/{i}"))).await;
+    }
+    let mut requests = Vec::new();
+    while requests.len() < n {
+        requests.push(dev.next_skipping_devices().await);
+    }
+    for req in &requests {
+        dev.send(reply_to(req, json!({ "url": req["msg"]["url"] }))).await;
+    }
+    for i in 0..n {
+        let cb = pc.next_skipping_devices().await;
+        assert_eq!(cb["type"], "postCb");
+        assert_eq!(cb["id"], format!("q{i}"), "replies keep their order");
+        if i % 50 == 0 {
+            // Seen by the PC, so committed: the newest row is this one or a later one.
+            let (status, items) = get_json(relay.addr, "/api/rooms/pipe/history?secret=s&limit=1").await;
+            assert_eq!(status, 200);
+            let newest: usize = items[0]["reqId"].as_str().unwrap()[1..].parse().unwrap();
+            assert!(newest >= i, "reply q{i} reached the PC before its row was committed (newest {newest})");
+        }
+    }
+    let (_, items) = get_json(relay.addr, &format!("/api/rooms/pipe/history?secret=s&limit={n}")).await;
+    assert_eq!(items.as_array().unwrap().len(), n);
+    relay.stop().await;
+}

@@ -116,9 +116,19 @@ pub struct Item {
     pub ms: u64,
 }
 
+/// What runs once a record's transaction has ended, on the writer's thread (SQLite) or task
+/// (PostgreSQL), in the order the records were queued. It must not block.
+pub type Then = Box<dyn FnOnce(Result<(), String>) + Send + Sync>;
+
 pub(crate) enum Op {
-    Record(Box<Record>, oneshot::Sender<Result<(), String>>),
-    Room { room: String, tag: String, done: oneshot::Sender<Result<(), String>> },
+    Record(Box<Record>, Then),
+    Room {
+        room: String,
+        tag: String,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Writes nothing; answered once everything queued before it has been settled.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// A handle on the store; cheap to clone.
@@ -214,8 +224,31 @@ impl Store {
     /// Stores a pair; returns once it is committed.
     pub async fn record(&self, rec: Record) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.writer.send(Op::Record(Box::new(rec), done)).await.map_err(|_| StoreError::Closed)?;
+        self.record_then(rec, Box::new(move |outcome| drop(done.send(outcome)))).await;
         wait.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Commit)
+    }
+
+    /// Queues a pair and returns as soon as it is queued; `then` runs exactly once, when its
+    /// transaction has ended (with the commit's error, if any), or at once if the store is
+    /// closed. The caller does not wait for the commit, so one connection can have many
+    /// records on their way to disk; the queue is bounded ([`WRITE_QUEUE`]), and while it is
+    /// full this waits (backpressure, never a dropped record). Continuations run in queue
+    /// order.
+    pub async fn record_then(&self, rec: Record, then: Then) {
+        if let Err(e) = self.writer.send(Op::Record(Box::new(rec), then)).await {
+            if let Op::Record(_, then) = e.0 {
+                then(Err(StoreError::Closed.to_string()));
+            }
+        }
+    }
+
+    /// Returns once every record queued before this call has been committed (or refused)
+    /// and its continuation has run: at shutdown, before the rooms are saved.
+    pub async fn settled(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.writer.send(Op::Barrier(done)).await.is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// Remembers that `room` was opened with the secret whose digest is `tag`, so its
@@ -422,10 +455,11 @@ pub(crate) fn settle(batch: &mut Vec<Op>, outcome: Result<(), String>) {
         tracing::error!(error = %e, records = batch.len(), "history commit failed");
     }
     for op in batch.drain(..) {
-        let done = match op {
-            Op::Record(_, done) | Op::Room { done, .. } => done,
-        };
-        let _ = done.send(outcome.clone());
+        match op {
+            Op::Record(_, then) => then(outcome.clone()),
+            Op::Room { done, .. } => drop(done.send(outcome.clone())),
+            Op::Barrier(done) => drop(done.send(())),
+        }
     }
 }
 
@@ -464,6 +498,7 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
                 Op::Room { room: name, tag, .. } => {
                     room.execute(params![name, tag, crate::now_ms() as i64])?;
                 }
+                Op::Barrier(_) => {}
             }
         }
     }

@@ -115,6 +115,7 @@ async fn commit(client: &mut Client, batch: &[Op]) -> Result<(), tokio_postgres:
             Op::Room { room: name, tag, .. } => {
                 tx.execute(&room, &[name, tag, &(crate::now_ms() as i64)]).await?;
             }
+            Op::Barrier(_) => {}
         }
     }
     tx.commit().await
