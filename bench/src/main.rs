@@ -7,7 +7,9 @@
 //! tether-bench report --raw raw.jsonl --out bench/RESULTS.md
 //! ```
 
+mod alarms;
 mod cpu;
+mod gateway;
 mod idle;
 mod peer;
 mod presence;
@@ -90,6 +92,59 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The CS gateway: calls through the relay and direct to the legacy server; one JSON line
+    /// per figure.
+    Gateway {
+        /// The relay's `host:port` (started with `--cs-upstream http://LEGACY/RPC2`).
+        #[arg(long)]
+        relay: std::net::SocketAddr,
+        /// The legacy CS server's `host:port` (`tether-legacy-cs`).
+        #[arg(long)]
+        legacy: std::net::SocketAddr,
+        /// Sequential calls on each path.
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+        /// Concurrent sessions on each path.
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long)]
+        relay_pid: Option<u32>,
+        #[arg(long)]
+        legacy_pid: Option<u32>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The XML-RPC codec's MB/s both ways; writes the payloads to --dir for the Python run.
+    Codec {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Alarms: datagrams at --rate to the relay's --alarm-listen port, forwarded to
+    /// --subscribers; appends one JSON line.
+    Alarms {
+        /// The relay's `host:port`.
+        #[arg(long)]
+        relay: std::net::SocketAddr,
+        /// Its `--alarm-listen` address.
+        #[arg(long)]
+        udp: std::net::SocketAddr,
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 256)]
+        bytes: usize,
+        #[arg(long)]
+        relay_pid: Option<u32>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Writes the Markdown report from the JSON lines the runs appended.
     Report {
         #[arg(long)]
@@ -135,6 +190,38 @@ async fn main() -> Result<()> {
         }
         Cmd::Presence { peer, base, samples, dead, limit_s, out } => {
             let outcome = presence::run(peer, &base, samples, dead, Duration::from_secs_f64(limit_s)).await?;
+            append(&out, &serde_json::to_string(&outcome)?)?;
+        }
+        Cmd::Gateway { relay, legacy, calls, sessions, seconds, relay_pid, legacy_pid, out } => {
+            let plan = gateway::GatewayPlan {
+                relay,
+                legacy,
+                calls,
+                sessions,
+                measure: Duration::from_secs_f64(seconds),
+                relay_pid,
+                legacy_pid,
+            };
+            for outcome in gateway::gateway(&plan).await? {
+                append(&out, &serde_json::to_string(&outcome)?)?;
+            }
+        }
+        Cmd::Codec { dir, out } => {
+            for outcome in gateway::codec(&dir)? {
+                append(&out, &serde_json::to_string(&outcome)?)?;
+            }
+        }
+        Cmd::Alarms { relay, udp, subscribers, rate, seconds, bytes, relay_pid, out } => {
+            let plan = alarms::Plan {
+                relay,
+                udp,
+                subscribers,
+                rate,
+                measure: Duration::from_secs_f64(seconds),
+                bytes,
+                relay_pid,
+            };
+            let outcome = alarms::run(&plan).await?;
             append(&out, &serde_json::to_string(&outcome)?)?;
         }
         Cmd::Report { raw, out } => {

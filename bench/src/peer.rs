@@ -20,6 +20,9 @@ pub enum Peer {
     Seed,
     /// A Socket.IO 4 relay with rooms (`bench/peers/socketio-relay.js`).
     Socketio,
+    /// The PageSpy server (npm `@huolala-tech/page-spy-api`): rooms at `NAME.local`, made on
+    /// first join (`forceCreate`), `broadcast` to the room's other members.
+    Pagespy,
 }
 
 /// What a frame means to the benchmark.
@@ -48,6 +51,9 @@ impl Peer {
             Peer::Socketio => {
                 format!("ws://{base}/socket.io/?EIO=4&transport=websocket&room={room}&role={role}")
             }
+            Peer::Pagespy => format!(
+                "ws://{base}/api/v1/ws/room/join?address={room}.local&name={role}&userId={role}&forceCreate=true"
+            ),
         }
     }
 
@@ -96,6 +102,18 @@ impl Peer {
                 }
             }
             Peer::Seed => {}
+            Peer::Pagespy => {
+                // Until `connect` (the member's own address and the room's members).
+                loop {
+                    let text = next_text(&mut ws).await?;
+                    if text.starts_with(r#"{"type":"connect""#) {
+                        break;
+                    }
+                    if text.starts_with(r#"{"type":"error""#) {
+                        bail!("refused: {text}");
+                    }
+                }
+            }
             Peer::Socketio => {
                 // Engine.IO open packet, then connect to the default namespace.
                 let open = next_text(&mut ws).await?;
@@ -124,6 +142,9 @@ impl Peer {
             Peer::Socketio => {
                 format!("42{}", json!(["post", {"id": id, "url": "https://api.example/answer?qID=5"}]))
             }
+            Peer::Pagespy => pagespy_broadcast(
+                json!({"type": "post", "id": id, "msg": {"url": "https://api.example/answer?qID=5"}}),
+            ),
         }
     }
 
@@ -158,17 +179,49 @@ impl Peer {
                     _ => Frame::Other,
                 }
             }
+            Peer::Pagespy => {
+                let Ok(v) = serde_json::from_str::<Value>(text) else { return Frame::Other };
+                if v["type"] != "broadcast" {
+                    return Frame::Other;
+                }
+                let data = &v["content"]["data"];
+                let id = data["id"].as_str().unwrap_or_default().to_owned();
+                match data["type"].as_str() {
+                    Some("post") => Frame::Request(pagespy_broadcast(
+                        json!({"type": "postCb", "id": id, "msg": {"result": {"code": 0}, "cookie": "uid=42"}}),
+                    )),
+                    Some("postCb") => Frame::Reply(id),
+                    _ => Frame::Other,
+                }
+            }
         }
     }
 }
 
+/// A PageSpy `broadcast` of `data` to the room's other members (in a room of one PC and one
+/// device, the other one).
+fn pagespy_broadcast(data: Value) -> String {
+    json!({"type": "broadcast", "content": {"data": data, "includeSelf": false}}).to_string()
+}
+
 impl Peer {
     /// In a devices list, how many devices are present (not away); `None` for other frames.
+    ///
+    /// PageSpy sends changes, not lists: `join` and `leave` of one member. In the presence
+    /// scenario's rooms (one PC, one device) a device's `join` means one device and its
+    /// `leave` none, which is how they are read here.
     pub fn live_devices(self, text: &str) -> Option<usize> {
         let v: Value = match self {
-            Peer::Tether | Peer::Seed => serde_json::from_str(text).ok()?,
+            Peer::Tether | Peer::Seed | Peer::Pagespy => serde_json::from_str(text).ok()?,
             Peer::Socketio => serde_json::from_str(text.strip_prefix("42")?).ok()?,
         };
+        if self == Peer::Pagespy {
+            return match (v["type"].as_str()?, v["content"]["connection"]["name"].as_str()?) {
+                ("join", "device") => Some(1),
+                ("leave", "device") => Some(0),
+                _ => None,
+            };
+        }
         let list = match self {
             Peer::Tether if v["type"] == "devices" => v["msg"]["members"].as_array()?,
             Peer::Seed if v["type"] == "devices" => v["msg"].as_array()?,
@@ -215,7 +268,7 @@ mod tests {
 
     #[test]
     fn each_peer_reads_its_own_requests_and_replies() {
-        for peer in [Peer::Tether, Peer::Seed, Peer::Socketio] {
+        for peer in [Peer::Tether, Peer::Seed, Peer::Socketio, Peer::Pagespy] {
             let Frame::Request(reply) = peer.classify(&peer.post("17")) else {
                 panic!("{peer:?}: a request")
             };
@@ -231,5 +284,12 @@ mod tests {
         assert_eq!(Peer::Socketio.live_devices(r#"42["devices",[{"id":"x","role":"pc"}]]"#), Some(0));
         assert_eq!(Peer::Socketio.live_devices(r#"42["post",{}]"#), None);
         assert_eq!(Peer::Tether.classify(r#"{"type":"devices","msg":{}}"#), Frame::Other);
+        // PageSpy, as its server sends them (trimmed).
+        let leave = r#"{"type":"leave","createdAt":1,"requestId":"","content":{"connection":{"address":"e3.local","userId":"device","name":"device"}}}"#;
+        assert_eq!(Peer::Pagespy.live_devices(leave), Some(0));
+        assert_eq!(Peer::Pagespy.live_devices(&leave.replace("leave", "join")), Some(1));
+        assert_eq!(Peer::Pagespy.live_devices(&leave.replace("device", "pc")), None);
+        let relayed = r#"{"type":"broadcast","createdAt":0,"requestId":"","content":{"data":{"type":"postCb","id":"9"},"from":{"address":"e3.local"}}}"#;
+        assert_eq!(Peer::Pagespy.classify(relayed), Frame::Reply("9".into()));
     }
 }
