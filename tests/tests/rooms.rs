@@ -731,5 +731,13 @@ async fn replies_sent_back_to_back_arrive_in_order_each_already_in_history() {
     }
     let (_, items) = get_json(relay.addr, &format!("/api/rooms/pipe/history?secret=s&limit={n}")).await;
     assert_eq!(items.as_array().unwrap().len(), n);
+    // Commits are counted, so records per commit can be read off /metrics.
+    let (_, _, m) = http_get(relay.addr, "/metrics").await;
+    let value = |name: &str| -> u64 {
+        m.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).expect(name)
+    };
+    assert_eq!(value("tether_history_writes_total"), n as u64);
+    let commits = value("tether_history_commits_total");
+    assert!((1..=n as u64 + 1).contains(&commits), "{commits} commits");
     relay.stop().await;
 }

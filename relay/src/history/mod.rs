@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tether_protocol::Kind;
 use tokio::sync::{mpsc, oneshot};
@@ -136,6 +137,8 @@ pub(crate) enum Op {
 pub struct Store {
     writer: mpsc::Sender<Op>,
     reader: Reader,
+    /// Transactions the writer has committed (records per commit = writes / commits).
+    commits: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -204,8 +207,9 @@ impl Store {
     /// the store and the resume-token key kept in it.
     pub async fn open(url: &str) -> Result<(Store, [u8; 32]), StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let (writer, reader, key) = postgres::open(url).await?;
-            return Ok((Store { writer, reader: Reader::Postgres(reader) }, key));
+            let commits = Arc::new(AtomicU64::new(0));
+            let (writer, reader, key) = postgres::open(url, commits.clone()).await?;
+            return Ok((Store { writer, reader: Reader::Postgres(reader), commits }, key));
         }
         let path = parse_url(url)?;
         let memory_name = format!("tether-{:016x}", rand::random::<u64>());
@@ -217,8 +221,17 @@ impl Store {
         let key = resume_key(&write)?;
         let read = open(&path, &memory_name)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        std::thread::Builder::new().name("tether-history".into()).spawn(move || writer(write, rx))?;
-        Ok((Store { writer: tx, reader: Reader::Sqlite(Arc::new(Mutex::new(read))) }, key))
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
+        std::thread::Builder::new()
+            .name("tether-history".into())
+            .spawn(move || writer(write, rx, &counted))?;
+        Ok((Store { writer: tx, reader: Reader::Sqlite(Arc::new(Mutex::new(read))), commits }, key))
+    }
+
+    /// Transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Relaxed)
     }
 
     /// Stores a pair; returns once it is committed.
@@ -429,11 +442,12 @@ fn resume_key(conn: &Connection) -> Result<[u8; 32], rusqlite::Error> {
 }
 
 /// The writer thread: group commit until every `Store` handle is dropped.
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.blocking_recv() {
         top_up(op, &mut rx, &mut batch);
         let outcome = commit(&mut conn, &batch).map_err(|e| e.to_string());
+        commits.fetch_add(1, Relaxed);
         settle(&mut batch, outcome);
     }
 }

@@ -8,6 +8,7 @@
 
 use super::{Item, MAX_BATCH, Op, ReplyParts, Row, StoreError, WRITE_QUEUE, settle, top_up};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
 
@@ -42,7 +43,10 @@ async fn connect(url: &str) -> Result<Client, StoreError> {
 }
 
 /// Connects, creates the schema if needed, and starts the writer.
-pub(super) async fn open(url: &str) -> Result<(mpsc::Sender<Op>, Arc<Client>, [u8; 32]), StoreError> {
+pub(super) async fn open(
+    url: &str,
+    commits: Arc<AtomicU64>,
+) -> Result<(mpsc::Sender<Op>, Arc<Client>, [u8; 32]), StoreError> {
     let writer = connect(url).await?;
     writer.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK]).await?;
     let created = writer.batch_execute(SCHEMA).await;
@@ -60,15 +64,16 @@ pub(super) async fn open(url: &str) -> Result<(mpsc::Sender<Op>, Arc<Client>, [u
     let key = <[u8; 32]>::try_from(stored.as_slice()).unwrap_or(fresh);
     let reader = Arc::new(connect(url).await?);
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    tokio::spawn(write_loop(writer, rx));
+    tokio::spawn(write_loop(writer, rx, commits));
     Ok((tx, reader, key))
 }
 
-async fn write_loop(mut client: Client, mut rx: mpsc::Receiver<Op>) {
+async fn write_loop(mut client: Client, mut rx: mpsc::Receiver<Op>, commits: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.recv().await {
         top_up(op, &mut rx, &mut batch);
         let outcome = commit(&mut client, &batch).await.map_err(|e| e.to_string());
+        commits.fetch_add(1, Relaxed);
         settle(&mut batch, outcome);
     }
 }
