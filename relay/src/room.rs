@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tether_protocol::msg::{Devices, Hello, MemberInfo, Welcome};
 use tether_protocol::{ErrorCode, Kind, OutEnvelope, Role, limits};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// One frame of text on its way to a member; cheap to clone for broadcasts.
@@ -70,11 +69,28 @@ impl Kick {
     }
 }
 
+/// One connection's bounded outbound queue: frames in order, at most `max_frames` of them and
+/// `max_bytes` in all. A plain deque under a lock with a wake-up, rather than a channel: a
+/// connection that is idle holds no more than this struct (a channel keeps a block of slots
+/// allocated per connection, which thousands of idle phones pay for).
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: tokio::sync::Notify,
+    /// Bytes queued (read without the lock by `/metrics`-like checks and the byte cap).
+    bytes: AtomicUsize,
+}
+
+struct QueueState {
+    frames: VecDeque<Frame>,
+    /// The reading side is gone: nothing more is accepted.
+    closed: bool,
+}
+
 /// The sending side of one connection's bounded outbound queue.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Frame>,
-    bytes: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
+    max_frames: usize,
     max_bytes: usize,
     /// Ends the connection that reads this queue.
     pub kick: Arc<Kick>,
@@ -82,25 +98,38 @@ pub struct Outbox {
     pub conn: u64,
 }
 
-/// The receiving side, read by the connection's task.
+/// The receiving side, read by the connection's task. Dropping it closes the queue (and
+/// frees what it held): later pushes see [`Push::Closed`].
 pub struct Inbox {
-    rx: mpsc::Receiver<Frame>,
-    bytes: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
 }
 
 impl Inbox {
-    /// The next frame to write to the socket.
-    pub async fn recv(&mut self) -> Option<Frame> {
-        let f = self.rx.recv().await?;
-        self.bytes.fetch_sub(f.len(), Relaxed);
-        Some(f)
+    /// The next frame to write to the socket; waits until there is one.
+    pub async fn recv(&mut self) -> Frame {
+        loop {
+            if let Some(f) = self.try_recv() {
+                return f;
+            }
+            // A push after the check above leaves a permit, so this wakes at once then.
+            self.queue.ready.notified().await;
+        }
     }
 
     /// A frame already queued, if any (to batch writes).
     pub fn try_recv(&mut self) -> Option<Frame> {
-        let f = self.rx.try_recv().ok()?;
-        self.bytes.fetch_sub(f.len(), Relaxed);
+        let f = lock(&self.queue.state).frames.pop_front()?;
+        self.queue.bytes.fetch_sub(f.len(), Relaxed);
         Some(f)
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut state = lock(&self.queue.state);
+        state.closed = true;
+        state.frames = VecDeque::new();
+        self.queue.bytes.store(0, Relaxed);
     }
 }
 
@@ -113,23 +142,22 @@ enum Push {
 impl Outbox {
     fn push(&self, f: Frame) -> Push {
         let len = f.len();
-        let before = self.bytes.fetch_add(len, Relaxed);
-        // One frame always fits in an empty queue, however large: the byte cap bounds a
-        // queue's growth, not the largest frame (that is --max-frame's job).
-        if before > 0 && before + len > self.max_bytes {
-            self.bytes.fetch_sub(len, Relaxed);
-            return Push::Full;
-        }
-        match self.tx.try_send(f) {
-            Ok(()) => Push::Queued,
-            Err(e) => {
-                self.bytes.fetch_sub(len, Relaxed);
-                match e {
-                    mpsc::error::TrySendError::Full(_) => Push::Full,
-                    mpsc::error::TrySendError::Closed(_) => Push::Closed,
-                }
+        {
+            let mut state = lock(&self.queue.state);
+            if state.closed {
+                return Push::Closed;
             }
+            let before = self.queue.bytes.load(Relaxed);
+            // One frame always fits in an empty queue, however large: the byte cap bounds a
+            // queue's growth, not the largest frame (that is --max-frame's job).
+            if state.frames.len() >= self.max_frames || (before > 0 && before + len > self.max_bytes) {
+                return Push::Full;
+            }
+            self.queue.bytes.fetch_add(len, Relaxed);
+            state.frames.push_back(f);
         }
+        self.queue.ready.notify_one();
+        Push::Queued
     }
 }
 
@@ -573,16 +601,19 @@ impl Hub {
 
     /// A fresh bounded queue for a new connection.
     pub fn outbox(&self) -> (Outbox, Inbox) {
-        let (tx, rx) = mpsc::channel(self.limits.queue_frames);
-        let bytes = Arc::new(AtomicUsize::new(0));
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState { frames: VecDeque::new(), closed: false }),
+            ready: tokio::sync::Notify::new(),
+            bytes: AtomicUsize::new(0),
+        });
         let out = Outbox {
-            tx,
-            bytes: bytes.clone(),
+            queue: queue.clone(),
+            max_frames: self.limits.queue_frames,
             max_bytes: self.limits.queue_bytes,
             kick: Arc::new(Kick::default()),
             conn: self.next_conn.fetch_add(1, Relaxed),
         };
-        (out, Inbox { rx, bytes })
+        (out, Inbox { queue })
     }
 
     /// Rooms with at least one member.
@@ -620,7 +651,8 @@ impl Hub {
                     name: name.clone(),
                     digest,
                     tag: tag(&digest).into(),
-                    members: Vec::new(),
+                    // A PC and a phone, most often: room for two, not the four a first push reserves.
+                    members: Vec::with_capacity(2),
                     pending: PendingTable::default(),
                     limits: self.limits.clone(),
                     metrics: self.metrics.clone(),
@@ -1004,7 +1036,7 @@ impl Hub {
                 return Err(Refusal::new(ErrorCode::BadFrame, msg));
             }
             let device_name = room.index_of(&j.member).and_then(|i| room.members[i].name.clone());
-            let record = Record {
+            let record = Box::new(Record {
                 room: room.name.to_string(),
                 tag: room.tag.to_string(),
                 kind: p.kind,
@@ -1017,7 +1049,7 @@ impl Hub {
                 reply: msg.get().to_owned(),
                 sent_at: p.sent_at,
                 replied_at: crate::now_ms(),
-            };
+            });
             (p, record)
         };
         let frame: Frame = OutEnvelope {
@@ -1441,6 +1473,37 @@ mod tests {
         let (store, key) = Store::open("sqlite::memory:").await.unwrap();
         let limits = Limits::from_config(&crate::Config::defaults());
         Hub::new(limits, store, key, Arc::default(), None)
+    }
+
+    #[tokio::test]
+    async fn an_outbound_queue_is_bounded_in_frames_and_bytes_keeps_order_and_closes_with_its_reader() {
+        let mut limits = Limits::from_config(&crate::Config::defaults());
+        (limits.queue_frames, limits.queue_bytes) = (3, 100);
+        let (store, key) = Store::open("sqlite::memory:").await.unwrap();
+        let h = Hub::new(limits, store, key, Arc::default(), None);
+        let (out, mut inbox) = h.outbox();
+        let frame = |n: usize| Frame::from("x".repeat(n));
+        // One frame always fits in an empty queue, however large.
+        assert!(matches!(out.push(frame(500)), Push::Queued));
+        assert!(matches!(out.push(frame(1)), Push::Full), "over the byte cap");
+        assert_eq!(inbox.recv().await.len(), 500);
+        for n in [10, 20, 30] {
+            assert!(matches!(out.push(frame(n)), Push::Queued));
+        }
+        assert!(matches!(out.push(frame(1)), Push::Full), "over the frame cap");
+        assert_eq!([10, 20, 30].map(|_| inbox.try_recv().unwrap().len()), [10, 20, 30]);
+        assert!(inbox.try_recv().is_none());
+        // A reader waiting on an empty queue wakes for the next push.
+        let waiting = tokio::spawn(async move {
+            let f = inbox.recv().await;
+            (f, inbox)
+        });
+        tokio::task::yield_now().await;
+        assert!(matches!(out.push(frame(7)), Push::Queued));
+        let (f, inbox) = waiting.await.unwrap();
+        assert_eq!(f.len(), 7);
+        drop(inbox);
+        assert!(matches!(out.push(frame(1)), Push::Closed), "its reader is gone");
     }
 
     fn saved(ms_ago: u64, left_ms: u64) -> Snapshot {

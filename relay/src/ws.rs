@@ -81,17 +81,37 @@ impl Drop for Counted {
     }
 }
 
+/// The two halves of a room WebSocket.
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocket>;
+
 /// Serves one room WebSocket until it ends.
-pub async fn serve(
-    mut socket: WebSocket,
+///
+/// A plain function that splits the socket and returns the future that serves it: the socket
+/// and the query are moved into their final places here, so the (long-lived, per-connection)
+/// future holds each of them once instead of keeping room for them in every state.
+pub fn serve(
+    socket: WebSocket,
     hub: Arc<Hub>,
     query: JoinQuery,
+    shutdown: CancellationToken,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+) -> impl Future<Output = ()> + Send {
+    let request = query.into_request();
+    let (sink, stream) = socket.split();
+    serve_split(sink, stream, hub, request, shutdown, cluster)
+}
+
+async fn serve_split(
+    mut sink: Sink,
+    stream: Stream,
+    hub: Arc<Hub>,
+    mut request: Result<JoinRequest, Refusal>,
     shutdown: CancellationToken,
     cluster: Option<Arc<crate::cluster::Cluster>>,
 ) {
     let _counted = Counted::new(hub.clone());
     let (outbox, inbox) = hub.outbox();
-    let mut request = query.into_request();
     // Cluster mode: the room's secret is the cluster's (the first joiner of a room with no member
     // on any node sets it). With Redis unreachable, this node decides alone.
     if let (Ok(req), Some(c)) = (&request, &cluster) {
@@ -113,7 +133,7 @@ pub async fn serve(
         Err(r) => {
             debug!(code = %r.code, message = %r.message, "join refused");
             hub.metrics.error(r.code);
-            goodbye(&mut socket, &r).await;
+            goodbye(&mut sink, &r).await;
             return;
         }
     };
@@ -123,7 +143,7 @@ pub async fn serve(
             let r = Refusal::new(ErrorCode::Internal, "the history store is unavailable");
             hub.metrics.error(r.code);
             hub.leave(&joined, joined.conn, Leave::Kicked);
-            goodbye(&mut socket, &r).await;
+            goodbye(&mut sink, &r).await;
             return;
         }
     }
@@ -131,8 +151,10 @@ pub async fn serve(
     let conn = Connection { hub: hub.clone(), joined, outbox };
     async move {
         info!(resumed = conn.joined.resumed, "joined");
-        let (end, socket, inbox) = conn.run(socket, inbox, shutdown).await;
-        conn.finish(end, socket, inbox).await;
+        let mut stream = stream;
+        let mut inbox = inbox;
+        let end = conn.run(&mut sink, &mut stream, &mut inbox, shutdown).await;
+        conn.finish(end, &mut sink, inbox).await;
     }
     .instrument(span)
     .await;
@@ -140,11 +162,11 @@ pub async fn serve(
 
 /// Sends a last `error` and a close frame carrying its code, without waiting long for a
 /// peer that may not be reading.
-async fn goodbye(socket: &mut WebSocket, r: &Refusal) {
+async fn goodbye(sink: &mut Sink, r: &Refusal) {
     let close = CloseFrame { code: r.code.close_code().0, reason: r.code.as_str().into() };
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        socket.send(Message::Text(error_frame(None, r.code, &r.message).into())).await?;
-        socket.send(Message::Close(Some(close))).await
+        sink.send(Message::Text(error_frame(None, r.code, &r.message).into())).await?;
+        sink.send(Message::Close(Some(close))).await
     })
     .await;
 }
@@ -158,12 +180,12 @@ struct Connection {
 impl Connection {
     async fn run(
         &self,
-        socket: WebSocket,
-        mut inbox: Inbox,
+        sink: &mut Sink,
+        stream: &mut Stream,
+        inbox: &mut Inbox,
         shutdown: CancellationToken,
-    ) -> (End, WebSocket, Inbox) {
-        let limits = self.hub.limits().clone();
-        let (mut sink, mut stream) = socket.split();
+    ) -> End {
+        let limits = self.hub.limits();
         let mut ping = tokio::time::interval_at(Instant::now() + limits.heartbeat, limits.heartbeat);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let silence = limits.heartbeat * limits::MISSED_HEARTBEATS as u32;
@@ -172,14 +194,13 @@ impl Connection {
         let mut bucket = TokenBucket::new(limits.rate, limits.burst, std::time::Instant::now());
         let kick = self.outbox.kick.clone();
 
-        let end = loop {
+        loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break End::Shutdown,
                 () = kick.fired() => break End::Kicked(kick.reason()),
                 () = &mut deadline => break End::Dead,
                 frame = inbox.recv() => {
-                    let Some(frame) = frame else { break End::Lost };
                     // Write what is queued in one go, flushing once.
                     let write = async {
                         sink.feed(Message::Text(frame)).await?;
@@ -246,12 +267,10 @@ impl Connection {
                     }
                 }
             }
-        };
-        let socket = sink.reunite(stream).expect("halves of one socket");
-        (end, socket, inbox)
+        }
     }
 
-    async fn finish(&self, end: End, mut socket: WebSocket, mut inbox: Inbox) {
+    async fn finish(&self, end: End, sink: &mut Sink, mut inbox: Inbox) {
         // Leave first, so nobody queues more toward a socket that is going away, then say
         // goodbye (which may wait up to a second on a peer that does not read).
         let how = match &end {
@@ -271,20 +290,20 @@ impl Connection {
         self.hub.leave_with(&self.joined, self.joined.conn, how, unsent);
         match end {
             End::Clean => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
             }
             End::Lost => {}
             End::Dead => info!("no answer for two heartbeats; marked away"),
             End::Shutdown => {
                 let r = Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect");
-                goodbye(&mut socket, &r).await;
+                goodbye(sink, &r).await;
             }
             End::Kicked(r) => {
                 self.hub.metrics.error(r.code);
                 if r.code != ErrorCode::Replaced {
                     info!(code = %r.code, "closing: {}", r.message);
                 }
-                goodbye(&mut socket, &r).await;
+                goodbye(sink, &r).await;
             }
         }
     }

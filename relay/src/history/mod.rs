@@ -237,7 +237,7 @@ impl Store {
     /// Stores a pair; returns once it is committed.
     pub async fn record(&self, rec: Record) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.record_then(rec, Box::new(move |outcome| drop(done.send(outcome)))).await;
+        self.record_then(Box::new(rec), Box::new(move |outcome| drop(done.send(outcome)))).await;
         wait.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Commit)
     }
 
@@ -247,11 +247,21 @@ impl Store {
     /// records on their way to disk; the queue is bounded ([`WRITE_QUEUE`]), and while it is
     /// full this waits (backpressure, never a dropped record). Continuations run in queue
     /// order.
-    pub async fn record_then(&self, rec: Record, then: Then) {
-        if let Err(e) = self.writer.send(Op::Record(Box::new(rec), then)).await {
-            if let Op::Record(_, then) = e.0 {
+    pub async fn record_then(&self, rec: Box<Record>, then: Then) {
+        let closed = |op: Op| {
+            if let Op::Record(_, then) = op {
                 then(Err(StoreError::Closed.to_string()));
             }
+        };
+        let op = match self.writer.try_send(Op::Record(rec, then)) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(op)) => op,
+            Err(mpsc::error::TrySendError::Closed(op)) => return closed(op),
+        };
+        // The queue is full: wait for room. Boxed, so that this rare wait does not make every
+        // connection's future (which holds this one) larger.
+        if let Err(e) = Box::pin(self.writer.send(op)).await {
+            closed(e.0);
         }
     }
 
