@@ -84,9 +84,18 @@ fn table_head(out: &mut String, first: &str, ratios: bool) {
     let _ = writeln!(out, "{header}\n{rule}");
 }
 
-/// The runs of one scenario and mode, by peer.
-fn pick<'a>(rows: &'a [Value], scenario: &str, mode: &str, peer: &str) -> Option<&'a Value> {
-    rows.iter().rev().find(|r| r["scenario"] == scenario && r["mode"] == mode && r["peer"] == peer)
+/// The round-trip runs of one load, by peer (several in full mode: one per round).
+fn runs<'a>(rows: &'a [Value], mode: &str, peer: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["scenario"] == "roundtrip" && r["mode"] == mode && r["peer"] == peer).collect()
+}
+
+/// Of several runs of one load, the median one, every figure taken from that run: by
+/// throughput at saturation, by server CPU per round trip at a fixed load (where throughput
+/// is the offered load).
+fn median_run<'a>(mut runs: Vec<&'a Value>, mode: &str) -> Option<&'a Value> {
+    let key = if mode == "saturation" { "round_trips_per_s" } else { "server_cpu_us_per_rt" };
+    runs.sort_by(|a, b| a[key].as_f64().unwrap_or(0.0).total_cmp(&b[key].as_f64().unwrap_or(0.0)));
+    runs.get(runs.len() / 2).copied()
 }
 
 /// The report.
@@ -129,20 +138,30 @@ pub fn markdown(rows: &[Value]) -> String {
         let (rooms, devices) =
             shape.map_or((0, 0), |r| (r["rooms"].as_u64().unwrap_or(0), r["devices"].as_u64().unwrap_or(0)));
         let _ = writeln!(out, "## 1. Round trips\n");
+        let rounds = PEERS.iter().map(|(p, _)| runs(rows, &modes[0].1, p).len()).max().unwrap_or(1);
         let _ = writeln!(
             out,
             "{rooms} rooms × (1 PC + {devices} device). The PC posts, the device answers at once, the PC \
              reads the answer. At a fixed load latency counts from when each request was due; at \
              saturation every PC keeps 8 requests in flight. Tether stores every pair in SQLite \
-             history before forwarding the answer; the peers keep no history.\n"
+             history before forwarding the answer; the peers keep no history.{}\n",
+            if rounds > 1 {
+                format!(
+                    " Each load ran {rounds} times, the peers taking turns within each round; each \
+                     column shows its median run (by throughput at saturation, by server CPU at a \
+                     fixed load), and the last row of each load the range of throughput or CPU \
+                     over the runs."
+                )
+            } else {
+                String::new()
+            }
         );
         table_head(&mut out, "load", true);
         for (_, mode) in &modes {
+            let chosen: Vec<Option<&Value>> =
+                PEERS.iter().map(|(p, _)| median_run(runs(rows, mode, p), mode)).collect();
             for f in &ROUNDTRIP {
-                let vals: Vec<Option<f64>> = PEERS
-                    .iter()
-                    .map(|(p, _)| pick(rows, "roundtrip", mode, p).and_then(|v| (f.get)(v)))
-                    .collect();
+                let vals: Vec<Option<f64>> = chosen.iter().map(|v| v.and_then(|v| (f.get)(v))).collect();
                 let mut line = format!("| {mode} | {} |", f.title);
                 for v in &vals {
                     let _ = write!(line, " {} |", fmt(*v, f.decimals));
@@ -152,6 +171,25 @@ pub fn markdown(rows: &[Value]) -> String {
                     let _ = write!(line, " {shown} |");
                 }
                 let _ = writeln!(out, "{line}");
+            }
+            if rounds > 1 {
+                let (key, title, d) = if mode == "saturation" {
+                    ("round_trips_per_s", "range over runs, round trips/s", 0)
+                } else {
+                    ("server_cpu_us_per_rt", "range over runs, server CPU per round trip, µs", 1)
+                };
+                let mut line = format!("| {mode} | {title} |");
+                for (p, _) in PEERS {
+                    let xs: Vec<f64> = runs(rows, mode, p).iter().filter_map(|r| r[key].as_f64()).collect();
+                    let lo = xs.iter().copied().reduce(f64::min);
+                    let hi = xs.iter().copied().reduce(f64::max);
+                    let cell = match (lo, hi) {
+                        (Some(lo), Some(hi)) => format!("{}–{}", fmt(Some(lo), d), fmt(Some(hi), d)),
+                        _ => "—".into(),
+                    };
+                    let _ = write!(line, " {cell} |");
+                }
+                let _ = writeln!(out, "{line}{}", " — |".repeat(PEERS.len() - 1));
             }
         }
         out.push('\n');
@@ -482,6 +520,36 @@ mod tests {
         let md = markdown(&[dead("tether", 4100.0, 0), dead("pagespy", 120000.0, 3)]);
         assert!(md.contains("| dead peer | p99, ms | 4100.00 | > 120,000 | — | — |"), "{md}");
         assert!(md.contains("| dead peer | PC not told within the limit | 0 | 3 | — | — |"), "{md}");
+    }
+
+    #[test]
+    fn repeated_runs_show_the_median_run_and_the_range() {
+        let run = |peer: &str, rts: f64, p99: u64| {
+            json!({"scenario": "roundtrip", "peer": peer, "mode": "saturation", "offered_per_s": null,
+                   "rooms": 20, "devices": 1, "round_trips_per_s": rts, "p50_us": 1000, "p99_us": p99,
+                   "p999_us": 9000, "server_cpu_us_per_rt": 10.0, "generator_cpu_s": 5.0, "seconds": 5.0, "lost": 0})
+        };
+        let md = markdown(&[
+            run("tether", 10000.0, 1000),
+            run("seed", 20000.0, 1000),
+            run("tether", 30000.0, 3000),
+            run("seed", 20000.0, 1000),
+            run("tether", 20000.0, 2000),
+            run("seed", 20000.0, 1000),
+        ]);
+        // The median run's figures together: 20,000/s went with a 2 ms p99.
+        assert!(
+            md.contains("| saturation | round trips/s | 20,000 | — | 20,000 | — | — | 1.00× | — |"),
+            "{md}"
+        );
+        assert!(md.contains("| saturation | p99 latency, ms | 2.00 | — | 1.00 |"), "{md}");
+        assert!(
+            md.contains(
+                "| saturation | range over runs, round trips/s | 10,000–30,000 | — | 20,000–20,000 | — |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("Each load ran 3 times"), "{md}");
     }
 
     #[test]
