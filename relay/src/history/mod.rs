@@ -150,6 +150,15 @@ enum Reader {
 /// Ops the writer may have queued; a full queue makes writers wait (backpressure on the
 /// devices whose replies are being recorded), it never drops a record.
 const WRITE_QUEUE: usize = 4096;
+/// When the last commit carried at least [`LINGER_BUSY`] records, the writer waits this long
+/// for more before committing a batch smaller than [`LINGER_FULL`]. A commit writes every
+/// index page of every room it touches, so its cost hardly depends on how many records it
+/// carries: on SQLite alone, 20 µs of CPU per record at 10 records a commit, 11 µs at 50.
+/// At 20k round trips/s on one core it cut commits 4.5× and the relay's CPU per round trip by
+/// about a tenth (bench). A quiet relay (a developer and a phone) never waits.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+const LINGER_BUSY: usize = 8;
+const LINGER_FULL: usize = 64;
 /// Most records in one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -167,7 +176,13 @@ CREATE TABLE IF NOT EXISTS history (
     result TEXT NOT NULL, cookie TEXT, app_info TEXT, error TEXT,
     sent_at INTEGER NOT NULL, replied_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS history_by_room ON history (room, tag, id);
+-- A room's rows, newest first. Not (room, tag, id): every commit writes the index pages of
+-- each room it touches, and the 64-character tag in every entry made those pages fill and
+-- split four times as fast (a quarter more CPU per record at 10 records a commit, measured
+-- on SQLite alone). A room name reused with
+-- another secret costs its readers some skipped rows, nothing else.
+CREATE INDEX IF NOT EXISTS history_by_room_id ON history (room, id);
+DROP INDEX IF EXISTS history_by_room;
 ";
 
 /// Where the database lives, from `--db`.
@@ -454,8 +469,19 @@ fn resume_key(conn: &Connection) -> Result<[u8; 32], rusqlite::Error> {
 /// The writer thread: group commit until every `Store` handle is dropped.
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Whether the last commit carried many records: the relay is busy, and a short wait lets
+    // the next commit carry more (each reply waits at most LINGER longer; see LINGER).
+    let mut busy = false;
     while let Some(op) = rx.blocking_recv() {
         top_up(op, &mut rx, &mut batch);
+        if busy && batch.len() < LINGER_FULL {
+            std::thread::sleep(LINGER);
+            while batch.len() < MAX_BATCH {
+                let Ok(op) = rx.try_recv() else { break };
+                batch.push(op);
+            }
+        }
+        busy = batch.len() >= LINGER_BUSY;
         let outcome = commit(&mut conn, &batch).map_err(|e| e.to_string());
         commits.fetch_add(1, Relaxed);
         settle(&mut batch, outcome);
@@ -585,6 +611,25 @@ mod tests {
             sent_at: 1000 + n,
             replied_at: 1010 + n,
         }
+    }
+
+    #[test]
+    fn a_page_of_history_is_read_through_the_room_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM history
+                 WHERE room = ?1 AND tag = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            )
+            .unwrap()
+            .query_map(params!["r", "t", 100, 10], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains("USING INDEX history_by_room_id"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
     }
 
     #[tokio::test]
