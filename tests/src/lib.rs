@@ -703,7 +703,35 @@ pub struct Redis {
 impl Redis {
     /// Starts one; `None` (with the reason printed) where Redis is not installed.
     pub fn start() -> Option<Redis> {
-        Redis::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        // A port found free can be taken again before redis-server binds it (tests run in
+        // parallel): a server that is not ours answering there means try another port.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let redis = Redis::start_on(port)?;
+            if redis.answers_as_itself() {
+                return Some(redis);
+            }
+        }
+        panic!("redis-server: no free port after 5 tries");
+    }
+
+    /// Whether the server answering on its port is this one (its pid, from `INFO server`).
+    fn answers_as_itself(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", self.port())) else { return false };
+        let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+        if tcp.write_all(b"INFO server\r\n").is_err() {
+            return false;
+        }
+        let (mut text, mut buf) = (String::new(), [0u8; 4096]);
+        while !text.contains("process_id:") || !text[text.find("process_id:").unwrap()..].contains('\n') {
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        let pid = text.split("process_id:").nth(1).and_then(|t| t.lines().next()).map(str::trim);
+        pid == Some(self.child.id().to_string().as_str())
     }
 
     /// Its pid (to stop it with SIGSTOP, as a hung Redis).
