@@ -480,13 +480,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A saturation round-trip run of `peer`.
+    fn run(peer: &str, rts: f64, p99: u64) -> Value {
+        json!({"scenario": "roundtrip", "peer": peer, "mode": "saturation", "offered_per_s": null,
+               "rooms": 20, "devices": 1, "round_trips_per_s": rts, "p50_us": 1000, "p99_us": p99,
+               "p999_us": 9000, "server_cpu_us_per_rt": 10.0, "generator_cpu_s": 5.0, "seconds": 5.0, "lost": 0})
+    }
+
     #[test]
     fn tables_put_each_peer_in_its_column_with_ratios() {
-        let run = |peer: &str, rts: f64, p99: u64| {
-            json!({"scenario": "roundtrip", "peer": peer, "mode": "saturation", "offered_per_s": null,
-                   "rooms": 20, "devices": 1, "round_trips_per_s": rts, "p50_us": 1000, "p99_us": p99,
-                   "p999_us": 9000, "server_cpu_us_per_rt": 10.0, "generator_cpu_s": 5.0, "seconds": 5.0, "lost": 0})
-        };
         let md = markdown(&[
             run("tether", 60000.0, 2000),
             run("pagespy", 15000.0, 40000),
@@ -524,11 +526,6 @@ mod tests {
 
     #[test]
     fn repeated_runs_show_the_median_run_and_the_range() {
-        let run = |peer: &str, rts: f64, p99: u64| {
-            json!({"scenario": "roundtrip", "peer": peer, "mode": "saturation", "offered_per_s": null,
-                   "rooms": 20, "devices": 1, "round_trips_per_s": rts, "p50_us": 1000, "p99_us": p99,
-                   "p999_us": 9000, "server_cpu_us_per_rt": 10.0, "generator_cpu_s": 5.0, "seconds": 5.0, "lost": 0})
-        };
         let md = markdown(&[
             run("tether", 10000.0, 1000),
             run("seed", 20000.0, 1000),

@@ -150,7 +150,7 @@ enum Reader {
 /// Ops the writer may have queued; a full queue makes writers wait (backpressure on the
 /// devices whose replies are being recorded), it never drops a record.
 const WRITE_QUEUE: usize = 4096;
-/// When the last commit carried at least [`LINGER_BUSY`] records, the writer waits this long
+/// When the last commit carried at least [`LINGER_BUSY`] records, the SQLite writer waits this long
 /// for more before committing a batch smaller than [`LINGER_FULL`]. A commit writes every
 /// index page of every room it touches, so its cost hardly depends on how many records it
 /// carries: on SQLite alone, 20 µs of CPU per record at 10 records a commit, 11 µs at 50.
@@ -179,8 +179,8 @@ CREATE TABLE IF NOT EXISTS history (
 -- A room's rows, newest first. Not (room, tag, id): every commit writes the index pages of
 -- each room it touches, and the 64-character tag in every entry made those pages fill and
 -- split four times as fast (a quarter more CPU per record at 10 records a commit, measured
--- on SQLite alone). A room name reused with
--- another secret costs its readers some skipped rows, nothing else.
+-- on SQLite alone). A room name reused with another secret costs its readers some skipped
+-- rows, nothing else.
 CREATE INDEX IF NOT EXISTS history_by_room_id ON history (room, id);
 DROP INDEX IF EXISTS history_by_room;
 ";
