@@ -15,7 +15,6 @@ use bytes::Bytes;
 use futures_util::FutureExt as _;
 use serde::Deserialize;
 use serde_json::json;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -225,15 +224,7 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let mut text = s.hub.metrics.render();
-    let _ = write!(
-        text,
-        "# HELP tether_history_commits_total History transactions committed (records per commit = \
-         tether_history_writes_total / this).\n# TYPE tether_history_commits_total counter\n\
-         tether_history_commits_total {}\n",
-        s.hub.store.commits()
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.hub.metrics.render())
 }
 
 #[derive(Debug, Deserialize)]

@@ -119,7 +119,9 @@ pub async fn run(
 ) -> Result<(), RelayError> {
     let cs_config = config.cs().map_err(RelayError::Config)?;
     let (store, mut resume_key) = history::Store::open(&config.db).await?;
-    let metrics = Arc::new(metrics::Metrics::default());
+    let mut metrics = metrics::Metrics::default();
+    metrics.history_commits = store.commits();
+    let metrics = Arc::new(metrics);
     let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone()));
     let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some())
         .then(|| alarm::Alarms::new(config.alarm_history, config.alarm_queue, metrics.clone()));

@@ -4,6 +4,7 @@
 //! scraped without revealing who uses the relay.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use tether_protocol::{ErrorCode, Kind};
 
@@ -75,6 +76,8 @@ pub struct Metrics {
     pub cluster_up: AtomicI64,
     /// History records committed.
     pub history_writes: AtomicU64,
+    /// History transactions committed; the store's own counter (`Store::commits`).
+    pub history_commits: Arc<AtomicU64>,
     /// Requests refused by `--allow-origin`.
     pub refused_origin: AtomicU64,
     /// History records that failed to commit (the reply was still delivered).
@@ -162,6 +165,11 @@ impl Metrics {
             "tether_history_writes_total",
             "History records committed.",
             self.history_writes.load(Relaxed),
+        );
+        counter(
+            "tether_history_commits_total",
+            "History transactions committed (records per commit = writes / commits).",
+            self.history_commits.load(Relaxed),
         );
         counter(
             "tether_history_failures_total",

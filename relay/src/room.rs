@@ -18,7 +18,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tether_protocol::msg::{Devices, Hello, MemberInfo, Welcome};
@@ -76,12 +76,12 @@ impl Kick {
 struct Queue {
     state: Mutex<QueueState>,
     ready: tokio::sync::Notify,
-    /// Bytes queued (read without the lock by `/metrics`-like checks and the byte cap).
-    bytes: AtomicUsize,
 }
 
 struct QueueState {
     frames: VecDeque<Frame>,
+    /// Their total size.
+    bytes: usize,
     /// The reading side is gone: nothing more is accepted.
     closed: bool,
 }
@@ -118,8 +118,9 @@ impl Inbox {
 
     /// A frame already queued, if any (to batch writes).
     pub fn try_recv(&mut self) -> Option<Frame> {
-        let f = lock(&self.queue.state).frames.pop_front()?;
-        self.queue.bytes.fetch_sub(f.len(), Relaxed);
+        let mut state = lock(&self.queue.state);
+        let f = state.frames.pop_front()?;
+        state.bytes -= f.len();
         Some(f)
     }
 }
@@ -129,7 +130,7 @@ impl Drop for Inbox {
         let mut state = lock(&self.queue.state);
         state.closed = true;
         state.frames = VecDeque::new();
-        self.queue.bytes.store(0, Relaxed);
+        state.bytes = 0;
     }
 }
 
@@ -147,13 +148,13 @@ impl Outbox {
             if state.closed {
                 return Push::Closed;
             }
-            let before = self.queue.bytes.load(Relaxed);
             // One frame always fits in an empty queue, however large: the byte cap bounds a
             // queue's growth, not the largest frame (that is --max-frame's job).
+            let before = state.bytes;
             if state.frames.len() >= self.max_frames || (before > 0 && before + len > self.max_bytes) {
                 return Push::Full;
             }
-            self.queue.bytes.fetch_add(len, Relaxed);
+            state.bytes += len;
             state.frames.push_back(f);
         }
         self.queue.ready.notify_one();
@@ -602,9 +603,8 @@ impl Hub {
     /// A fresh bounded queue for a new connection.
     pub fn outbox(&self) -> (Outbox, Inbox) {
         let queue = Arc::new(Queue {
-            state: Mutex::new(QueueState { frames: VecDeque::new(), closed: false }),
+            state: Mutex::new(QueueState { frames: VecDeque::new(), bytes: 0, closed: false }),
             ready: tokio::sync::Notify::new(),
-            bytes: AtomicUsize::new(0),
         });
         let out = Outbox {
             queue: queue.clone(),

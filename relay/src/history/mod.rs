@@ -244,9 +244,9 @@ impl Store {
         Ok((Store { writer: tx, reader: Reader::Sqlite(Arc::new(Mutex::new(read))), commits }, key))
     }
 
-    /// Transactions committed so far.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Relaxed)
+    /// The count of transactions committed, kept up to date by the writer (for `/metrics`).
+    pub fn commits(&self) -> Arc<AtomicU64> {
+        self.commits.clone()
     }
 
     /// Stores a pair; returns once it is committed.
