@@ -46,7 +46,7 @@ impl Peer {
     /// (`host:port`).
     pub fn url(self, base: &str, room: &str, role: &str) -> String {
         match self {
-            Peer::Tether => format!("ws://{base}/ws?room={room}&role={role}&secret=bench"),
+            Peer::Tether => format!("ws://{base}/ws?room={room}&role={role}&secret=bench-0123456789abcdef"),
             Peer::Seed => format!("ws://{base}/?serverId={room}&role={role}"),
             Peer::Socketio => {
                 format!("ws://{base}/socket.io/?EIO=4&transport=websocket&room={room}&role={role}")

@@ -32,6 +32,10 @@ pub struct Welcome {
     /// The largest frame the relay accepts.
     #[serde(default)]
     pub max_frame: u64,
+    /// To a PC only: the room's device key, for the QR link (`/d/{room}?secret=<deviceKey>`).
+    /// It joins as a device and nothing more; the PC secret never leaves the PC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
 }
 
 /// `hello`, member → relay. Both fields are optional and replace what was said before.
@@ -170,9 +174,11 @@ mod tests {
             heartbeat_ms: 2000,
             grace_ms: 30000,
             max_frame: 1 << 20,
+            device_key: None,
         };
         let v = serde_json::to_value(&w).unwrap();
         assert_eq!(v["heartbeatMs"], 2000);
+        assert!(v.get("deviceKey").is_none(), "a device is never told the key");
         assert_eq!(v["role"], "device");
         assert_eq!(serde_json::from_value::<Welcome>(v).unwrap(), w);
     }

@@ -103,6 +103,10 @@ pub struct RemoteMember {
     /// When it attached there (ms since the epoch).
     #[serde(default)]
     pub attached: u64,
+    /// The nonces of the resume tokens it may use (see `room::Member`): another node resumes
+    /// it only with one of these. Empty from relays that did not say (any valid token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nonces: Vec<u64>,
 }
 
 /// What goes over a node's channel.
@@ -198,6 +202,10 @@ pub struct RemoteRequest {
     pub sent_at: u64,
     /// How long the PC waits.
     pub timeout_ms: u64,
+    /// The history tag of the PC's secret: the device's node may know the room only by its
+    /// device key, yet stores the pair under the PC's tag.
+    #[serde(default)]
+    pub tag: String,
 }
 
 enum Out {
@@ -286,9 +294,9 @@ impl Bus {
     }
 
     /// This node's member `id` of `room` changed (`None`: it is gone).
-    pub fn member_changed(&self, room: &str, id: &str, info: Option<(MemberInfo, u64)>) {
-        let value = info.map(|(info, attached)| {
-            serde_json::to_string(&RemoteMember { info, node: self.node.to_string(), attached })
+    pub fn member_changed(&self, room: &str, id: &str, info: Option<(MemberInfo, u64, Vec<u64>)>) {
+        let value = info.map(|(info, attached, nonces)| {
+            serde_json::to_string(&RemoteMember { info, node: self.node.to_string(), attached, nonces })
                 .unwrap_or_default()
         });
         self.push(Out::Member { room: room.into(), id: id.into(), value });
@@ -445,14 +453,15 @@ impl Cluster {
         }
     }
 
-    /// Whether `member` of `room`, not held here, may resume here under its id: it is listed
-    /// on another node (it moved: that node hands it over), or it left with its node within
-    /// the grace window.
-    pub async fn resumable(&self, room: &str, member: &str) -> Result<bool, redis::RedisError> {
+    /// Whether `member` of `room`, not held here, may resume here under its id with a token
+    /// whose nonce is `nonce`: it is listed on another node with that token (it moved: that node
+    /// hands it over), or it left with its node within the grace window.
+    pub async fn resumable(&self, room: &str, member: &str, nonce: u64) -> Result<bool, redis::RedisError> {
         let mut c = self.conn.clone();
         let entry: Option<String> = c.hget(members_key(room), member).await?;
         if let Some(m) = entry.and_then(|e| serde_json::from_str::<RemoteMember>(&e).ok()) {
-            return Ok(m.node != self.bus.node());
+            let token_current = m.nonces.is_empty() || m.nonces.contains(&nonce);
+            return Ok(m.node != self.bus.node() && token_current);
         }
         let gone: i64 = c.del(gone_key(room, member)).await?;
         Ok(gone > 0)

@@ -48,6 +48,21 @@ pub struct AppState {
     pub allow_origin: Arc<[String]>,
     /// WebSocket connections open per IP address.
     pub per_ip: Arc<PerIp>,
+    /// Wrong secrets per address (room joins and the history API).
+    pub strikes: Arc<crate::strikes::Strikes>,
+}
+
+/// An address that gave too many wrong secrets lately: `429 rate_limited` with `Retry-After`.
+fn too_many_wrong_secrets(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut resp = AppError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many wrong secrets from this address: try again in {secs} s"),
+    )
+    .into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    resp
 }
 
 /// Counts open WebSocket connections per IP address, up to `--max-conns-per-ip`.
@@ -185,6 +200,11 @@ async fn ws_upgrade(
     Query(q): Query<JoinQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let strike = crate::strikes::Strike::new(s.strikes.clone(), peer.ip());
+    if let Err(wait) = strike.check() {
+        s.hub.metrics.error(tether_protocol::ErrorCode::RateLimited);
+        return too_many_wrong_secrets(wait);
+    }
     let slot = match s.per_ip.take(peer.ip()) {
         Ok(slot) => slot,
         Err(e) => {
@@ -205,7 +225,7 @@ async fn ws_upgrade(
         .on_upgrade(move |socket| {
             // No `async` block around it: one would hold the serving future twice (as what it
             // captured and as what it awaits), and this future lives as long as the socket.
-            tasks.track_future(ws::serve(socket, hub, q, shutdown, cluster).map(move |()| drop(slot)))
+            tasks.track_future(ws::serve(socket, hub, q, shutdown, cluster, strike).map(move |()| drop(slot)))
         })
 }
 
@@ -240,10 +260,15 @@ const DEFAULT_PAGE: u32 = 50;
 
 async fn history(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Path(room): Path<String>,
     Query(q): Query<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let strike = crate::strikes::Strike::new(s.strikes.clone(), peer.ip());
+    if let Err(wait) = strike.check() {
+        return Ok(too_many_wrong_secrets(wait));
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -268,6 +293,13 @@ async fn history(
             AppError::new(StatusCode::BAD_REQUEST, "bad_request", "before must be the id of a history row")
         })?),
     };
+    if crate::token::is_device_key(&secret) {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a device key (the QR link's) cannot read history: use the room's PC secret",
+        ));
+    }
     let digest = secret_digest(&room, &secret);
     let tag = tag(&digest);
     let allowed = match s.hub.live_secret_matches(&room, &digest) {
@@ -277,6 +309,7 @@ async fn history(
         _ => s.hub.store.knows_room(&room, &tag).await?,
     };
     if !allowed {
+        strike.fail();
         return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong secret for this room"));
     }
     let items = s.hub.store.page(&room, &tag, limit, before).await?;

@@ -16,6 +16,7 @@
 //! - [`history`]: the store (SQLite, group commit).
 //! - [`token`]: secret digests and signed resume tokens.
 //! - [`ratelimit`]: the per-connection token bucket.
+//! - [`strikes`]: wrong secrets per address, answered ever more slowly.
 //! - [`metrics`]: counters for `/metrics`.
 
 pub mod alarm;
@@ -27,6 +28,7 @@ pub mod http;
 pub mod metrics;
 pub mod ratelimit;
 pub mod room;
+pub mod strikes;
 pub mod token;
 pub mod ws;
 
@@ -207,6 +209,7 @@ pub async fn run(
         cluster,
         allow_origin: config.allow_origin.iter().map(|o| o.trim().trim_end_matches('/').to_owned()).collect(),
         per_ip: Arc::new(http::PerIp::new(config.max_conns_per_ip)),
+        strikes: strikes::Strikes::new(),
     };
     let signal = {
         let stop = stop.clone();

@@ -13,7 +13,7 @@
 use crate::cluster::{Bus, RemoteMember, RemoteRequest};
 use crate::history::{Record, Store};
 use crate::metrics::{Dropped as DropReason, Metrics};
-use crate::token::{Tokens, digests_match, secret_digest, tag};
+use crate::token::{Credential, Tokens, device_key, digests_match, secret_digest, tag};
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -188,7 +188,12 @@ struct Member {
     /// When its current connection attached (ms since the epoch): in cluster mode, of two nodes
     /// holding the same member, the later attach is the member's real place.
     attached: u64,
-    token: String,
+    /// The nonce of the resume token its last `welcome` carried: only that token resumes it.
+    /// `None` for a member restored from an older relay's snapshot (any valid token, once).
+    nonce: Option<u64>,
+    /// The nonce of the token it resumed with, still taken until its new connection is heard
+    /// from: a `welcome` lost with a connection that died at once must not strand the member.
+    prev_nonce: Option<u64>,
     link: Link,
 }
 
@@ -248,6 +253,8 @@ struct Pending {
     request: Arc<str>,
     sent_at: u64,
     deadline: Instant,
+    /// The history tag of the asking PC's secret: the pair is stored under it.
+    tag: Arc<str>,
 }
 
 /// What became of a frame given to [`Room::deliver`].
@@ -270,8 +277,12 @@ pub enum Delivered {
 /// One room.
 pub struct Room {
     name: Arc<str>,
-    digest: [u8; 32],
-    tag: Arc<str>,
+    /// The digest of the room's device key: every join is checked against it (a PC secret
+    /// after deriving its device key).
+    key: [u8; 32],
+    /// The history tag of the PC secret, once someone who holds it joined (a room opened by
+    /// a device with the device key does not know it until its PC comes).
+    tag: Option<Arc<str>>,
     members: Vec<Member>,
     /// Requests awaiting replies, by (device, request id).
     pending: PendingTable,
@@ -422,7 +433,10 @@ impl Room {
     /// Cluster mode: tells the other nodes that this node's member `id` changed (or is gone).
     fn announce(&self, id: &str) {
         if let Some(bus) = &self.bus {
-            let info = self.index_of(id).map(|i| (Room::info(&self.members[i]), self.members[i].attached));
+            let info = self.index_of(id).map(|i| {
+                let m = &self.members[i];
+                (Room::info(m), m.attached, m.nonce.into_iter().chain(m.prev_nonce).collect())
+            });
             bus.member_changed(&self.name, id, info);
         }
     }
@@ -524,7 +538,15 @@ impl Snapshot {
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapRoom {
     name: String,
+    /// The PC secret's digest: what relays before device keys saved (still restored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     digest: Vec<u8>,
+    /// The device key's digest.
+    #[serde(default)]
+    key: Vec<u8>,
+    /// The PC secret's history tag, when the room knows it.
+    #[serde(default)]
+    tag: Option<String>,
     members: Vec<SnapMember>,
     pending: Vec<SnapPending>,
 }
@@ -537,6 +559,11 @@ struct SnapMember {
     app_info: Option<serde_json::Value>,
     since: u64,
     buffer: Vec<String>,
+    /// The nonces of the tokens it may resume with (see `Member::nonce`).
+    #[serde(default)]
+    nonce: Option<u64>,
+    #[serde(default)]
+    prev_nonce: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -550,6 +577,9 @@ struct SnapPending {
     request: String,
     sent_at: u64,
     left_ms: u64,
+    /// The asking PC's history tag; the room's when absent.
+    #[serde(default)]
+    tag: Option<String>,
 }
 
 /// Every room on this node.
@@ -621,11 +651,12 @@ impl Hub {
         lock(&self.rooms).len()
     }
 
-    /// Whether `room` is open right now with the secret whose digest is `digest`.
+    /// Whether `room` is open right now with the PC secret whose digest is `digest`.
     pub fn live_secret_matches(&self, room: &str, digest: &[u8; 32]) -> Option<bool> {
         let r = lock(&self.rooms).get(room).cloned()?;
+        let key = secret_digest(room, &device_key(digest));
         let r = lock(&r);
-        Some(digests_match(&r.digest, digest))
+        Some(digests_match(&r.key, &key))
     }
 
     /// Joins (or resumes) a member. On success the member's `welcome`, any frames buffered
@@ -637,10 +668,14 @@ impl Hub {
                 format!("room must be 1 to {} bytes with no '/' or control characters", limits::MAX_ROOM_LEN),
             ));
         }
-        if req.secret.is_empty() || req.secret.len() > limits::MAX_SECRET_LEN {
-            return Err(Refusal::new(ErrorCode::Unauthorized, "a room needs a secret (1 to 256 bytes)"));
+        let cred =
+            Credential::of(&req.room, &req.secret).map_err(|m| Refusal::new(ErrorCode::Unauthorized, m))?;
+        if req.role == Role::Pc && cred.pc.is_none() {
+            return Err(Refusal::new(
+                ErrorCode::Unauthorized,
+                "a device key joins as a device only: a PC joins with the room's PC secret",
+            ));
         }
-        let digest = secret_digest(&req.room, &req.secret);
         let conn = outbox.conn;
         let mut rooms = lock(&self.rooms);
         let (room_arc, mut created) = match rooms.get(req.room.as_str()) {
@@ -649,8 +684,8 @@ impl Hub {
                 let name: Arc<str> = req.room.as_str().into();
                 let room = Arc::new(Mutex::new(Room {
                     name: name.clone(),
-                    digest,
-                    tag: tag(&digest).into(),
+                    key: cred.key,
+                    tag: None,
                     // A PC and a phone, most often: room for two, not the four a first push reserves.
                     members: Vec::with_capacity(2),
                     pending: PendingTable::default(),
@@ -668,15 +703,25 @@ impl Hub {
         if !created && room.members.is_empty() {
             // Emptied by a leave that has not yet dropped it from the map (a window between two
             // locks): it is an empty room, so this joiner sets the secret.
-            room.digest = digest;
-            room.tag = tag(&digest).into();
+            room.key = cred.key;
+            room.tag = None;
             room.pending = PendingTable::default();
             created = true;
         }
-        if !created && !digests_match(&room.digest, &digest) {
+        if !created && !digests_match(&room.key, &cred.key) {
             return Err(Refusal::new(ErrorCode::Unauthorized, "wrong secret for this room"));
         }
-        let result = self.attach(&mut room, &req, outbox);
+        // The first holder of the PC secret tells the room its history tag.
+        let new_room_tag = match (&room.tag, cred.pc) {
+            (None, Some(pc)) => {
+                let t = tag(&pc);
+                room.tag = Some(t.as_str().into());
+                Some(t)
+            }
+            _ => None,
+        };
+        let key_for_pc = (req.role == Role::Pc).then(|| cred.pc.as_ref().map(device_key)).flatten();
+        let result = self.attach(&mut room, &req, outbox, key_for_pc);
         let empty = room.members.is_empty();
         drop(room);
         if empty {
@@ -692,7 +737,7 @@ impl Hub {
             role: req.role,
             conn,
             resumed,
-            new_room_tag: created.then(|| tag(&digest)),
+            new_room_tag,
         })
     }
 
@@ -701,6 +746,7 @@ impl Hub {
         room: &mut Room,
         req: &JoinRequest,
         outbox: Outbox,
+        device_key: Option<String>,
     ) -> Result<(Arc<str>, bool), Refusal> {
         let claims = req
             .resume
@@ -710,7 +756,19 @@ impl Hub {
         let mut index = None;
         if let Some(c) = &claims {
             if let Some(i) = room.index_of(&c.member) {
-                index = Some(i);
+                // Only the token of the member's latest welcome: one seen before is spent.
+                let m = &room.members[i];
+                if m.role == req.role
+                    && (m.nonce.is_none_or(|n| n == c.nonce) || m.prev_nonce == Some(c.nonce))
+                {
+                    index = Some(i);
+                } else {
+                    self.metrics.error(ErrorCode::Unauthorized);
+                    return Err(Refusal::new(
+                        ErrorCode::Unauthorized,
+                        "this resume token was already used: join without it for a new member id",
+                    ));
+                }
             } else if (req.cluster_resume
                 || (c.instance != self.tokens.instance() && self.started.elapsed() < self.limits.grace))
                 && room.members.len() < self.limits.max_members
@@ -750,6 +808,10 @@ impl Hub {
         }
         let old = std::mem::replace(&mut m.link, Link::Live(outbox.clone()));
         m.attached = crate::now_ms();
+        // A new token for every join: the one just used (if any) is spent.
+        let nonce: u64 = rand::random();
+        m.nonce = Some(nonce);
+        m.prev_nonce = claims.as_ref().filter(|_| resumed).map(|c| c.nonce);
         let buffered = match old {
             Link::Live(prev) if prev.conn != conn => {
                 prev.kick.fire(ErrorCode::Replaced, "this member resumed on another connection");
@@ -769,11 +831,12 @@ impl Hub {
             member: member.to_string(),
             room: room.name.to_string(),
             role: req.role,
-            resume: m.token.clone(),
+            resume: self.tokens.issue(&req.room, &member, req.role, nonce),
             resumed,
             heartbeat_ms: self.limits.heartbeat.as_millis() as u64,
             grace_ms: self.limits.grace.as_millis() as u64,
             max_frame: self.limits.max_frame as u64,
+            device_key,
         };
         let welcome: Frame = OutEnvelope::new(Kind::Welcome, welcome).to_text().into();
         // The queue is fresh and sized for the welcome plus a full resume buffer, so these
@@ -789,7 +852,8 @@ impl Hub {
 
     fn new_member(&self, id: Arc<str>, req: &JoinRequest, outbox: &Outbox) -> Member {
         Member {
-            token: self.tokens.issue(&req.room, &id, req.role),
+            nonce: None,
+            prev_nonce: None,
             id,
             role: req.role,
             name: None,
@@ -851,6 +915,19 @@ impl Hub {
             }
         }
         self.metrics.rooms.store(rooms.len() as i64, Relaxed);
+    }
+
+    /// The member's new connection was heard from (its first frame, a pong included), so the
+    /// `welcome` before it arrived: the token it resumed with is spent now.
+    pub fn confirm(&self, j: &Joined) {
+        let mut room = lock(&j.room);
+        if let Some(i) = room.index_of(&j.member) {
+            let m = &mut room.members[i];
+            if matches!(&m.link, Link::Live(out) if out.conn == j.conn) && m.prev_nonce.take().is_some() {
+                // Cluster mode: other nodes learn that the old token is spent too.
+                room.announce(&j.member);
+            }
+        }
     }
 
     /// A member said `hello`: its name and app info change, and everyone hears of it.
@@ -933,6 +1010,9 @@ impl Hub {
         let now = Instant::now();
         let sent_at = crate::now_ms();
         let request: Arc<str> = msg.get().into();
+        // A PC always joined with the PC secret, so its room knows the tag; an empty one (never
+        // expected) would store the pair where no secret can read it.
+        let history_tag = room.tag.clone().unwrap_or_else(|| Arc::from(""));
         let mut refusals = Vec::new();
         if let Some(bus) = &self.bus {
             for (dev, node) in remote {
@@ -949,6 +1029,7 @@ impl Hub {
                     request: request.to_string(),
                     sent_at,
                     timeout_ms: timeout.as_millis() as u64,
+                    tag: history_tag.to_string(),
                 };
                 if !bus.send_request(&node, req) {
                     refusals.push(if bus.is_up() {
@@ -983,6 +1064,7 @@ impl Hub {
                             request: request.clone(),
                             sent_at,
                             deadline: now + timeout,
+                            tag: history_tag.clone(),
                         },
                     );
                 }
@@ -1038,7 +1120,7 @@ impl Hub {
             let device_name = room.index_of(&j.member).and_then(|i| room.members[i].name.clone());
             let record = Box::new(Record {
                 room: room.name.to_string(),
-                tag: room.tag.to_string(),
+                tag: p.tag.to_string(),
                 kind: p.kind,
                 req_id: p.pc_id.clone(),
                 pc: p.pc.to_string(),
@@ -1101,12 +1183,13 @@ impl Hub {
         Ok(())
     }
 
-    /// The member a valid resume token for `room` and `role` names, when it is not held here.
-    pub fn resume_claim(&self, token: &str, room: &str, role: Role) -> Option<String> {
+    /// The member a valid resume token for `room` and `role` names, with the token's nonce,
+    /// when it is not held here.
+    pub fn resume_claim(&self, token: &str, room: &str, role: Role) -> Option<(String, u64)> {
         let c = self.tokens.verify(token).filter(|c| c.room == room && c.role == role)?;
         let r = lock(&self.rooms).get(room).cloned();
         let held = r.is_some_and(|r| lock(&r).index_of(&c.member).is_some());
-        (!held).then_some(c.member)
+        (!held).then_some((c.member, c.nonce))
     }
 
     /// Cluster mode: whether this node has members in `room`.
@@ -1239,6 +1322,12 @@ impl Hub {
                     request: req.request.as_str().into(),
                     sent_at: req.sent_at,
                     deadline,
+                    // From a relay that did not send it: the room's own (as before device keys).
+                    tag: if req.tag.is_empty() {
+                        room.tag.clone().unwrap_or_else(|| "".into())
+                    } else {
+                        req.tag.as_str().into()
+                    },
                 };
                 room.pending.insert(key, pending);
             }
@@ -1334,6 +1423,8 @@ impl Hub {
                             }
                             Link::Live(_) => Vec::new(),
                         },
+                        nonce: m.nonce,
+                        prev_nonce: m.prev_nonce,
                     })
                     .collect();
                 let pending = room
@@ -1350,9 +1441,17 @@ impl Hub {
                         request: p.request.to_string(),
                         sent_at: p.sent_at,
                         left_ms: p.deadline.saturating_duration_since(now).as_millis() as u64,
+                        tag: Some(p.tag.to_string()),
                     })
                     .collect();
-                SnapRoom { name: room.name.to_string(), digest: room.digest.to_vec(), members, pending }
+                SnapRoom {
+                    name: room.name.to_string(),
+                    digest: Vec::new(),
+                    key: room.key.to_vec(),
+                    tag: room.tag.as_deref().map(str::to_owned),
+                    members,
+                    pending,
+                }
             })
             .filter(|r| !r.members.is_empty())
             .collect();
@@ -1369,7 +1468,13 @@ impl Hub {
         let mut restored = 0;
         let mut rooms = lock(&self.rooms);
         for r in snap.rooms {
-            let Ok(digest) = <[u8; 32]>::try_from(r.digest.as_slice()) else { continue };
+            let (key, room_tag) = if let Ok(key) = <[u8; 32]>::try_from(r.key.as_slice()) {
+                (key, r.tag.map(Arc::<str>::from))
+            } else if let Ok(pc) = <[u8; 32]>::try_from(r.digest.as_slice()) {
+                (secret_digest(&r.name, &device_key(&pc)), Some(tag(&pc).into()))
+            } else {
+                continue;
+            };
             if !limits::valid_room(&r.name) || rooms.contains_key(r.name.as_str()) {
                 continue;
             }
@@ -1381,7 +1486,8 @@ impl Hub {
                     let buffer: VecDeque<Frame> = m.buffer.into_iter().map(Frame::from).collect();
                     let bytes = buffer.iter().map(|f| f.len()).sum();
                     Member {
-                        token: self.tokens.issue(&r.name, &m.id, m.role),
+                        nonce: m.nonce,
+                        prev_nonce: m.prev_nonce,
                         id: m.id.into(),
                         role: m.role,
                         name: m.name,
@@ -1407,6 +1513,7 @@ impl Hub {
                     request: p.request.into(),
                     sent_at: p.sent_at,
                     deadline,
+                    tag: p.tag.map(Arc::from).or_else(|| room_tag.clone()).unwrap_or_else(|| "".into()),
                 };
                 pending.insert((p.device.into(), p.id), entry);
             }
@@ -1415,8 +1522,8 @@ impl Hub {
             let name: Arc<str> = r.name.into();
             let room = Room {
                 name: name.clone(),
-                digest,
-                tag: tag(&digest).into(),
+                key,
+                tag: room_tag,
                 members,
                 pending,
                 limits: self.limits.clone(),
@@ -1529,7 +1636,10 @@ mod tests {
         assert_eq!(h.metrics.away.load(Relaxed), 2);
         let room = lock(&h.rooms).get("r").cloned().unwrap();
         let room = lock(&room);
-        assert!(digests_match(&room.digest, &secret_digest("r", "s")));
+        // An older relay's snapshot: the PC secret's digest becomes the room's key and tag.
+        let pc_digest = secret_digest("r", "s");
+        assert!(digests_match(&room.key, &secret_digest("r", &device_key(&pc_digest))));
+        assert_eq!(room.tag.as_deref(), Some(tag(&pc_digest).as_str()));
         let pc = &room.members[room.index_of("p-1").unwrap()];
         assert!(matches!(&pc.link, Link::Away { buffer, conn: 0, .. } if buffer.len() == 1));
         let key = (Arc::<str>::from("d-1"), "p-1:7".to_owned());
@@ -1541,6 +1651,104 @@ mod tests {
         let again = serde_json::to_value(h.snapshot()).unwrap();
         assert_eq!(again["rooms"][0]["members"].as_array().unwrap().len(), 2);
         assert_eq!(again["rooms"][0]["pending"][0]["pc_id"], "7");
+        assert_eq!(again["rooms"][0]["key"].as_array().unwrap().len(), 32);
+        assert_eq!(again["rooms"][0]["pending"][0]["tag"], tag(&pc_digest));
+        assert!(again["rooms"][0].get("digest").is_none(), "the PC secret's digest is not saved");
+    }
+
+    const SECRET: &str = "0123456789abcdef-room-secret";
+
+    fn join(h: &Hub, role: Role, secret: &str, resume: Option<&str>) -> Result<(Joined, Inbox), Refusal> {
+        let (out, inbox) = h.outbox();
+        let req = JoinRequest {
+            room: "r".into(),
+            role,
+            secret: secret.into(),
+            name: None,
+            resume: resume.map(str::to_owned),
+            cluster_resume: false,
+        };
+        h.join(req, out).map(|j| (j, inbox))
+    }
+
+    /// The `welcome` at the head of a fresh connection's queue.
+    fn welcome(inbox: &mut Inbox) -> serde_json::Value {
+        let f = inbox.try_recv().expect("a welcome");
+        let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+        assert_eq!(v["type"], "welcome");
+        v["msg"].clone()
+    }
+
+    #[tokio::test]
+    async fn the_device_key_joins_as_a_device_only_and_only_a_pc_is_told_it() {
+        let h = hub().await;
+        let (_pc, mut inbox) = join(&h, Role::Pc, SECRET, None).unwrap();
+        let w = welcome(&mut inbox);
+        let key = w["deviceKey"].as_str().expect("a PC is told the device key").to_owned();
+        assert_eq!(key, device_key(&secret_digest("r", SECRET)));
+        let (_dev, mut inbox) = join(&h, Role::Device, &key, None).unwrap();
+        assert!(welcome(&mut inbox).get("deviceKey").is_none(), "a device is not told it");
+        // Never as a PC, not even with a PC's resume token.
+        let e = join(&h, Role::Pc, &key, w["resume"].as_str()).err().unwrap();
+        assert_eq!(e.code, ErrorCode::Unauthorized);
+        assert!(e.message.contains("device only"), "{}", e.message);
+        // The PC secret still works for a device (old links), and a wrong key does not.
+        assert!(join(&h, Role::Device, SECRET, None).is_ok());
+        let wrong = device_key(&secret_digest("r", "another-secret-of-16+"));
+        assert_eq!(join(&h, Role::Device, &wrong, None).err().unwrap().code, ErrorCode::Unauthorized);
+        // Too short a secret is refused, and says why.
+        let e = join(&h, Role::Device, "s3cret", None).err().unwrap();
+        assert!(e.message.contains("16 to 256 bytes"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_room_opened_by_its_device_key_takes_its_pc_and_learns_the_history_tag_then() {
+        let h = hub().await;
+        let key = device_key(&secret_digest("r", SECRET));
+        let (dev, _inbox) = join(&h, Role::Device, &key, None).unwrap();
+        assert!(dev.new_room_tag.is_none(), "a device key tells no history tag");
+        assert_eq!(
+            join(&h, Role::Pc, "wrong-secret-but-long-enough", None).err().unwrap().code,
+            ErrorCode::Unauthorized
+        );
+        let (pc, _inbox) = join(&h, Role::Pc, SECRET, None).unwrap();
+        assert_eq!(pc.new_room_tag, Some(tag(&secret_digest("r", SECRET))));
+        assert_eq!(h.live_secret_matches("r", &secret_digest("r", SECRET)), Some(true));
+        assert_eq!(h.live_secret_matches("r", &secret_digest("r", &key)), Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_resume_token_works_once_and_for_its_role_only() {
+        let h = hub().await;
+        let (_pc, _pc_inbox) = join(&h, Role::Pc, SECRET, None).unwrap();
+        let (dev, mut inbox) = join(&h, Role::Device, SECRET, None).unwrap();
+        let t1 = welcome(&mut inbox)["resume"].as_str().unwrap().to_owned();
+        h.leave(&dev, dev.conn, Leave::Lost);
+        // Not as a PC: a device's token never resumes a PC (a new PC joins instead).
+        let (other, _i) = join(&h, Role::Pc, SECRET, Some(&t1)).unwrap();
+        assert!(!other.resumed && *other.member != *dev.member);
+        // Resumed with t1: the welcome carries t2 ...
+        let (again, mut inbox) = join(&h, Role::Device, SECRET, Some(&t1)).unwrap();
+        assert!(again.resumed && again.member == dev.member);
+        let t2 = welcome(&mut inbox)["resume"].as_str().unwrap().to_owned();
+        assert_ne!(t1, t2);
+        // ... and once the new connection is heard from, t1 is spent.
+        h.confirm(&again);
+        let e = join(&h, Role::Device, SECRET, Some(&t1)).err().unwrap();
+        assert_eq!(e.code, ErrorCode::Unauthorized);
+        assert!(e.message.contains("already used"), "{}", e.message);
+        // t2 still resumes (and replaces the live connection).
+        let (third, mut inbox) = join(&h, Role::Device, SECRET, Some(&t2)).unwrap();
+        assert!(third.resumed && third.member == dev.member);
+        let t3 = welcome(&mut inbox)["resume"].as_str().unwrap().to_owned();
+        // A welcome lost with a connection that died before saying anything: the token the
+        // member resumed with (t2) still works, once.
+        h.leave(&third, third.conn, Leave::Lost);
+        let (fourth, _i) = join(&h, Role::Device, SECRET, Some(&t2)).unwrap();
+        assert!(fourth.resumed);
+        h.confirm(&fourth);
+        assert!(join(&h, Role::Device, SECRET, Some(&t2)).is_err());
+        assert!(join(&h, Role::Device, SECRET, Some(&t3)).is_err(), "t3 was never used and is replaced");
     }
 
     #[tokio::test]

@@ -96,10 +96,11 @@ pub fn serve(
     query: JoinQuery,
     shutdown: CancellationToken,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    strike: crate::strikes::Strike,
 ) -> impl Future<Output = ()> + Send {
     let request = query.into_request();
     let (sink, stream) = socket.split();
-    serve_split(sink, stream, hub, request, shutdown, cluster)
+    serve_split(sink, stream, hub, request, shutdown, cluster, strike)
 }
 
 async fn serve_split(
@@ -109,29 +110,43 @@ async fn serve_split(
     mut request: Result<JoinRequest, Refusal>,
     shutdown: CancellationToken,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    strike: crate::strikes::Strike,
 ) {
     let _counted = Counted::new(hub.clone());
     let (outbox, inbox) = hub.outbox();
     // Cluster mode: the room's secret is the cluster's (the first joiner of a room with no member
     // on any node sets it). With Redis unreachable, this node decides alone.
     if let (Ok(req), Some(c)) = (&request, &cluster) {
-        let digest = crate::token::tag(&crate::token::secret_digest(&req.room, &req.secret));
-        match c.claim_secret(&req.room, &digest).await {
-            Ok(true) => {}
-            Ok(false) => request = Err(Refusal::new(ErrorCode::Unauthorized, "wrong secret for this room")),
-            Err(e) => warn!(error = %e, "cluster: cannot check the room's secret in Redis; deciding locally"),
+        // The device key's digest: what both a PC (deriving it) and a device can prove. A
+        // secret that proves nothing is refused with its reason by `join` below.
+        if let Ok(cred) = crate::token::Credential::of(&req.room, &req.secret) {
+            match c.claim_secret(&req.room, &crate::token::tag(&cred.key)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    request = Err(Refusal::new(ErrorCode::Unauthorized, "wrong secret for this room"))
+                }
+                Err(e) => {
+                    warn!(error = %e, "cluster: cannot check the room's secret in Redis; deciding locally")
+                }
+            }
         }
     }
     // Cluster mode: a resume token for a member this node does not hold, that may resume here.
     if let (Ok(req), Some(c)) = (&mut request, &cluster) {
-        if let Some(member) = req.resume.as_deref().and_then(|t| hub.resume_claim(t, &req.room, req.role)) {
-            req.cluster_resume = c.resumable(&req.room, &member).await.unwrap_or(false);
+        if let Some((member, nonce)) =
+            req.resume.as_deref().and_then(|t| hub.resume_claim(t, &req.room, req.role))
+        {
+            req.cluster_resume = c.resumable(&req.room, &member, nonce).await.unwrap_or(false);
         }
     }
     let joined = match request.and_then(|req| hub.join(req, outbox.clone())) {
         Ok(j) => j,
         Err(r) => {
             debug!(code = %r.code, message = %r.message, "join refused");
+            if r.code == ErrorCode::Unauthorized {
+                // A wrong secret (or a spent token): this address waits longer each time.
+                strike.fail();
+            }
             hub.metrics.error(r.code);
             goodbye(&mut sink, &r).await;
             return;
@@ -193,6 +208,8 @@ impl Connection {
         tokio::pin!(deadline);
         let mut bucket = TokenBucket::new(limits.rate, limits.burst, std::time::Instant::now());
         let kick = self.outbox.kick.clone();
+        // Whether the client has sent anything on this connection yet (see `Hub::confirm`).
+        let mut heard = false;
 
         loop {
             tokio::select! {
@@ -248,6 +265,10 @@ impl Connection {
                         }
                         Some(Ok(m)) => m,
                     };
+                    if !heard {
+                        heard = true;
+                        self.hub.confirm(&self.joined);
+                    }
                     deadline.as_mut().reset(Instant::now() + silence);
                     match msg {
                         Message::Text(text) => match bucket.take(std::time::Instant::now()) {

@@ -37,8 +37,8 @@ async fn main() {
     let mut tasks = Vec::new();
     for r in 0..rooms {
         let room = format!("rt-{run_id}-{r}");
-        let mut pc = Client::join(&url, &room, "pc", "s").await;
-        let mut dev = Client::join(&device_url, &room, "device", "s").await;
+        let mut pc = Client::join(&url, &room, "pc", "s-0123456789abcdef").await;
+        let mut dev = Client::join(&device_url, &room, "device", "s-0123456789abcdef").await;
         // Through another relay, the device shows up at the PC's relay a moment later.
         let id = dev.member.clone();
         pc.devices_until(|m| m.iter().any(|d| d["id"] == id.as_str())).await;

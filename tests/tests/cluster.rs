@@ -37,8 +37,8 @@ async fn a_pc_on_one_relay_drives_a_phone_on_another() {
     let Some(redis) = Redis::start() else { return };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
-    let mut pc = a.join("spanning", "pc", "s3cret").await;
-    let mut dev = b.join("spanning", "device", "s3cret").await;
+    let mut pc = a.join("spanning", "pc", "s3cret-0123456789abcdef").await;
+    let mut dev = b.join("spanning", "device", "s3cret-0123456789abcdef").await;
     dev.send(json!({"type": "hello", "msg": {"name": "phone on b"}})).await;
 
     // Both see the whole room, across nodes.
@@ -65,14 +65,15 @@ async fn a_pc_on_one_relay_drives_a_phone_on_another() {
     assert_eq!(pc.expect("callCb").await["msg"]["result"], true);
 
     // The room's secret holds cluster-wide.
-    let refused = Client::join_query(&b.ws_url(), "room=spanning&role=device&secret=guess")
+    let refused = Client::join_query(&b.ws_url(), "room=spanning&role=device&secret=guess-0123456789abcdef")
         .await
         .err()
         .expect("refused");
     assert_eq!(refused.error["code"], "unauthorized");
 
     // The pair was stored where the reply arrived (node b), readable with the secret.
-    let (status, items) = get_json(b.addr, "/api/rooms/spanning/history?secret=s3cret").await;
+    let (status, items) =
+        get_json(b.addr, "/api/rooms/spanning/history?secret=s3cret-0123456789abcdef").await;
     assert_eq!(status, 200);
     assert_eq!(items.as_array().unwrap().len(), 2);
 
@@ -104,8 +105,8 @@ async fn three_nodes_a_killed_node_leaves_every_list_and_its_members_resume_on_a
         }
     };
     let (a, b, c) = (start("a").await, start("b").await, start("c").await);
-    let mut pc = Client::join(&a.ws_url(), "crash", "pc", "s").await;
-    let dev = Client::join(&b.ws_url(), "crash", "device", "s").await;
+    let mut pc = Client::join(&a.ws_url(), "crash", "pc", "s-0123456789abcdef").await;
+    let dev = Client::join(&b.ws_url(), "crash", "device", "s-0123456789abcdef").await;
     let (id, token) = (dev.member.clone(), dev.resume.clone());
     pc.devices_until(|m| ids(m).contains(&id)).await;
 
@@ -119,7 +120,7 @@ async fn three_nodes_a_killed_node_leaves_every_list_and_its_members_resume_on_a
     drop(dev);
 
     // The phone comes back through another node with its token: same member id, and it works.
-    let mut dev = Client::rejoin(&c.ws_url(), "crash", "device", "s", &token).await;
+    let mut dev = Client::rejoin(&c.ws_url(), "crash", "device", "s-0123456789abcdef", &token).await;
     assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
     pc.devices_until(|m| live_once(m, &id)).await;
     post_answered(&mut pc, &mut dev, "1", "on c").await;
@@ -134,7 +135,7 @@ async fn three_nodes_a_killed_node_leaves_every_list_and_its_members_resume_on_a
     let pc_token = pc.resume.clone();
     let _ = a.signal("TERM").await;
     drop(pc);
-    let mut pc = Client::rejoin(&c.ws_url(), "crash", "pc", "s", &pc_token).await;
+    let mut pc = Client::rejoin(&c.ws_url(), "crash", "pc", "s-0123456789abcdef", &pc_token).await;
     assert_eq!((pc.member.as_str(), pc.welcome["resumed"].as_bool()), (pc_id.as_str(), Some(true)));
     post_answered(&mut pc, &mut dev, "2", "still c").await;
     drop((pc, dev));
@@ -145,8 +146,8 @@ async fn three_nodes_a_killed_node_leaves_every_list_and_its_members_resume_on_a
 async fn a_member_that_drops_resumes_on_another_live_node_which_takes_it_over() {
     let Some(redis) = Redis::start() else { return };
     let (a, b, c) = (node(&redis, "a").await, node(&redis, "b").await, node(&redis, "c").await);
-    let mut pc = a.join("move", "pc", "s").await;
-    let dev = b.join("move", "device", "s").await;
+    let mut pc = a.join("move", "pc", "s-0123456789abcdef").await;
+    let dev = b.join("move", "device", "s-0123456789abcdef").await;
     let (id, token) = (dev.member.clone(), dev.resume.clone());
     pc.devices_until(|m| ids(m).contains(&id)).await;
     // The phone's connection drops (no close frame): b keeps it, away, for its grace window.
@@ -154,20 +155,25 @@ async fn a_member_that_drops_resumes_on_another_live_node_which_takes_it_over() 
     pc.devices_until(|m| m.iter().any(|d| d["id"] == id.as_str() && d["away"] == true)).await;
     // It comes back through c: c takes it over under its id, b lets it go, and the list shows
     // it once, live, on c.
-    let mut dev = Client::rejoin(&c.ws_url(), "move", "device", "s", &token).await;
+    let mut dev = Client::rejoin(&c.ws_url(), "move", "device", "s-0123456789abcdef", &token).await;
     assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
     pc.devices_until(|m| live_once(m, &id)).await;
     post_answered(&mut pc, &mut dev, "1", "moved").await;
     // Its connection to c is still open when it comes back through b (c has not noticed it
     // went): b takes it over, the connection on c is closed as `replaced`, and it works on b.
+    // Each welcome carries a new token: the first one is spent on every node.
+    let fresh = dev.resume.clone();
     let stale = dev;
-    let mut dev = Client::rejoin(&b.ws_url(), "move", "device", "s", &token).await;
+    let spent = Client::rejoin(&b.ws_url(), "move", "device", "s-0123456789abcdef", &token).await;
+    assert_ne!(spent.member, id, "a spent token resumes nothing, on any node");
+    drop(spent);
+    let mut dev = Client::rejoin(&b.ws_url(), "move", "device", "s-0123456789abcdef", &fresh).await;
     assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
     assert_eq!(stale.wait_close().await, Some(4409), "the old connection is replaced");
     pc.devices_until(|m| live_once(m, &id)).await;
     post_answered(&mut pc, &mut dev, "2", "back on b").await;
     // A token from another room or role resumes nothing.
-    let other = Client::rejoin(&c.ws_url(), "move", "pc", "s", &token).await;
+    let other = Client::rejoin(&c.ws_url(), "move", "pc", "s-0123456789abcdef", &token).await;
     assert_ne!(other.member, id);
     assert_eq!(other.welcome["resumed"], false);
     for r in [a, b, c] {
@@ -189,11 +195,11 @@ async fn redis_going_away_leaves_local_rooms_working_says_so_across_nodes_and_re
     };
     let a = Relay::with(fast("a")).await;
     let b = Relay::with(fast("b")).await;
-    let mut pc = a.join("split", "pc", "s").await;
-    let mut dev = b.join("split", "device", "s").await;
+    let mut pc = a.join("split", "pc", "s-0123456789abcdef").await;
+    let mut dev = b.join("split", "device", "s-0123456789abcdef").await;
     pc.devices_until(|m| ids(m).contains(&dev.member)).await;
-    let mut local_pc = a.join("local", "pc", "s").await;
-    let mut local_dev = a.join("local", "device", "s").await;
+    let mut local_pc = a.join("local", "pc", "s-0123456789abcdef").await;
+    let mut local_dev = a.join("local", "device", "s-0123456789abcdef").await;
 
     drop(redis);
     wait_metric(a.addr, "tether_cluster_up 0").await;
@@ -227,8 +233,8 @@ async fn a_hung_redis_counts_as_down_within_two_beats_and_senders_are_told() {
         assert!(ok.success());
     };
     let (a, b) = (node(&redis, "a").await, node(&redis, "b").await);
-    let mut pc = a.join("hang", "pc", "s").await;
-    let mut dev = b.join("hang", "device", "s").await;
+    let mut pc = a.join("hang", "pc", "s-0123456789abcdef").await;
+    let mut dev = b.join("hang", "device", "s-0123456789abcdef").await;
     pc.devices_until(|m| ids(m).contains(&dev.member)).await;
     // Stopped, not gone: its sockets stay open and nothing answers on them.
     signal("-STOP");

@@ -1,14 +1,16 @@
 //! The HTTP edge: which browsers may use the relay (`--allow-origin`), and how many sockets one
 //! address may hold (`--max-conns-per-ip`).
 
-use tether_tests::{Client, Relay, WAIT, http_get, http_post};
+use tether_tests::{Client, Relay, WAIT, get_json, http_get, http_post};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// Opens `/ws` for a new room member with `origin`, and returns the HTTP status of a refusal
 /// (`None`: upgraded).
 async fn ws_status(relay: &Relay, origin: Option<&str>, room: &str) -> Option<u16> {
-    let mut req = format!("{}?room={room}&role=pc&secret=s", relay.ws_url()).into_client_request().unwrap();
+    let mut req = format!("{}?room={room}&role=pc&secret=s-0123456789abcdef", relay.ws_url())
+        .into_client_request()
+        .unwrap();
     if let Some(o) = origin {
         req.headers_mut().insert("origin", HeaderValue::from_str(o).unwrap());
     }
@@ -54,7 +56,7 @@ async fn one_address_holds_at_most_max_conns_per_ip_sockets_and_gets_its_slots_b
     let relay = Relay::with(|c| c.max_conns_per_ip = 3).await;
     let mut held = Vec::new();
     for i in 0..3 {
-        held.push(Client::join(&relay.ws_url(), &format!("ip{i}"), "pc", "s").await);
+        held.push(Client::join(&relay.ws_url(), &format!("ip{i}"), "pc", "s-0123456789abcdef").await);
     }
     assert_eq!(ws_status(&relay, None, "ip3").await, Some(429), "the fourth is refused");
     // A socket that ends gives its slot back.
@@ -72,9 +74,40 @@ async fn with_no_cap_and_no_allowlist_anything_goes() {
     let relay = Relay::with(|c| c.max_conns_per_ip = 0).await;
     let mut held = Vec::new();
     for i in 0..300 {
-        held.push(Client::join(&relay.ws_url(), &format!("many{}", i / 50), "pc", "s").await);
+        held.push(
+            Client::join(&relay.ws_url(), &format!("many{}", i / 50), "pc", "s-0123456789abcdef").await,
+        );
     }
     assert_eq!(ws_status(&relay, Some("https://anywhere.example"), "many-more").await, None);
     drop(held);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_secrets_from_one_address_are_answered_ever_more_slowly() {
+    let relay = Relay::start().await;
+    let _pc = relay.join("vault", "pc", "the-real-secret-0123").await;
+    let url = relay.ws_url();
+    // The first few wrong guesses are refused as wrong (typos are free) ...
+    for i in 0..tether_relay::strikes::FREE + 1 {
+        let q = format!("room=vault&role=device&secret=guess-{i:02}-0123456789");
+        let refused = Client::join_query(&url, &q).await.err().expect("a wrong secret is refused");
+        assert_eq!(refused.error["code"], "unauthorized");
+    }
+    // ... then every attempt from this address waits, the right secret too: nothing is
+    // learnt by guessing faster. The refusal says how long, before any upgrade.
+    let req =
+        format!("{url}?room=vault&role=device&secret=the-real-secret-0123").into_client_request().unwrap();
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+        }
+        other => panic!("expected 429, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // The history API is slowed for the same address.
+    let (status, body) = get_json(relay.addr, "/api/rooms/vault/history?secret=the-real-secret-0123").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")));
     relay.stop().await;
 }

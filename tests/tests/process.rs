@@ -43,8 +43,8 @@ async fn kill_9_loses_no_reply_the_pc_already_saw() {
     let db = dir.path().join("tether.db");
     let relay = RelayProcess::start("127.0.0.1:0", &db, FAST).await;
     let url = relay.ws_url();
-    let mut pc = Client::join(&url, "k9", "pc", "s").await;
-    let dev = Client::join(&url, "k9", "device", "s").await;
+    let mut pc = Client::join(&url, "k9", "pc", "s-0123456789abcdef").await;
+    let dev = Client::join(&url, "k9", "device", "s-0123456789abcdef").await;
     let device = answering(dev);
 
     const N: usize = 400;
@@ -75,7 +75,7 @@ async fn kill_9_loses_no_reply_the_pc_already_saw() {
     assert!(seen.len() >= N / 2);
 
     let relay = RelayProcess::start("127.0.0.1:0", &db, &[]).await;
-    let stored: BTreeSet<String> = all_history(relay.addr, "k9", "s")
+    let stored: BTreeSet<String> = all_history(relay.addr, "k9", "s-0123456789abcdef")
         .await
         .iter()
         .map(|i| i["reqId"].as_str().unwrap().to_owned())
@@ -91,8 +91,8 @@ async fn sigterm_closes_every_member_with_1012_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &[]).await;
     let url = relay.ws_url();
-    let pc = Client::join(&url, "r", "pc", "s").await;
-    let dev = Client::join(&url, "r", "device", "s").await;
+    let pc = Client::join(&url, "r", "pc", "s-0123456789abcdef").await;
+    let dev = Client::join(&url, "r", "device", "s-0123456789abcdef").await;
     let waiting = tokio::spawn(async move { tokio::join!(pc.wait_close(), dev.wait_close()) });
     let status = relay.signal("TERM").await;
     assert!(status.success(), "exit status {status}");
@@ -106,16 +106,16 @@ async fn members_resume_their_ids_across_a_relay_restart() {
     let relay = RelayProcess::start("127.0.0.1:0", &db, &[]).await;
     let listen = relay.addr.to_string();
     let url = relay.ws_url();
-    let pc = Client::join(&url, "r", "pc", "s").await;
-    let dev = Client::join(&url, "r", "device", "s").await;
+    let pc = Client::join(&url, "r", "pc", "s-0123456789abcdef").await;
+    let dev = Client::join(&url, "r", "device", "s-0123456789abcdef").await;
     let (pc_id, pc_tok, dev_id, dev_tok) =
         (pc.member.clone(), pc.resume.clone(), dev.member.clone(), dev.resume.clone());
     relay.signal("TERM").await;
     drop((pc, dev));
 
     let relay = RelayProcess::start(&listen, &db, &[]).await;
-    let mut pc = Client::rejoin(&url, "r", "pc", "s", &pc_tok).await;
-    let mut dev = Client::rejoin(&url, "r", "device", "s", &dev_tok).await;
+    let mut pc = Client::rejoin(&url, "r", "pc", "s-0123456789abcdef", &pc_tok).await;
+    let mut dev = Client::rejoin(&url, "r", "device", "s-0123456789abcdef", &dev_tok).await;
     assert_eq!((pc.member.as_str(), pc.welcome["resumed"].as_bool()), (pc_id.as_str(), Some(true)));
     assert_eq!((dev.member.as_str(), dev.welcome["resumed"].as_bool()), (dev_id.as_str(), Some(true)));
     pc.send(json!({"type": "post", "id": "after-restart", "to": dev_id, "msg": {"url": "https://x/"}})).await;
@@ -132,8 +132,8 @@ async fn a_request_under_way_when_the_relay_restarts_is_answered_after_it() {
     let db = dir.path().join("t.db");
     let relay = RelayProcess::start("127.0.0.1:0", &db, &[]).await;
     let (listen, url) = (relay.addr.to_string(), relay.ws_url());
-    let mut pc = Client::join(&url, "r", "pc", "s").await;
-    let mut dev = Client::join(&url, "r", "device", "s").await;
+    let mut pc = Client::join(&url, "r", "pc", "s-0123456789abcdef").await;
+    let mut dev = Client::join(&url, "r", "device", "s-0123456789abcdef").await;
     let (pc_id, pc_tok, dev_tok) = (pc.member.clone(), pc.resume.clone(), dev.resume.clone());
     pc.send(json!({"type": "post", "id": "slow", "msg": {"url": "https://x/slow", "timeoutMs": 60000}}))
         .await;
@@ -144,10 +144,10 @@ async fn a_request_under_way_when_the_relay_restarts_is_answered_after_it() {
     let relay = RelayProcess::start(&listen, &db, &[]).await;
 
     // The device comes back first and answers; the PC is not back yet: the reply waits for it.
-    let mut dev = Client::rejoin(&url, "r", "device", "s", &dev_tok).await;
+    let mut dev = Client::rejoin(&url, "r", "device", "s-0123456789abcdef", &dev_tok).await;
     assert_eq!(dev.welcome["resumed"], true);
     dev.send(reply_to(&req, json!({"status": 200}))).await;
-    let mut pc = Client::rejoin(&url, "r", "pc", "s", &pc_tok).await;
+    let mut pc = Client::rejoin(&url, "r", "pc", "s-0123456789abcdef", &pc_tok).await;
     assert_eq!((pc.member.as_str(), pc.welcome["resumed"].as_bool()), (pc_id.as_str(), Some(true)));
     let reply = pc.expect("postCb").await;
     assert_eq!(
@@ -155,11 +155,11 @@ async fn a_request_under_way_when_the_relay_restarts_is_answered_after_it() {
         (Some("slow"), Some(200)),
         "{reply}"
     );
-    let rows = all_history(relay.addr, "r", "s").await;
+    let rows = all_history(relay.addr, "r", "s-0123456789abcdef").await;
     assert_eq!(rows.len(), 1, "the pair is in history: {rows:?}");
     assert_eq!(rows[0]["reqId"], "slow");
     // The restored room still asks for its secret.
-    let wrong = Client::join_query(&url, "room=r&role=device&secret=nope").await;
+    let wrong = Client::join_query(&url, "room=r&role=device&secret=nope-0123456789abcdef").await;
     assert!(wrong.is_err(), "a wrong secret is refused in a restored room");
     relay.signal("TERM").await;
 }
@@ -171,8 +171,8 @@ async fn a_slow_consumer_does_not_grow_the_relays_memory() {
     args.extend(["--max-frame", "524288"]);
     let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
     let url = relay.ws_url();
-    let mut pc = Client::join(&url, "r", "pc", "s").await;
-    let stuck = Client::join(&url, "r", "device", "s").await; // never reads
+    let mut pc = Client::join(&url, "r", "pc", "s-0123456789abcdef").await;
+    let stuck = Client::join(&url, "r", "device", "s-0123456789abcdef").await; // never reads
     let baseline = relay.rss_kib();
     let body = "y".repeat(256 * 1024);
     let mut peak = baseline;
@@ -213,7 +213,10 @@ async fn secrets_never_reach_the_log_even_at_debug_level() {
     let url = relay.ws_url();
     let secret = "hunter2-do-not-log";
     let pc = Client::join(&url, "r", "pc", secret).await;
-    let _ = Client::join_query(&url, "room=r&role=device&secret=wrong-hunter3").await.err().expect("refused");
+    let _ = Client::join_query(&url, "room=r&role=device&secret=wrong-hunter3-0123456789abcdef")
+        .await
+        .err()
+        .expect("refused");
     let mut dev = Client::join(&url, "r", "device", secret).await;
     dev.send(json!({"type": "hello", "msg": {"name": "p"}})).await;
     let (status, body) = get_json(relay.addr, &format!("/api/rooms/r/history?secret={secret}")).await;
@@ -247,8 +250,8 @@ async fn a_thousand_connections_opened_and_closed_leave_rss_at_its_baseline() {
             let url = url.clone();
             async move {
                 let room = format!("churn-{i}");
-                let pc = Client::join(&url, &room, "pc", "s").await;
-                let dev = Client::join(&url, &room, "device", "s").await;
+                let pc = Client::join(&url, &room, "pc", "s-0123456789abcdef").await;
+                let dev = Client::join(&url, &room, "device", "s-0123456789abcdef").await;
                 (pc, dev)
             }
         }))

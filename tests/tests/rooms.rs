@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use tether_tests::{Client, Relay, get_json, http_get, post, reply_to};
+use tether_tests::{Client, Relay, enc, get_json, http_get, http_get_with, post, reply_to};
 
 fn ids(members: &[Value]) -> Vec<&str> {
     members.iter().map(|m| m["id"].as_str().unwrap()).collect()
@@ -11,7 +11,7 @@ fn ids(members: &[Value]) -> Vec<&str> {
 #[tokio::test]
 async fn welcome_devices_and_hello() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("demo", "pc", "s3cret").await;
+    let mut pc = relay.join("demo", "pc", "s3cret-0123456789abcdef").await;
     assert!(pc.member.starts_with("p-"), "{}", pc.member);
     assert_eq!(pc.welcome["room"], "demo");
     assert_eq!(pc.welcome["role"], "pc");
@@ -22,7 +22,7 @@ async fn welcome_devices_and_hello() {
     assert_eq!(members[0]["role"], "pc");
     assert_eq!(members[0]["away"], false);
 
-    let mut dev = relay.join("demo", "device", "s3cret").await;
+    let mut dev = relay.join("demo", "device", "s3cret-0123456789abcdef").await;
     assert!(dev.member.starts_with("d-"));
     let members = pc.devices_until(|m| m.len() == 2).await;
     assert_eq!(ids(&members), [pc.member.as_str(), dev.member.as_str()]);
@@ -39,8 +39,8 @@ async fn welcome_devices_and_hello() {
 #[tokio::test]
 async fn post_and_call_round_trip_with_from_set_by_the_relay() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let mut dev = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let mut dev = relay.join("r", "device", "s-0123456789abcdef").await;
 
     pc.send(json!({"type": "post", "id": "1", "from": "forged", "msg": {
         "url": "https://api.example/q?id=5", "method": "POST", "body": {"a": 1.50}
@@ -72,9 +72,9 @@ async fn post_and_call_round_trip_with_from_set_by_the_relay() {
 #[tokio::test]
 async fn a_request_without_to_reaches_every_device_and_every_reply_returns() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let mut a = relay.join("r", "device", "s").await;
-    let mut b = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let mut a = relay.join("r", "device", "s-0123456789abcdef").await;
+    let mut b = relay.join("r", "device", "s-0123456789abcdef").await;
     pc.send(post("all", "https://x/")).await;
     let ra = a.expect("post").await;
     let rb = b.expect("post").await;
@@ -101,9 +101,9 @@ async fn a_request_without_to_reaches_every_device_and_every_reply_returns() {
 #[tokio::test]
 async fn replies_with_cookies_and_app_info_reach_only_the_pc_that_asked_even_with_the_same_id() {
     let relay = Relay::start().await;
-    let mut pc1 = relay.join("r", "pc", "s").await;
-    let mut pc2 = relay.join("r", "pc", "s").await;
-    let mut dev = relay.join("r", "device", "s").await;
+    let mut pc1 = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let mut pc2 = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let mut dev = relay.join("r", "device", "s-0123456789abcdef").await;
     // Both PCs' SDKs count from 1.
     pc1.send(post("1", "https://x/pc1")).await;
     pc2.send(post("1", "https://x/pc2")).await;
@@ -136,10 +136,10 @@ async fn replies_with_cookies_and_app_info_reach_only_the_pc_that_asked_even_wit
 #[tokio::test]
 async fn rooms_are_isolated() {
     let relay = Relay::start().await;
-    let mut pc_a = relay.join("a", "pc", "s").await;
-    let mut dev_a = relay.join("a", "device", "s").await;
-    let mut pc_b = relay.join("b", "pc", "s").await;
-    let mut dev_b = relay.join("b", "device", "s").await;
+    let mut pc_a = relay.join("a", "pc", "s-0123456789abcdef").await;
+    let mut dev_a = relay.join("a", "device", "s-0123456789abcdef").await;
+    let mut pc_b = relay.join("b", "pc", "s-0123456789abcdef").await;
+    let mut dev_b = relay.join("b", "device", "s-0123456789abcdef").await;
 
     pc_b.send(post("b1", "https://x/b")).await;
     let req = dev_b.expect("post").await;
@@ -158,9 +158,12 @@ async fn rooms_are_isolated() {
 #[tokio::test]
 async fn wrong_or_missing_secret_is_refused_and_closes() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("r", "pc", "right").await;
+    let mut pc = relay.join("r", "pc", "right-0123456789abcdef").await;
     let url = relay.ws_url();
-    let refused = Client::join_query(&url, "room=r&role=device&secret=wrong").await.err().expect("refused");
+    let refused = Client::join_query(&url, "room=r&role=device&secret=wrong-0123456789abcdef")
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(refused.error["code"], "unauthorized");
     assert_eq!(refused.close_code, Some(4401));
     let refused = Client::join_query(&url, "room=r&role=device").await.err().expect("refused");
@@ -172,14 +175,18 @@ async fn wrong_or_missing_secret_is_refused_and_closes() {
     assert_eq!((err["code"].as_str(), id.as_str()), (Some("no_target"), Some("x")));
 
     // Bad join parameters: a clear error and a close, never a panic.
-    for q in ["role=pc&secret=s", "room=r&role=admin&secret=right", "room=a%2Fb&role=pc&secret=s"] {
+    for q in [
+        "role=pc&secret=s-0123456789abcdef",
+        "room=r&role=admin&secret=right-0123456789abcdef",
+        "room=a%2Fb&role=pc&secret=s-0123456789abcdef",
+    ] {
         let refused = Client::join_query(&url, q).await.err().expect("refused");
         assert_eq!(refused.error["code"], "bad_frame", "{q}");
         assert_eq!(refused.close_code, Some(4400), "{q}");
     }
     // Once the room empties, the next first joiner sets a new secret.
     pc.close().await;
-    let again = relay.join("r", "pc", "new-secret").await;
+    let again = relay.join("r", "pc", "new-secret-0123456789abcdef").await;
     assert!(again.member.starts_with("p-"));
     relay.stop().await;
 }
@@ -187,8 +194,8 @@ async fn wrong_or_missing_secret_is_refused_and_closes() {
 #[tokio::test]
 async fn bad_frames_get_errors_and_the_connection_stays_open() {
     let relay = Relay::with(|c| c.max_frame = 4096).await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let mut dev = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let mut dev = relay.join("r", "device", "s-0123456789abcdef").await;
 
     let cases: Vec<(String, &str, Value)> = vec![
         ("{not json".into(), "bad_frame", Value::Null),
@@ -233,7 +240,7 @@ async fn bad_frames_get_errors_and_the_connection_stays_open() {
 #[tokio::test]
 async fn a_frame_far_beyond_the_limit_closes_with_4413() {
     let relay = Relay::with(|c| c.max_frame = 1024).await;
-    let mut pc = relay.join("r", "pc", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
     // 64 KiB is the floor of the hard limit; go past it.
     pc.send_text(&format!("{{\"type\":\"hello\",\"msg\":{{\"name\":\"{}\"}}}}", "x".repeat(200_000))).await;
     let (frames, code) = pc.drain_until_close().await;
@@ -248,12 +255,12 @@ async fn a_frame_far_beyond_the_limit_closes_with_4413() {
 #[tokio::test]
 async fn no_target_cases() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("r", "pc", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
     pc.send(post("1", "https://x/")).await;
     let (err, id) = pc.expect_error().await;
     assert_eq!((err["code"].as_str(), id.as_str()), (Some("no_target"), Some("1")));
 
-    let mut dev = relay.join("r", "device", "s").await;
+    let mut dev = relay.join("r", "device", "s-0123456789abcdef").await;
     pc.send(json!({"type": "post", "id": "2", "to": "d-nobody", "msg": {"url": "u"}})).await;
     assert_eq!(pc.expect_error().await.0["code"], "no_target");
     pc.send(json!({"type": "call", "id": "3", "to": pc.member, "msg": {"method": "m"}})).await;
@@ -288,8 +295,8 @@ async fn a_flood_is_limited_then_closed() {
         c.rate_burst = 5;
     })
     .await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let mut other = relay.join("r", "pc", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let mut other = relay.join("r", "pc", "s-0123456789abcdef").await;
     for i in 0..40 {
         pc.send(json!({"type": "hello", "msg": {"name": format!("n{i}")}})).await;
     }
@@ -314,8 +321,8 @@ async fn a_device_that_does_not_read_is_closed_as_a_slow_consumer() {
         c.rate_burst = 10_000;
     })
     .await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let dev = relay.join("r", "device", "s").await; // never read from again
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let dev = relay.join("r", "device", "s-0123456789abcdef").await; // never read from again
     let dev_id = dev.member.clone();
     pc.devices_until(|m| m.len() == 2).await;
     let body = "x".repeat(200 * 1024);
@@ -371,8 +378,8 @@ async fn presence_clean_leave_drop_and_grace() {
         c.grace_ms = 600;
     })
     .await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let dev = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let dev = relay.join("r", "device", "s-0123456789abcdef").await;
     pc.devices_until(|m| m.len() == 2).await;
 
     // A close frame: gone at once, long before any heartbeat.
@@ -382,7 +389,7 @@ async fn presence_clean_leave_drop_and_grace() {
     assert!(t.elapsed() < Duration::from_millis(500), "clean leave took {:?}", t.elapsed());
 
     // A dropped connection: away at once, removed when the grace window ends.
-    let dev = relay.join("r", "device", "s").await;
+    let dev = relay.join("r", "device", "s-0123456789abcdef").await;
     pc.devices_until(|m| m.len() == 2).await;
     let t = Instant::now();
     dev.drop_connection();
@@ -404,10 +411,10 @@ async fn a_dead_peer_is_marked_away_within_two_heartbeats() {
         c.grace_ms = 60_000;
     })
     .await;
-    let mut pc = relay.join("r", "pc", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
     // This device answers nothing from now on: no pongs, no FIN, like a phone in a tunnel.
     let t = Instant::now();
-    let dead = relay.join("r", "device", "s").await;
+    let dead = relay.join("r", "device", "s-0123456789abcdef").await;
     pc.devices_until(|m| m.len() == 2).await;
     pc.devices_until(|m| m.len() == 2 && m[1]["away"] == true).await;
     let took = t.elapsed();
@@ -422,8 +429,8 @@ async fn a_dead_peer_is_marked_away_within_two_heartbeats() {
 async fn resume_keeps_the_member_id_and_delivers_what_was_sent_meanwhile_in_order() {
     let relay = Relay::with(|c| c.grace_ms = 10_000).await;
     let url = relay.ws_url();
-    let mut pc = relay.join("r", "pc", "s").await;
-    let dev = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let dev = relay.join("r", "device", "s-0123456789abcdef").await;
     let (id, token) = (dev.member.clone(), dev.resume.clone());
     pc.devices_until(|m| m.len() == 2).await;
     dev.drop_connection();
@@ -433,7 +440,7 @@ async fn resume_keeps_the_member_id_and_delivers_what_was_sent_meanwhile_in_orde
         pc.send(json!({"type": "post", "id": n, "to": id, "msg": {"url": format!("https://x/{n}")}})).await;
     }
     // Buffered, not refused: the PC's next frame is the presence change when the device is back.
-    let mut dev = Client::rejoin(&url, "r", "device", "s", &token).await;
+    let mut dev = Client::rejoin(&url, "r", "device", "s-0123456789abcdef", &token).await;
     assert_eq!(dev.member, id);
     assert_eq!(dev.welcome["resumed"], true);
     let got: Vec<String> = {
@@ -462,8 +469,8 @@ async fn a_full_resume_buffer_is_told_to_the_sender() {
         c.resume_buffer = 2;
     })
     .await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let dev = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let dev = relay.join("r", "device", "s-0123456789abcdef").await;
     let id = dev.member.clone();
     pc.devices_until(|m| m.len() == 2).await;
     dev.drop_connection();
@@ -480,23 +487,23 @@ async fn a_full_resume_buffer_is_told_to_the_sender() {
 async fn resume_edge_cases() {
     let relay = Relay::with(|c| c.grace_ms = 400).await;
     let url = relay.ws_url();
-    let mut pc = relay.join("r", "pc", "s").await;
-    let old = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let old = relay.join("r", "device", "s-0123456789abcdef").await;
     pc.devices_until(|m| m.len() == 2).await;
 
     // The phone reconnects before the relay noticed the old socket died: the old socket is
     // closed as replaced, the member keeps its id, and the list shows it once.
-    let new = Client::rejoin(&url, "r", "device", "s", &old.resume).await;
+    let new = Client::rejoin(&url, "r", "device", "s-0123456789abcdef", &old.resume).await;
     assert_eq!(new.member, old.member);
     assert_eq!(old.wait_close().await, Some(4409));
     let members = pc.devices_until(|m| m.len() == 2 && m[1]["away"] == false).await;
     assert_eq!(members[1]["id"], new.member.as_str());
 
     // A token for another room or role, or a forged one, just joins afresh.
-    let other = Client::rejoin(&url, "r", "pc", "s", &new.resume).await;
+    let other = Client::rejoin(&url, "r", "pc", "s-0123456789abcdef", &new.resume).await;
     assert_ne!(other.member, new.member);
     assert_eq!(other.welcome["resumed"], false);
-    let forged = Client::rejoin(&url, "r", "device", "s", "v1.AAAA.BBBB").await;
+    let forged = Client::rejoin(&url, "r", "device", "s-0123456789abcdef", "v1.AAAA.BBBB").await;
     assert_eq!(forged.welcome["resumed"], false);
 
     // After the grace window, the token no longer restores the id.
@@ -504,7 +511,7 @@ async fn resume_edge_cases() {
     let gone_id = new.member.clone();
     new.drop_connection();
     pc.devices_until(|m| !ids(m).contains(&gone_id.as_str())).await;
-    let late = Client::rejoin(&url, "r", "device", "s", &token).await;
+    let late = Client::rejoin(&url, "r", "device", "s-0123456789abcdef", &token).await;
     assert_ne!(late.member, gone_id);
     assert_eq!(late.welcome["resumed"], false);
     relay.stop().await;
@@ -513,10 +520,12 @@ async fn resume_edge_cases() {
 #[tokio::test]
 async fn a_full_room_refuses_the_next_member() {
     let relay = Relay::with(|c| c.max_room_members = 2).await;
-    let _a = relay.join("r", "pc", "s").await;
-    let _b = relay.join("r", "device", "s").await;
-    let refused =
-        Client::join_query(&relay.ws_url(), "room=r&role=device&secret=s").await.err().expect("refused");
+    let _a = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let _b = relay.join("r", "device", "s-0123456789abcdef").await;
+    let refused = Client::join_query(&relay.ws_url(), "room=r&role=device&secret=s-0123456789abcdef")
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(refused.error["code"], "room_full");
     assert_eq!(refused.close_code, Some(4403));
     relay.stop().await;
@@ -525,8 +534,8 @@ async fn a_full_room_refuses_the_next_member() {
 #[tokio::test]
 async fn history_is_stored_paged_and_needs_the_secret() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("hist room", "pc", "k3y").await;
-    let mut dev = relay.join("hist room", "device", "k3y").await;
+    let mut pc = relay.join("hist room", "pc", "k3y-0123456789abcdef").await;
+    let mut dev = relay.join("hist room", "device", "k3y-0123456789abcdef").await;
     dev.send(json!({"type": "hello", "msg": {"name": "Pixel"}})).await;
     for i in 0..5 {
         if i % 2 == 0 {
@@ -540,7 +549,7 @@ async fn history_is_stored_paged_and_needs_the_secret() {
         pc.next_skipping_devices().await;
     }
     let base = "/api/rooms/hist%20room/history";
-    let (status, items) = get_json(relay.addr, &format!("{base}?secret=k3y")).await;
+    let (status, items) = get_json(relay.addr, &format!("{base}?secret=k3y-0123456789abcdef")).await;
     assert_eq!(status, 200);
     let items = items.as_array().unwrap();
     assert_eq!(items.len(), 5);
@@ -560,31 +569,36 @@ async fn history_is_stored_paged_and_needs_the_secret() {
     assert_eq!(items[1]["request"]["params"][0], 3);
 
     // Paging with a cursor.
-    let (status, head, body) = http_get(relay.addr, &format!("{base}?secret=k3y&limit=2")).await;
+    let (status, head, body) =
+        http_get(relay.addr, &format!("{base}?secret=k3y-0123456789abcdef&limit=2")).await;
     assert_eq!(status, 200);
     let page: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(page.as_array().unwrap().len(), 2);
     let next =
         head.iter().find(|(k, _)| k == "x-next-before").map(|(_, v)| v.clone()).expect("a next cursor");
     assert_eq!(next, page[1]["id"].to_string());
-    let (_, older) = get_json(relay.addr, &format!("{base}?secret=k3y&limit=2&before={next}")).await;
+    let (_, older) =
+        get_json(relay.addr, &format!("{base}?secret=k3y-0123456789abcdef&limit=2&before={next}")).await;
     assert_eq!(older[0]["reqId"], "p2");
 
     // No secret, a wrong one, an unknown room: 401 with a JSON error.
-    for q in [base.to_string(), format!("{base}?secret=nope"), "/api/rooms/nowhere/history?secret=k3y".into()]
-    {
+    for q in [
+        base.to_string(),
+        format!("{base}?secret=nope-0123456789abcdef"),
+        "/api/rooms/nowhere/history?secret=k3y-0123456789abcdef".into(),
+    ] {
         let (status, body) = get_json(relay.addr, &q).await;
         assert_eq!(status, 401, "{q}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
-    let (status, body) = get_json(relay.addr, &format!("{base}?secret=k3y&limit=0")).await;
+    let (status, body) = get_json(relay.addr, &format!("{base}?secret=k3y-0123456789abcdef&limit=0")).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "bad_request");
 
     // History outlives the room.
     pc.close().await;
     dev.close().await;
-    let (status, items) = get_json(relay.addr, &format!("{base}?secret=k3y")).await;
+    let (status, items) = get_json(relay.addr, &format!("{base}?secret=k3y-0123456789abcdef")).await;
     assert_eq!(status, 200);
     assert_eq!(items.as_array().unwrap().len(), 5);
     relay.stop().await;
@@ -593,8 +607,8 @@ async fn history_is_stored_paged_and_needs_the_secret() {
 #[tokio::test]
 async fn healthz_and_metrics_count_without_revealing_rooms() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("secret-project-x", "pc", "hunter2").await;
-    let _dev = relay.join("secret-project-x", "device", "hunter2").await;
+    let mut pc = relay.join("secret-project-x", "pc", "hunter2-0123456789abcdef").await;
+    let _dev = relay.join("secret-project-x", "device", "hunter2-0123456789abcdef").await;
     pc.send(post("1", "https://x/")).await;
     pc.send_text("nope").await;
     pc.expect_error().await;
@@ -640,8 +654,8 @@ async fn pages_are_served_from_www_or_explained() {
 #[tokio::test]
 async fn shutdown_sends_every_member_a_close_frame() {
     let relay = Relay::start().await;
-    let pc = relay.join("r", "pc", "s").await;
-    let dev = relay.join("r", "device", "s").await;
+    let pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let dev = relay.join("r", "device", "s-0123456789abcdef").await;
     let stopping = tokio::spawn(relay.stop());
     let (pc_code, dev_code) = tokio::join!(pc.wait_close(), dev.wait_close());
     assert_eq!(pc_code, Some(1012));
@@ -656,8 +670,8 @@ async fn requests_awaiting_replies_are_bounded_per_room() {
         c.max_pending_bytes = 10_000;
     })
     .await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let mut dev = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let mut dev = relay.join("r", "device", "s-0123456789abcdef").await;
     for n in ["1", "2", "3"] {
         pc.send(post(n, "https://x/")).await;
     }
@@ -685,8 +699,8 @@ async fn requests_awaiting_replies_are_bounded_per_room() {
 #[tokio::test]
 async fn a_huge_app_info_is_refused_because_everyone_would_receive_it() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("r", "pc", "s").await;
-    let mut dev = relay.join("r", "device", "s").await;
+    let mut pc = relay.join("r", "pc", "s-0123456789abcdef").await;
+    let mut dev = relay.join("r", "device", "s-0123456789abcdef").await;
     pc.devices_until(|m| m.len() == 2).await;
     dev.send(json!({"type": "hello", "msg": {"name": "big", "appInfo": {"blob": "b".repeat(40_000)}}})).await;
     let (err, _) = dev.expect_error().await;
@@ -704,8 +718,8 @@ async fn a_huge_app_info_is_refused_because_everyone_would_receive_it() {
 #[tokio::test]
 async fn replies_sent_back_to_back_arrive_in_order_each_already_in_history() {
     let relay = Relay::start().await;
-    let mut pc = relay.join("pipe", "pc", "s").await;
-    let mut dev = relay.join("pipe", "device", "s").await;
+    let mut pc = relay.join("pipe", "pc", "s-0123456789abcdef").await;
+    let mut dev = relay.join("pipe", "device", "s-0123456789abcdef").await;
     let n = 200;
     for i in 0..n {
         pc.send(post(&format!("q{i}"), &format!("https://x/{i}"))).await;
@@ -723,13 +737,15 @@ async fn replies_sent_back_to_back_arrive_in_order_each_already_in_history() {
         assert_eq!(cb["id"], format!("q{i}"), "replies keep their order");
         if i % 50 == 0 {
             // Seen by the PC, so committed: the newest row is this one or a later one.
-            let (status, items) = get_json(relay.addr, "/api/rooms/pipe/history?secret=s&limit=1").await;
+            let (status, items) =
+                get_json(relay.addr, "/api/rooms/pipe/history?secret=s-0123456789abcdef&limit=1").await;
             assert_eq!(status, 200);
             let newest: usize = items[0]["reqId"].as_str().unwrap()[1..].parse().unwrap();
             assert!(newest >= i, "reply q{i} reached the PC before its row was committed (newest {newest})");
         }
     }
-    let (_, items) = get_json(relay.addr, &format!("/api/rooms/pipe/history?secret=s&limit={n}")).await;
+    let (_, items) =
+        get_json(relay.addr, &format!("/api/rooms/pipe/history?secret=s-0123456789abcdef&limit={n}")).await;
     assert_eq!(items.as_array().unwrap().len(), n);
     // Commits are counted, so records per commit can be read off /metrics.
     let (_, _, m) = http_get(relay.addr, "/metrics").await;
@@ -739,5 +755,78 @@ async fn replies_sent_back_to_back_arrive_in_order_each_already_in_history() {
     assert_eq!(value("tether_history_writes_total"), n as u64);
     let commits = value("tether_history_commits_total");
     assert!((1..=n as u64 + 1).contains(&commits), "{commits} commits");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_qr_links_device_key_joins_as_a_device_and_nothing_more() {
+    const PC_SECRET: &str = "pc-only-0123456789abcdef";
+    let relay = Relay::start().await;
+    let url = relay.ws_url();
+    let mut pc = relay.join("qr", "pc", PC_SECRET).await;
+    let key = pc.welcome["deviceKey"].as_str().expect("the PC is told its room's device key").to_owned();
+    assert!(key.starts_with("dk.") && !key.contains(PC_SECRET));
+
+    // The key joins as a device, is not told the key, and works like any device.
+    let mut dev = relay.join("qr", "device", &key).await;
+    assert!(dev.welcome.get("deviceKey").is_none());
+    pc.send(post("1", "https://x/")).await;
+    let req = dev.expect("post").await;
+    dev.send(reply_to(&req, json!({"cookie": "uid=42"}))).await;
+    assert_eq!(pc.expect("postCb").await["id"], "1");
+
+    // Never as a PC, even with the PC's own resume token.
+    let q = format!("room=qr&role=pc&secret={}&resume={}", enc(&key), enc(&pc.resume));
+    let refused = Client::join_query(&url, &q).await.err().expect("a device key is not a PC");
+    assert_eq!((refused.error["code"].as_str(), refused.close_code), (Some("unauthorized"), Some(4401)));
+    // Never reads history: not in the query, not as a Bearer token.
+    let (status, body) = get_json(relay.addr, &format!("/api/rooms/qr/history?secret={}", enc(&key))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let bearer = format!("Bearer {key}");
+    let (status, _, _) =
+        http_get_with(relay.addr, "/api/rooms/qr/history", &[("Authorization", &bearer)]).await;
+    assert_eq!(status, 403);
+    // The PC secret does, as a Bearer token.
+    let bearer = format!("Bearer {PC_SECRET}");
+    let (status, _, body) =
+        http_get_with(relay.addr, "/api/rooms/qr/history", &[("Authorization", &bearer)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(), 1);
+
+    // A secret too short to be one is refused, and says why.
+    let refused = Client::join_query(&url, "room=short&role=pc&secret=s3cret").await.err().unwrap();
+    assert!(refused.error["message"].as_str().unwrap().contains("16 to 256 bytes"), "{}", refused.error);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_resume_token_once_used_cannot_be_replayed() {
+    const SECRET: &str = "replay-0123456789abcdef";
+    let relay = Relay::start().await;
+    let url = relay.ws_url();
+    let mut pc = relay.join("r", "pc", SECRET).await;
+    let dev = relay.join("r", "device", SECRET).await;
+    let (id, seen) = (dev.member.clone(), dev.resume.clone());
+    dev.drop_connection();
+    pc.devices_until(|m| m.iter().any(|d| d["id"] == id.as_str() && d["away"] == true)).await;
+    // The phone comes back with its token, gets a new one, and is heard from.
+    let mut back = Client::rejoin(&url, "r", "device", SECRET, &seen).await;
+    assert_eq!((back.member.as_str(), back.welcome["resumed"].as_bool()), (id.as_str(), Some(true)));
+    assert_ne!(back.resume, seen, "every welcome carries a new token");
+    back.send(json!({"type": "hello", "msg": {"name": "heard"}})).await;
+    pc.devices_until(|m| m.iter().any(|d| d["name"] == "heard")).await;
+    // Someone who saw the old token (say, in a proxy's log) cannot take the member over.
+    let refused =
+        Client::join_query(&url, &format!("room=r&role=device&secret={SECRET}&resume={}", enc(&seen)))
+            .await
+            .err()
+            .expect("a spent token is refused");
+    assert_eq!(refused.error["code"], "unauthorized");
+    assert!(refused.error["message"].as_str().unwrap().contains("already used"));
+    // The phone still holds its member.
+    pc.send(post("2", "https://x/")).await;
+    let req = back.expect("post").await;
+    back.send(reply_to(&req, json!(1))).await;
+    assert_eq!(pc.expect("postCb").await["from"], id.as_str());
     relay.stop().await;
 }
