@@ -340,17 +340,24 @@ impl PcSession {
             self.driver.with(|s| (session::http_base(s.url()), s.room().to_owned(), s.secret().to_owned()));
         let limit = o["limit"].as_u64().map(|l| l.min(500) as u32);
         let before = o["before"].as_u64().map(|b| b.min(i64::MAX as u64) as i64);
-        let url = session::history_url(&base, &room, &secret, limit, before);
-        fetch_json(&url).unchecked_into()
+        let url = session::history_url(&base, &room, limit, before);
+        fetch_json(&url, &secret).unchecked_into()
     }
 
-    /// The link for the QR code: `{base}/d/{room}?secret=…`; `base` defaults to the relay.
+    /// The link for the QR code: `{base}/d/{room}?secret=<device key>`; `base` defaults to
+    /// the relay. The device key joins as a device only; the PC secret stays here.
     #[wasm_bindgen(js_name = deviceLink)]
     pub fn device_link(&self, base: Option<String>) -> String {
         self.driver.with(|s| {
             let base = base.filter(|b| !b.is_empty()).unwrap_or_else(|| session::http_base(s.url()));
-            session::device_link(&base, s.room(), s.secret())
+            session::device_link(&base, s.room(), s.device_secret())
         })
+    }
+
+    /// The room's device key (what the QR link carries): joins as a device, nothing more.
+    #[wasm_bindgen(getter, js_name = deviceKey)]
+    pub fn device_key(&self) -> String {
+        self.driver.with(|s| s.device_secret().to_owned())
     }
 
     /// The room's secret.
@@ -395,12 +402,16 @@ fn on_status(driver: &Rc<Driver>, cb: Function) {
     let _ = cb.call1(&JsValue::NULL, &status.into());
 }
 
-/// `fetch(url)`, resolving with the JSON body, or rejecting with the relay's
-/// `{"error": {"code", "message"}}`. Chained by hand: an async executor would cost the wasm
-/// several KB for this one call.
-fn fetch_json(url: &str) -> Promise {
+/// `fetch(url)` with `secret` as a Bearer token, resolving with the JSON body, or rejecting
+/// with the relay's `{"error": {"code", "message"}}`. Chained by hand: an async executor
+/// would cost the wasm several KB for this one call.
+fn fetch_json(url: &str, secret: &str) -> Promise {
     let Some(window) = web_sys::window() else { return rejected("internal", "no window") };
-    let fetched: JsValue = window.fetch_with_str(url).into();
+    let headers = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&headers, &"Authorization".into(), &["Bearer ", secret].concat().into());
+    let init = web_sys::RequestInit::new();
+    init.set_headers(&headers);
+    let fetched: JsValue = window.fetch_with_str_and_init(url, &init).into();
     Promise::new(&mut |resolve, reject| {
         let unreachable = reject.clone();
         let on_response = once(move |resp| {

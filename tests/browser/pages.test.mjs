@@ -47,7 +47,8 @@ test("PC page and device page: QR, devices, post, call, history, reload", async 
 
     assert.equal(await pc.locator("#alarms-card").isHidden(), true, "no alarm source: no alarms panel");
     const link = await scanQr(pc, "qr.png");
-    assert.match(link, new RegExp(`^${relay.http}/d/news-debug\\?secret=[0-9a-f]{32}$`));
+    // The QR code carries the device key, never the PC secret.
+    assert.match(link, new RegExp(`^${relay.http}/d/news-debug\\?secret=dk\\.[A-Za-z0-9_-]{22}$`));
 
     const phoneContext = await browser.newContext(PHONE);
     await phoneContext.addInitScript(mockTencentNews);

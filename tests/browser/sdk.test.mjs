@@ -19,14 +19,17 @@ async function connectPair(relay, room) {
   }, { url: relay.ws, room });
   const secret = await pc.evaluate(() => s.secret);
   assert.match(secret, /^[0-9a-f]{32}$/, "a random 128-bit secret");
+  // The phone joins with the device key the QR link carries, never the PC secret.
+  const deviceKey = await pc.evaluate(() => s.deviceKey);
+  assert.match(deviceKey, /^dk\.[A-Za-z0-9_-]{22}$/);
   const device = await sdkPage(browser, relay, { initScript: mockTencentNews });
-  await device.evaluate(async ({ url, room, secret }) => {
+  await device.evaluate(async ({ url, room, deviceKey }) => {
     window.statuses = [];
     window.log = [];
-    window.d = await tether.connectDevice({ url, room, secret, name: "Mock phone", appInfo: { app: "news", v: "7.2" } });
+    window.d = await tether.connectDevice({ url, room, secret: deviceKey, name: "Mock phone", appInfo: { app: "news", v: "7.2" } });
     d.onStatus((st) => statuses.push(st));
     d.onCommand((e) => log.push(e));
-  }, { url: relay.ws, room, secret });
+  }, { url: relay.ws, room, deviceKey });
   const deviceId = await device.evaluate(() => d.member);
   await pc.waitForFunction((id) => s.devices.some((m) => m.id === id && m.name === "Mock phone" && !m.away),
     deviceId, { timeout: WAIT });
@@ -63,9 +66,15 @@ test("post and call go through the device's native bridge and come back", async 
     assert.equal(server[1].cookie, "uid=42");
     assert.equal(await pc.evaluate(() => replies.length), 2, "onReply saw both replies");
 
-    // The QR link carries room and secret.
+    // The QR link carries the room and its device key, not the PC secret; the key cannot
+    // join as a PC.
     const link = await pc.evaluate(() => s.deviceLink());
-    assert.equal(link, `${relay.http}/d/round-trip?secret=${await pc.evaluate(() => s.secret)}`);
+    assert.equal(link, `${relay.http}/d/round-trip?secret=${await pc.evaluate(() => s.deviceKey)}`);
+    assert.ok(!link.includes(await pc.evaluate(() => s.secret)));
+    const asPc = await device.evaluate(({ url, key }) =>
+      tether.connectPc({ url, room: "round-trip", secret: key, retries: 0 }).then(() => "joined", (e) => e.code),
+    { url: relay.ws, key: await pc.evaluate(() => s.deviceKey) });
+    assert.equal(asPc, "unauthorized");
   } finally {
     await relay.stop();
   }

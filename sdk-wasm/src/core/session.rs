@@ -174,6 +174,8 @@ pub struct Session {
     closed: bool,
     member: Option<String>,
     resume: Option<String>,
+    /// A PC's room device key, from `welcome`: what the QR link carries instead of the secret.
+    device_key: Option<String>,
     linked_before: bool,
     queue: VecDeque<String>,
     pending: Pending,
@@ -203,6 +205,7 @@ impl Session {
             closed: false,
             member: None,
             resume: None,
+            device_key: None,
             linked_before: false,
             queue: VecDeque::new(),
             pending: Pending::default(),
@@ -225,6 +228,12 @@ impl Session {
     /// This member's id, once welcomed.
     pub fn member(&self) -> Option<&str> {
         self.member.as_deref()
+    }
+
+    /// What a device joins this room with: the device key a PC was welcomed with (never the
+    /// PC secret itself, but for a relay too old to give one).
+    pub fn device_secret(&self) -> &str {
+        self.device_key.as_deref().unwrap_or(&self.opts.secret)
     }
 
     /// The room.
@@ -283,6 +292,9 @@ impl Session {
             Kind::Welcome => {
                 let (Some(member), Some(resume)) = (text_of("member"), text_of("resume")) else { return };
                 let resumed = msg["resumed"].as_bool().unwrap_or(false);
+                if let Some(key) = text_of("deviceKey") {
+                    self.device_key = Some(key);
+                }
                 self.on_welcome(member, resume, resumed);
             }
             Kind::Devices => {
@@ -629,16 +641,17 @@ pub fn device_link(base: &str, room: &str, secret: &str) -> String {
     [base.trim_end_matches('/'), "/d/", &encode(room), "?secret=", &encode(secret)].concat()
 }
 
-/// The history API URL for a room.
-pub fn history_url(base: &str, room: &str, secret: &str, limit: Option<u32>, before: Option<i64>) -> String {
-    let mut u =
-        [base.trim_end_matches('/'), "/api/rooms/", &encode(room), "/history?secret=", &encode(secret)]
-            .concat();
+/// The history API URL for a room (the secret goes in an `Authorization` header, never in
+/// the URL, which proxies log).
+pub fn history_url(base: &str, room: &str, limit: Option<u32>, before: Option<i64>) -> String {
+    let mut u = [base.trim_end_matches('/'), "/api/rooms/", &encode(room), "/history"].concat();
+    let mut sep = "?";
     if let Some(l) = limit {
-        u.push_str(&["&limit=", &num(l.into())].concat());
+        u.push_str(&[sep, "limit=", &num(l.into())].concat());
+        sep = "&";
     }
     if let Some(b) = before {
-        u.push_str(&["&before=", &num(b.max(0) as u64)].concat());
+        u.push_str(&[sep, "before=", &num(b.max(0) as u64)].concat());
     }
     u
 }
