@@ -59,11 +59,6 @@ impl Access {
     pub fn token_matches(&self, given: &str) -> bool {
         self.token.is_some_and(|t| crate::token::digests_match(&t, &digest(given)))
     }
-
-    /// Whether a token was configured.
-    pub fn has_token(&self) -> bool {
-        self.token.is_some()
-    }
 }
 
 fn digest(token: &str) -> [u8; 32] {
