@@ -17,6 +17,9 @@
 //! connected to the service, so that answer reaches it: the source is then `unreachable`, every
 //! subscriber gets `{"type":"alarmSource","msg":{"state":"unreachable","service"}}`, and when
 //! datagrams arrive again, the same with `"state":"up"`. Subscribers stay connected throughout.
+//!
+//! Who may read `/alarms` ([`Access`]): the holder of a CS session, of `--alarm-token`, or
+//! anyone with `--alarms-public`. The HTTP edge checks it before the upgrade.
 
 use crate::metrics::Metrics;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -35,6 +38,33 @@ use tokio_util::sync::CancellationToken;
 
 /// The largest UDP payload (IPv4).
 pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Who may subscribe besides a CS session's holder: `--alarm-token`, `--alarms-public`.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// `--alarms-public`: anyone.
+    pub public: bool,
+    /// The SHA-256 of `--alarm-token` (compared as digests, in constant time, so neither the
+    /// token's bytes nor its length show in the time a refusal takes).
+    token: Option<[u8; 32]>,
+}
+
+impl Access {
+    /// From the flags.
+    pub fn new(public: bool, token: Option<&str>) -> Access {
+        Access { public, token: token.filter(|t| !t.is_empty()).map(digest) }
+    }
+
+    /// Whether `given` is `--alarm-token`.
+    pub fn token_matches(&self, given: &str) -> bool {
+        self.token.is_some_and(|t| crate::token::digests_match(&t, &digest(given)))
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::new_with_prefix(b"tether/alarm-token/v1\0").chain_update(token.as_bytes()).finalize().into()
+}
 
 /// One alarm, ready to send.
 #[derive(Debug)]

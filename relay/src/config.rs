@@ -125,6 +125,16 @@ pub struct Config {
     #[arg(long, env = "TETHER_ALARM_QUEUE", default_value_t = 1024)]
     pub alarm_queue: usize,
 
+    /// A token that opens `/alarms` (`Authorization: Bearer TOKEN` or `?token=TOKEN`), for
+    /// readers without a CS session: dashboards, scripts. Without it (and without
+    /// `--alarms-public`) `/alarms` needs a CS session.
+    #[arg(long, env = "TETHER_ALARM_TOKEN", hide_env_values = true)]
+    pub alarm_token: Option<String>,
+
+    /// Opens `/alarms` to anyone who can reach the relay, on purpose (the relay warns at start).
+    #[arg(long, env = "TETHER_ALARMS_PUBLIC")]
+    pub alarms_public: bool,
+
     /// Cluster mode: relays share rooms through this Redis (`redis://HOST:PORT`).
     #[arg(long, env = "TETHER_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
@@ -133,9 +143,11 @@ pub struct Config {
     #[arg(long, env = "TETHER_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// Origins (comma-separated, e.g. `https://tether.example.com`) allowed to open `/ws` and
-    /// `/alarms` and to use `/cs/*`. Unset: any. A request without an `Origin` header (not a
-    /// browser) is not affected.
+    /// Origins (comma-separated, e.g. `https://tether.example.com`) allowed besides the relay's
+    /// own. Unset: `/ws` and `/alarms` take any origin, while `/cs/*` (and `/alarms` opened with
+    /// the CS cookie) take only the relay's own, the `Origin` matching the `Host` the request
+    /// came to. Set: every one of them takes the relay's own and these. A request without an
+    /// `Origin` header (not a browser) is not affected.
     #[arg(long, env = "TETHER_ALLOW_ORIGIN", value_delimiter = ',')]
     pub allow_origin: Vec<String>,
 
@@ -180,6 +192,8 @@ impl Config {
             alarm_subscribe: "SUBSCRIBE".into(),
             alarm_history: 4096,
             alarm_queue: 1024,
+            alarm_token: None,
+            alarms_public: false,
             redis: None,
             node_id: None,
             allow_origin: Vec::new(),
@@ -266,5 +280,16 @@ mod tests {
         assert_eq!(c.heartbeat(), Duration::from_millis(500));
         assert_eq!(c.max_frame, 4096);
         assert!(Config::try_parse_from(["tether-relay", "--heartbeat-ms", "0"]).is_err());
+        let c = Config::try_parse_from(["tether-relay", "--alarm-token", "t0k", "--alarms-public"]).unwrap();
+        assert_eq!((c.alarm_token.as_deref(), c.alarms_public), (Some("t0k"), true));
+    }
+
+    #[test]
+    fn secrets_are_hidden_in_help() {
+        let cmd = <Config as clap::CommandFactory>::command();
+        for id in ["alarm_token", "redis", "db"] {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).expect("the flag");
+            assert!(arg.is_hide_env_values_set(), "--help shows the value of {id}'s env var");
+        }
     }
 }

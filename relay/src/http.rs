@@ -7,7 +7,7 @@ use crate::ws::{self, JoinQuery};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -44,8 +44,10 @@ pub struct AppState {
     pub heartbeat: std::time::Duration,
     /// Cluster mode's Redis side.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
-    /// `--allow-origin`: empty allows any.
+    /// `--allow-origin`: origins allowed besides the relay's own ([`check_origin`]).
     pub allow_origin: Arc<[String]>,
+    /// Who may read `/alarms` besides a CS session's holder.
+    pub alarm_access: crate::alarm::Access,
     /// WebSocket connections open per IP address.
     pub per_ip: Arc<PerIp>,
     /// Wrong secrets per address (room joins and the history API).
@@ -113,27 +115,67 @@ impl Drop for IpSlot {
     }
 }
 
-/// `--allow-origin`: a browser request from another origin is refused 403 `forbidden`.
+/// Which browser pages may use `/ws`, `/alarms` and `/cs/*`: a request from another origin
+/// is refused 403 `forbidden` ([`origin_allowed`]). `/cs/*` is cookie-authenticated, so it is
+/// held to the relay's own origin even when `--allow-origin` is unset; `/ws` is authenticated
+/// by its room secret, never a cookie, so the app's H5 pages on their own origins keep joining
+/// rooms (and `/alarms` is held to its own origin only when the cookie is what opens it).
 async fn check_origin(
     State(s): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if !s.allow_origin.is_empty() {
-        if let Some(origin) = req.headers().get(header::ORIGIN) {
-            let text = origin.to_str().unwrap_or("");
-            if !s.allow_origin.iter().any(|a| a.eq_ignore_ascii_case(text.trim_end_matches('/'))) {
-                s.hub.metrics.refused_origin.fetch_add(1, Relaxed);
-                return AppError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!("origin {text:?} may not use this relay (--allow-origin)"),
-                )
-                .into_response();
-            }
-        }
+    let cookie_route = req.uri().path().starts_with("/cs/");
+    if let Err(e) = origin_allowed(&s, req.headers(), req.uri(), cookie_route) {
+        return e.into_response();
     }
     next.run(req).await
+}
+
+/// Whether the request's `Origin`, if any, may use a route: the relay's own origin always, the
+/// `--allow-origin` ones always, any other only on a route that no cookie authenticates
+/// (`cookie_route` false) while `--allow-origin` is unset. No `Origin` (not a browser, or a
+/// same-origin GET): allowed, since no page of another site can make a browser leave it out of
+/// a POST or a WebSocket handshake.
+fn origin_allowed(s: &AppState, headers: &HeaderMap, uri: &Uri, cookie_route: bool) -> Result<(), AppError> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let text = origin.to_str().unwrap_or("").trim_end_matches('/');
+    if (!cookie_route && s.allow_origin.is_empty())
+        || is_own_origin(headers, uri, text)
+        || s.allow_origin.iter().any(|a| a.eq_ignore_ascii_case(text))
+    {
+        return Ok(());
+    }
+    s.hub.metrics.refused_origin.fetch_add(1, Relaxed);
+    let message = if s.allow_origin.is_empty() {
+        format!(
+            "origin {text:?} is not this relay's own: only the relay's own pages may use this (--allow-origin adds others)"
+        )
+    } else {
+        format!("origin {text:?} may not use this relay (--allow-origin)")
+    };
+    Err(AppError::new(StatusCode::FORBIDDEN, "forbidden", message))
+}
+
+/// Whether `origin` is the relay's own as this request reached it: `http` or `https` (the
+/// relay cannot tell which a proxy in front of it serves), and the host and port of the `Host`
+/// header (or, in HTTP/2, the URI's authority), default ports aside.
+///
+/// `X-Forwarded-Host` is not read: a proxy in front is expected to pass `Host` on (the one in
+/// docs/deploy.md does), and one header fewer to trust is one fewer to get wrong.
+fn is_own_origin(headers: &HeaderMap, uri: &Uri, origin: &str) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let (Some(host), Some((scheme, authority))) = (host, origin.split_once("://")) else { return false };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let bare = |a: &str| a.strip_suffix(default_port).unwrap_or(a).to_ascii_lowercase();
+    !authority.is_empty() && !authority.contains(['/', '@']) && bare(authority) == bare(host)
 }
 
 /// The router, apart from `main` so tests can serve it on port 0.
@@ -326,13 +368,74 @@ async fn history(
 #[derive(Debug, Deserialize)]
 struct AlarmsQuery {
     since: Option<String>,
+    /// `--alarm-token`, for clients that cannot set a header (a browser's WebSocket).
+    token: Option<String>,
+}
+
+/// Whether this request may read `/alarms`: `--alarms-public`; `--alarm-token` as a Bearer
+/// token or `?token=`; or a live CS session, as a Bearer token or the cookie. The cookie is
+/// the browser's, sent whatever page opens the socket, so with it the page must be the relay's
+/// own (or `--allow-origin`'s): cross-site WebSocket hijacking gets 403.
+///
+/// In cluster mode a session held by another node counts when Redis says a live node holds it:
+/// that record is made at login, renewed on use and deleted when the session ends, so it is as
+/// good as the owner's own word, without a round trip to it.
+async fn alarms_allowed(
+    s: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    q: &AlarmsQuery,
+) -> Result<(), AppError> {
+    if s.alarm_access.public {
+        return Ok(());
+    }
+    let bearer = crate::cs::bearer(headers);
+    if [bearer.as_deref(), q.token.as_deref()].into_iter().flatten().any(|t| s.alarm_access.token_matches(t))
+    {
+        return Ok(());
+    }
+    let unauthorized = || {
+        AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "alarms need a CS session (log in at /cs/login) or the relay's --alarm-token (Bearer or ?token=)",
+        )
+    };
+    let session = match bearer {
+        Some(token) => token,
+        None => {
+            let token = crate::cs::cookie_token(headers).ok_or_else(unauthorized)?;
+            origin_allowed(s, headers, uri, true)?;
+            token
+        }
+    };
+    if s.cs.as_ref().is_some_and(|g| g.holds(&session)) {
+        return Ok(());
+    }
+    if let Some(cluster) = &s.cluster {
+        match cluster.cs_owner(&session).await {
+            Ok(crate::cluster::CsOwner::Node(_)) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach Redis to find a CS session's relay");
+                return Err(AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cluster_unavailable",
+                    "cannot check this CS session with the other relays now; try again shortly",
+                ));
+            }
+        }
+    }
+    Err(unauthorized())
 }
 
 async fn alarms_upgrade(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
     Query(q): Query<AlarmsQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let Some(alarms) = s.alarms.clone() else {
         return AppError::new(
@@ -341,6 +444,14 @@ async fn alarms_upgrade(
             "this relay has no alarm source: start it with --alarm-udp or --alarm-listen",
         )
         .into_response();
+    };
+    // Before anything else, the upgrade included: a stranger gets a refusal and nothing more.
+    if let Err(e) = alarms_allowed(&s, &headers, &uri, &q).await {
+        return e.into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
     };
     let since = match q.since.as_deref().filter(|s| !s.is_empty()).map(str::parse::<u64>) {
         None => None,
@@ -390,6 +501,28 @@ enum CsOp {
 }
 
 async fn cs(s: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, op: CsOp) -> Response {
+    let mut resp = cs_answer(s, headers, body, op).await;
+    // Every answer is what it says it is: JSON, or XML served as `text/xml`, never sniffed
+    // into something a browser would run.
+    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+async fn cs_answer(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    op: CsOp,
+) -> Response {
+    if crate::cs::media(headers).is_none() {
+        // A cross-site form or `no-cors` fetch can send only other types (see `cs::media`).
+        return AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "/cs/* takes Content-Type: application/json (or text/xml to pass XML-RPC through)",
+        )
+        .into_response();
+    }
     if let (Some(cluster), CsOp::Call | CsOp::Logout, Ok(bytes)) = (&s.cluster, op, &body) {
         if let Some(resp) = forward_cs(s, cluster, headers, bytes, op).await {
             return resp;
@@ -417,7 +550,6 @@ async fn forward_cs(
     op: CsOp,
 ) -> Option<Response> {
     use crate::cluster::CsOwner;
-    use axum::http::HeaderValue;
     use base64::Engine;
     use tether_protocol::ErrorCode;
     let token = crate::cs::token_of(headers).filter(|t| !s.cs.as_ref().is_some_and(|g| g.knows(t)))?;
@@ -428,18 +560,21 @@ async fn forward_cs(
     let node = match cluster.cs_owner(&token).await {
         Ok(CsOwner::Unknown) => return None,
         Ok(CsOwner::Node(node)) => node,
+        // Messages say what failed, not where: node names and Redis's errors are for the log.
         Ok(CsOwner::Dead(node)) => {
+            tracing::info!(%node, "a CS call for a session whose relay stopped");
             return fail(
                 410,
                 ErrorCode::SessionLost,
-                format!("the relay holding this session ({node}) stopped: log in again"),
+                "the relay holding this session stopped: log in again".into(),
             );
         }
         Err(e) => {
+            tracing::warn!(error = %e, "cannot reach Redis to find a CS session's relay");
             return fail(
                 503,
                 ErrorCode::ClusterUnavailable,
-                format!("cannot reach Redis to find this session's relay: {e}"),
+                "cannot reach the other relays to find this session's relay; try again shortly".into(),
             );
         }
     };
@@ -452,10 +587,22 @@ async fn forward_cs(
             let mut resp =
                 (StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY), body).into_response();
             let h = resp.headers_mut();
-            for (name, value) in [(header::CONTENT_TYPE, a.content_type), (header::SET_COOKIE, a.set_cookie)]
-            {
-                if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
-                    h.insert(name, v);
+            // JSON stays JSON; anything else is the upstream's XML, served as `text/xml` here too
+            // (whatever the other node, or an older one, said).
+            let json = a.content_type.as_deref().is_some_and(|ct| {
+                ct.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
+            });
+            let ct = if json {
+                HeaderValue::from_static("application/json")
+            } else {
+                crate::cs::xml_content_type(a.content_type.as_deref())
+            };
+            h.insert(header::CONTENT_TYPE, ct);
+            // The only cookie a call or logout sets is the one that ends the session; it is made
+            // here, where the browser's request (https or not) is known.
+            if a.set_cookie.is_some() {
+                if let Ok(v) = HeaderValue::from_str(&crate::cs::clear_cookie(headers)) {
+                    h.insert(header::SET_COOKIE, v);
                 }
             }
             Some(resp)
@@ -499,16 +646,20 @@ async fn device_page(State(s): State<AppState>, Path(_room): Path<String>) -> Re
 async fn page(www: &std::path::Path, file: &str, what: &str) -> Response {
     match tokio::fs::read_to_string(www.join(file)).await {
         Ok(html) => Html(html).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Html(format!(
-                "<!doctype html><meta charset=utf-8><title>Tether</title>\
-                 <h1>Tether relay is running</h1>\
-                 <p>The {what} is not built yet: no <code>{file}</code> in <code>{}</code>.</p>\
-                 <p>The relay's WebSocket is at <code>/ws</code>; health at <a href=/healthz>/healthz</a>.</p>",
-                www.display()
-            )),
-        )
-            .into_response(),
+        Err(e) => {
+            // Where the relay looked is for its operator's log, not for every visitor.
+            tracing::warn!(path = %www.join(file).display(), error = %e, "the {what} is not built");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Html(format!(
+                    "<!doctype html><meta charset=utf-8><title>Tether</title>\
+                     <h1>Tether relay is running</h1>\
+                     <p>The {what} is not built yet (<code>scripts/build-www</code>, or <code>--www</code>; \
+                     the relay's log says where it looked).</p>\
+                     <p>The relay's WebSocket is at <code>/ws</code>; health at <a href=/healthz>/healthz</a>.</p>"
+                )),
+            )
+                .into_response()
+        }
     }
 }

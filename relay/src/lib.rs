@@ -197,6 +197,19 @@ pub async fn run(
             tasks.spawn(alarm::run_listener(alarms.clone(), sock, stop.clone()));
         }
     }
+    if alarms.is_some() {
+        if config.alarms_public {
+            tracing::warn!(
+                "--alarms-public: anyone who can reach this relay can read its alarms at /alarms \
+                 (give --alarm-token, or let CS sessions read them, to close it)"
+            );
+        } else if config.alarm_token.as_deref().is_none_or(str::is_empty) && cs.is_none() {
+            tracing::warn!(
+                "/alarms needs a CS session, but this relay has no --cs-upstream: nobody can read \
+                 its alarms until it gets --alarm-token (or --alarms-public)"
+            );
+        }
+    }
     let state = http::AppState {
         hub: hub.clone(),
         shutdown: stop.clone(),
@@ -208,6 +221,7 @@ pub async fn run(
         heartbeat: config.heartbeat(),
         cluster,
         allow_origin: config.allow_origin.iter().map(|o| o.trim().trim_end_matches('/').to_owned()).collect(),
+        alarm_access: alarm::Access::new(config.alarms_public, config.alarm_token.as_deref()),
         per_ip: Arc::new(http::PerIp::new(config.max_conns_per_ip)),
         strikes: strikes::Strikes::new(),
     };

@@ -175,7 +175,8 @@ test("the alarms panel shows the relay's alarms live", async () => {
   await new Promise((r) => probe.bind(0, "127.0.0.1", r));
   const port = probe.address().port;
   probe.close();
-  const relay = await startRelay({ www: WWW, args: ["--alarm-listen", `127.0.0.1:${port}`] });
+  // The page holds no CS session: this relay opens /alarms on purpose.
+  const relay = await startRelay({ www: WWW, args: ["--alarm-listen", `127.0.0.1:${port}`, "--alarms-public"] });
   const sender = createSocket("udp4");
   try {
     const pc = await browser.newPage({ viewport: DESKTOP });

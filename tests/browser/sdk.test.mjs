@@ -241,7 +241,8 @@ test("subscribeAlarms: live alarms, and after a relay restart it resumes by itse
   await new Promise((r) => udp.bind(0, "127.0.0.1", r));
   const port = udp.address().port; // a free port for the relay's --alarm-listen
   udp.close();
-  const args = ["--alarm-listen", `127.0.0.1:${port}`];
+  // The page holds no CS session: this relay opens /alarms on purpose.
+  const args = ["--alarm-listen", `127.0.0.1:${port}`, "--alarms-public"];
   const relay = await startRelay({ args });
   const sender = createSocket("udp4");
   const send = (obj) => new Promise((r) => sender.send(JSON.stringify(obj), port, "127.0.0.1", r));

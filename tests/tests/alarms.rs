@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use tether_demo::alarm::{Options, Stats};
-use tether_tests::{Relay, WAIT, get_json, http_get, wait_metric};
+use tether_tests::{Relay, WAIT, get_json, http_get, post_json, wait_metric};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -49,20 +49,43 @@ impl Service {
     }
 }
 
+/// The `--alarm-token` of the test relays.
+const TOKEN: &str = "alarm-test-token";
+
 async fn relay_for(service: SocketAddr, tweak: impl FnOnce(&mut tether_relay::Config)) -> Relay {
     Relay::with(|c| {
         c.alarm_udp = Some(service.to_string());
         c.alarm_renew_ms = 50;
+        c.alarm_token = Some(TOKEN.into());
         tweak(c);
     })
     .await
 }
 
+/// Subscribes with the relay's `--alarm-token`.
 async fn subscribe(relay: &Relay, query: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/alarms{query}", relay.addr))
-        .await
-        .expect("subscribe");
-    ws
+    let auth = format!("Bearer {TOKEN}");
+    open(relay.addr, query, &[("authorization", &auth)]).await.unwrap_or_else(|e| panic!("subscribe: {e:?}"))
+}
+
+/// Opens `/alarms{query}` with these headers; a refusal's status and body.
+async fn open(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> Result<Ws, (u16, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/alarms{query}").into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("in time") {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().clone().unwrap_or_default();
+            Err((resp.status().as_u16(), serde_json::from_slice(&body).unwrap_or(Value::Null)))
+        }
+        Err(e) => panic!("unexpected handshake failure: {e}"),
+    }
 }
 
 /// The next alarm or alarmGap frame (pings are answered by reading).
@@ -226,13 +249,21 @@ async fn a_restarted_service_registers_the_relay_again() {
     // A new process on the same port knows no subscriber until the relay renews.
     let mut again = Service::bind(&addr.to_string()).await;
     again.start(Options { rate: 200, ..Options::default() });
+    let deadline = std::time::Instant::now() + WAIT;
+    while again.stats.subscribes.load(Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the relay never registered with the new process");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Every alarm of the old process was taken in long before this (it stopped before the new
+    // one bound); what comes after is the new process's. (Waiting for its "ALARM 2" instead
+    // could stop at the old process's alarm 2, still unread on this socket.)
+    let after = last_seq(&relay).await;
     loop {
         let f = next(&mut ws).await;
-        if f["type"] == "alarm" && f["msg"]["data"].to_string().contains("ALARM 2 ") {
-            break; // alarm 2 of the new process
+        if f["type"] == "alarm" && f["msg"]["seq"].as_u64() > Some(after) {
+            break;
         }
     }
-    assert!(again.stats.subscribes.load(Relaxed) >= 1);
     relay.stop().await;
     again.stop().await;
 }
@@ -277,7 +308,11 @@ async fn pushed_alarms_are_taken_up_to_the_largest_datagram() {
     let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let listen = free.local_addr().unwrap();
     drop(free);
-    let relay = Relay::with(|c| c.alarm_listen = Some(listen)).await;
+    let relay = Relay::with(|c| {
+        c.alarm_listen = Some(listen);
+        c.alarm_token = Some(TOKEN.into());
+    })
+    .await;
     let mut ws = subscribe(&relay, "").await;
     wait_metric(relay.addr, "tether_alarm_subscribers 1").await;
     let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -340,4 +375,182 @@ async fn in_cluster_mode_each_subscriber_gets_each_alarm_once_whichever_node_it_
     a.stop().await;
     b.stop().await;
     service.stop().await;
+}
+
+/// A relay taking pushed alarms, with a CS gateway in front of the demo server and these flags.
+async fn guarded(tweak: impl FnOnce(&mut tether_relay::Config)) -> (Relay, Legacy) {
+    let legacy = Legacy::start().await;
+    let upstream = format!("http://{}/RPC2", legacy.addr);
+    let relay = Relay::with(|c| {
+        c.alarm_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.cs_upstream = Some(upstream);
+        tweak(c);
+    })
+    .await;
+    (relay, legacy)
+}
+
+/// The demo CS server, in this process.
+struct Legacy {
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Legacy {
+    async fn start() -> Legacy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, stop) = (listener.local_addr().unwrap(), CancellationToken::new());
+        let opts = tether_demo::cs::Options::default();
+        tokio::spawn(tether_demo::cs::serve(listener, opts, Arc::default(), stop.clone()));
+        Legacy { addr, stop }
+    }
+}
+
+impl Drop for Legacy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A CS session's token on `relay`.
+async fn cs_login(relay: &Relay, user: &str) -> String {
+    let (status, v, _) =
+        post_json(relay.addr, "/cs/login", None, &json!({"method": "login", "params": [user]})).await;
+    assert_eq!(status, 200, "{v}");
+    v["session"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn alarms_need_a_cs_session_or_the_alarm_token() {
+    let (relay, _legacy) = guarded(|c| c.alarm_token = Some(TOKEN.into())).await;
+    let session = cs_login(&relay, "uma").await;
+    let (bearer, cookie) = (format!("Bearer {session}"), format!("tether_cs={session}"));
+    let own = format!("http://{}", relay.addr);
+    // Refused before the upgrade: 401 with a clear error.
+    for (what, query, headers) in [
+        ("nothing", "", vec![]),
+        ("a wrong token", "", vec![("authorization", "Bearer not-the-token")]),
+        ("a wrong ?token=", "?token=not-the-token", vec![]),
+        ("a token's prefix", "?token=alarm-test", vec![]),
+        ("an unknown session", "", vec![("cookie", "tether_cs=0123456789abcdef0123456789abcdef")]),
+        ("since= alone", "?since=0", vec![]),
+    ] {
+        let refused = open(relay.addr, query, &headers).await.err();
+        let (status, v) = refused.unwrap_or_else(|| panic!("{what}: opened"));
+        assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthorized")), "{what}: {v}");
+    }
+    // Let in: the token (header or query), a live session (Bearer, or the cookie from the
+    // relay's own page or from a client sending no Origin).
+    let with_token = format!("Bearer {TOKEN}");
+    let q_token = format!("?since=0&token={TOKEN}");
+    for (what, query, headers) in [
+        ("the token", "", vec![("authorization", with_token.as_str())]),
+        ("?token=", q_token.as_str(), vec![]),
+        ("a session's Bearer", "", vec![("authorization", bearer.as_str())]),
+        ("the cookie, no Origin", "", vec![("cookie", cookie.as_str())]),
+        ("the cookie from the relay's page", "", vec![("cookie", cookie.as_str()), ("origin", own.as_str())]),
+        // The token is not ambient: a page that has it was given it, whatever its origin.
+        ("?token= from another origin", q_token.as_str(), vec![("origin", "https://dash.example")]),
+    ] {
+        assert!(open(relay.addr, query, &headers).await.is_ok(), "{what}: refused");
+    }
+    // A session that ended opens nothing.
+    let (status, _, _) = post_json(relay.addr, "/cs/logout", Some(&session), &json!({})).await;
+    assert_eq!(status, 200);
+    let (status, v) =
+        open(relay.addr, "", &[("authorization", &bearer)]).await.map(drop).expect_err("refused");
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthorized")), "{v}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn alarms_opened_with_the_cs_cookie_take_only_the_relays_own_pages() {
+    let (relay, _legacy) = guarded(|_| {}).await;
+    let session = cs_login(&relay, "vera").await;
+    let cookie = format!("tether_cs={session}");
+    // Cross-site WebSocket hijacking: another page opens the socket, the browser adds the cookie.
+    let other_port = format!("http://127.0.0.1:{}", relay.addr.port() ^ 1);
+    for origin in ["https://evil.example", "null", other_port.as_str()] {
+        let (status, v) = open(relay.addr, "", &[("cookie", &cookie), ("origin", origin)])
+            .await
+            .map(drop)
+            .expect_err("refused");
+        assert_eq!((status, v["error"]["code"].as_str()), (403, Some("forbidden")), "{origin}: {v}");
+    }
+    let own = format!("http://{}", relay.addr);
+    let ws = open(relay.addr, "", &[("cookie", &cookie), ("origin", &own)]).await.expect("own page");
+    wait_metric(relay.addr, "tether_alarm_subscribers 1").await;
+    drop(ws);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn alarms_public_opens_them_on_purpose_and_says_so_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let listen = free.local_addr().unwrap().to_string();
+    drop(free);
+    let mut relay = tether_tests::RelayProcess::start(
+        "127.0.0.1:0",
+        &dir.path().join("t.db"),
+        &["--alarm-listen", &listen, "--alarms-public"],
+    )
+    .await;
+    let warned = tokio::time::timeout(WAIT, async {
+        while let Some(line) = relay.log.recv().await {
+            if line.contains("WARN") && line.contains("--alarms-public") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(warned, Ok(true), "a warning at start");
+    assert!(open(relay.addr, "", &[]).await.is_ok(), "anyone may read");
+    relay.signal("TERM").await;
+
+    // --alarm-token's value never shows in --help, even from the environment.
+    let help = std::process::Command::new(tether_tests::relay_binary())
+        .arg("--help")
+        .env("TETHER_ALARM_TOKEN", "a-secret-value")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("--alarm-token") && !text.contains("a-secret-value"), "{text}");
+}
+
+#[tokio::test]
+async fn in_cluster_mode_a_cs_session_held_by_another_relay_opens_alarms() {
+    let Some(redis) = tether_tests::Redis::start() else { return };
+    let legacy = Legacy::start().await;
+    let node = |name: &'static str| {
+        let (url, upstream) = (redis.url.clone(), format!("http://{}/RPC2", legacy.addr));
+        Relay::with(move |c| {
+            c.alarm_listen = Some("127.0.0.1:0".parse().unwrap());
+            c.cs_upstream = Some(upstream);
+            c.redis = Some(url);
+            c.node_id = Some(name.into());
+        })
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    let session = cs_login(&a, "wes").await;
+    let bearer = format!("Bearer {session}");
+    assert!(open(b.addr, "", &[("authorization", &bearer)]).await.is_ok(), "held by a, read on b");
+    // Once it ends (logged out on a), b lets it in no more.
+    let (status, _, _) = post_json(a.addr, "/cs/logout", Some(&session), &json!({})).await;
+    assert_eq!(status, 200);
+    // (a tells Redis as it forgets the session, without waiting for it: b may hear it a moment later)
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match open(b.addr, "", &[("authorization", &bearer)]).await {
+            Err((status, v)) => {
+                assert_eq!(status, 401, "{v}");
+                break;
+            }
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "b still lets the ended session in"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tether_demo::cs::{Options, Stats};
 use tether_relay::Config;
 use tether_relay::cs::xmlrpc;
-use tether_tests::{LegacyCsProcess, Relay, http_post, post_json, wait_metric};
+use tether_tests::{LegacyCsProcess, Relay, http_get, http_post, post_json, wait_metric};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -99,7 +99,7 @@ async fn the_cookie_is_http_only_and_works_like_the_bearer_token() {
     assert_eq!(status, 200);
     let cookie = head.iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| v.clone()).expect("Set-Cookie");
     assert!(cookie.starts_with(&format!("tether_cs={}", v["session"].as_str().unwrap())), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/cs"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/;"), "{cookie}");
     let pair = cookie.split(';').next().unwrap();
     let body = json!({"method": "whoami"}).to_string();
     let (status, _, text) = http_post(
@@ -426,6 +426,306 @@ async fn limits_and_misconfiguration_are_clear_errors() {
     assert_eq!((status, v["error"]["code"].as_str()), (502, Some("upstream_closed")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("cannot connect"), "{v}");
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn error_bodies_say_what_failed_not_where() {
+    // An upstream that is down: the browser learns that, not the internal address.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let relay = Relay::with(|c| c.cs_upstream = Some(format!("http://{dead}/RPC2"))).await;
+    let (status, v, _) =
+        post_json(relay.addr, "/cs/login", None, &json!({"method": "login", "params": ["z"]})).await;
+    let message = v["error"]["message"].as_str().unwrap();
+    assert_eq!(status, 502, "{v}");
+    assert!(message.contains("cannot connect to the CS server"), "{v}");
+    assert!(!message.contains(&dead.port().to_string()) && !message.contains("127.0.0.1"), "{v}");
+    // A page that is not built: no path on the relay's disk.
+    let (status, _, body) = http_get(relay.addr, "/").await;
+    assert_eq!(status, 503);
+    let dir = relay.dir.path().to_string_lossy().into_owned();
+    assert!(!body.contains(&dir) && !body.contains("/tmp"), "{body}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn cross_site_requests_never_reach_the_cs_server() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let token = login(&relay, "olga").await;
+    let cookie = format!("tether_cs={token}");
+    let body = json!({"method": "whoami"}).to_string();
+    let post = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        let (addr, body) = (relay.addr, body.clone());
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, head, text) = http_post(addr, path, &h, body.as_bytes()).await;
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            (status, v, head)
+        }
+    };
+    let (calls, accepted) = (legacy.stats.calls.load(Relaxed), legacy.stats.accepted.load(Relaxed));
+    // What another site's page makes a browser send without asking: a form (text/plain,
+    // urlencoded, multipart) or a `no-cors` fetch, with the victim's cookie.
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonp"),
+        None,
+    ] {
+        for path in ["/cs/login", "/cs/call", "/cs/logout"] {
+            let mut h = vec![("Cookie", cookie.clone())];
+            h.extend(ct.map(|ct| ("Content-Type", ct.to_owned())));
+            let (status, v, _) = post(path, h).await;
+            assert_eq!(
+                (status, v["error"]["code"].as_str()),
+                (415, Some("unsupported_media_type")),
+                "{path} {ct:?}: {v}"
+            );
+        }
+    }
+    // JSON from a page of another origin: another site, a sandboxed frame, or another port of
+    // the same host (cookies do not tell ports apart).
+    let other_port = format!("http://127.0.0.1:{}", relay.addr.port() ^ 1);
+    for origin in ["https://evil.example", "null", other_port.as_str(), "http://localhost"] {
+        for path in ["/cs/login", "/cs/call", "/cs/logout"] {
+            let h = vec![
+                ("Cookie", cookie.clone()),
+                ("Content-Type", "application/json".to_owned()),
+                ("Origin", origin.to_owned()),
+            ];
+            let (status, v, _) = post(path, h).await;
+            assert_eq!(
+                (status, v["error"]["code"].as_str()),
+                (403, Some("forbidden")),
+                "{path} from {origin}: {v}"
+            );
+        }
+    }
+    assert_eq!(legacy.stats.calls.load(Relaxed), calls, "no call reached the CS server");
+    assert_eq!(legacy.stats.accepted.load(Relaxed), accepted, "no login connection was opened");
+    // The relay's own pages (http, or https behind a proxy), and clients that send no Origin.
+    for origin in [Some(format!("http://{}", relay.addr)), Some(format!("https://{}", relay.addr)), None] {
+        let mut h =
+            vec![("Cookie", cookie.clone()), ("Content-Type", "Application/JSON; charset=utf-8".to_owned())];
+        h.extend(origin.clone().map(|o| ("Origin", o)));
+        let (status, v, _) = post("/cs/call", h).await;
+        assert_eq!((status, &v["result"]), (200, &json!("olga")), "{origin:?}: {v}");
+    }
+    relay.stop().await;
+
+    // `--allow-origin` adds origins; the relay's own stays allowed.
+    let relay = Relay::with(|c| {
+        c.cs_upstream = Some(format!("http://{}/RPC2", legacy.addr));
+        c.allow_origin = vec!["https://ops.example".into()];
+    })
+    .await;
+    let token = login(&relay, "pia").await;
+    let bearer = format!("Bearer {token}");
+    for (origin, want) in [
+        ("https://ops.example", 200),
+        (&*format!("http://{}", relay.addr), 200),
+        ("https://evil.example", 403),
+    ] {
+        let h =
+            [("Authorization", bearer.as_str()), ("Content-Type", "application/json"), ("Origin", origin)];
+        let (status, _, text) = http_post(relay.addr, "/cs/call", &h, body.as_bytes()).await;
+        assert_eq!(status, want, "{origin}: {text}");
+    }
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn the_room_socket_still_takes_the_apps_own_origins_by_default() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let relay = Relay::with(|c| c.cs_upstream = Some("http://127.0.0.1:9/".into())).await;
+    let mut req = format!("{}?room=app&role=device&secret=s", relay.ws_url()).into_client_request().unwrap();
+    req.headers_mut().insert("origin", "https://news.app.example".parse().unwrap());
+    let joined =
+        tokio::time::timeout(tether_tests::WAIT, tokio_tungstenite::connect_async(req)).await.unwrap();
+    assert!(joined.is_ok(), "an H5 page on its own origin joins its room: {joined:?}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_same_site_strict_and_secure_over_https() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let cookies = |head: &[(String, String)]| -> Vec<String> {
+        head.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.clone()).collect()
+    };
+    let body = json!({"method": "login", "params": ["quinn"]}).to_string();
+    let plain = [("Content-Type", "application/json")];
+    let (_, head, _) = http_post(relay.addr, "/cs/login", &plain, body.as_bytes()).await;
+    let set = cookies(&head);
+    assert!(set[0].contains("SameSite=Strict") && set[0].contains("HttpOnly"), "{set:?}");
+    assert!(!set[0].contains("Secure"), "plain http: a Secure cookie would not come back: {set:?}");
+    assert!(
+        set.iter().any(|c| c.contains("Path=/cs;") && c.contains("Max-Age=0")),
+        "the old path is cleared: {set:?}"
+    );
+    for https in [("X-Forwarded-Proto", "https".to_owned()), ("Origin", format!("https://{}", relay.addr))] {
+        let h = [plain[0], (https.0, https.1.as_str())];
+        let (status, head, text) = http_post(relay.addr, "/cs/login", &h, body.as_bytes()).await;
+        assert_eq!(status, 200, "{text}");
+        let set = cookies(&head);
+        assert!(set[0].starts_with("tether_cs=") && set[0].contains("; Secure"), "{https:?}: {set:?}");
+        let token = serde_json::from_str::<Value>(&text).unwrap()["session"].as_str().unwrap().to_owned();
+        let bearer = format!("Bearer {token}");
+        let h = [plain[0], (https.0, https.1.as_str()), ("Authorization", &bearer)];
+        let (_, head, _) = http_post(relay.addr, "/cs/logout", &h, b"{}").await;
+        let set = cookies(&head);
+        assert!(
+            set[0].contains("Max-Age=0") && set[0].contains("; Secure"),
+            "cleared over https too: {set:?}"
+        );
+    }
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn raw_xml_with_a_doctype_never_reaches_the_cs_server() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let token = login(&relay, "rita").await;
+    let bearer = format!("Bearer {token}");
+    let (calls, accepted) = (legacy.stats.calls.load(Relaxed), legacy.stats.accepted.load(Relaxed));
+    let call = "<methodCall><methodName>whoami</methodName><params/></methodCall>";
+    for doc in [
+        format!(
+            "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]>{call}"
+        ),
+        format!("<!doctype methodCall SYSTEM \"http://10.0.0.5/x.dtd\">{call}"),
+        format!("<!-- x --><!ENTITY x SYSTEM \"file:///etc/passwd\">{call}"),
+    ] {
+        for (path, auth) in [("/cs/login", None), ("/cs/call", Some(bearer.as_str()))] {
+            let mut h = vec![("Content-Type", "text/xml")];
+            h.extend(auth.map(|a| ("Authorization", a)));
+            let (status, _, text) = http_post(relay.addr, path, &h, doc.as_bytes()).await;
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            assert_eq!(
+                (status, v["error"]["code"].as_str()),
+                (400, Some("bad_frame")),
+                "{path} {doc}: {text}"
+            );
+        }
+    }
+    assert_eq!(legacy.stats.calls.load(Relaxed), calls, "nothing reached the CS server");
+    assert_eq!(legacy.stats.accepted.load(Relaxed), accepted, "no connection was opened for a login");
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+/// A legacy server that answers every request with the same XML-RPC value, but labelled
+/// `text/html`, and whose value is a script a browser would run if it took the label.
+async fn html_labelling_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut r = BufReader::new(tcp);
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    r.read_exact(&mut body).await.unwrap();
+                    let answer = "<?xml version=\"1.0\"?><methodResponse><params><param><value><string><![CDATA[<script>alert(document.cookie)</script>]]></string></value></param></params></methodResponse>";
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    r.get_mut().write_all(resp.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn an_upstream_answer_is_served_as_xml_never_as_its_own_content_type() {
+    let (upstream, task) = html_labelling_upstream().await;
+    let redis = tether_tests::Redis::start();
+    let node = |name: &'static str| {
+        let url = redis.as_ref().map(|r| r.url.clone());
+        Relay::with(move |c| {
+            c.cs_upstream = Some(format!("http://{upstream}/RPC2"));
+            c.redis = url;
+            c.node_id = Some(name.into());
+        })
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    let xml = b"<?xml version=\"1.0\"?><methodCall><methodName>login</methodName><params/></methodCall>";
+    let (status, head, text) = http_post(a.addr, "/cs/login", &[("Content-Type", "text/xml")], xml).await;
+    assert_eq!(status, 200, "{text}");
+    let header = |head: &[(String, String)], name: &str| {
+        head.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let served =
+        |head: &[(String, String)]| (header(head, "content-type"), header(head, "x-content-type-options"));
+    let want = ("text/xml; charset=utf-8".to_owned(), "nosniff".to_owned());
+    assert_eq!(served(&head), want, "a login's answer");
+    let bearer = format!("Bearer {}", header(&head, "x-tether-session"));
+    // On the session's own relay, and (in cluster mode, where Redis is installed) through another.
+    let relays = if redis.is_some() { vec![&a, &b] } else { vec![&a] };
+    for relay in relays {
+        let h = [("Content-Type", "text/xml"), ("Authorization", bearer.as_str())];
+        let (status, head, text) = http_post(relay.addr, "/cs/call", &h, xml).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(served(&head), want, "{}: {text}", relay.addr);
+        assert!(text.contains("<script>"), "the bytes are the server's, unchanged: {text}");
+    }
+    // JSON answers stay JSON, with nosniff too.
+    let (_, _, head) = post_json(b.addr, "/cs/call", Some(&bearer[7..]), &json!({"method": "x"})).await;
+    assert_eq!(served(&head), ("application/json".to_owned(), "nosniff".to_owned()));
+    a.stop().await;
+    b.stop().await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn values_xml_rpc_cannot_carry_exactly_never_reach_the_cs_server() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let token = login(&relay, "sven").await;
+    let bearer = format!("Bearer {token}");
+    let calls = legacy.stats.calls.load(Relaxed);
+    for (body, says) in [
+        (r#"{"method": "echo", "params": [123456789012345678901234567890]}"#, "64-bit"),
+        (r#"{"method": "echo", "params": [-9223372036854775809]}"#, "64-bit"),
+        (r#"{"method": "echo", "params": [{"n": [18446744073709551616]}]}"#, "64-bit"),
+        (r#"{"method": "echo\u0000", "params": []}"#, "U+0000"),
+        (r#"{"method": "echo", "params": ["a\u0000b"]}"#, "U+0000"),
+        (r#"{"method": "echo", "params": [{"k\u0000": 1}]}"#, "U+0000"),
+        (r#"{"method": "echo", "params": ["\u000b"]}"#, "U+000B"),
+        (r#"{"method": "echo", "params": [["\u001f"]]}"#, "U+001F"),
+        (r#"{"method": "echo", "params": ["\uffff"]}"#, "U+FFFF"),
+    ] {
+        let h = [("Content-Type", "application/json"), ("Authorization", bearer.as_str())];
+        let (status, _, text) = http_post(relay.addr, "/cs/call", &h, body.as_bytes()).await;
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_frame")), "{body}: {text}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(says), "{body}: {text}");
+    }
+    assert_eq!(legacy.stats.calls.load(Relaxed), calls, "nothing reached the CS server");
+    // What XML carries still goes through, exactly.
+    let fine = json!(["tab\tnewline\ncr\r", i64::MAX, i64::MIN, 1e300]);
+    assert_eq!(call(&relay, &token, "echo", json!([fine.clone()])).await, (200, json!({"result": fine})));
+    relay.stop().await;
+    legacy.stop().await;
 }
 
 #[tokio::test]

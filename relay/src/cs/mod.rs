@@ -8,7 +8,13 @@
 //!
 //! JSON bodies (`{"method", "params"}`) are turned into XML-RPC and the reply back into JSON
 //! (`{"result"}` or `{"fault": {"code", "message"}}`); `text/xml` bodies pass through unchanged
-//! both ways.
+//! both ways, except that a DOCTYPE or an entity declaration never reaches the legacy server,
+//! and its answer is always served as `text/xml` with `nosniff` (never its own content type:
+//! a `text/html` answer would be a page of the relay's origin).
+//!
+//! A browser attaches the session cookie to whatever request a page makes, so the routes take
+//! only bodies a cross-site form or `no-cors` fetch cannot send (`application/json`,
+//! `text/xml`: see [`media`]) and, in `http`, only the relay's own `Origin`.
 //!
 //! # Layout
 //! - [`xmlrpc`]: the pure XML-RPC ⇄ JSON codec.
@@ -30,7 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tether_protocol::ErrorCode;
 
-/// The cookie that carries the session token.
+/// The cookie that carries the session token. Its path is `/`, so the browser also gives it to
+/// `/alarms`, which a CS session may read.
 pub const COOKIE: &str = "tether_cs";
 /// Tokens of ended sessions remembered, so their next call says `session_lost` rather than
 /// `unauthorized`.
@@ -93,52 +100,120 @@ enum Body {
     Xml(Bytes),
 }
 
-fn is_xml(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/xml") || ct.starts_with("application/xml"))
+/// What a `/cs/*` body is, by its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// `application/json`.
+    Json,
+    /// `text/xml` (or `application/xml`): raw XML-RPC, passed through.
+    Xml,
+}
+
+/// The body's media type, parameters such as `; charset=utf-8` aside; `None` for any other or
+/// none. Only these are taken: a cross-site page can send `text/plain`, form encodings and
+/// anything in `no-cors` mode without asking, but a JSON or XML content type only after a CORS
+/// preflight, which the relay never grants.
+pub fn media(headers: &HeaderMap) -> Option<Media> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Some(Media::Json)
+    } else if essence.eq_ignore_ascii_case("text/xml") || essence.eq_ignore_ascii_case("application/xml") {
+        Some(Media::Xml)
+    } else {
+        None
+    }
 }
 
 fn read_body(headers: &HeaderMap, body: Bytes) -> Result<Body, CsError> {
-    if is_xml(headers) {
+    let bad =
+        |e: xmlrpc::CodecError| CsError::new(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, e.to_string());
+    if media(headers) == Some(Media::Xml) {
+        xmlrpc::check_passthrough(&body).map_err(bad)?;
         return Ok(Body::Xml(body));
     }
-    let bad = |m: String| CsError::new(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, m);
-    let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
-    let method = v
-        .get("method")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad(r#"expected {"method": "name", "params": [...]}"#.into()))?;
-    let params = match v.get("params") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(p)) => p.clone(),
-        Some(_) => return Err(bad("params must be an array".into())),
-    };
-    let xml = xmlrpc::encode_call(method, &params).map_err(|e| bad(e.to_string()))?;
+    let xml = xmlrpc::call_from_json(&body).map_err(bad)?;
     Ok(Body::Json { xml: Bytes::from(xml) })
+}
+
+/// `Authorization: Bearer <token>`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// The session cookie's token, if any.
+pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == COOKIE).then(|| v.to_owned())
+        })
+        .filter(|t| !t.is_empty())
 }
 
 /// The session token of a request: `Authorization: Bearer`, or the cookie.
 pub fn token_of(headers: &HeaderMap) -> Option<String> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
-    let cookie = || {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == COOKIE).then(|| v.to_owned())
-            })
-    };
-    bearer.or_else(cookie).filter(|t| !t.is_empty())
+    bearer(headers).or_else(|| cookie_token(headers))
+}
+
+/// Whether the browser reached the relay over https. The relay speaks plain HTTP, so that is a
+/// proxy's word (`X-Forwarded-Proto: https`) or the page's (`Origin: https://…`). A client
+/// that claims it falsely only gets a `Secure` cookie its browser will not send back over http.
+pub fn is_https(headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or_default();
+    let proto = text("x-forwarded-proto").split(',').next().unwrap_or_default().trim();
+    proto.eq_ignore_ascii_case("https")
+        || text("origin").get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// The session cookie. `HttpOnly`: no script reads it. `SameSite=Strict`: the browser sends it
+/// on no request another site starts, not even a top-level link (nothing here needs one: the
+/// gateway is called by its pages' own scripts). `Secure` over https, so it never travels in
+/// clear. `Path=/`: `/alarms` reads it too.
+fn session_cookie(value: &str, https: bool, clear: bool) -> String {
+    let secure = if https { "; Secure" } else { "" };
+    let age = if clear { "; Max-Age=0" } else { "" };
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{age}")
+}
+
+/// The `Set-Cookie` that ends the session cookie (logout).
+pub fn clear_cookie(headers: &HeaderMap) -> String {
+    session_cookie("", is_https(headers), true)
+}
+
+/// Before the cookie's path was `/` it was `/cs`; a browser holding such a cookie would send it
+/// first to `/cs/*` and shadow the new one, so a login clears it.
+const OLD_COOKIE_CLEAR: &str = "tether_cs=; Path=/cs; HttpOnly; SameSite=Strict; Max-Age=0";
+
+/// The content type a raw XML answer is served with: `text/xml`, whatever the upstream said
+/// (its own type, say `text/html`, would make its bytes a page of the relay's origin), keeping a
+/// plain `charset` parameter (not UTF-7) since the XML may rely on it.
+pub fn xml_content_type(upstream: Option<&str>) -> HeaderValue {
+    let charset = upstream
+        .into_iter()
+        .flat_map(|ct| ct.split(';').skip(1))
+        .find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches('"'))
+        })
+        .filter(|c| {
+            (1..=40).contains(&c.len())
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !c.to_ascii_lowercase().starts_with("utf-7")
+        });
+    match charset.and_then(|c| HeaderValue::from_str(&format!("text/xml; charset={c}")).ok()) {
+        Some(v) => v,
+        None => HeaderValue::from_static("text/xml"),
+    }
 }
 
 fn new_token() -> String {
@@ -147,13 +222,20 @@ fn new_token() -> String {
 }
 
 fn call_error(e: CallError) -> CsError {
+    // The message names what failed, never where (the upstream's address is an internal one):
+    // the detail is for the log.
+    if let CallError::Connect(detail) | CallError::Io(detail) = &e {
+        tracing::warn!(error = %detail, "the CS server: {e}");
+    }
     match e {
         CallError::Lost => CsError::new(StatusCode::GONE, ErrorCode::SessionLost, e.to_string()),
         CallError::Timeout(_) => {
             CsError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::UpstreamClosed, e.to_string())
         }
         CallError::TooLarge(_) => CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::TooLarge, e.to_string()),
-        CallError::Io(_) => CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamClosed, e.to_string()),
+        CallError::Io(_) | CallError::Connect(_) => {
+            CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamClosed, e.to_string())
+        }
     }
 }
 
@@ -179,14 +261,14 @@ fn json_answer(answer: &Answer) -> Result<(Value, bool), CsError> {
     }
 }
 
-/// The raw XML answer, status and content type as the server sent them.
+/// The raw XML answer: status and bytes as the server sent them, served as `text/xml`
+/// ([`xml_content_type`]) with `nosniff`.
 fn xml_answer(answer: Answer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let ct = answer.content_type.unwrap_or_else(|| "text/xml".into());
     let mut resp = (status, answer.body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&ct) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, xml_content_type(answer.content_type.as_deref()));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
 }
 
@@ -214,6 +296,11 @@ impl Gateway {
         if let Some(bus) = self.bus.get() {
             bus.cs_session(token, Some(self.cfg.idle + Duration::from_secs(60)));
         }
+    }
+
+    /// Whether `token` is a live session of this node.
+    pub fn holds(&self, token: &str) -> bool {
+        lock(&self.sessions).get(token).is_some_and(|s| s.is_alive())
     }
 
     /// Whether `token` is, or was lately, a session of this node.
@@ -306,9 +393,7 @@ impl Gateway {
                 }
             }
         };
-        let session = Session::open(&self.cfg.upstream, self.cfg.limits, ended)
-            .await
-            .map_err(|e| CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamClosed, e.to_string()))?;
+        let session = Session::open(&self.cfg.upstream, self.cfg.limits, ended).await.map_err(call_error)?;
         self.metrics.cs_sessions.fetch_add(1, Relaxed);
         let session = Arc::new(session);
         let (xml, is_json) = match &body {
@@ -337,7 +422,7 @@ impl Gateway {
         if let Some(bus) = self.bus.get() {
             bus.cs_session_new(&token, self.cfg.idle + Duration::from_secs(60)).await;
         }
-        let cookie = format!("{COOKIE}={token}; Path=/cs; HttpOnly; SameSite=Strict");
+        let cookie = session_cookie(&token, is_https(headers), false);
         let mut resp = if is_json {
             let (mut v, _) = json_answer(&answer)?;
             v["session"] = json!(token);
@@ -347,8 +432,9 @@ impl Gateway {
         };
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&cookie) {
-            h.insert(header::SET_COOKIE, v);
+            h.append(header::SET_COOKIE, v);
         }
+        h.append(header::SET_COOKIE, HeaderValue::from_static(OLD_COOKIE_CLEAR));
         if let Ok(v) = HeaderValue::from_str(&token) {
             h.insert("x-tether-session", v);
         }
@@ -381,14 +467,14 @@ impl Gateway {
     pub async fn logout(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, CsError> {
         // An empty body, or JSON without a method, just closes the session.
         let no_call = body.iter().all(u8::is_ascii_whitespace)
-            || (!is_xml(headers)
+            || (media(headers) != Some(Media::Xml)
                 && serde_json::from_slice::<Value>(&body).is_ok_and(|v| v.get("method").is_none()));
         let call = if no_call { None } else { Some(read_body(headers, body)?) };
         let (token, session) = match self.session(headers) {
             Ok(s) => s,
             // Logging out of a session that is already gone is not an error.
             Err(e) if e.code == ErrorCode::SessionLost => {
-                return Ok(logged_out(json!({"ok": true, "wasLoggedIn": false})));
+                return Ok(logged_out(headers, json!({"ok": true, "wasLoggedIn": false})));
             }
             Err(e) => return Err(e),
         };
@@ -407,7 +493,7 @@ impl Gateway {
         }
         session.close();
         self.forget(&token);
-        Ok(logged_out(out))
+        Ok(logged_out(headers, out))
     }
 
     /// Closes sessions unused for longer than the idle timeout.
@@ -438,10 +524,9 @@ fn lost_error() -> CsError {
     )
 }
 
-fn logged_out(body: Value) -> Response {
+fn logged_out(headers: &HeaderMap, body: Value) -> Response {
     let mut resp = axum::Json(body).into_response();
-    let clear = format!("{COOKIE}=; Path=/cs; HttpOnly; SameSite=Strict; Max-Age=0");
-    if let Ok(v) = HeaderValue::from_str(&clear) {
+    if let Ok(v) = HeaderValue::from_str(&clear_cookie(headers)) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp

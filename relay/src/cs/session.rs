@@ -61,8 +61,12 @@ pub enum CallError {
     /// The answer was larger than allowed.
     #[error("the CS server's answer is larger than {0} bytes")]
     TooLarge(usize),
-    /// A transport error.
-    #[error("talking to the CS server: {0}")]
+    /// The connection could not be made (the detail, which names the upstream's address, is
+    /// for the log, not for the browser).
+    #[error("cannot connect to the CS server")]
+    Connect(String),
+    /// A transport error (the detail is for the log).
+    #[error("talking to the CS server failed")]
     Io(String),
 }
 
@@ -124,12 +128,12 @@ impl Session {
     ) -> Result<Session, CallError> {
         let tcp = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(&upstream.addr))
             .await
-            .map_err(|_| CallError::Io(format!("connecting to {} timed out", upstream.addr)))?
-            .map_err(|e| CallError::Io(format!("cannot connect to {}: {e}", upstream.addr)))?;
+            .map_err(|_| CallError::Connect(format!("connecting to {} timed out", upstream.addr)))?
+            .map_err(|e| CallError::Connect(format!("cannot connect to {}: {e}", upstream.addr)))?;
         let _ = tcp.set_nodelay(true);
         let (sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
             .await
-            .map_err(|e| CallError::Io(e.to_string()))?;
+            .map_err(|e| CallError::Connect(e.to_string()))?;
         let (jobs, rx) = mpsc::channel(limits.queue.max(1));
         let alive = Arc::new(AtomicBool::new(true));
         let close = CancellationToken::new();
@@ -230,7 +234,11 @@ impl Task {
             let fatal = conn_done
                 || matches!(
                     outcome,
-                    Err(CallError::Lost | CallError::Timeout(_) | CallError::Io(_) | CallError::TooLarge(_))
+                    Err(CallError::Lost
+                        | CallError::Timeout(_)
+                        | CallError::Io(_)
+                        | CallError::Connect(_)
+                        | CallError::TooLarge(_))
                 );
             let _ = job.reply.send(outcome);
             if fatal {

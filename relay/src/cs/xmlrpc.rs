@@ -14,7 +14,10 @@
 //!
 //! Whitespace between elements is ignored; CDATA, the predefined entities and numeric character
 //! references are decoded. A DOCTYPE or any other entity is an error: nothing is ever
-//! expanded. Input is limited in size ([`MAX_INPUT`]) and nesting ([`MAX_DEPTH`]). A declared
+//! expanded; [`check_passthrough`] refuses them in raw XML bound for the legacy server, whose
+//! parser may be less careful. Encoding refuses what XML-RPC cannot carry exactly rather than
+//! send something else: a JSON integer beyond 64 bits (serde_json would have made it a
+//! double), a character XML 1.0 forbids (NUL and most C0 controls, U+FFFE, U+FFFF). Input is limited in size ([`MAX_INPUT`]) and nesting ([`MAX_DEPTH`]). A declared
 //! encoding other than UTF-8 is decoded when it is ISO-8859-1 (Latin-1, US-ASCII) and refused
 //! otherwise.
 
@@ -49,6 +52,9 @@ pub enum CodecError {
     /// A JSON value XML-RPC cannot carry.
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// A request body that is not JSON, or not `{"method", "params"}`.
+    #[error("{0}")]
+    Request(String),
 }
 
 /// A decoded `methodResponse`.
@@ -68,7 +74,22 @@ pub enum Response {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-fn escape_into(out: &mut String, s: &str) {
+/// Whether XML 1.0 can carry `c` at all (its `Char` production): not NUL, not the C0 controls
+/// but tab, newline and carriage return, not U+FFFE or U+FFFF. Not even a character reference
+/// may name one of these, so a string holding one cannot be sent; it is refused, never dropped
+/// or replaced.
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// `s` escaped into `out`, or an error naming `what` when XML cannot carry one of its characters.
+fn escape_into(out: &mut String, s: &str, what: &str) -> Result<(), CodecError> {
+    if let Some(c) = s.chars().find(|c| !xml_char(*c)) {
+        return Err(CodecError::Encode(format!(
+            "{what} contains U+{:04X}, a character XML 1.0 cannot carry",
+            u32::from(c)
+        )));
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -78,6 +99,7 @@ fn escape_into(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+    Ok(())
 }
 
 fn encode_value(out: &mut String, v: &Value, depth: usize) -> Result<(), CodecError> {
@@ -96,7 +118,7 @@ fn encode_value(out: &mut String, v: &Value, depth: usize) -> Result<(), CodecEr
                     out.push_str(&format!("<i8>{i}</i8>"));
                 }
             } else if n.is_u64() {
-                return Err(CodecError::Encode(format!("{n} does not fit XML-RPC's 64-bit <i8>")));
+                return Err(too_big(&n.to_string()));
             } else {
                 let f = n.as_f64().unwrap_or(f64::NAN);
                 out.push_str(&format!("<double>{f:?}</double>"));
@@ -104,7 +126,7 @@ fn encode_value(out: &mut String, v: &Value, depth: usize) -> Result<(), CodecEr
         }
         Value::String(s) => {
             out.push_str("<string>");
-            escape_into(out, s);
+            escape_into(out, s, "a string")?;
             out.push_str("</string>");
         }
         Value::Array(items) => {
@@ -117,19 +139,19 @@ fn encode_value(out: &mut String, v: &Value, depth: usize) -> Result<(), CodecEr
         Value::Object(map) => match special(map) {
             Some(("$base64", text)) => {
                 out.push_str("<base64>");
-                escape_into(out, text);
+                escape_into(out, text, "a $base64 value")?;
                 out.push_str("</base64>");
             }
             Some((_, text)) => {
                 out.push_str("<dateTime.iso8601>");
-                escape_into(out, text);
+                escape_into(out, text, "a $datetime value")?;
                 out.push_str("</dateTime.iso8601>");
             }
             None => {
                 out.push_str("<struct>");
                 for (k, item) in map {
                     out.push_str("<member><name>");
-                    escape_into(out, k);
+                    escape_into(out, k, "a struct key")?;
                     out.push_str("</name>");
                     encode_value(out, item, depth + 1)?;
                     out.push_str("</member>");
@@ -162,7 +184,7 @@ pub fn encode_call(method: &str, params: &[Value]) -> Result<String, CodecError>
         return Err(CodecError::Encode("the method name is empty".into()));
     }
     let mut out = String::from("<?xml version=\"1.0\"?><methodCall><methodName>");
-    escape_into(&mut out, method);
+    escape_into(&mut out, method, "the method name")?;
     out.push_str("</methodName><params>");
     for p in params {
         out.push_str("<param>");
@@ -186,11 +208,107 @@ pub fn encode_fault(code: i64, message: &str) -> String {
     let mut out = String::from("<?xml version=\"1.0\"?><methodResponse><fault>");
     let mut fault = Map::new();
     fault.insert("faultCode".into(), Value::Number(code.into()));
-    fault.insert("faultString".into(), Value::String(message.into()));
-    // Cannot fail: an integer and a string.
+    // A character XML cannot carry is left out of a message this side writes.
+    let message: String = message.chars().filter(|c| xml_char(*c)).collect();
+    fault.insert("faultString".into(), Value::String(message));
+    // Cannot fail: an integer and a string of characters XML carries.
     let _ = encode_value(&mut out, &Value::Object(fault), 0);
     out.push_str("</fault></methodResponse>");
     out
+}
+
+/// A `methodCall` from a request body `{"method": "name", "params": [...]}` (`params` may be
+/// absent or `null`).
+///
+/// serde_json (without `arbitrary_precision`) reads an integer beyond 64 bits as the nearest
+/// double: `123456789012345678901234567890` would reach the legacy server as
+/// `<double>1.2345678901234568e29</double>`, and `-9223372036854775809` as `i64::MIN`'s double,
+/// another number than the one sent. So the integer literals of the text are checked first.
+pub fn call_from_json(body: &[u8]) -> Result<String, CodecError> {
+    let bad = |m: String| CodecError::Request(m);
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    exact_integers(body)?;
+    let method = v
+        .get("method")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| bad(r#"expected {"method": "name", "params": [...]}"#.into()))?;
+    let params = match v.get("params") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(p)) => p.as_slice(),
+        Some(_) => return Err(bad("params must be an array".into())),
+    };
+    encode_call(method, params)
+}
+
+/// Refuses an integer literal (no fraction, no exponent) of JSON text that does not fit 64 bits.
+/// `json` is known to be valid JSON: outside strings, a number starts with `-` or a digit.
+fn exact_integers(json: &[u8]) -> Result<(), CodecError> {
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < json.len() && matches!(json[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                let literal = &json[start..i];
+                let integer = !literal.iter().any(|b| matches!(b, b'.' | b'e' | b'E'));
+                // ASCII by construction.
+                let text = std::str::from_utf8(literal).unwrap_or_default();
+                if integer && text.parse::<i64>().is_err() {
+                    return Err(too_big(text));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+fn too_big(n: &str) -> CodecError {
+    CodecError::Encode(format!(
+        "the integer {n} does not fit XML-RPC's 64-bit <i8> (send it as a string, or as a number with a fraction)"
+    ))
+}
+
+/// Checks raw XML that is passed through to the legacy server unchanged: no DOCTYPE and no
+/// entity declaration anywhere outside comments and CDATA sections (in any letter case), no NUL
+/// byte and no UTF-16 byte order mark. The legacy server's parser may expand entities or fetch
+/// external DTDs; ours never does, but it is not the one reading these bytes. UTF-16 (or any
+/// text with NUL bytes) would hide a `<!DOCTYPE` from a byte scan, and is not XML-RPC's habit.
+pub fn check_passthrough(xml: &[u8]) -> Result<(), CodecError> {
+    if xml.starts_with(b"\xFF\xFE") || xml.starts_with(b"\xFE\xFF") || xml.contains(&0) {
+        return Err(CodecError::Dtd("UTF-16 or NUL bytes in raw XML: send UTF-8".into()));
+    }
+    let mut i = 0;
+    while let Some(at) = xml[i..].iter().position(|&b| b == b'<').map(|p| p + i) {
+        let rest = &xml[at..];
+        let skip_to = |end: &[u8]| rest.windows(end.len()).position(|w| w == end).map(|p| at + p + end.len());
+        if rest.starts_with(b"<!--") {
+            i = skip_to(b"-->").unwrap_or(xml.len());
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = skip_to(b"]]>").unwrap_or(xml.len());
+        } else if let Some(decl) = rest.strip_prefix(b"<!") {
+            let word = decl.trim_ascii_start();
+            for refused in [&b"DOCTYPE"[..], b"ENTITY"] {
+                if word.len() >= refused.len() && word[..refused.len()].eq_ignore_ascii_case(refused) {
+                    return Err(CodecError::Dtd(format!("a <!{}", String::from_utf8_lossy(refused))));
+                }
+            }
+            i = at + 2;
+        } else {
+            i = at + 1;
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,16 +321,25 @@ fn to_text(xml: &[u8]) -> Result<Cow<'_, str>, CodecError> {
     }
     let xml = xml.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(xml);
     let declared = declared_encoding(xml).map(|e| e.to_ascii_lowercase());
-    match declared.as_deref() {
+    let text = match declared.as_deref() {
         None | Some("utf-8" | "utf8") => std::str::from_utf8(xml)
             .map(Cow::Borrowed)
-            .map_err(|e| CodecError::Xml(format!("not valid UTF-8 at byte {}", e.valid_up_to()))),
+            .map_err(|e| CodecError::Xml(format!("not valid UTF-8 at byte {}", e.valid_up_to())))?,
         // Latin-1 maps each byte to the code point of the same number.
         Some("iso-8859-1" | "latin1" | "latin-1" | "us-ascii" | "ascii") => {
-            Ok(Cow::Owned(xml.iter().map(|&b| char::from(b)).collect()))
+            Cow::Owned(xml.iter().map(|&b| char::from(b)).collect())
         }
-        Some(other) => Err(CodecError::Encoding(other.to_owned())),
+        Some(other) => return Err(CodecError::Encoding(other.to_owned())),
+    };
+    // quick-xml does not check characters; XML 1.0 forbids these even raw. Refusing them here
+    // keeps the codec's promise that what it decodes, it can encode again.
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| !xml_char(*c)) {
+        return Err(CodecError::Xml(format!(
+            "U+{:04X} at byte {at} is not an XML 1.0 character",
+            u32::from(c)
+        )));
     }
+    Ok(text)
 }
 
 fn declared_encoding(xml: &[u8]) -> Option<String> {
@@ -387,7 +514,7 @@ impl<'a> Parser<'a> {
             Event::GeneralRef(r) => {
                 if r.is_char_ref() {
                     match r.resolve_char_ref() {
-                        Ok(Some(c)) => out.push(c),
+                        Ok(Some(c)) if xml_char(c) => out.push(c),
                         _ => {
                             return Err(CodecError::Xml(format!("bad character reference &{};", r.as_ref())));
                         }

@@ -137,3 +137,104 @@ fn declared_encodings() {
     assert!(matches!(err, CodecError::Encoding(ref e) if e == "gbk"), "{err}");
     assert!(err.to_string().contains("UTF-8"));
 }
+
+#[test]
+fn integers_beyond_64_bits_are_refused_not_turned_into_doubles() {
+    // serde_json reads these as the nearest double: sent on, they would be other numbers.
+    for body in [
+        r#"{"method": "m", "params": [123456789012345678901234567890]}"#,
+        r#"{"method": "m", "params": [-9223372036854775809]}"#,
+        r#"{"method": "m", "params": [18446744073709551615]}"#,
+        r#"{"method": "m", "params": [{"deep": [1, {"n": 9223372036854775808}]}]}"#,
+    ] {
+        let err = call_from_json(body.as_bytes()).unwrap_err();
+        assert!(matches!(err, CodecError::Encode(ref m) if m.contains("64-bit")), "{body}: {err}");
+    }
+    // What fits, fractions, exponents and digits inside strings are carried as they are.
+    let ok = r#"{"method": "m", "params": [9223372036854775807, -9223372036854775808, 1e30, 2.5, -0,
+        "123456789012345678901234567890", {"k\"1e99999999999999999999": 1}]}"#;
+    let (_, params) = decode_call(call_from_json(ok.as_bytes()).unwrap().as_bytes()).unwrap();
+    assert_eq!(params[0], json!(i64::MAX));
+    assert_eq!(params[1], json!(i64::MIN));
+    assert_eq!(params[2], json!(1e30));
+    assert_eq!(params[5], json!("123456789012345678901234567890"));
+}
+
+#[test]
+fn request_bodies_of_the_wrong_shape_are_request_errors() {
+    for body in
+        ["{not json", r#"{"params": []}"#, r#"{"method": ""}"#, r#"{"method": "m", "params": {"a": 1}}"#]
+    {
+        assert!(matches!(call_from_json(body.as_bytes()), Err(CodecError::Request(_))), "{body}");
+    }
+    let xml = call_from_json(br#"{"method": "ping"}"#).unwrap();
+    assert_eq!(decode_call(xml.as_bytes()).unwrap(), ("ping".into(), vec![]));
+}
+
+#[test]
+fn characters_xml_cannot_carry_are_refused_wherever_they_are() {
+    let bad = ['\u{0}', '\u{1}', '\u{8}', '\u{b}', '\u{c}', '\u{e}', '\u{1f}', '\u{fffe}', '\u{ffff}'];
+    for c in bad {
+        let s = format!("a{c}b");
+        for (what, result) in [
+            ("method", encode_call(&s, &[])),
+            ("string", encode_call("m", &[json!(s)])),
+            ("key", encode_call("m", &[Value::Object(Map::from_iter([(s.clone(), json!(1))]))])),
+            ("nested", encode_call("m", &[json!([{"k": [s]}])])),
+            ("base64", encode_call("m", &[json!({"$base64": s})])),
+        ] {
+            let err = result.expect_err(&format!("{what} with U+{:04X}", u32::from(c)));
+            assert!(err.to_string().contains(&format!("U+{:04X}", u32::from(c))), "{what}: {err}");
+        }
+    }
+    // Tab, newline, carriage return and everything from U+0020 on (but those two) are fine.
+    let fine = "\t\n\r \u{7f}\u{fffd}\u{10000}😀";
+    let (_, params) = decode_call(encode_call("m", &[json!(fine)]).unwrap().as_bytes()).unwrap();
+    assert_eq!(params, vec![json!(fine)]);
+    // And a fault this side writes drops them rather than writing what cannot be read.
+    assert_eq!(
+        decode_response(encode_fault(1, "a\u{0}b").as_bytes()).unwrap(),
+        Response::Fault { code: json!(1), message: "ab".into() }
+    );
+}
+
+#[test]
+fn decoding_refuses_characters_xml_forbids_raw_or_referenced() {
+    for bad in
+        [resp("<string>&#0;</string>"), resp("<string>&#x1;</string>"), resp("a\u{1}b"), resp("&#xFFFE;")]
+    {
+        assert!(decode_response(bad.as_bytes()).is_err(), "{bad:?}");
+    }
+    assert_eq!(ok(&resp("&#9;&#10;&#13;")), json!("\t\n\r"));
+}
+
+#[test]
+fn raw_xml_with_a_doctype_or_an_entity_is_refused_before_it_is_passed_on() {
+    let call = "<methodCall><methodName>m</methodName><params/></methodCall>";
+    for bad in [
+        format!("<!DOCTYPE methodCall SYSTEM \"http://evil.example/x.dtd\">{call}"),
+        format!(
+            "<?xml version=\"1.0\"?>\n<!doctype methodCall [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>{call}"
+        ),
+        format!("<?xml version=\"1.0\"?><!-- hi --><!DocType m>{call}"),
+        format!("<! DOCTYPE m>{call}"),
+        format!("<!ENTITY x \"y\">{call}"),
+        "<methodCall><methodName>m</methodName><!DOCTYPE x></methodCall>".into(),
+        format!("{call}<!entity x 'y'>"),
+    ] {
+        assert!(matches!(check_passthrough(bad.as_bytes()), Err(CodecError::Dtd(_))), "{bad}");
+    }
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(call.encode_utf16().flat_map(u16::to_le_bytes));
+    assert!(check_passthrough(&utf16).is_err(), "UTF-16");
+    assert!(check_passthrough(format!("{call}\0").as_bytes()).is_err(), "NUL");
+    // The words inside CDATA, comments or text are not declarations.
+    for fine in [
+        call.to_owned(),
+        "<methodCall><methodName>m</methodName><params><param><value><string><![CDATA[<!DOCTYPE html><p>]]></string></value></param></params></methodCall>".into(),
+        format!("<!-- <!DOCTYPE x> -->{call}"),
+        "<methodCall><methodName>m</methodName><params><param><value>&lt;!DOCTYPE x&gt;</value></param></params></methodCall>".into(),
+    ] {
+        assert_eq!(check_passthrough(fine.as_bytes()), Ok(()), "{fine}");
+    }
+}
