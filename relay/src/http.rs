@@ -445,8 +445,20 @@ async fn alarms_upgrade(
         )
         .into_response();
     };
-    // Before anything else, the upgrade included: a stranger gets a refusal and nothing more.
+    // Before anything else, the upgrade included: a stranger gets a refusal and nothing more,
+    // and one who keeps guessing tokens waits ever longer (as for room secrets).
+    let strike = crate::strikes::Strike::new(s.strikes.clone(), peer.ip());
+    if let Err(wait) = strike.check() {
+        return too_many_wrong_secrets(wait);
+    }
     if let Err(e) = alarms_allowed(&s, &headers, &uri, &q).await {
+        // A guess is a credential that was wrong; asking with none is not.
+        let guessed = q.token.is_some()
+            || headers.contains_key(header::AUTHORIZATION)
+            || crate::cs::cookie_token(&headers).is_some();
+        if e.status == StatusCode::UNAUTHORIZED && guessed {
+            strike.fail();
+        }
         return e.into_response();
     }
     let upgrade = match upgrade {

@@ -554,3 +554,18 @@ async fn in_cluster_mode_a_cs_session_held_by_another_relay_opens_alarms() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn guessing_the_alarm_token_is_answered_ever_more_slowly() {
+    let (relay, _legacy) = guarded(|c| c.alarm_token = Some(TOKEN.into())).await;
+    for i in 0..=tether_relay::strikes::FREE {
+        let (status, _) =
+            open(relay.addr, &format!("?token=guess-{i}"), &[]).await.map(drop).expect_err("wrong");
+        assert_eq!(status, 401);
+    }
+    // Now even the right token waits: nothing is learnt by guessing faster.
+    let (status, v) =
+        open(relay.addr, &format!("?token={TOKEN}"), &[]).await.map(drop).expect_err("throttled");
+    assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    relay.stop().await;
+}
