@@ -156,6 +156,14 @@ pub struct Config {
     #[arg(long, env = "TETHER_MAX_CONNS_PER_IP", default_value_t = 256)]
     pub max_conns_per_ip: usize,
 
+    /// Behind a proxy: the request header that carries the client's address (`X-Real-IP`, or
+    /// `X-Forwarded-For`, whose last entry is taken: the one the nearest proxy wrote). Used for
+    /// the per-address caps and the wrong-secret throttle. Unset: the socket's peer address.
+    /// Set it only when every request comes through that proxy: a client reaching the relay
+    /// directly could name any address.
+    #[arg(long, env = "TETHER_REAL_IP_HEADER")]
+    pub real_ip_header: Option<String>,
+
     /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "TETHER_LOG", default_value = "info")]
     pub log: String,
@@ -198,6 +206,7 @@ impl Config {
             node_id: None,
             allow_origin: Vec::new(),
             max_conns_per_ip: 256,
+            real_ip_header: None,
             log: "info".into(),
         }
     }

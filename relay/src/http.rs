@@ -52,6 +52,21 @@ pub struct AppState {
     pub per_ip: Arc<PerIp>,
     /// Wrong secrets per address (room joins and the history API).
     pub strikes: Arc<crate::strikes::Strikes>,
+    /// `--real-ip-header`: where a trusted proxy puts the client's address.
+    pub real_ip_header: Option<axum::http::HeaderName>,
+}
+
+impl AppState {
+    /// The client's address: from `--real-ip-header` when set and readable, else the peer's.
+    fn client_ip(&self, peer: std::net::SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+        self.real_ip_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|ip| ip.trim().parse().ok())
+            .unwrap_or(peer.ip())
+    }
 }
 
 /// An address that gave too many wrong secrets lately: `429 rate_limited` with `Retry-After`.
@@ -239,15 +254,17 @@ const WRITE_BUFFER: usize = 16 * 1024;
 async fn ws_upgrade(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     Query(q): Query<JoinQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let strike = crate::strikes::Strike::new(s.strikes.clone(), peer.ip());
+    let ip = s.client_ip(peer, &headers);
+    let strike = crate::strikes::Strike::new(s.strikes.clone(), ip);
     if let Err(wait) = strike.check() {
         s.hub.metrics.error(tether_protocol::ErrorCode::RateLimited);
         return too_many_wrong_secrets(wait);
     }
-    let slot = match s.per_ip.take(peer.ip()) {
+    let slot = match s.per_ip.take(ip) {
         Ok(slot) => slot,
         Err(e) => {
             s.hub.metrics.error(tether_protocol::ErrorCode::RateLimited);
@@ -307,7 +324,7 @@ async fn history(
     Query(q): Query<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let strike = crate::strikes::Strike::new(s.strikes.clone(), peer.ip());
+    let strike = crate::strikes::Strike::new(s.strikes.clone(), s.client_ip(peer, &headers));
     if let Err(wait) = strike.check() {
         return Ok(too_many_wrong_secrets(wait));
     }
@@ -447,7 +464,8 @@ async fn alarms_upgrade(
     };
     // Before anything else, the upgrade included: a stranger gets a refusal and nothing more,
     // and one who keeps guessing tokens waits ever longer (as for room secrets).
-    let strike = crate::strikes::Strike::new(s.strikes.clone(), peer.ip());
+    let ip = s.client_ip(peer, &headers);
+    let strike = crate::strikes::Strike::new(s.strikes.clone(), ip);
     if let Err(wait) = strike.check() {
         return too_many_wrong_secrets(wait);
     }
@@ -473,7 +491,7 @@ async fn alarms_upgrade(
                 .into_response();
         }
     };
-    let slot = match s.per_ip.take(peer.ip()) {
+    let slot = match s.per_ip.take(ip) {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };

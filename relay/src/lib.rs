@@ -224,6 +224,9 @@ pub async fn run(
         alarm_access: alarm::Access::new(config.alarms_public, config.alarm_token.as_deref()),
         per_ip: Arc::new(http::PerIp::new(config.max_conns_per_ip)),
         strikes: strikes::Strikes::new(),
+        real_ip_header: config.real_ip_header.as_deref().map(str::parse).transpose().map_err(|_| {
+            RelayError::Config("--real-ip-header must be a header name, such as X-Real-IP".into())
+        })?,
     };
     let signal = {
         let stop = stop.clone();

@@ -1,7 +1,7 @@
 //! The HTTP edge: which browsers may use the relay (`--allow-origin`), and how many sockets one
 //! address may hold (`--max-conns-per-ip`).
 
-use tether_tests::{Client, Relay, WAIT, get_json, http_get, http_post};
+use tether_tests::{Client, Relay, WAIT, get_json, http_get, http_get_with, http_post};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -109,5 +109,34 @@ async fn wrong_secrets_from_one_address_are_answered_ever_more_slowly() {
     // The history API is slowed for the same address.
     let (status, body) = get_json(relay.addr, "/api/rooms/vault/history?secret=the-real-secret-0123").await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")));
+    relay.stop().await;
+}
+
+/// Wrong secrets to the history API "from" `ip` (`X-Real-IP`); the status of the last.
+async fn guess_from(relay: &Relay, ip: &str, n: u32) -> u16 {
+    let mut status = 0;
+    for i in 0..n {
+        let bearer = format!("Bearer wrong-guess-{i:04}-padding");
+        let headers = [("Authorization", bearer.as_str()), ("X-Real-IP", ip)];
+        status = http_get_with(relay.addr, "/api/rooms/vault/history", &headers).await.0;
+    }
+    status
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_client_address_comes_from_the_named_header_and_only_then() {
+    let n = tether_relay::strikes::FREE + 1;
+    // Without --real-ip-header the header is not believed: changing it dodges nothing.
+    let relay = Relay::start().await;
+    for i in 0..n {
+        assert_eq!(guess_from(&relay, &format!("10.9.9.{i}"), 1).await, 401);
+    }
+    assert_eq!(guess_from(&relay, "10.9.9.200", 1).await, 429, "counted by the socket's address");
+    relay.stop().await;
+    // With it, each client behind the proxy counts alone.
+    let relay = Relay::with(|c| c.real_ip_header = Some("X-Real-IP".into())).await;
+    assert_eq!(guess_from(&relay, "10.0.0.1", n).await, 401);
+    assert_eq!(guess_from(&relay, "10.0.0.1", 1).await, 429);
+    assert_eq!(guess_from(&relay, "10.0.0.2", 1).await, 401, "another client is not slowed");
     relay.stop().await;
 }
