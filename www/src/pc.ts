@@ -213,6 +213,15 @@ async function startAlarms() {
   const count = document.getElementById("alarms-count")!;
   let total = 0;
   card.hidden = false;
+  // /alarms answers a plain GET before any upgrade: 401 when this browser may not read it
+  // (no CS session here, and the relay is not started with --alarms-public).
+  const probe = await fetch("/alarms").catch(() => null);
+  if (probe?.status === 401) {
+    list.replaceChildren(el("li", { class: "empty", "data-testid": "alarms-locked" },
+      "This relay's alarms need a CS session on it (log in through /cs/login) or its --alarm-token; ",
+      "start the relay with --alarms-public to show them to every page."));
+    return;
+  }
   alarmSubscription = await subscribeAlarms({ url: relayUrl() }, (f: AlarmFrame) => {
     list.querySelector(".empty")?.remove();
     let item: HTMLElement;
