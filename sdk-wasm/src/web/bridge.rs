@@ -6,7 +6,12 @@
 //!   `bridge.postData(url, JSON.stringify(body), "<ok callback name>", "<error callback name>")`
 //!   with global callbacks, as the seed's two native APIs take them;
 //! - `call`: `bridge.invoke(method, ...params, callback)`, else `bridge[method](...params,
-//!   callback)`.
+//!   callback)` — only with the bridge object's *own* `invoke` or `method`, and only for a
+//!   plain name ([`tether_protocol::names::plain_name`]): a PC's `call("constructor")`, `"__proto__"`,
+//!   `"toString"` or `"a.b"` is refused, never looked up on the prototype chain.
+//!
+//! Which global is the bridge is the page's configuration (`connectDevice`'s `bridge`, checked
+//! there), never something a link or a PC names.
 //!
 //! Exactly one outcome is reported per command: the first of the callback, a thrown error,
 //! or the timeout (the request's `timeoutMs`), so a native API that never answers cannot leave
@@ -73,6 +78,12 @@ fn settle(v: JsValue, done: &Done) {
 
 fn get_fn(obj: &JsValue, name: &str) -> Option<Function> {
     Reflect::get(obj, &name.into()).ok()?.dyn_into::<Function>().ok()
+}
+
+/// `obj`'s own data property `name`, when it is a function: nothing inherited, no getter run.
+fn own_fn(obj: &JsValue, name: &str) -> Option<Function> {
+    let d = js_sys::Object::get_own_property_descriptor::<JsValue>(obj.unchecked_ref(), &name.into());
+    Reflect::get(&d, &"value".into()).ok()?.dyn_into::<Function>().ok()
 }
 
 impl Bridge {
@@ -185,14 +196,23 @@ impl Bridge {
                 .concat()
         };
         let bridge = self.native().ok_or_else(missing)?;
+        if !tether_protocol::names::plain_name(&method) {
+            return Err(["refused: \"", &method, "\" is not a JS-API name"].concat());
+        }
         let args = Array::new();
-        let (f, this) = if let Some(invoke) = get_fn(&bridge, "invoke") {
+        let (f, this) = if let Some(invoke) = own_fn(&bridge, "invoke") {
             args.push(&method.as_str().into());
             (invoke, bridge)
-        } else if let Some(direct) = get_fn(&bridge, &method) {
+        } else if let Some(direct) = own_fn(&bridge, &method) {
             (direct, bridge)
         } else {
-            return Err(["window.", &self.name, " has neither invoke nor ", &method].concat());
+            return Err([
+                "refused: window.",
+                &self.name,
+                " has neither its own invoke nor its own ",
+                &method,
+            ]
+            .concat());
         };
         for p in &params {
             args.push(&to_js(p));
