@@ -144,6 +144,13 @@ pub struct Config {
     #[arg(long, env = "TETHER_MAX_CONNS_PER_IP", default_value_t = 256)]
     pub max_conns_per_ip: usize,
 
+    /// The globals the device page takes as the app's native bridge, in order (comma-separated
+    /// JS identifiers, e.g. `TencentNews,NewsApp`): the page uses the first one that exists.
+    /// The page's configuration, injected into `/d/{room}`; a link cannot name another.
+    #[arg(long, env = "TETHER_BRIDGE_NAMES", value_delimiter = ',', default_value = "TencentNews",
+          value_parser = bridge_name)]
+    pub bridge_names: Vec<String>,
+
     /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "TETHER_LOG", default_value = "info")]
     pub log: String,
@@ -184,6 +191,7 @@ impl Config {
             node_id: None,
             allow_origin: Vec::new(),
             max_conns_per_ip: 256,
+            bridge_names: vec!["TencentNews".into()],
             log: "info".into(),
         }
     }
@@ -228,6 +236,20 @@ impl Config {
     }
 }
 
+/// One `--bridge-names` entry: a plain JS identifier, never `window`, `eval` or the like (the
+/// device page looks it up as a global and runs the PC's calls on it).
+fn bridge_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if tether_protocol::names::plain_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{name:?} is not a bridge global's name: a JS identifier (letters, digits, _ and $, \
+             not starting with a digit), not one of JavaScript's own (window, eval, constructor, …)"
+        ))
+    }
+}
+
 /// `rel` under the working directory if it exists there, else beside this crate's sources
 /// (so `cargo run` works from anywhere in the checkout).
 fn built_dir(rel: &str) -> PathBuf {
@@ -266,5 +288,16 @@ mod tests {
         assert_eq!(c.heartbeat(), Duration::from_millis(500));
         assert_eq!(c.max_frame, 4096);
         assert!(Config::try_parse_from(["tether-relay", "--heartbeat-ms", "0"]).is_err());
+    }
+
+    #[test]
+    fn bridge_names_are_plain_identifiers() {
+        let c =
+            Config::try_parse_from(["tether-relay", "--bridge-names", "TencentNews, NewsApp,$app"]).unwrap();
+        assert_eq!(c.bridge_names, ["TencentNews", "NewsApp", "$app"]);
+        for bad in ["window", "eval", "a.b", "TencentNews,constructor", "x\"><script>", "", "1app"] {
+            let e = Config::try_parse_from(["tether-relay", "--bridge-names", bad]).unwrap_err().to_string();
+            assert!(e.contains("is not a bridge global's name"), "{bad}: {e}");
+        }
     }
 }

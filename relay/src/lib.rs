@@ -207,6 +207,7 @@ pub async fn run(
         cluster,
         allow_origin: config.allow_origin.iter().map(|o| o.trim().trim_end_matches('/').to_owned()).collect(),
         per_ip: Arc::new(http::PerIp::new(config.max_conns_per_ip)),
+        bridges_meta: http::bridges_meta(&config.bridge_names).into(),
     };
     let signal = {
         let stop = stop.clone();
