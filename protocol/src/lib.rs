@@ -16,12 +16,15 @@
 //! - [`error`]: [`ErrorCode`], the codes an `error` frame carries, and the WebSocket close
 //!   codes the relay uses when it ends a connection.
 //! - [`limits`]: sizes and timings both ends agree on.
+//! - [`names`]: which names may be a native bridge's global or a `call`'s JS-API (the relay
+//!   checks its `--bridge-names`, the SDK every `call` and its `bridge` option).
 
 pub mod envelope;
 pub mod error;
 pub mod kind;
 pub mod limits;
 pub mod msg;
+pub mod names;
 
 pub use envelope::{Envelope, OutEnvelope};
 pub use error::{CloseCode, ErrorCode};

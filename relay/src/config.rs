@@ -163,6 +163,12 @@ pub struct Config {
     /// directly could name any address.
     #[arg(long, env = "TETHER_REAL_IP_HEADER")]
     pub real_ip_header: Option<String>,
+    /// The globals the device page takes as the app's native bridge, in order (comma-separated
+    /// JS identifiers, e.g. `TencentNews,NewsApp`): the page uses the first one that exists.
+    /// The page's configuration, injected into `/d/{room}`; a link cannot name another.
+    #[arg(long, env = "TETHER_BRIDGE_NAMES", value_delimiter = ',', default_value = "TencentNews",
+          value_parser = bridge_name)]
+    pub bridge_names: Vec<String>,
 
     /// Log filter (tracing's `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "TETHER_LOG", default_value = "info")]
@@ -207,6 +213,7 @@ impl Config {
             allow_origin: Vec::new(),
             max_conns_per_ip: 256,
             real_ip_header: None,
+            bridge_names: vec!["TencentNews".into()],
             log: "info".into(),
         }
     }
@@ -248,6 +255,20 @@ impl Config {
     /// beside this crate's sources (so `cargo run` works from anywhere in the checkout).
     pub fn www_dir(&self) -> PathBuf {
         self.www.clone().unwrap_or_else(|| built_dir("www/dist"))
+    }
+}
+
+/// One `--bridge-names` entry: a plain JS identifier, never `window`, `eval` or the like (the
+/// device page looks it up as a global and runs the PC's calls on it).
+fn bridge_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if tether_protocol::names::plain_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{name:?} is not a bridge global's name: a JS identifier (letters, digits, _ and $, \
+             not starting with a digit), not one of JavaScript's own (window, eval, constructor, …)"
+        ))
     }
 }
 
@@ -299,6 +320,17 @@ mod tests {
         for id in ["alarm_token", "redis", "db"] {
             let arg = cmd.get_arguments().find(|a| a.get_id() == id).expect("the flag");
             assert!(arg.is_hide_env_values_set(), "--help shows the value of {id}'s env var");
+        }
+    }
+
+    #[test]
+    fn bridge_names_are_plain_identifiers() {
+        let c =
+            Config::try_parse_from(["tether-relay", "--bridge-names", "TencentNews, NewsApp,$app"]).unwrap();
+        assert_eq!(c.bridge_names, ["TencentNews", "NewsApp", "$app"]);
+        for bad in ["window", "eval", "a.b", "TencentNews,constructor", "x\"><script>", "", "1app"] {
+            let e = Config::try_parse_from(["tether-relay", "--bridge-names", bad]).unwrap_err().to_string();
+            assert!(e.contains("is not a bridge global's name"), "{bad}: {e}");
         }
     }
 }

@@ -227,6 +227,7 @@ pub async fn run(
         real_ip_header: config.real_ip_header.as_deref().map(str::parse).transpose().map_err(|_| {
             RelayError::Config("--real-ip-header must be a header name, such as X-Real-IP".into())
         })?,
+        bridges_meta: http::bridges_meta(&config.bridge_names).into(),
     };
     let signal = {
         let stop = stop.clone();

@@ -48,7 +48,8 @@ export interface DeviceOptions {
   name?: string;
   /** Sent in `hello`; default: userAgent and page URL. */
   appInfo?: unknown;
-  /** The global of the app's native bridge (default "TencentNews"). */
+  /** The global of the app's native bridge (default "TencentNews"): the page's own setting, a plain
+   *  identifier (never taken from a link); a `call` reaches only that object's own functions. */
   bridge?: string;
   /** Answers `post` instead of the native bridge: return the result or a Promise of it. */
   onPost?: (request: PostRequest) => unknown;
@@ -456,12 +457,18 @@ pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
         return rejected("unauthorized", "options.secret is required (it is in the QR link)")
             .unchecked_into();
     };
+    // The page's configuration, never a link's: a plain global name, not `window` or `eval`.
+    let bridge_name = text(&options, "bridge").unwrap_or_else(|| "TencentNews".into());
+    if !tether_protocol::names::plain_name(&bridge_name) {
+        return rejected("bad_option", "options.bridge must be the plain name of the app's bridge global")
+            .unchecked_into();
+    }
     let driver = match start(&options, Role::Device, secret) {
         Ok(d) => d,
         Err(e) => return Promise::reject(&e).unchecked_into(),
     };
     let bridge = Rc::new(RefCell::new(Bridge {
-        name: text(&options, "bridge").unwrap_or_else(|| "TencentNews".into()),
+        name: bridge_name,
         on_post: get_fn(&js_options, "onPost"),
         on_call: get_fn(&js_options, "onCall"),
     }));

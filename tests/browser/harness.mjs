@@ -29,7 +29,8 @@ export async function startRelay({ listen = "127.0.0.1:0", db, www, args = [] } 
     });
     child.on("exit", (code) => reject(new Error(`relay exited (${code}) before listening`)));
   });
-  child.stdout.resume();
+  // RELAY_LOG=1 shows the relay's log (with RUST_LOG=tether_relay=debug for more).
+  child.stdout.on("data", (c) => { if (process.env.RELAY_LOG) process.stderr.write(c); });
   const exited = new Promise((resolve) => child.on("exit", resolve));
   return {
     addr, db, http: `http://${addr}`, ws: `ws://${addr}/ws`,

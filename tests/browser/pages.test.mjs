@@ -26,6 +26,44 @@ const textOf = (page, testid) => page.getByTestId(testid).innerText();
 const waitText = (page, testid, text) =>
   page.waitForFunction(([id, t]) => document.querySelector(`[data-testid="${id}"]`)?.innerText.includes(t), [testid, text], { timeout: WAIT });
 
+/** Does `action`, which reloads the page, and waits until the new page is linked. */
+async function reloadedBy(page, action) {
+  await Promise.all([page.waitForEvent("framenavigated"), action()]);
+  await statusIs(page, "linked");
+}
+
+/** Records every Content-Security-Policy violation on the page (an init script). */
+function watchCsp() {
+  window.cspViolations = [];
+  document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+}
+
+/** Fails on any CSP violation the page saw or logged. */
+async function assertNoCspViolation(page, what, consoleErrors) {
+  assert.deepEqual(await page.evaluate(() => window.cspViolations), [], `${what}: CSP violations`);
+  assert.deepEqual(consoleErrors.filter((m) => /Content Security Policy/i.test(m)), [], `${what}: CSP errors in the console`);
+}
+
+/** Console messages of a page, to look for CSP reports in. */
+function consoleOf(page) {
+  const messages = [];
+  page.on("console", (m) => messages.push(m.text()));
+  return messages;
+}
+
+/** Another origin the simulated bridge may fetch: answers JSON saying whether cookies came along. */
+async function otherOrigin() {
+  const { createServer } = await import("node:http");
+  const seen = [];
+  const server = createServer((req, res) => {
+    seen.push({ url: req.url, cookie: req.headers.cookie ?? null });
+    res.writeHead(200, { "content-type": "application/json", "access-control-allow-origin": "*" });
+    res.end(JSON.stringify({ ok: true, path: req.url }));
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${server.address().port}`, seen, close: () => new Promise((r) => server.close(r)) };
+}
+
 /** Reads the QR code shown on the PC page, from a screenshot, as a phone's camera would. */
 async function scanQr(page, name) {
   const png = join(ARTIFACTS, name);
@@ -38,7 +76,9 @@ test("PC page and device page: QR, devices, post, call, history, reload", async 
   const relay = await startRelay({ www: WWW });
   try {
     const pcContext = await browser.newContext({ viewport: DESKTOP });
+    await pcContext.addInitScript(watchCsp);
     const pc = await pcContext.newPage();
+    const pcConsole = consoleOf(pc);
     pc.on("pageerror", (e) => assert.fail(`PC page error: ${e}`));
     await pc.goto(relay.http + "/");
     await pc.getByTestId("room-input").fill("news-debug");
@@ -52,7 +92,9 @@ test("PC page and device page: QR, devices, post, call, history, reload", async 
 
     const phoneContext = await browser.newContext(PHONE);
     await phoneContext.addInitScript(mockTencentNews);
+    await phoneContext.addInitScript(watchCsp);
     const phone = await phoneContext.newPage();
+    const phoneConsole = consoleOf(phone);
     phone.on("pageerror", (e) => assert.fail(`device page error: ${e}`));
     await phone.goto(link);
     await statusIs(phone, "linked");
@@ -110,6 +152,11 @@ test("PC page and device page: QR, devices, post, call, history, reload", async 
     await waitText(pc, "device-link", "newsapp://");
     assert.equal(await scanQr(pc, "qr-scheme.png"), `newsapp://open?url=${encodeURIComponent(link)}`);
 
+    // Both pages worked under the relay's Content-Security-Policy (wasm, WebSockets, styles,
+    // the QR canvas) without a single violation.
+    await assertNoCspViolation(pc, "PC page", pcConsole);
+    await assertNoCspViolation(phone, "device page", phoneConsole);
+
     // Both pages at the other width too, for people to look at.
     await pc.setViewportSize({ width: 390, height: 844 });
     await pc.screenshot({ path: join(ARTIFACTS, "pc-phone.png"), fullPage: true });
@@ -122,13 +169,14 @@ test("PC page and device page: QR, devices, post, call, history, reload", async 
 
 test("two browser tabs: the simulated bridge, and readable errors", async () => {
   const relay = await startRelay({ www: WWW });
+  const api = await otherOrigin();
   try {
     const pc = await browser.newPage({ viewport: DESKTOP });
     await pc.goto(`${relay.http}/?room=two-tabs`);
     await statusIs(pc, "linked");
 
     // No device yet: the error says what to do.
-    await pc.getByTestId("post-url").fill(`${relay.http}/healthz`);
+    await pc.getByTestId("post-url").fill(`${api.url}/v1/answer`);
     await pc.getByTestId("post-send").click();
     await waitText(pc, "result", "Scan the QR code with the app first");
 
@@ -137,15 +185,19 @@ test("two browser tabs: the simulated bridge, and readable errors", async () => 
     await tab.goto(link);
     await statusIs(tab, "linked");
     assert.match(await textOf(tab, "bridge"), /SIMULATED/);
+    // The simulation is the user's choice: tick it (the page reloads to apply it).
+    assert.equal(await tab.getByTestId("simulate").isChecked(), false);
+    await reloadedBy(tab, () => tab.getByTestId("simulate").click());
     assert.equal(await tab.getByTestId("simulate").isChecked(), true);
     await waitText(pc, "device-list", "browser");
 
-    // post through the simulated bridge: a real fetch from the "phone" tab.
+    // post through the simulated bridge: a real fetch from the "phone" tab, to another origin.
     await pc.getByTestId("post-method").selectOption("GET");
     await pc.getByTestId("post-body").fill("");
     await pc.getByTestId("post-send").click();
     await waitText(pc, "result", "simulated");
-    assert.match(await textOf(pc, "result"), /"ok"/);
+    assert.match(await textOf(pc, "result"), /ok: true/);
+    assert.deepEqual(api.seen.map((r) => r.url), ["/v1/answer"]);
 
     await pc.locator('[data-tab="call"]').click();
     await pc.getByTestId("call-method").fill("getAppInfo");
@@ -164,6 +216,128 @@ test("two browser tabs: the simulated bridge, and readable errors", async () => 
     await pc.getByTestId("call-send").click();
     await pc.waitForFunction(() => !document.getElementById("toast").hidden, null, { timeout: WAIT });
     assert.match(await pc.locator("#toast").innerText(), /Params must be JSON/);
+  } finally {
+    await api.close();
+    await relay.stop();
+  }
+});
+
+test("the simulated bridge lends nothing: off until ticked, no cookies, never the relay's own origin", async () => {
+  const relay = await startRelay({ www: WWW });
+  const api = await otherOrigin();
+  try {
+    const pc = await browser.newPage({ viewport: DESKTOP });
+    await pc.goto(`${relay.http}/?room=lend`);
+    await statusIs(pc, "linked");
+    const link = await pc.getByTestId("device-link").innerText();
+    const send = async (url) => {
+      const before = await pc.locator(".result-card:not(.pending)").count();
+      await pc.getByTestId("post-method").selectOption("GET");
+      await pc.getByTestId("post-url").fill(url);
+      await pc.getByTestId("post-send").click();
+      await pc.waitForFunction((n) => document.querySelectorAll(".result-card:not(.pending)").length > n, before, { timeout: WAIT });
+      return pc.locator(".result-card:not(.pending)").first().innerText();
+    };
+
+    // A victim opens the link in a plain browser, where the relay's CS session cookie (any
+    // cookie of this host) sits: nothing is fetched for the PC until the user ticks the box.
+    const victim = await browser.newPage();
+    await victim.goto(link);
+    await statusIs(victim, "linked");
+    await victim.evaluate(() => { document.cookie = "tether_cs=victims-session; path=/"; });
+    await waitText(pc, "device-list", "browser");
+    assert.match(await send(`${api.url}/off`), /no native bridge/);
+    assert.deepEqual(api.seen, [], "the simulation did not start by itself");
+
+    // Ticked: it fetches other origins, without cookies (same host, other port: a cookie
+    // would go along with credentials: "include")...
+    await reloadedBy(victim, () => victim.getByTestId("simulate").click());
+    assert.match(await send(`${api.url}/on`), /simulated/);
+    assert.deepEqual(api.seen, [{ url: "/on", cookie: null }], "no cookie went along");
+
+    // ...and never the relay's own origin, whatever the path.
+    for (const url of [`${relay.http}/cs/call`, `${relay.http}/healthz`, "/cs/call"]) {
+      assert.match(await send(url), /refused: the simulated bridge does not fetch the relay's own origin/, url);
+    }
+  } finally {
+    await api.close();
+    await relay.stop();
+  }
+});
+
+test("a crafted link cannot pick the bridge; a call reaches only the bridge's own JS-APIs; pages carry a CSP", async () => {
+  const relay = await startRelay({ www: WWW, args: ["--bridge-names", "NewsApp,TencentNews"] });
+  try {
+    // Every page and asset carries the headers.
+    const index = await (await fetch(`${relay.http}/`)).text();
+    const asset = index.match(/src="(\/assets\/[^"]+\.js)"/)[1];
+    for (const path of ["/", "/d/room?secret=x", asset, "/sdk/index.js", "/sdk/tether_sdk_bg.wasm"]) {
+      const res = await fetch(relay.http + path);
+      assert.equal(res.status, 200, path);
+      const csp = res.headers.get("content-security-policy") ?? "";
+      assert.match(csp, /script-src 'self' 'wasm-unsafe-eval';/, path);
+      assert.doesNotMatch(csp.replace("'wasm-unsafe-eval'", ""), /unsafe-eval|unsafe-inline/, path);
+      assert.match(csp, /frame-ancestors 'self'/, path);
+      assert.equal(res.headers.get("x-content-type-options"), "nosniff", path);
+      assert.equal(res.headers.get("referrer-policy"), "no-referrer", path);
+    }
+    const devicePage = await (await fetch(`${relay.http}/d/room`)).text();
+    assert.match(devicePage, /<meta name="tether-bridges" content="NewsApp,TencentNews">/);
+
+    const pcContext = await browser.newContext({ viewport: DESKTOP });
+    await pcContext.addInitScript(watchCsp);
+    const pc = await pcContext.newPage();
+    const pcConsole = consoleOf(pc);
+    await pc.goto(`${relay.http}/?room=crafted`);
+    await statusIs(pc, "linked");
+    const link = await pc.getByTestId("device-link").innerText();
+
+    // The app's bridge is NewsApp (plain methods, one behind a getter); the link names `window`.
+    const phoneContext = await browser.newContext(PHONE);
+    await phoneContext.addInitScript(() => {
+      window.NewsApp = { login(type, cb) { cb({ loggedIn: type }); } };
+      Object.defineProperty(window.NewsApp, "sneaky", { get() { window.ran = "getter"; return (cb) => cb("getter"); } });
+    });
+    await phoneContext.addInitScript(mockTencentNews);
+    await phoneContext.addInitScript(watchCsp);
+    const phone = await phoneContext.newPage();
+    const phoneConsole = consoleOf(phone);
+    await phone.goto(`${link}&bridge=window`);
+    await statusIs(phone, "linked");
+    assert.match(await textOf(phone, "bridge"), /Native bridge window\.NewsApp found/);
+
+    // A second PC session in the PC page (same room, same secret) sends what an attacker would.
+    const refused = ["eval", "constructor", "__proto__", "toString", "valueOf", "hasOwnProperty", "sneaky", "a.b", "setTimeout"];
+    const callAll = () => pc.evaluate(async ({ url, names }) => {
+      window.s2 ??= await (await import("/sdk/index.js")).connectPc({ url, room: "crafted" });
+      return Promise.all(names.map((m) => s2.call(m, ["window.ran = 'eval'"], { timeoutMs: 3000 })
+        .then((r) => r.error?.message ?? r.result, (e) => `rejected: ${e.code}`)));
+    }, { url: relay.ws, names: [...refused, "login"] });
+    const check = async (how) => {
+      const answers = await callAll();
+      for (const [i, name] of refused.entries()) assert.match(String(answers[i]), /^refused: /, `${how}: call(${name}): ${answers[i]}`);
+      assert.deepEqual(answers.at(-1), { loggedIn: "window.ran = 'eval'" }, how);
+      assert.equal(await phone.evaluate(() => window.ran), undefined, `${how}: nothing but login ran on the phone`);
+      assert.deepEqual(await phone.evaluate(() => window.nativeCalls), [], `${how}: TencentNews, not configured first, saw nothing`);
+    };
+    await check("through the SDK's bridge");
+    // With the Guard on, the page's own dispatch runs the calls: the same refusals.
+    await phone.evaluate(() => localStorage.setItem("tether.device.guard", JSON.stringify({ urls: ["https://api.example/*"] })));
+    await reloadedBy(phone, () => phone.reload());
+    await check("through the device page's guard");
+
+    // The pages ran without a violation, and the policy holds: no eval on the relay's origin.
+    await assertNoCspViolation(pc, "PC page", pcConsole);
+    await assertNoCspViolation(phone, "device page", phoneConsole);
+    // (DevTools' evaluate may compile strings; a timer's string is the page's own eval.)
+    const evalOutcome = await phone.evaluate(() => new Promise((resolve) => {
+      document.addEventListener("securitypolicyviolation", (e) => resolve(`blocked: ${e.violatedDirective} ${e.blockedURI}`), { once: true });
+      document.addEventListener("evalran", () => resolve("eval ran"), { once: true });
+      setTimeout("document.dispatchEvent(new Event('evalran'))", 0);
+    }));
+    assert.match(evalOutcome, /^blocked: script-src/);
+    await phoneContext.close();
+    await pcContext.close();
   } finally {
     await relay.stop();
   }
@@ -203,7 +377,7 @@ test("the alarms panel shows the relay's alarms live", async () => {
   }
 });
 
-test("the phone's guard: a JS-API allowlist and a confirmation before each call, set on the phone", async () => {
+test("the phone's guard: a JS-API allowlist, a URL allowlist and a confirmation before each, set on the phone", async () => {
   const relay = await startRelay({ www: WWW });
   try {
     const pc = await browser.newPage({ viewport: DESKTOP });
@@ -222,9 +396,7 @@ test("the phone's guard: a JS-API allowlist and a confirmation before each call,
     await phone.getByTestId("guard").locator("summary").click();
     await phone.getByTestId("guard-allow").fill("getAppInfo");
     await phone.getByTestId("guard-confirm").check();
-    await phone.getByTestId("guard-save").click();
-    await phone.waitForLoadState("load");
-    await statusIs(phone, "linked");
+    await reloadedBy(phone, () => phone.getByTestId("guard-save").click());
     assert.match(await textOf(phone, "guard-state"), /only getAppInfo, asks first/);
     await waitText(pc, "device-list", "Android · TencentNews");
 
@@ -253,6 +425,40 @@ test("the phone's guard: a JS-API allowlist and a confirmation before each call,
     assert.match(dialogs[0], /The PC asks to run getAppInfo\(1\)/);
     const calls = await phone.evaluate(() => window.nativeCalls.filter((c) => c.api === "invoke").map((c) => c.method));
     assert.deepEqual(calls, ["getAppInfo"], "only the allowed, accepted call reached the app");
+
+    // Requests too: a URL allowlist, and the same question before each.
+    await phone.getByTestId("guard").locator("summary").click();
+    await phone.getByTestId("guard-urls").fill("https://api.example/v1/*  https://cdn.example/app.json");
+    await reloadedBy(phone, () => phone.getByTestId("guard-save").click());
+    assert.match(await textOf(phone, "guard-state"), /only getAppInfo, URLs https:\/\/api\.example\/v1\/\* https:\/\/cdn\.example\/app\.json, asks first/);
+    await waitText(pc, "device-list", "Android · TencentNews");
+    dialogs.length = 0;
+    await pc.locator('[data-tab="post"]').click();
+    const cards = () => pc.locator(".result-card:not(.pending)").count();
+    const post = async (url) => {
+      const before = await cards();
+      await pc.getByTestId("post-url").fill(url);
+      await pc.getByTestId("post-send").click();
+      await pc.waitForFunction((n) => document.querySelectorAll(".result-card:not(.pending)").length > n, before, { timeout: WAIT });
+      return pc.locator(".result-card:not(.pending)").first().innerText();
+    };
+    // Not on the list (another host, a look-alike host, a sibling path): refused without asking.
+    for (const url of ["https://evil.example/v1/x", "https://api.example.evil/v1/x", "https://api.example/v2/x",
+      "https://cdn.example/app.json.evil"]) {
+      assert.match(await post(url), /is not allowed on this phone \(its URL allowlist/, url);
+    }
+    assert.deepEqual(dialogs, [], "refused requests are not even asked about");
+    // On the list, and declined on the phone.
+    answer = false;
+    assert.match(await post("https://api.example/v1/answer?q=1"), /declined on the phone/);
+    // On the list, and accepted: the app makes it.
+    answer = true;
+    assert.match(await post("https://api.example/v1/answer?q=2"), /api\.example\/v1\/answer\?q=2/);
+    assert.match(dialogs[0], /The PC asks to request POST https:\/\/api\.example\/v1\/answer\?q=1 on this phone/);
+    assert.equal(dialogs.length, 2, dialogs.join(" | "));
+    const posts = await phone.evaluate(() => window.nativeCalls.filter((c) => c.api === "post").map((c) => c.url));
+    assert.deepEqual(posts, ["https://api.example/v1/answer?q=2"], "only the allowed, accepted request reached the app");
+    await phone.screenshot({ path: join(ARTIFACTS, "device-guard.png"), fullPage: true });
     await phoneContext.close();
   } finally {
     await relay.stop();

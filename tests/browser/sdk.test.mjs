@@ -235,6 +235,62 @@ test("other bridge shapes: postData with named callbacks, direct methods, page h
   }
 });
 
+test("a call reaches only the bridge's own JS-APIs, by a plain name; the bridge option is a plain name", async () => {
+  const relay = await startRelay();
+  try {
+    const pc = await sdkPage(browser, relay);
+    await pc.evaluate(async (url) => { window.s = await tether.connectPc({ url, room: "own-apis" }); }, relay.ws);
+    const secret = await pc.evaluate(() => s.secret);
+
+    // The bridge is the page's setting, and only ever a plain global name.
+    const bare = await sdkPage(browser, relay);
+    for (const bridge of ["window", "globalThis", "self", "eval", "document", "TencentNews.invoke", "constructor"]) {
+      const code = await bare.evaluate(({ url, secret, bridge }) =>
+        tether.connectDevice({ url, room: "own-apis", secret, bridge }).then(() => "connected", (e) => e.code), { url: relay.ws, secret, bridge });
+      assert.equal(code, "bad_option", `bridge ${bridge} must be refused`);
+    }
+
+    // A bridge of plain methods (no invoke), one from its own prototype (a bridge built by a
+    // class), one behind a getter.
+    const direct = await sdkPage(browser, relay, { initScript: () => {
+      const proto = { inherited(_arg, cb) { window.ran = "inherited"; cb("inherited ran"); } };
+      window.TencentNews = Object.assign(Object.create(proto), { login(type, cb) { cb({ loggedIn: type }); } });
+      Object.defineProperty(window.TencentNews, "sneaky", { get() { window.ran = "getter"; return (cb) => cb("getter ran"); } });
+    } });
+    await direct.evaluate(async ({ url, secret }) => {
+      window.d = await tether.connectDevice({ url, room: "own-apis", secret, name: "direct" });
+    }, { url: relay.ws, secret });
+    const directId = await direct.evaluate(() => d.member);
+    const calls = (to, names) => pc.evaluate(({ to, names }) => Promise.all(names.map((m) =>
+      s.call(m, ["window.ran = 'eval'"], { to, timeoutMs: 3000 }).then((r) => r.error?.message ?? r.result, (e) => `rejected: ${e.code}`))),
+    { to, names });
+    const refused = ["toString", "valueOf", "constructor", "__proto__", "hasOwnProperty", "__defineGetter__", "eval",
+      "sneaky", "login.call", "constructor.constructor", "", "a b"];
+    const answers = await calls(directId, [...refused, "inherited", "login"]);
+    for (const [i, name] of refused.entries()) assert.match(String(answers[i]), /^refused: /, `call(${JSON.stringify(name)}): ${answers[i]}`);
+    assert.match(answers[0], /"toString" is not a JS-API name/);
+    assert.match(answers[7], /has neither invoke nor sneaky/, "a getter is never run");
+    assert.match(answers[11], /"a b" is not a JS-API name/);
+    assert.equal(answers.at(-2), "inherited ran", "a method of the bridge's own prototype is its API");
+    assert.deepEqual(answers.at(-1), { loggedIn: "window.ran = 'eval'" });
+    assert.equal(await direct.evaluate(() => window.ran), "inherited", "nothing but inherited and login ran on the page");
+
+    // An invoke-style bridge gets the name as data, and only a plain one.
+    const invoking = await sdkPage(browser, relay, { initScript: mockTencentNews });
+    await invoking.evaluate(async ({ url, secret }) => {
+      window.d = await tether.connectDevice({ url, room: "own-apis", secret, name: "invoke" });
+    }, { url: relay.ws, secret });
+    const invokeId = await invoking.evaluate(() => d.member);
+    const viaInvoke = await calls(invokeId, ["a.b", "constructor", "__proto__", "getAppInfo"]);
+    for (const a of viaInvoke.slice(0, 3)) assert.match(String(a), /^refused: .* is not a JS-API name/);
+    assert.equal(viaInvoke[3].method, "getAppInfo");
+    const seen = await invoking.evaluate(() => window.nativeCalls.map((c) => c.method));
+    assert.deepEqual(seen, ["getAppInfo"], "only the plain name reached invoke");
+  } finally {
+    await relay.stop();
+  }
+});
+
 test("subscribeAlarms: live alarms, and after a relay restart it resumes by itself", async () => {
   const { createSocket } = await import("node:dgram");
   const udp = createSocket("udp4");

@@ -641,10 +641,14 @@ async fn pages_are_served_from_www_or_explained() {
     let www = relay.dir.path().join("www");
     std::fs::create_dir_all(www.join("assets")).unwrap();
     std::fs::write(www.join("index.html"), "<title>pc</title>").unwrap();
-    std::fs::write(www.join("device.html"), "<title>device</title>").unwrap();
+    std::fs::write(www.join("device.html"), "<head><title>device</title>").unwrap();
     std::fs::write(www.join("assets/app.js"), "console.log(1)").unwrap();
     assert_eq!(http_get(relay.addr, "/").await.2, "<title>pc</title>");
-    assert_eq!(http_get(relay.addr, "/d/my%20room").await.2, "<title>device</title>");
+    // The device page gets the relay's --bridge-names (the link never names the bridge).
+    assert_eq!(
+        http_get(relay.addr, "/d/my%20room?bridge=window").await.2,
+        "<head>\n  <meta name=\"tether-bridges\" content=\"TencentNews\"><title>device</title>"
+    );
     let (status, _, js) = http_get(relay.addr, "/assets/app.js").await;
     assert_eq!((status, js.as_str()), (200, "console.log(1)"));
     assert_eq!(http_get(relay.addr, "/nope.js").await.0, 404);

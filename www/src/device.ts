@@ -1,49 +1,81 @@
 // The H5 device page: what the QR code opens inside the app. It joins the room from the link,
 // answers the PC through the app's native bridge, and logs every command it ran. In a normal
-// browser (no native bridge) it offers a clearly labelled simulated bridge, so the whole flow
-// can be tried with two browser tabs.
+// browser (no native bridge) it offers a clearly labelled simulated bridge, off until the user
+// ticks it, so the whole flow can be tried with two browser tabs.
+//
+// What the link may say: the room and its secret, nothing else. Which global is the app's
+// bridge is the relay's configuration (`--bridge-names`, in a <meta> tag of this page); a
+// `call` reaches only that object's own functions; what the PC may run at all is the Guard's,
+// set on the phone.
 import { connectDevice, type CommandLog, type DeviceSession, type PostRequest } from "tether-sdk";
 import { byTestId, clock, describeError, el, jsonView, setStatus, toast } from "./ui";
 
 const params = new URLSearchParams(location.search);
 const room = decodeURIComponent(location.pathname.split("/d/")[1] ?? "").replace(/\/$/, "");
 const secret = params.get("secret") ?? "";
-const bridgeName = params.get("bridge") ?? "TencentNews";
-const hasNative = typeof (window as any)[bridgeName] === "object" && (window as any)[bridgeName] !== null;
+
+/**
+ * JavaScript's own names, never a bridge or a JS-API (the SDK refuses the same ones): what every
+ * object inherits from Object.prototype, code from text, and the globals that are the page itself.
+ */
+const NEVER = new Set(["eval", "Function", "constructor", "prototype", "__proto__", "toString", "toLocaleString",
+  "valueOf", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable", "__defineGetter__", "__defineSetter__",
+  "__lookupGetter__", "__lookupSetter__", "window", "self", "globalThis", "top", "parent", "frames", "document"]);
+
+/** A plain JS identifier, not one of JavaScript's own names: fit to be a bridge or a JS-API. */
+function plainName(name: string): boolean {
+  return /^[A-Za-z_$][A-Za-z0-9_$]{0,63}$/.test(name) && !NEVER.has(name);
+}
+
+/** The bridge globals the relay names (`--bridge-names`); "TencentNews" where none does (the Vite dev server). */
+const bridgeNames = (document.querySelector<HTMLMetaElement>('meta[name="tether-bridges"]')?.content ?? "TencentNews")
+  .split(",").map((n) => n.trim()).filter(plainName);
+const isObject = (v: unknown): v is object => typeof v === "object" && v !== null;
+/** The first of them that exists here, else the first (for the messages). */
+const bridgeName = bridgeNames.find((n) => isObject((window as any)[n])) ?? bridgeNames[0] ?? "TencentNews";
+const hasNative = isObject((window as any)[bridgeName]);
 const SIMULATE = "tether.device.simulate";
+
 const GUARD = "tether.device.guard";
 
 /**
  * What the PC may run on this phone, set on the phone (kept in localStorage; the link and the
- * PC cannot change it): the JS-APIs allowed (empty: any), and whether to ask before each call.
+ * PC cannot change it): the JS-APIs allowed (empty: any), the URLs a request may go to (empty:
+ * any), and whether to ask before each call and each request.
  */
 interface Guard {
   allow: string[];
+  urls: string[];
   confirm: boolean;
 }
 
 function loadGuard(): Guard {
+  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((m: unknown): m is string => typeof m === "string" && m !== "") : []);
   try {
     const g = JSON.parse(localStorage.getItem(GUARD) ?? "{}");
-    const allow = Array.isArray(g.allow) ? g.allow.filter((m: unknown): m is string => typeof m === "string" && m !== "") : [];
-    return { allow, confirm: g.confirm === true };
+    return { allow: strings(g.allow), urls: strings(g.urls), confirm: g.confirm === true };
   } catch {
-    return { allow: [], confirm: false };
+    return { allow: [], urls: [], confirm: false };
   }
 }
 
+const guardOn = (g: Guard) => g.allow.length > 0 || g.urls.length > 0 || g.confirm;
+
 function renderGuard(guard: Guard) {
   const allow = byTestId("guard-allow") as HTMLInputElement;
+  const urls = byTestId("guard-urls") as HTMLInputElement;
   const confirmBox = byTestId("guard-confirm") as HTMLInputElement;
   allow.value = guard.allow.join(", ");
+  urls.value = guard.urls.join(" ");
   confirmBox.checked = guard.confirm;
-  const on = guard.allow.length > 0 || guard.confirm;
-  byTestId("guard-state").textContent = on
-    ? `· ${guard.allow.length > 0 ? `only ${guard.allow.join(", ")}` : "any JS-API"}${guard.confirm ? ", asks first" : ""}`
-    : "· off";
+  const parts = [guard.allow.length > 0 ? `only ${guard.allow.join(", ")}` : "any JS-API"];
+  if (guard.urls.length > 0) parts.push(`URLs ${guard.urls.join(" ")}`);
+  if (guard.confirm) parts.push("asks first");
+  byTestId("guard-state").textContent = guardOn(guard) ? `· ${parts.join(", ")}` : "· off";
   byTestId("guard-save").addEventListener("click", () => {
     const next: Guard = {
       allow: allow.value.split(",").map((m) => m.trim()).filter((m) => m !== ""),
+      urls: urls.value.split(/[\s,]+/).filter((u) => u !== ""),
       confirm: confirmBox.checked,
     };
     localStorage.setItem(GUARD, JSON.stringify(next));
@@ -51,15 +83,94 @@ function renderGuard(guard: Guard) {
   });
 }
 
-/** The app's JS-API, called the way the SDK calls it: `invoke(method, ...params, cb)`, else `bridge[method](...params, cb)`. */
+/**
+ * Whether `url` is one the pattern allows: `*` stands for any run of characters and the
+ * pattern must cover the whole URL (`https://api.example.com/*`); a pattern without `*` is the
+ * URL itself or a prefix of it ending at a path, query or fragment boundary.
+ */
+function urlMatches(pattern: string, url: string): boolean {
+  if (pattern.includes("*")) {
+    const re = pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*");
+    return new RegExp(`^${re}$`, "s").test(url);
+  }
+  if (url === pattern) return true;
+  return url.startsWith(pattern) && (pattern.endsWith("/") || "/?#".includes(url[pattern.length]));
+}
+
+/** Whether the guard lets the PC request `url`: the text sent and its normalised form must both match. */
+function urlAllowed(guard: Guard, url: string): boolean {
+  if (guard.urls.length === 0) return true;
+  let normal: string;
+  try {
+    normal = new URL(url).href;
+  } catch {
+    return false;
+  }
+  return guard.urls.some((p) => urlMatches(p, url) && urlMatches(p, normal));
+}
+
+/**
+ * The bridge's API function `name`: a data property of the bridge or of a prototype of its own
+ * (a bridge built by a class), never one from `Object.prototype`, and no getter run.
+ */
+function ownFunction(bridge: object, name: string): ((...a: unknown[]) => unknown) | undefined {
+  let obj: object | null = bridge;
+  for (let depth = 0; depth < 8 && obj !== null && obj !== Object.prototype; depth++) {
+    const d = Object.getOwnPropertyDescriptor(obj, name);
+    if (d) return typeof d.value === "function" ? d.value : undefined;
+    obj = Object.getPrototypeOf(obj);
+  }
+  return undefined;
+}
+
+/**
+ * The app's JS-API, called the way the SDK calls it: its own `invoke(method, ...params, cb)`,
+ * else its own `bridge[method](...params, cb)`; a name that is not a plain JS-API name, or not
+ * the bridge's own function, is refused.
+ */
 function nativeCall(method: string, args: unknown[]): Promise<unknown> {
   const bridge = (window as any)[bridgeName];
   return new Promise((resolve, reject) => {
-    if (!bridge) return reject(new Error(`no native bridge: window.${bridgeName} is missing`));
+    if (!isObject(bridge)) return reject(new Error(`no native bridge: window.${bridgeName} is missing`));
+    if (!plainName(method)) return reject(new Error(`refused: ${JSON.stringify(method)} is not a JS-API name`));
     try {
-      if (typeof bridge.invoke === "function") bridge.invoke(method, ...args, resolve);
-      else if (typeof bridge[method] === "function") bridge[method](...args, resolve);
-      else reject(new Error(`window.${bridgeName} has neither invoke nor ${method}`));
+      const invoke = ownFunction(bridge, "invoke");
+      const direct = ownFunction(bridge, method);
+      if (invoke) invoke.call(bridge, method, ...args, resolve);
+      else if (direct) direct.call(bridge, ...args, resolve);
+      else reject(new Error(`refused: window.${bridgeName} has neither invoke nor ${method}`));
+    } catch (e) {
+      reject(e);
+    }
+  });
+}
+
+let nextCallback = 1;
+
+/**
+ * A request through the app's network stack, the way the SDK makes it: `bridge.post(url, body,
+ * cb, {method, headers}, {})`, else `bridge.postData(url, bodyText, okName, errorName)`.
+ */
+function nativePost(req: PostRequest): Promise<unknown> {
+  const bridge = (window as any)[bridgeName];
+  return new Promise((resolve, reject) => {
+    if (!isObject(bridge)) return reject(new Error(`no native bridge: window.${bridgeName} is missing`));
+    const b = bridge as Record<string, any>;
+    const body = req.body ?? {};
+    try {
+      if (typeof b.post === "function") {
+        b.post(req.url, body, resolve, { method: req.method ?? null, headers: req.headers ?? null }, {});
+      } else if (typeof b.postData === "function") {
+        const n = nextCallback++;
+        const [ok, err] = [`__tether_ok_${n}`, `__tether_err_${n}`];
+        const w = window as any;
+        const done = (f: (v: any) => void) => (v: unknown) => { delete w[ok]; delete w[err]; f(v); };
+        w[ok] = done(resolve);
+        w[err] = done((e) => reject(e instanceof Error ? e : new Error(typeof e === "string" ? e : JSON.stringify(e))));
+        b.postData(req.url, typeof body === "string" ? body : JSON.stringify(body), ok, err);
+      } else {
+        reject(new Error(`no native bridge: window.${bridgeName}.post or .postData not found`));
+      }
     } catch (e) {
       reject(e);
     }
@@ -80,7 +191,20 @@ function guarded(guard: Guard, run: (method: string, args: unknown[]) => unknown
   };
 }
 
-
+/** `run`, behind the phone's guard: a URL not allowed, or a request declined, fails with a clear error the PC sees. */
+function guardedPost(guard: Guard, run: (req: PostRequest) => unknown) {
+  return async (req: PostRequest): Promise<unknown> => {
+    const url = String(req.url ?? "");
+    if (!urlAllowed(guard, url)) {
+      throw new Error(`${url} is not allowed on this phone (its URL allowlist: ${guard.urls.join(" ")})`);
+    }
+    const method = req.method ?? (req.body === undefined ? "GET" : "POST");
+    if (guard.confirm && !window.confirm(`The PC asks to request ${method} ${url} on this phone. Allow it?`)) {
+      throw new Error(`the request to ${url} was declined on the phone`);
+    }
+    return run(req);
+  };
+}
 
 /** A readable name for this phone, from its user agent. */
 function deviceName(): string {
@@ -90,11 +214,17 @@ function deviceName(): string {
   return `${os} · ${app}`;
 }
 
-// The simulated bridge: post through fetch, and a few JS-APIs.
+// The simulated bridge: post through fetch, and a few JS-APIs. Its fetches carry no cookies
+// (credentials: "omit"), and never go to the relay's own origin: it is a stand-in for the
+// app's network stack, not a way for a PC to act as this browser on the relay.
 async function simulatedPost(req: PostRequest): Promise<unknown> {
+  const target = new URL(req.url, location.href);
+  if (target.origin === location.origin) {
+    throw new Error(`refused: the simulated bridge does not fetch the relay's own origin (${location.origin})`);
+  }
   const method = req.method ?? (req.body === undefined ? "GET" : "POST");
   const body = req.body === undefined || method === "GET" ? undefined : typeof req.body === "string" ? req.body : JSON.stringify(req.body);
-  const res = await fetch(req.url, { method, headers: req.headers, body, credentials: "include" });
+  const res = await fetch(target, { method, headers: req.headers, body, credentials: "omit" });
   const text = await res.text();
   let parsed: unknown = text;
   try {
@@ -132,8 +262,9 @@ function renderBridge(useSimulated: boolean, onToggle: (on: boolean) => void) {
   card.append(
     el("p", {}, el("strong", {}, "No native bridge here"), ` (window.${bridgeName} is missing): this is a normal browser, not the app.`),
     el("label", { class: "toggle" }, box,
-      el("span", {}, "Use the ", el("strong", {}, "SIMULATED"), " bridge: post through fetch; JS-APIs getAppInfo, login and toast.")),
+      el("span", {}, "Use the ", el("strong", {}, "SIMULATED"), " bridge: post through this browser's fetch (no cookies, never this relay); JS-APIs getAppInfo, login and toast.")),
   );
+  if (!useSimulated) card.append(el("p", { class: "hint" }, "Off: commands from the PC fail with “no native bridge” until you tick it."));
 }
 
 function logEntry(e: CommandLog) {
@@ -163,18 +294,20 @@ async function main() {
     byTestId("bridge").append(el("p", { class: "error-text" }, "Open this page from the QR code on the PC page: the link carries the room and its secret."));
     return;
   }
-  // The choice survives the reload that applies it (per tab).
-  const simulate = !hasNative && sessionStorage.getItem(SIMULATE) !== "off";
+  // Off until the user ticks it (a link alone never starts it); the choice survives the
+  // reload that applies it (per tab).
+  const simulate = !hasNative && sessionStorage.getItem(SIMULATE) === "on";
   renderBridge(simulate, (on) => {
     sessionStorage.setItem(SIMULATE, on ? "on" : "off");
     location.reload();
   });
   const guard = loadGuard();
   renderGuard(guard);
-  const guardOn = guard.allow.length > 0 || guard.confirm;
-  // Calls go to the simulation, or to the app (through the SDK's own bridge unless the guard
-  // must look at them first).
-  const onCall = simulate ? guarded(guard, simulatedCall) : guardOn ? guarded(guard, nativeCall) : undefined;
+  const checked = guardOn(guard);
+  // Commands go to the simulation, or to the app (through the SDK's own bridge unless the
+  // guard must look at them first).
+  const onCall = simulate ? guarded(guard, simulatedCall) : checked ? guarded(guard, nativeCall) : undefined;
+  const onPost = simulate ? guardedPost(guard, simulatedPost) : checked ? guardedPost(guard, nativePost) : undefined;
   setStatus("connecting");
   try {
     // Without a native bridge and without the simulation, the SDK answers each command with
@@ -185,9 +318,12 @@ async function main() {
       secret,
       name: deviceName(),
       bridge: bridgeName,
-      ...(simulate ? { onPost: simulatedPost } : {}),
+      ...(onPost ? { onPost } : {}),
       ...(onCall ? { onCall } : {}),
     });
+    // Held for the page's lifetime: the SDK leaves the room when its session object is
+    // garbage-collected, which a local of `main` alone would allow once `main` returns.
+    (window as any).tetherSession = session;
     session.onStatus(setStatus);
     session.onCommand(logEntry);
     session.onError((e) => toast(describeError(e)));

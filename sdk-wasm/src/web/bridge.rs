@@ -6,7 +6,13 @@
 //!   `bridge.postData(url, JSON.stringify(body), "<ok callback name>", "<error callback name>")`
 //!   with global callbacks, as the seed's two native APIs take them;
 //! - `call`: `bridge.invoke(method, ...params, callback)`, else `bridge[method](...params,
-//!   callback)`.
+//!   callback)` — only with the bridge's own API (`invoke` or `method` on the bridge object or a
+//!   prototype of its own, never `Object.prototype`'s), and only for a plain name
+//!   ([`tether_protocol::names::plain_name`]): a PC's `call("constructor")`, `"__proto__"`,
+//!   `"toString"` or `"a.b"` is refused.
+//!
+//! Which global is the bridge is the page's configuration (`connectDevice`'s `bridge`, checked
+//! there), never something a link or a PC names.
 //!
 //! Exactly one outcome is reported per command: the first of the callback, a thrown error,
 //! or the timeout (the request's `timeoutMs`), so a native API that never answers cannot leave
@@ -73,6 +79,26 @@ fn settle(v: JsValue, done: &Done) {
 
 fn get_fn(obj: &JsValue, name: &str) -> Option<Function> {
     Reflect::get(obj, &name.into()).ok()?.dyn_into::<Function>().ok()
+}
+
+/// The bridge's API function `name`: a data property of the bridge object or of a prototype
+/// of its own (a bridge built by a class, or injected by the webview), but nothing that comes
+/// from `Object.prototype`, and no getter run.
+fn api_fn(bridge: &JsValue, name: &str) -> Option<Function> {
+    let base: JsValue = js_sys::Object::get_prototype_of(&js_sys::Object::new()).into();
+    let mut obj: JsValue = bridge.clone();
+    // A few links at most: a class hierarchy, not a crafted endless chain.
+    for _ in 0..8 {
+        if !obj.is_object() || js_sys::Object::is(&obj, &base) {
+            return None;
+        }
+        let d = js_sys::Object::get_own_property_descriptor::<JsValue>(obj.unchecked_ref(), &name.into());
+        if !d.is_undefined() {
+            return Reflect::get(&d, &"value".into()).ok()?.dyn_into::<Function>().ok();
+        }
+        obj = js_sys::Object::get_prototype_of(&obj).into();
+    }
+    None
 }
 
 impl Bridge {
@@ -185,14 +211,17 @@ impl Bridge {
                 .concat()
         };
         let bridge = self.native().ok_or_else(missing)?;
+        if !tether_protocol::names::plain_name(&method) {
+            return Err(["refused: \"", &method, "\" is not a JS-API name"].concat());
+        }
         let args = Array::new();
-        let (f, this) = if let Some(invoke) = get_fn(&bridge, "invoke") {
+        let (f, this) = if let Some(invoke) = api_fn(&bridge, "invoke") {
             args.push(&method.as_str().into());
             (invoke, bridge)
-        } else if let Some(direct) = get_fn(&bridge, &method) {
+        } else if let Some(direct) = api_fn(&bridge, &method) {
             (direct, bridge)
         } else {
-            return Err(["window.", &self.name, " has neither invoke nor ", &method].concat());
+            return Err(["refused: window.", &self.name, " has neither invoke nor ", &method].concat());
         };
         for p in &params {
             args.push(&to_js(p));
