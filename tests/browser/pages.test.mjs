@@ -377,6 +377,27 @@ test("the alarms panel shows the relay's alarms live", async () => {
   }
 });
 
+test("the alarms panel says what opens a relay's closed alarms instead of retrying", async () => {
+  const { createSocket } = await import("node:dgram");
+  const probe = createSocket("udp4");
+  await new Promise((r) => probe.bind(0, "127.0.0.1", r));
+  const port = probe.address().port;
+  probe.close();
+  // No --alarms-public, no CS session in this browser: /alarms is closed to the page.
+  const relay = await startRelay({ www: WWW, args: ["--alarm-listen", `127.0.0.1:${port}`] });
+  try {
+    const pc = await browser.newPage({ viewport: DESKTOP });
+    await pc.goto(`${relay.http}/?room=closed-alarms`);
+    await statusIs(pc, "linked");
+    await pc.getByTestId("alarms-locked").waitFor({ timeout: WAIT });
+    assert.match(await textOf(pc, "alarms"), /need a CS session.*--alarms-public/s);
+    const metrics = await (await fetch(`${relay.http}/metrics`)).text();
+    assert.match(metrics, /tether_alarm_subscribers 0\n/, "the page did not subscribe");
+  } finally {
+    await relay.stop();
+  }
+});
+
 test("the phone's guard: a JS-API allowlist, a URL allowlist and a confirmation before each, set on the phone", async () => {
   const relay = await startRelay({ www: WWW });
   try {

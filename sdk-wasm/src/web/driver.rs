@@ -52,6 +52,13 @@ pub struct Inner {
     pub on_first_link: Option<Box<dyn FnOnce()>>,
 }
 
+thread_local! {
+    /// Every session not yet closed: a page that drops the object `connectDevice` resolved
+    /// with (`await connectDevice({...})` alone) must not have its connection closed when the
+    /// garbage collector frees that object. A session leaves with `close()`.
+    static OPEN: RefCell<Vec<Rc<Driver>>> = const { RefCell::new(Vec::new()) };
+}
+
 /// The shared driver of one session.
 pub struct Driver {
     inner: RefCell<Inner>,
@@ -84,6 +91,7 @@ impl Driver {
                 d.with(|s| s.handle_wake(now()));
             }
         }));
+        OPEN.with(|o| o.borrow_mut().push(d.clone()));
         d
     }
 
@@ -150,6 +158,9 @@ impl Driver {
                 }
                 if inner.session.is_closed() {
                     inner.wake = None;
+                    // The caller still holds this driver, so it is not dropped here.
+                    let me = self.me.as_ptr();
+                    OPEN.with(|o| o.borrow_mut().retain(|d| !std::ptr::eq(Rc::as_ptr(d), me)));
                 }
                 let events: Vec<Event> = std::iter::from_fn(|| inner.session.poll_event()).collect();
                 inner.timer = inner.session.poll_timeout().map(|at| {
@@ -203,6 +214,8 @@ impl Driver {
                     } else {
                         let err = err.unwrap_or_else(|| SdkError::new("disconnected", "could not connect"));
                         let _ = reject.call1(&JsValue::NULL, &js_error(&err.code, &err.message));
+                        // Nobody holds a session that never connected: end it, so it is freed.
+                        self.with(Session::close);
                     }
                 }
                 call_all(&handlers, &JsValue::from_str(s.as_str()));
