@@ -183,7 +183,7 @@ impl Alarms {
     /// Takes in one datagram.
     pub fn ingest(&self, from: SocketAddr, payload: &[u8]) -> Arc<Alarm> {
         let data = decode(payload);
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ring = crate::util::lock(&self.ring);
         // Numbered under the ring's lock, so the ring and the channel see alarms in seq order.
         let seq = self.next.fetch_add(1, Relaxed);
         let frame = json!({"type": "alarm", "msg": {"seq": seq, "at": crate::now_ms(), "from": from.to_string(), "data": data}});
@@ -202,7 +202,7 @@ impl Alarms {
     /// Subscribes; with `since`, the alarms after it that are still held come first, preceded by
     /// the count of those no longer held.
     fn subscribe(&self, since: Option<u64>) -> (broadcast::Receiver<Arc<Alarm>>, u64, Vec<Arc<Alarm>>) {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = crate::util::lock(&self.ring);
         let rx = self.live.subscribe();
         let last = self.next.load(Relaxed) - 1;
         let Some(since) = since else { return (rx, 0, Vec::new()) };

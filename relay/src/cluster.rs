@@ -60,9 +60,7 @@ fn gone_key(room: &str, member: &str) -> String {
 /// The key that signs resume tokens, the same on every node.
 const RESUME_KEY: &str = "tether:resume-key";
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::util::hex;
 
 fn unhex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
@@ -341,7 +339,7 @@ impl Bus {
     }
 
     fn cs_answered(&self, answer: CsAnswer) {
-        let waiting = self.cs_waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&answer.id);
+        let waiting = crate::util::lock(&self.cs_waiting).remove(&answer.id);
         if let Some(tx) = waiting {
             let _ = tx.send(answer);
         }
@@ -423,14 +421,14 @@ impl Cluster {
         let id = bus.cs_next.fetch_add(1, Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
-            let mut waiting = bus.cs_waiting.lock().unwrap_or_else(|p| p.into_inner());
+            let mut waiting = crate::util::lock(&bus.cs_waiting);
             if waiting.len() >= CS_IN_FLIGHT {
                 return Err((503, "too many CS calls are waiting on other relays; try again shortly"));
             }
             waiting.insert(id, tx);
         }
         let forget = || {
-            bus.cs_waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            crate::util::lock(&bus.cs_waiting).remove(&id);
         };
         let msg = CsForward {
             id,

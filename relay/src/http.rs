@@ -107,7 +107,7 @@ impl PerIp {
         if self.max == 0 {
             return Ok(None);
         }
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = crate::util::lock(&self.open);
         let n = open.entry(ip).or_default();
         if *n >= self.max {
             return Err(AppError::new(
@@ -123,7 +123,7 @@ impl PerIp {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut open = self.per_ip.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = crate::util::lock(&self.per_ip.open);
         if let Some(n) = open.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

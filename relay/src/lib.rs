@@ -17,6 +17,7 @@
 //! - [`token`]: secret digests and signed resume tokens.
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`strikes`]: wrong secrets per address, answered ever more slowly.
+//! - [`util`]: the poison-proof lock and hex, used everywhere.
 //! - [`metrics`]: counters for `/metrics`.
 
 pub mod alarm;
@@ -30,6 +31,7 @@ pub mod ratelimit;
 pub mod room;
 pub mod strikes;
 pub mod token;
+pub mod util;
 pub mod ws;
 
 pub use config::Config;

@@ -14,12 +14,13 @@ use crate::cluster::{Bus, RemoteMember, RemoteRequest};
 use crate::history::{Record, Store};
 use crate::metrics::{Dropped as DropReason, Metrics};
 use crate::token::{Credential, Tokens, device_key, digests_match, secret_digest, tag};
+use crate::util::lock;
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tether_protocol::msg::{Devices, Hello, MemberInfo, Welcome};
 use tether_protocol::{ErrorCode, Kind, OutEnvelope, Role, limits};
@@ -595,12 +596,6 @@ pub struct Hub {
     next_conn: AtomicU64,
     next_req: AtomicU64,
     bus: Option<Arc<Bus>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a room lock is a bug, but it must not take every later join
-    // down with it: the data is still consistent at statement granularity.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Hub {

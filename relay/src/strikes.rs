@@ -67,7 +67,7 @@ impl Strikes {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Count>> {
-        self.by_addr.lock().unwrap_or_else(|p| p.into_inner())
+        crate::util::lock(&self.by_addr)
     }
 
     /// `Err(wait)` when `ip` must wait before trying a secret again.

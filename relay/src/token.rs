@@ -98,7 +98,7 @@ pub fn digests_match(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// A digest as the lowercase hex `tag` stored with history rows.
 pub fn tag(digest: &[u8; 32]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::util::hex(digest)
 }
 
 /// What a valid resume token says.

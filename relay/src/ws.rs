@@ -333,7 +333,7 @@ impl Connection {
     fn refuse(&self, id: Option<&str>, code: ErrorCode, message: &str) {
         self.hub.metrics.error(code);
         let frame = error_frame(id, code, message);
-        let mut room = self.joined.room.lock().unwrap_or_else(|p| p.into_inner());
+        let mut room = crate::util::lock(&self.joined.room);
         room.deliver(&self.joined.member, frame.into());
     }
 

@@ -25,6 +25,7 @@ pub mod session;
 pub mod xmlrpc;
 
 use crate::metrics::Metrics;
+use crate::util::lock;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -32,7 +33,7 @@ use serde_json::{Value, json};
 use session::{Answer, CallError, Limits, Session, Submit, Upstream};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tether_protocol::ErrorCode;
 
@@ -88,10 +89,6 @@ impl IntoResponse for CsError {
         let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
         (self.status, axum::Json(body)).into_response()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The body of a request, and whether it is raw XML-RPC to pass through.
@@ -217,8 +214,7 @@ pub fn xml_content_type(upstream: Option<&str>) -> HeaderValue {
 }
 
 fn new_token() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::util::hex(&rand::random::<[u8; 16]>())
 }
 
 fn call_error(e: CallError) -> CsError {

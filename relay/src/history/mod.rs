@@ -390,7 +390,7 @@ impl Store {
             unreachable!("only the SQLite store reads here")
         };
         tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = crate::util::lock(&reader);
             f(&conn).map_err(StoreError::from)
         })
         .await
