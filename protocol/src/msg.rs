@@ -158,6 +158,37 @@ pub struct ErrorMsg {
     pub message: String,
 }
 
+/// `alarm`, relay → `/alarms` subscriber: one datagram of the legacy alarm service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    /// Increasing per relay process; `?since=` replays what is still held after it.
+    pub seq: u64,
+    /// When the relay received it, ms since the Unix epoch.
+    pub at: u64,
+    /// The sender's address (`host:port`).
+    pub from: String,
+    /// The payload: JSON as is, XML as JSON (`{root: …}`, attributes `@name`), other text as a
+    /// string, bytes that are not UTF-8 as `{"$base64": "…"}`.
+    pub data: Value,
+}
+
+/// `alarmGap`, relay → `/alarms` subscriber: alarms it will not receive (it fell behind, or
+/// they were no longer held for `?since=`). Loss is always said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmGap {
+    /// How many.
+    pub dropped: u64,
+}
+
+/// `alarmSource`, relay → `/alarms` subscriber: what is known of the `--alarm-udp` service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmSource {
+    /// `"up"` or `"unreachable"` (`"unknown"` before the first word from it).
+    pub state: String,
+    /// The service's address, when known.
+    pub service: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +212,18 @@ mod tests {
         assert!(v.get("deviceKey").is_none(), "a device is never told the key");
         assert_eq!(v["role"], "device");
         assert_eq!(serde_json::from_value::<Welcome>(v).unwrap(), w);
+    }
+
+    #[test]
+    fn alarm_bodies_have_their_documented_shape() {
+        let a = Alarm { seq: 7, at: 1, from: "10.0.0.9:9002".into(), data: json!({"zone": 3}) };
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            json!({"seq": 7, "at": 1, "from": "10.0.0.9:9002", "data": {"zone": 3}})
+        );
+        assert_eq!(serde_json::to_value(AlarmGap { dropped: 2 }).unwrap(), json!({"dropped": 2}));
+        let s = AlarmSource { state: "unreachable".into(), service: None };
+        assert_eq!(serde_json::to_value(&s).unwrap(), json!({"state": "unreachable", "service": null}));
     }
 
     #[test]

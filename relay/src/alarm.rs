@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tether_protocol::Kind;
+use tether_protocol::{Kind, OutEnvelope, limits, msg};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -114,10 +114,8 @@ impl Source {
 }
 
 fn source_frame(state: Source, service: Option<SocketAddr>) -> Utf8Bytes {
-    let service = service.map(|s| s.to_string());
-    json!({"type": Kind::AlarmSource.as_str(), "msg": {"state": state.as_str(), "service": service}})
-        .to_string()
-        .into()
+    let body = msg::AlarmSource { state: state.as_str().into(), service: service.map(|s| s.to_string()) };
+    OutEnvelope::new(Kind::AlarmSource, body).to_text().into()
 }
 
 /// The `alarmSource` frame a subscriber that was last told `told` should get now, if any: when
@@ -135,7 +133,7 @@ fn source_news(
 }
 
 fn gap_frame(dropped: u64) -> Utf8Bytes {
-    json!({"type": "alarmGap", "msg": {"dropped": dropped}}).to_string().into()
+    OutEnvelope::new(Kind::AlarmGap, msg::AlarmGap { dropped }).to_text().into()
 }
 
 impl Alarms {
@@ -186,8 +184,8 @@ impl Alarms {
         let mut ring = crate::util::lock(&self.ring);
         // Numbered under the ring's lock, so the ring and the channel see alarms in seq order.
         let seq = self.next.fetch_add(1, Relaxed);
-        let frame = json!({"type": "alarm", "msg": {"seq": seq, "at": crate::now_ms(), "from": from.to_string(), "data": data}});
-        let alarm = Arc::new(Alarm { seq, frame: frame.to_string().into() });
+        let body = msg::Alarm { seq, at: crate::now_ms(), from: from.to_string(), data };
+        let alarm = Arc::new(Alarm { seq, frame: OutEnvelope::new(Kind::Alarm, body).to_text().into() });
         ring.push_back(alarm.clone());
         if ring.len() > self.history {
             ring.pop_front();
@@ -415,7 +413,22 @@ pub async fn run_listener(alarms: Arc<Alarms>, sock: UdpSocket, stop: Cancellati
     }
 }
 
-/// Serves one `/alarms` subscriber until it leaves or the relay stops.
+/// The subscriber's socket is gone, or stopped reading or answering.
+struct Gone;
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Writes one frame, giving up after `limit`: a subscriber that stops reading fills its socket
+/// and would hold this task (and its queue) forever.
+async fn send(tx: &mut Sink, m: Message, limit: Duration) -> Result<(), Gone> {
+    match tokio::time::timeout(limit, tx.send(m)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(Gone),
+    }
+}
+
+/// Serves one `/alarms` subscriber until it leaves, goes silent (no pong for two heartbeats),
+/// stops reading (a write stuck for two heartbeats), or the relay stops.
 pub async fn serve(
     socket: WebSocket,
     alarms: Arc<Alarms>,
@@ -430,53 +443,62 @@ pub async fn serve(
     let mut source = alarms.source.subscribe();
     let mut told = Source::Unknown;
     let mut last = since.unwrap_or(0).clamp(alarms.first - 1, alarms.last_seq().max(alarms.first - 1));
-    let outcome: Result<(), axum::Error> = async {
+    let silence = heartbeat * limits::MISSED_HEARTBEATS as u32;
+    let outcome: Result<(), Gone> = async {
+        let tx = &mut tx;
         if let Some(f) = source_news(&mut source, &mut told) {
-            tx.send(Message::Text(f)).await?; // unreachable already
+            send(tx, Message::Text(f), silence).await?; // unreachable already
         }
         if expired > 0 {
             metrics.alarms_dropped_expired.fetch_add(expired, Relaxed);
-            tx.send(Message::Text(gap_frame(expired))).await?;
+            send(tx, Message::Text(gap_frame(expired)), silence).await?;
         }
         for a in replay {
-            tx.send(Message::Text(a.frame.clone())).await?;
+            send(tx, Message::Text(a.frame.clone()), silence).await?;
             metrics.alarms_forwarded.fetch_add(1, Relaxed);
             last = a.seq;
         }
         let mut ping = tokio::time::interval(heartbeat);
+        let deadline = tokio::time::sleep(silence);
+        tokio::pin!(deadline);
         loop {
             tokio::select! {
                 () = stop.cancelled() => {
                     let close = CloseFrame { code: 1012, reason: "shutting_down".into() };
-                    let _ = tx.send(Message::Close(Some(close))).await;
+                    let _ = send(tx, Message::Close(Some(close)), Duration::from_secs(1)).await;
                     return Ok(());
+                }
+                () = &mut deadline => {
+                    tracing::debug!("an alarm subscriber answered no ping for two heartbeats; closing");
+                    return Err(Gone);
                 }
                 msg = rx.recv() => match msg {
                     Ok(a) if a.seq > last => {
                         // "Back up" goes before the first alarm that says so.
                         if let Some(f) = source_news(&mut source, &mut told) {
-                            tx.send(Message::Text(f)).await?;
+                            send(tx, Message::Text(f), silence).await?;
                         }
                         last = a.seq;
-                        tx.send(Message::Text(a.frame.clone())).await?;
+                        send(tx, Message::Text(a.frame.clone()), silence).await?;
                         metrics.alarms_forwarded.fetch_add(1, Relaxed);
                     }
                     Ok(_) => {} // already replayed
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         metrics.alarms_dropped_lagging.fetch_add(n, Relaxed);
-                        tx.send(Message::Text(gap_frame(n))).await?;
+                        send(tx, Message::Text(gap_frame(n)), silence).await?;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
                 Ok(()) = source.changed() => {
                     if let Some(f) = source_news(&mut source, &mut told) {
-                        tx.send(Message::Text(f)).await?;
+                        send(tx, Message::Text(f), silence).await?;
                     }
                 }
-                _ = ping.tick() => tx.send(Message::Ping(Default::default())).await?,
+                _ = ping.tick() => send(tx, Message::Ping(Default::default()), silence).await?,
                 incoming = rx_ws.next() => match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
-                    Some(Ok(_)) => {} // subscribers have nothing to say
+                    // Subscribers have nothing to say; anything (a pong) shows they are there.
+                    Some(Ok(_)) => deadline.as_mut().reset(tokio::time::Instant::now() + silence),
                 },
             }
         }

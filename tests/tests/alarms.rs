@@ -173,7 +173,13 @@ async fn every_payload_kind_arrives_decoded() {
 async fn at_a_high_rate_every_alarm_is_delivered_or_counted_for_each_subscriber() {
     const N: u64 = 10_000;
     let mut service = Service::bind("127.0.0.1:0").await;
-    let relay = relay_for(service.addr, |c| c.alarm_queue = 64).await;
+    // A slow machine may take longer than two heartbeats to send it all, and a subscriber
+    // that reads nothing for that long is closed (tested below): this test is about the count.
+    let relay = relay_for(service.addr, |c| {
+        c.alarm_queue = 64;
+        c.heartbeat_ms = 60_000;
+    })
+    .await;
     let mut fast = subscribe(&relay, "").await;
     let mut slow = subscribe(&relay, "").await; // reads nothing until the end
     wait_metric(relay.addr, "tether_alarm_subscribers 2").await;
@@ -567,5 +573,81 @@ async fn guessing_the_alarm_token_is_answered_ever_more_slowly() {
     let (status, v) =
         open(relay.addr, &format!("?token={TOKEN}"), &[]).await.map(drop).expect_err("throttled");
     assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    relay.stop().await;
+}
+
+/// A relay taking pushed alarms on a free port, open to any subscriber, pinging every 100 ms.
+async fn pushed_relay() -> (Relay, SocketAddr) {
+    let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let listen = free.local_addr().unwrap();
+    drop(free);
+    let relay = Relay::with(|c| {
+        c.alarm_listen = Some(listen);
+        c.alarms_public = true;
+        c.heartbeat_ms = 100;
+    })
+    .await;
+    (relay, listen)
+}
+
+#[tokio::test]
+async fn a_subscriber_that_answers_no_ping_is_closed_within_two_heartbeats() {
+    let (relay, _) = pushed_relay().await;
+    // Connected, then never read again: no pong ever goes back.
+    let silent = open(relay.addr, "", &[]).await.expect("opened");
+    wait_metric(relay.addr, "tether_alarm_subscribers 1").await;
+    wait_metric(relay.addr, "tether_alarm_subscribers 0").await;
+    drop(silent);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_closed_not_waited_for() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (relay, listen) = pushed_relay().await;
+    // A raw subscriber with a small receive buffer that reads nothing after the handshake, yet
+    // keeps saying it is there (a pong every 50 ms): only a write that gives up can end it.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = sock.connect(relay.addr).await.unwrap();
+    let req = format!(
+        "GET /alarms HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        relay.addr
+    );
+    stuck.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        stuck.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    wait_metric(relay.addr, "tether_alarm_subscribers 1").await;
+    let (_, mut write) = stuck.into_split();
+    let alive = tokio::spawn(async move {
+        // An empty, masked pong, until the relay closes the socket (bounded: longer than the
+        // test waits, so a stuck relay is never let off by the pongs stopping).
+        let deadline = tokio::time::Instant::now() + WAIT * 3;
+        while tokio::time::Instant::now() < deadline {
+            if write.write_all(&[0x8a, 0x80, 1, 2, 3, 4]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    // Far more than the socket buffers hold (at most 800 × 60 KB), two datagrams at a time so
+    // the relay's UDP buffer takes them, until the relay lets the subscriber go.
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let big = vec![b'x'; 60_000];
+    for _ in 0..400 {
+        sender.send_to(&big, listen).await.unwrap();
+        sender.send_to(&big, listen).await.unwrap();
+        if http_get(relay.addr, "/metrics").await.2.lines().any(|l| l == "tether_alarm_subscribers 0") {
+            break;
+        }
+    }
+    wait_metric(relay.addr, "tether_alarm_subscribers 0").await;
+    alive.abort();
     relay.stop().await;
 }

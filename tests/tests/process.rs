@@ -168,7 +168,9 @@ async fn a_request_under_way_when_the_relay_restarts_is_answered_after_it() {
 async fn a_slow_consumer_does_not_grow_the_relays_memory() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = FAST.to_vec();
-    args.extend(["--max-frame", "524288"]);
+    // The stuck device answers no ping either: a slow machine must not mark it away (and buffer
+    // for it) before its queue fills. This test is about memory, not presence.
+    args.extend(["--max-frame", "524288", "--heartbeat-ms", "60000"]);
     let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
     let url = relay.ws_url();
     let mut pc = Client::join(&url, "r", "pc", "s-0123456789abcdef").await;
@@ -241,7 +243,9 @@ async fn a_thousand_connections_opened_and_closed_leave_rss_at_its_baseline() {
     let cycles: usize = std::env::var("TETHER_CHURN_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
     let dir = tempfile::tempdir().unwrap();
     let mut args = FAST.to_vec();
-    args.extend(["--max-conns-per-ip", "4000"]);
+    // Clients joined first do not read (so answer no ping) until all have joined: on a slow
+    // machine that took over two heartbeats. This test is about memory, not presence.
+    args.extend(["--max-conns-per-ip", "4000", "--heartbeat-ms", "60000"]);
     let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
     let url = relay.ws_url();
     let mut rss = Vec::new();
