@@ -520,15 +520,13 @@ impl<'a> Parser<'a> {
                         }
                     }
                 } else {
-                    let name = r.as_ref().to_owned();
-                    out.push(match name.as_str() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        _ => return Err(CodecError::Dtd(format!("the entity &{name};"))),
-                    });
+                    // The five predefined entities, by quick-xml's own table; any other is one
+                    // a DTD would declare, and none is ever processed.
+                    let name = r.as_ref();
+                    match quick_xml::escape::resolve_xml_entity(name) {
+                        Some(text) => out.push_str(text),
+                        None => return Err(CodecError::Dtd(format!("the entity &{name};"))),
+                    }
                 }
             }
             Event::Comment(_) | Event::PI(_) => {}
