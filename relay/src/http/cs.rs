@@ -342,3 +342,51 @@ async fn forward(
     let wait = s.cs.as_ref().map_or(std::time::Duration::from_secs(60), |g| g.forward_wait());
     Some(cluster.forward_cs(&node, &token, op, wait).await.map_err(AppError::from))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_gateway_error_keeps_its_status_and_code() {
+        let cases = [
+            (CsError::BadRequest("x".into()), 400, "bad_frame"),
+            (CsError::NotLoggedIn, 401, "unauthorized"),
+            (CsError::UnknownSession, 401, "unauthorized"),
+            (CsError::NoUpstreamThere, 404, "unauthorized"),
+            (CsError::SessionLost, 410, "session_lost"),
+            (CsError::Upstream(CallError::Lost), 410, "session_lost"),
+            (CsError::NodeStopped, 410, "session_lost"),
+            (CsError::TooManySessions(1), 503, "rate_limited"),
+            (CsError::Busy(1), 503, "rate_limited"),
+            (CsError::Cluster("x".into()), 503, "cluster_unavailable"),
+            (CsError::NodeTimeout, 504, "cluster_unavailable"),
+            (CsError::Upstream(CallError::Timeout(1)), 504, "upstream_closed"),
+            (CsError::Upstream(CallError::TooLarge(1)), 502, "too_large"),
+            (CsError::Upstream(CallError::Io("detail".into())), 502, "upstream_closed"),
+            (CsError::Upstream(CallError::Connect("detail".into())), 502, "upstream_closed"),
+            (CsError::BadUpstream("x".into()), 502, "bad_upstream"),
+        ];
+        for (e, status, code) in cases {
+            let what = format!("{e:?}");
+            let app = AppError::from(e);
+            assert_eq!((app.status.as_u16(), app.code), (status, code), "{what}");
+            assert!(!app.message.contains("detail"), "{what}: the detail is for the log");
+        }
+    }
+
+    #[test]
+    fn a_logout_body_without_a_method_only_closes_the_session() {
+        for (media, body) in
+            [(Media::Json, "{}"), (Media::Json, " "), (Media::Xml, ""), (Media::Json, "{\"x\":1}")]
+        {
+            assert_eq!(op(Route::Logout, media, Bytes::from(body)), Ok(Op::Logout(None)), "{body:?}");
+        }
+        assert!(matches!(
+            op(Route::Logout, Media::Json, Bytes::from(r#"{"method": "logout"}"#)),
+            Ok(Op::Logout(Some(CsRequest::Json { .. })))
+        ));
+        assert!(matches!(op(Route::Logout, Media::Json, Bytes::from("{bad")), Err(CsError::BadRequest(_))));
+        assert!(matches!(op(Route::Call, Media::Json, Bytes::from("{}")), Err(CsError::BadRequest(_))));
+    }
+}
