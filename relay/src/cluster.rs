@@ -31,6 +31,7 @@ use std::time::Duration;
 use tether_protocol::msg::MemberInfo;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Publishes waiting to go out, at most; and their bytes, at most (frames are up to
 /// `--max-frame` each). Past either, a frame for another node is refused to its sender with
@@ -128,7 +129,8 @@ pub enum NodeMsg {
     CsAnswer(Box<CsAnswer>),
 }
 
-/// A CS gateway request that landed on a node not holding its session.
+/// A CS gateway call or logout that landed on a node not holding its session: the typed
+/// request, run there as if it had landed there.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CsForward {
@@ -136,31 +138,25 @@ pub struct CsForward {
     pub id: u64,
     /// The node waiting for the answer.
     pub reply_to: String,
-    /// `call` or `logout`.
-    pub action: String,
     /// The session token.
     pub token: String,
-    /// The request's `Content-Type`.
-    pub content_type: Option<String>,
-    /// The request body, base64.
-    pub body: String,
+    /// What is asked of the session (not `op`: that is [`NodeMsg`]'s tag).
+    pub action: crate::cs::Op,
 }
 
-/// The answer to a [`CsForward`], as the holding node's gateway gave it.
+/// The outcome of a [`CsForward`], as the holding node's gateway gave it: the forwarding
+/// node's HTTP edge answers it as its own.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CsAnswer {
     /// The forward's id.
     pub id: u64,
-    /// HTTP status.
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: Option<String>,
-    /// `Set-Cookie` (a logout clears the cookie).
-    pub set_cookie: Option<String>,
-    /// The body, base64.
-    pub body: String,
+    /// The reply, or why there is none.
+    pub outcome: CsOutcome,
 }
+
+/// A forwarded CS call's outcome.
+pub type CsOutcome = Result<crate::cs::Done, crate::cs::CsError>;
 
 /// Where a CS session is held.
 pub enum CsOwner {
@@ -238,7 +234,7 @@ pub struct Bus {
     /// How long a member whose node went away may resume elsewhere (`--grace-ms`).
     grace_ms: u64,
     /// CS calls forwarded from here, awaiting their answers.
-    cs_waiting: std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<CsAnswer>>>,
+    cs_waiting: std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<CsOutcome>>>,
     cs_next: AtomicU64,
     /// Bytes in the publish queue.
     queued_bytes: std::sync::atomic::AtomicUsize,
@@ -316,24 +312,13 @@ impl Bus {
         }
     }
 
-    /// Sends a CS answer back to the node that forwarded the request.
-    pub fn cs_answer(&self, node: &str, answer: CsAnswer) {
-        let id = answer.id;
-        if !self.publish_to(node, &NodeMsg::CsAnswer(Box::new(answer))) {
+    /// Sends a CS outcome back to the node that forwarded the request.
+    pub fn cs_answer(&self, node: &str, id: u64, outcome: CsOutcome) {
+        if !self.publish_to(node, &NodeMsg::CsAnswer(Box::new(CsAnswer { id, outcome }))) {
             // Too big for the queue now: the waiting node gets a short answer saying so rather
             // than waiting out its timeout.
-            use base64::Engine;
-            let body = serde_json::json!({"error": {
-                "code": "cluster_unavailable",
-                "message": "the answer could not be sent back between relays (the bus is down or full)",
-            }});
-            let short = CsAnswer {
-                id,
-                status: 503,
-                content_type: Some("application/json".into()),
-                set_cookie: None,
-                body: base64::engine::general_purpose::STANDARD.encode(body.to_string()),
-            };
+            let lost = "the answer could not be sent back between relays (the bus is down or full)";
+            let short = CsAnswer { id, outcome: Err(crate::cs::CsError::Cluster(lost.into())) };
             self.publish_to(node, &NodeMsg::CsAnswer(Box::new(short)));
         }
     }
@@ -341,7 +326,7 @@ impl Bus {
     fn cs_answered(&self, answer: CsAnswer) {
         let waiting = crate::util::lock(&self.cs_waiting).remove(&answer.id);
         if let Some(tx) = waiting {
-            let _ = tx.send(answer);
+            let _ = tx.send(answer.outcome);
         }
     }
 
@@ -405,48 +390,35 @@ impl Cluster {
         Ok(if alive { CsOwner::Node(node) } else { CsOwner::Dead(node) })
     }
 
-    /// Forwards a CS request to the node holding its session and waits for the answer, at most
-    /// `wait`. `Err` says why there is none, for a 503/504.
-    pub async fn forward_cs(
-        &self,
-        node: &str,
-        op: &str,
-        token: &str,
-        content_type: Option<String>,
-        body: &[u8],
-        wait: Duration,
-    ) -> Result<CsAnswer, (u16, &'static str)> {
-        use base64::Engine;
+    /// Forwards a CS call or logout to the node holding its session and waits for its outcome,
+    /// at most `wait`.
+    pub async fn forward_cs(&self, node: &str, token: &str, op: crate::cs::Op, wait: Duration) -> CsOutcome {
+        use crate::cs::CsError;
         let bus = &self.bus;
         let id = bus.cs_next.fetch_add(1, Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
             let mut waiting = crate::util::lock(&bus.cs_waiting);
             if waiting.len() >= CS_IN_FLIGHT {
-                return Err((503, "too many CS calls are waiting on other relays; try again shortly"));
+                let busy = "too many CS calls are waiting on other relays; try again shortly";
+                return Err(CsError::Cluster(busy.into()));
             }
             waiting.insert(id, tx);
         }
         let forget = || {
             crate::util::lock(&bus.cs_waiting).remove(&id);
         };
-        let msg = CsForward {
-            id,
-            reply_to: bus.node().to_owned(),
-            action: op.to_owned(),
-            token: token.to_owned(),
-            content_type,
-            body: base64::engine::general_purpose::STANDARD.encode(body),
-        };
+        let msg = CsForward { id, reply_to: bus.node().to_owned(), token: token.to_owned(), action: op };
         if !bus.publish_to(node, &NodeMsg::Cs(Box::new(msg))) {
             forget();
-            return Err((503, "the bus between relays is down: this session's relay cannot be reached"));
+            let down = "the bus between relays is down: this session's relay cannot be reached";
+            return Err(CsError::Cluster(down.into()));
         }
         match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(answer)) => Ok(answer),
+            Ok(Ok(outcome)) => outcome,
             _ => {
                 forget();
-                Err((504, "the relay holding this session did not answer in time"))
+                Err(CsError::NodeTimeout)
             }
         }
     }
@@ -487,6 +459,7 @@ impl Cluster {
         cs: Option<Arc<crate::cs::Gateway>>,
         heartbeat: Duration,
         stop: CancellationToken,
+        tasks: TaskTracker,
     ) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
         let pubsub = subscribe(&self.client, self.bus.node()).await?;
         let rx = self.rx.take().expect("started once");
@@ -498,6 +471,7 @@ impl Cluster {
             bus: self.bus.clone(),
             resume_key: self.resume_key.clone(),
             cs,
+            tasks,
         };
         tokio::spawn(sub.run(pubsub, stop.clone()));
         tokio::spawn(liveness(self.conn.clone(), self.bus.clone(), hub, heartbeat, stop));
@@ -647,6 +621,8 @@ struct Subscriber {
     bus: Arc<Bus>,
     resume_key: Option<String>,
     cs: Option<Arc<crate::cs::Gateway>>,
+    /// Where the forwarded CS calls run, so that shutdown waits for them.
+    tasks: TaskTracker,
 }
 
 impl Subscriber {
@@ -717,15 +693,65 @@ impl Subscriber {
             Ok(NodeMsg::Request(req)) => self.hub.bus_request(*req),
             Ok(NodeMsg::CsAnswer(answer)) => self.bus.cs_answered(*answer),
             Ok(NodeMsg::Cs(req)) => {
-                // Run on the session's own queue, in its own task: the bus reads on.
+                // Run on the session's own queue, in its own (tracked) task: the bus reads on.
                 let (cs, bus) = (self.cs.clone(), self.bus.clone());
-                tokio::spawn(async move {
-                    let node = req.reply_to.clone();
-                    let answer = crate::cs::run_forwarded(cs.as_deref(), *req).await;
-                    bus.cs_answer(&node, answer);
+                self.tasks.spawn(async move {
+                    let CsForward { id, reply_to, token, action } = *req;
+                    let outcome = crate::cs::run_forwarded(cs.as_deref(), &token, action).await;
+                    bus.cs_answer(&reply_to, id, outcome);
                 });
             }
             Err(e) => tracing::warn!(error = %e, "cluster: unreadable bus message"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cs::{CsError, CsReply, CsRequest, Done, JsonReply, LoggedOut, Op, RawXml};
+
+    fn roundtrip(msg: &NodeMsg) -> NodeMsg {
+        serde_json::from_str(&serde_json::to_string(msg).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_forwarded_cs_call_and_its_outcome_cross_the_bus_typed_and_unchanged() {
+        let json =
+            CsRequest::Json { method: "m".into(), params: vec![serde_json::json!([1, 0.1, "s", null])] };
+        let xml = CsRequest::Xml(bytes::Bytes::from_static(b"<methodCall>\x01\xff</methodCall>"));
+        for action in [Op::Call(json), Op::Call(xml), Op::Logout(None)] {
+            let msg = NodeMsg::Cs(Box::new(CsForward {
+                id: 7,
+                reply_to: "a".into(),
+                token: "t".into(),
+                action: action.clone(),
+            }));
+            let NodeMsg::Cs(back) = roundtrip(&msg) else { panic!("not a CS forward") };
+            assert_eq!(
+                (back.id, back.reply_to.as_str(), back.token.as_str(), back.action),
+                (7, "a", "t", action)
+            );
+        }
+        let outcomes: Vec<CsOutcome> = vec![
+            Ok(Done::Called(CsReply::Json(JsonReply::Result(serde_json::json!({"x": 1.5}))))),
+            Ok(Done::Called(CsReply::Xml(RawXml {
+                status: 500,
+                content_type: Some("text/html; charset=latin1".into()),
+                body: bytes::Bytes::from_static(b"<x/>"),
+            }))),
+            Ok(Done::LoggedOut(LoggedOut {
+                was_logged_in: true,
+                reply: Some(JsonReply::Fault { code: 3.into(), message: "no".into() }),
+                warning: None,
+            })),
+            Err(CsError::Busy(4)),
+            Err(CsError::Upstream(crate::cs::session::CallError::Timeout(10))),
+        ];
+        for outcome in outcomes {
+            let msg = NodeMsg::CsAnswer(Box::new(CsAnswer { id: 9, outcome: outcome.clone() }));
+            let NodeMsg::CsAnswer(back) = roundtrip(&msg) else { panic!("not a CS answer") };
+            assert_eq!((back.id, back.outcome), (9, outcome));
         }
     }
 }

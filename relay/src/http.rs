@@ -1,18 +1,18 @@
 //! The HTTP surface: routes, the pages, `/healthz`, `/metrics`, the history API, and the one
-//! error type ([`AppError`]) every handler returns. Every response carries the browser-facing
+//! error type ([`AppError`]) every handler returns. The CS gateway's edge is [`cs`]. Every response carries the browser-facing
 //! security headers ([`security_headers`], the policy per path from [`content_security_policy`]).
+
+mod cs;
 
 use crate::room::Hub;
 use crate::token::{secret_digest, tag};
 use crate::ws::{self, JoinQuery};
 use axum::extract::DefaultBodyLimit;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use futures_util::FutureExt as _;
 use serde::Deserialize;
 use serde_json::json;
@@ -75,14 +75,13 @@ impl AppState {
 /// An address that gave too many wrong secrets lately: `429 rate_limited` with `Retry-After`.
 fn too_many_wrong_secrets(wait: std::time::Duration) -> Response {
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut resp = AppError::new(
+    AppError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         format!("too many wrong secrets from this address: try again in {secs} s"),
     )
-    .into_response();
-    resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
-    resp
+    .with_header(header::RETRY_AFTER, secs.into())
+    .into_response()
 }
 
 /// Counts open WebSocket connections per IP address, up to `--max-conns-per-ip`.
@@ -203,9 +202,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/alarms", get(alarms_upgrade))
-        .route("/cs/login", post(cs_login))
-        .route("/cs/call", post(cs_call))
-        .route("/cs/logout", post(cs_logout))
+        .route("/cs/login", post(cs::login))
+        .route("/cs/call", post(cs::call))
+        .route("/cs/logout", post(cs::logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -277,24 +276,47 @@ fn with_bridges(html: &str, meta: &str) -> String {
     }
 }
 
-/// An error at the HTTP edge: a status and `{"error": {"code", "message"}}`.
+/// An error at the HTTP edge: a status and `{"error": {"code", "message"}}`, plus any headers
+/// that go with it (`Retry-After`). The one error body of every route; the CS gateway's errors
+/// become one through `From<CsError>` (in [`cs`]).
 #[derive(Debug)]
 pub struct AppError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Few and rare (a `Vec`, not a `HeaderMap`, keeps every `Result<_, AppError>` small).
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl AppError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        AppError { status, code, message: message.into() }
+        AppError { status, code, message: message.into(), headers: Vec::new() }
+    }
+
+    /// Sends `name: value` with the error.
+    fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().extend(self.headers);
+        resp
     }
+}
+
+/// `Authorization: Bearer <token>`, if any (trimmed, never empty).
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 impl From<crate::history::StoreError> for AppError {
@@ -390,12 +412,7 @@ async fn history(
     if let Err(wait) = strike.check() {
         return Ok(too_many_wrong_secrets(wait));
     }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let Some(secret) = q.secret.or(bearer).filter(|s| !s.is_empty()) else {
+    let Some(secret) = q.secret.or_else(|| bearer(&headers)).filter(|s| !s.is_empty()) else {
         return Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -468,7 +485,7 @@ async fn alarms_allowed(
     if s.alarm_access.public {
         return Ok(());
     }
-    let bearer = crate::cs::bearer(headers);
+    let bearer = bearer(headers);
     if [bearer.as_deref(), q.token.as_deref()].into_iter().flatten().any(|t| s.alarm_access.token_matches(t))
     {
         return Ok(());
@@ -483,7 +500,7 @@ async fn alarms_allowed(
     let session = match bearer {
         Some(token) => token,
         None => {
-            let token = crate::cs::cookie_token(headers).ok_or_else(unauthorized)?;
+            let token = cs::cookie_token(headers).ok_or_else(unauthorized)?;
             origin_allowed(s, headers, uri, true)?;
             token
         }
@@ -535,7 +552,7 @@ async fn alarms_upgrade(
         // A guess is a credential that was wrong; asking with none is not.
         let guessed = q.token.is_some()
             || headers.contains_key(header::AUTHORIZATION)
-            || crate::cs::cookie_token(&headers).is_some();
+            || cs::cookie_token(&headers).is_some();
         if e.status == StatusCode::UNAUTHORIZED && guessed {
             strike.fail();
         }
@@ -563,168 +580,6 @@ async fn alarms_upgrade(
             crate::alarm::serve(socket, alarms, since, heartbeat, stop).map(move |()| drop(slot)),
         )
     })
-}
-
-/// The gateway, or a clear error when this relay has none.
-fn gateway(s: &AppState) -> Result<Arc<crate::cs::Gateway>, AppError> {
-    s.cs.clone().ok_or_else(|| {
-        AppError::new(
-            StatusCode::NOT_FOUND,
-            "not_configured",
-            "this relay has no legacy CS server: start it with --cs-upstream",
-        )
-    })
-}
-
-/// A body too large (or unreadable) is a JSON error like every other.
-fn cs_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, AppError> {
-    body.map_err(|e| {
-        let status = e.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_frame" };
-        AppError::new(status, code, e.body_text())
-    })
-}
-
-#[derive(Clone, Copy)]
-enum CsOp {
-    Login,
-    Call,
-    Logout,
-}
-
-async fn cs(s: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, op: CsOp) -> Response {
-    let mut resp = cs_answer(s, headers, body, op).await;
-    // Every answer is what it says it is: JSON, or XML served as `text/xml`, never sniffed
-    // into something a browser would run.
-    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    resp
-}
-
-async fn cs_answer(
-    s: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    op: CsOp,
-) -> Response {
-    if crate::cs::media(headers).is_none() {
-        // A cross-site form or `no-cors` fetch can send only other types (see `cs::media`).
-        return AppError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "/cs/* takes Content-Type: application/json (or text/xml to pass XML-RPC through)",
-        )
-        .into_response();
-    }
-    if let (Some(cluster), CsOp::Call | CsOp::Logout, Ok(bytes)) = (&s.cluster, op, &body) {
-        if let Some(resp) = forward_cs(s, cluster, headers, bytes, op).await {
-            return resp;
-        }
-    }
-    let (g, body) = match (gateway(s), cs_body(body)) {
-        (Ok(g), Ok(b)) => (g, b),
-        (Err(e), _) | (_, Err(e)) => return e.into_response(),
-    };
-    let outcome = match op {
-        CsOp::Login => g.login(headers, body).await,
-        CsOp::Call => g.call(headers, body).await,
-        CsOp::Logout => g.logout(headers, body).await,
-    };
-    outcome.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// Cluster mode: a call or logout for a session another node holds is run there. `None`: the
-/// session is not another node's (the local gateway answers).
-async fn forward_cs(
-    s: &AppState,
-    cluster: &crate::cluster::Cluster,
-    headers: &HeaderMap,
-    body: &Bytes,
-    op: CsOp,
-) -> Option<Response> {
-    use crate::cluster::CsOwner;
-    use base64::Engine;
-    use tether_protocol::ErrorCode;
-    let token = crate::cs::token_of(headers).filter(|t| !s.cs.as_ref().is_some_and(|g| g.knows(t)))?;
-    let fail = |status: u16, code: ErrorCode, message: String| {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        Some((status, Json(json!({"error": {"code": code.as_str(), "message": message}}))).into_response())
-    };
-    let node = match cluster.cs_owner(&token).await {
-        Ok(CsOwner::Unknown) => return None,
-        Ok(CsOwner::Node(node)) => node,
-        // Messages say what failed, not where: node names and Redis's errors are for the log.
-        Ok(CsOwner::Dead(node)) => {
-            tracing::info!(%node, "a CS call for a session whose relay stopped");
-            return fail(
-                410,
-                ErrorCode::SessionLost,
-                "the relay holding this session stopped: log in again".into(),
-            );
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot reach Redis to find a CS session's relay");
-            return fail(
-                503,
-                ErrorCode::ClusterUnavailable,
-                "cannot reach the other relays to find this session's relay; try again shortly".into(),
-            );
-        }
-    };
-    let wait = s.cs.as_ref().map_or(std::time::Duration::from_secs(60), |g| g.forward_wait());
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let name = if matches!(op, CsOp::Logout) { "logout" } else { "call" };
-    match cluster.forward_cs(&node, name, &token, content_type, body, wait).await {
-        Ok(a) => {
-            let body = base64::engine::general_purpose::STANDARD.decode(&a.body).unwrap_or_default();
-            let mut resp =
-                (StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY), body).into_response();
-            let h = resp.headers_mut();
-            // JSON stays JSON; anything else is the upstream's XML, served as `text/xml` here too
-            // (whatever the other node, or an older one, said).
-            let json = a.content_type.as_deref().is_some_and(|ct| {
-                ct.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
-            });
-            let ct = if json {
-                HeaderValue::from_static("application/json")
-            } else {
-                crate::cs::xml_content_type(a.content_type.as_deref())
-            };
-            h.insert(header::CONTENT_TYPE, ct);
-            // The only cookie a call or logout sets is the one that ends the session; it is made
-            // here, where the browser's request (https or not) is known.
-            if a.set_cookie.is_some() {
-                if let Ok(v) = HeaderValue::from_str(&crate::cs::clear_cookie(headers)) {
-                    h.insert(header::SET_COOKIE, v);
-                }
-            }
-            Some(resp)
-        }
-        Err((status, message)) => fail(status, ErrorCode::ClusterUnavailable, message.to_owned()),
-    }
-}
-
-async fn cs_login(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    cs(&s, &headers, body, CsOp::Login).await
-}
-
-async fn cs_call(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    cs(&s, &headers, body, CsOp::Call).await
-}
-
-async fn cs_logout(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    cs(&s, &headers, body, CsOp::Logout).await
 }
 
 async fn pc_page(State(s): State<AppState>) -> Response {

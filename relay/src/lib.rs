@@ -126,7 +126,9 @@ pub async fn run(
     let mut metrics = metrics::Metrics::default();
     metrics.history_commits = store.commits();
     let metrics = Arc::new(metrics);
-    let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone()));
+    // Socket tasks, CS sessions' connections and forwarded CS calls: shutdown waits for them.
+    let tasks = TaskTracker::new();
+    let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone(), tasks.clone()));
     let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some())
         .then(|| alarm::Alarms::new(config.alarm_history, config.alarm_queue, metrics.clone()));
     let mut cluster = match &config.redis {
@@ -156,7 +158,8 @@ pub async fn run(
         if let Some(g) = &cs {
             g.attach_bus(c.bus.clone());
         }
-        let p = c.start(hub.clone(), cs.clone(), config.heartbeat(), cluster_stop.clone()).await;
+        let p =
+            c.start(hub.clone(), cs.clone(), config.heartbeat(), cluster_stop.clone(), tasks.clone()).await;
         publishing = Some(p.map_err(|e| RelayError::Config(format!("--redis: cannot subscribe: {e}")))?);
     }
     let cluster = cluster.map(Arc::new);
@@ -164,7 +167,6 @@ pub async fn run(
         restore_snapshot(&hub).await;
     }
     let stop = CancellationToken::new();
-    let tasks = TaskTracker::new();
 
     let sweeper = {
         let (hub, cs, stop) = (hub.clone(), cs.clone(), stop.clone());
@@ -218,7 +220,7 @@ pub async fn run(
         tasks: tasks.clone(),
         www: config.www_dir(),
         sdk: config.sdk_dir(),
-        cs,
+        cs: cs.clone(),
         alarms,
         heartbeat: config.heartbeat(),
         cluster,
@@ -252,6 +254,9 @@ pub async fn run(
             .await;
     stop.cancel();
     tasks.close();
+    if let Some(cs) = &cs {
+        cs.close_all();
+    }
     if tokio::time::timeout(GOODBYE_WAIT, tasks.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
     }

@@ -1,45 +1,43 @@
-//! The legacy CS gateway: `POST /cs/login`, `/cs/call`, `/cs/logout`.
+//! The legacy CS gateway's typed core: log in, call, log out.
 //!
 //! The legacy server binds a user to the TCP connection that logged in (seed 000). So a login
-//! opens a **new** keep-alive connection, and the session token the browser gets names that
+//! opens a **new** keep-alive connection, and the session token the client gets names that
 //! connection: the client never names its own uid. Calls go over the session's connection one
 //! at a time, in order, through a bounded queue. When the connection ends, so does the session:
 //! the next call gets `session_lost`, never a silent retry on a new, un-logged-in connection.
 //!
-//! JSON bodies (`{"method", "params"}`) are turned into XML-RPC and the reply back into JSON
-//! (`{"result"}` or `{"fault": {"code", "message"}}`); `text/xml` bodies pass through unchanged
-//! both ways, except that a DOCTYPE or an entity declaration never reaches the legacy server,
-//! and its answer is always served as `text/xml` with `nosniff` (never its own content type:
-//! a `text/html` answer would be a page of the relay's origin).
+//! A [`CsRequest`] is JSON (`{"method", "params"}`, turned into XML-RPC here and the reply back
+//! into a [`JsonReply`]: a result or a fault) or raw XML-RPC, passed through unchanged both ways
+//! ([`RawXml`]), except that a DOCTYPE or an entity declaration never reaches the legacy server.
+//! Failures are a [`CsError`]: an error code and a message, no HTTP status.
 //!
-//! A browser attaches the session cookie to whatever request a page makes, so the routes take
-//! only bodies a cross-site form or `no-cors` fetch cannot send (`application/json`,
-//! `text/xml`: see [`media`]) and, in `http`, only the relay's own `Origin`.
+//! No HTTP here: headers, cookies, content types, `Origin` and the statuses errors map to are
+//! the HTTP edge's (`http::cs`). The same typed request and reply cross between relays in
+//! cluster mode ([`Op`], [`Done`]), so a call forwarded to the node holding its session is
+//! answered exactly as a local one.
 //!
 //! # Layout
 //! - [`xmlrpc`]: the pure XML-RPC ⇄ JSON codec.
 //! - [`session`]: one session's upstream connection and the task that owns it.
-//! - this module: the sessions by token, and the HTTP handlers.
+//! - this module: the sessions by token, and what may be asked of them.
 
 pub mod session;
 pub mod xmlrpc;
 
 use crate::metrics::Metrics;
 use crate::util::lock;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use session::{Answer, CallError, Limits, Session, Submit, Upstream};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tether_protocol::ErrorCode;
+use tokio_util::task::TaskTracker;
 
-/// The cookie that carries the session token. Its path is `/`, so the browser also gives it to
-/// `/alarms`, which a CS session may read.
-pub const COOKIE: &str = "tether_cs";
 /// Tokens of ended sessions remembered, so their next call says `session_lost` rather than
 /// `unauthorized`.
 const LOST_REMEMBERED: usize = 4096;
@@ -68,36 +66,85 @@ pub struct Gateway {
     me: Weak<Gateway>,
     /// Cluster mode: where this node says which sessions it holds.
     bus: std::sync::OnceLock<Arc<crate::cluster::Bus>>,
+    /// Each session's connection task, so that shutdown waits for them to end ([`Gateway::close_all`]).
+    tasks: TaskTracker,
+    /// Set at shutdown: sessions ending then stay recorded in the cluster as this node's, so
+    /// other nodes say `session_lost` once this node is gone (as when it is killed).
+    closing: AtomicBool,
 }
 
-/// An HTTP error from the gateway: `{"error": {"code", "message"}}`.
-#[derive(Debug)]
-pub struct CsError {
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
+/// Why a CS request failed: an error code ([`CsError::code`]) and a message (its `Display`),
+/// which says what failed, never where (the upstream's address is for the log). The HTTP edge
+/// chooses the status. Serde, because it crosses between relays as a forwarded call's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CsError {
+    /// The body is not a call this gateway can send (bad JSON, bad XML, a DOCTYPE, a value
+    /// XML-RPC cannot carry).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No session token with the request.
+    #[error("log in first: POST /cs/login")]
+    NotLoggedIn,
+    /// A token this relay never issued (or long forgot).
+    #[error("unknown session: log in again")]
+    UnknownSession,
+    /// The session's connection is gone.
+    #[error("the CS server closed this session's connection (logout, idle close, restart): log in again")]
+    SessionLost,
+    /// `--cs-max-sessions` reached.
+    #[error("this relay already holds {0} CS sessions (--cs-max-sessions)")]
+    TooManySessions(usize),
+    /// The session's queue is full.
+    #[error("{0} calls are already queued on this session; try again shortly")]
+    Busy(usize),
+    /// The upstream gave no answer.
+    #[error(transparent)]
+    Upstream(#[from] CallError),
+    /// The upstream's answer is not XML-RPC (or not HTTP 200) where JSON was asked for.
+    #[error("{0}")]
+    BadUpstream(String),
+    /// A call was forwarded to a relay that has no legacy CS server.
+    #[error("the relay holding this session has no legacy CS server")]
+    NoUpstreamThere,
+    /// The relay holding the session stopped.
+    #[error("the relay holding this session stopped: log in again")]
+    NodeStopped,
+    /// The session's relay cannot be asked now (the bus is down or full, Redis unreachable).
+    #[error("{0}")]
+    Cluster(String),
+    /// The session's relay did not answer in time.
+    #[error("the relay holding this session did not answer in time")]
+    NodeTimeout,
 }
 
 impl CsError {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        CsError { status, code, message: message.into() }
+    /// The error code clients see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CsError::BadRequest(_) => ErrorCode::BadFrame,
+            CsError::NotLoggedIn | CsError::UnknownSession | CsError::NoUpstreamThere => {
+                ErrorCode::Unauthorized
+            }
+            CsError::SessionLost | CsError::NodeStopped | CsError::Upstream(CallError::Lost) => {
+                ErrorCode::SessionLost
+            }
+            CsError::TooManySessions(_) | CsError::Busy(_) => ErrorCode::RateLimited,
+            CsError::Upstream(CallError::TooLarge(_)) => ErrorCode::TooLarge,
+            CsError::Upstream(_) => ErrorCode::UpstreamClosed,
+            CsError::BadUpstream(_) => ErrorCode::BadUpstream,
+            CsError::Cluster(_) | CsError::NodeTimeout => ErrorCode::ClusterUnavailable,
+        }
     }
 }
 
-impl IntoResponse for CsError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+impl From<xmlrpc::CodecError> for CsError {
+    fn from(e: xmlrpc::CodecError) -> Self {
+        CsError::BadRequest(e.to_string())
     }
 }
 
-/// The body of a request, and whether it is raw XML-RPC to pass through.
-enum Body {
-    Json { xml: Bytes },
-    Xml(Bytes),
-}
-
-/// What a `/cs/*` body is, by its `Content-Type`.
+/// What a request body is, by its media type (which the HTTP edge reads from `Content-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Media {
     /// `application/json`.
@@ -106,110 +153,143 @@ pub enum Media {
     Xml,
 }
 
-/// The body's media type, parameters such as `; charset=utf-8` aside; `None` for any other or
-/// none. Only these are taken: a cross-site page can send `text/plain`, form encodings and
-/// anything in `no-cors` mode without asking, but a JSON or XML content type only after a CORS
-/// preflight, which the relay never grants.
-pub fn media(headers: &HeaderMap) -> Option<Media> {
-    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = ct.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Some(Media::Json)
-    } else if essence.eq_ignore_ascii_case("text/xml") || essence.eq_ignore_ascii_case("application/xml") {
-        Some(Media::Xml)
-    } else {
-        None
+/// A call to run on the legacy server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CsRequest {
+    /// `{"method", "params"}`, sent as an XML-RPC `methodCall`; the answer is a [`JsonReply`].
+    Json {
+        /// The method name.
+        method: String,
+        /// Its parameters.
+        params: Vec<Value>,
+    },
+    /// Raw XML-RPC, passed through (checked to carry no DOCTYPE nor entity declaration); the
+    /// answer is [`RawXml`].
+    Xml(#[serde(with = "base64_bytes")] Bytes),
+}
+
+impl CsRequest {
+    /// The call a body of `media` holds. A JSON call is checked to be one XML-RPC can carry
+    /// exactly (so a bad one is refused before any session is looked at).
+    pub fn parse(media: Media, body: Bytes) -> Result<CsRequest, CsError> {
+        match media {
+            Media::Xml => {
+                xmlrpc::check_passthrough(&body)?;
+                Ok(CsRequest::Xml(body))
+            }
+            Media::Json => {
+                let (method, params) = xmlrpc::call_json(&body)?;
+                xmlrpc::encode_call(&method, &params)?;
+                Ok(CsRequest::Json { method, params })
+            }
+        }
+    }
+
+    /// What goes to the legacy server.
+    fn to_xml(&self) -> Result<Bytes, CsError> {
+        Ok(match self {
+            CsRequest::Json { method, params } => Bytes::from(xmlrpc::encode_call(method, params)?),
+            CsRequest::Xml(xml) => xml.clone(),
+        })
     }
 }
 
-fn read_body(headers: &HeaderMap, body: Bytes) -> Result<Body, CsError> {
-    let bad =
-        |e: xmlrpc::CodecError| CsError::new(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, e.to_string());
-    if media(headers) == Some(Media::Xml) {
-        xmlrpc::check_passthrough(&body).map_err(bad)?;
-        return Ok(Body::Xml(body));
+/// The answer to a JSON call. Serialized, it is the HTTP body: `{"result": …}` or
+/// `{"fault": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JsonReply {
+    /// The returned value.
+    Result(Value),
+    /// A fault: `faultCode` and `faultString`.
+    Fault {
+        /// `faultCode` (usually an integer).
+        code: Value,
+        /// `faultString`.
+        message: String,
+    },
+}
+
+/// The legacy server's answer to raw XML, as it sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawXml {
+    /// The upstream's HTTP status.
+    pub status: u16,
+    /// The upstream's `Content-Type` (only its charset is ever kept: the edge serves `text/xml`).
+    pub content_type: Option<String>,
+    /// The bytes.
+    #[serde(with = "base64_bytes")]
+    pub body: Bytes,
+}
+
+/// The answer to a call: the kind of the request's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CsReply {
+    /// To a JSON call.
+    Json(JsonReply),
+    /// To raw XML.
+    Xml(RawXml),
+}
+
+/// A login's outcome.
+#[derive(Debug)]
+pub struct Login {
+    /// The login call's answer.
+    pub reply: CsReply,
+    /// The new session's token; `None` when the login was a fault (or not XML-RPC), which
+    /// gets no session.
+    pub session: Option<String>,
+}
+
+/// A logout's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedOut {
+    /// Whether the session was still live (logging out of one already gone is no error).
+    pub was_logged_in: bool,
+    /// The answer to the call in the logout's body, as JSON, if there was one and it decoded.
+    pub reply: Option<JsonReply>,
+    /// Why that call failed, if it did otherwise than by the upstream closing the session.
+    pub warning: Option<String>,
+}
+
+/// What may be asked of a session held by another relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Op {
+    /// [`Gateway::call`].
+    Call(CsRequest),
+    /// [`Gateway::logout`].
+    Logout(Option<CsRequest>),
+}
+
+/// The outcome of an [`Op`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Done {
+    /// Of a call.
+    Called(CsReply),
+    /// Of a logout.
+    LoggedOut(LoggedOut),
+}
+
+/// `Bytes` as a base64 string (the bus between relays carries JSON text).
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(b))
     }
-    let xml = xmlrpc::call_from_json(&body).map_err(bad)?;
-    Ok(Body::Json { xml: Bytes::from(xml) })
-}
 
-/// `Authorization: Bearer <token>`, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-}
-
-/// The session cookie's token, if any.
-pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE).then(|| v.to_owned())
-        })
-        .filter(|t| !t.is_empty())
-}
-
-/// The session token of a request: `Authorization: Bearer`, or the cookie.
-pub fn token_of(headers: &HeaderMap) -> Option<String> {
-    bearer(headers).or_else(|| cookie_token(headers))
-}
-
-/// Whether the browser reached the relay over https. The relay speaks plain HTTP, so that is a
-/// proxy's word (`X-Forwarded-Proto: https`) or the page's (`Origin: https://…`). A client
-/// that claims it falsely only gets a `Secure` cookie its browser will not send back over http.
-pub fn is_https(headers: &HeaderMap) -> bool {
-    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or_default();
-    let proto = text("x-forwarded-proto").split(',').next().unwrap_or_default().trim();
-    proto.eq_ignore_ascii_case("https")
-        || text("origin").get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-}
-
-/// The session cookie. `HttpOnly`: no script reads it. `SameSite=Strict`: the browser sends it
-/// on no request another site starts, not even a top-level link (nothing here needs one: the
-/// gateway is called by its pages' own scripts). `Secure` over https, so it never travels in
-/// clear. `Path=/`: `/alarms` reads it too.
-fn session_cookie(value: &str, https: bool, clear: bool) -> String {
-    let secure = if https { "; Secure" } else { "" };
-    let age = if clear { "; Max-Age=0" } else { "" };
-    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{age}")
-}
-
-/// The `Set-Cookie` that ends the session cookie (logout).
-pub fn clear_cookie(headers: &HeaderMap) -> String {
-    session_cookie("", is_https(headers), true)
-}
-
-/// Before the cookie's path was `/` it was `/cs`; a browser holding such a cookie would send it
-/// first to `/cs/*` and shadow the new one, so a login clears it.
-const OLD_COOKIE_CLEAR: &str = "tether_cs=; Path=/cs; HttpOnly; SameSite=Strict; Max-Age=0";
-
-/// The content type a raw XML answer is served with: `text/xml`, whatever the upstream said
-/// (its own type, say `text/html`, would make its bytes a page of the relay's origin), keeping a
-/// plain `charset` parameter (not UTF-7) since the XML may rely on it.
-pub fn xml_content_type(upstream: Option<&str>) -> HeaderValue {
-    let charset = upstream
-        .into_iter()
-        .flat_map(|ct| ct.split(';').skip(1))
-        .find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches('"'))
-        })
-        .filter(|c| {
-            (1..=40).contains(&c.len())
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && !c.to_ascii_lowercase().starts_with("utf-7")
-        });
-    match charset.and_then(|c| HeaderValue::from_str(&format!("text/xml; charset={c}")).ok()) {
-        Some(v) => v,
-        None => HeaderValue::from_static("text/xml"),
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map(Bytes::from).map_err(D::Error::custom)
     }
 }
 
@@ -223,54 +303,36 @@ fn call_error(e: CallError) -> CsError {
     if let CallError::Connect(detail) | CallError::Io(detail) = &e {
         tracing::warn!(error = %detail, "the CS server: {e}");
     }
-    match e {
-        CallError::Lost => CsError::new(StatusCode::GONE, ErrorCode::SessionLost, e.to_string()),
-        CallError::Timeout(_) => {
-            CsError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::UpstreamClosed, e.to_string())
-        }
-        CallError::TooLarge(_) => CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::TooLarge, e.to_string()),
-        CallError::Io(_) | CallError::Connect(_) => {
-            CsError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamClosed, e.to_string())
-        }
-    }
+    CsError::Upstream(e)
 }
 
-/// The JSON answer to a JSON call: `{"result"}` or `{"fault"}`; bad XML is a 502.
-fn json_answer(answer: &Answer) -> Result<(Value, bool), CsError> {
+/// The answer to a JSON call: a result or a fault; anything else is `bad_upstream`.
+fn json_reply(answer: &Answer) -> Result<JsonReply, CsError> {
     if answer.status != 200 {
-        return Err(CsError::new(
-            StatusCode::BAD_GATEWAY,
-            ErrorCode::BadUpstream,
-            format!("the CS server answered HTTP {}", answer.status),
-        ));
+        return Err(CsError::BadUpstream(format!("the CS server answered HTTP {}", answer.status)));
     }
     match xmlrpc::decode_response(&answer.body) {
-        Ok(xmlrpc::Response::Ok(v)) => Ok((json!({ "result": v }), false)),
-        Ok(xmlrpc::Response::Fault { code, message }) => {
-            Ok((json!({"fault": {"code": code, "message": message}}), true))
-        }
-        Err(e) => Err(CsError::new(
-            StatusCode::BAD_GATEWAY,
-            ErrorCode::BadUpstream,
-            format!("the CS server's answer is {e}"),
-        )),
+        Ok(xmlrpc::Response::Ok(v)) => Ok(JsonReply::Result(v)),
+        Ok(xmlrpc::Response::Fault { code, message }) => Ok(JsonReply::Fault { code, message }),
+        Err(e) => Err(CsError::BadUpstream(format!("the CS server's answer is {e}"))),
     }
 }
 
-/// The raw XML answer: status and bytes as the server sent them, served as `text/xml`
-/// ([`xml_content_type`]) with `nosniff`.
-fn xml_answer(answer: Answer) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut resp = (status, answer.body).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, xml_content_type(answer.content_type.as_deref()));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    resp
+/// The answer to `request`, in its kind.
+fn reply(request: &CsRequest, answer: Answer) -> Result<CsReply, CsError> {
+    match request {
+        CsRequest::Json { .. } => json_reply(&answer).map(CsReply::Json),
+        CsRequest::Xml(_) => Ok(CsReply::Xml(RawXml {
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
+        })),
+    }
 }
 
 impl Gateway {
-    /// A gateway with no sessions.
-    pub fn new(cfg: CsConfig, metrics: Arc<Metrics>) -> Arc<Gateway> {
+    /// A gateway with no sessions. Each session's connection task is tracked by `tasks`.
+    pub fn new(cfg: CsConfig, metrics: Arc<Metrics>, tasks: TaskTracker) -> Arc<Gateway> {
         Arc::new_cyclic(|me| Gateway {
             cfg,
             sessions: Mutex::new(HashMap::new()),
@@ -278,6 +340,8 @@ impl Gateway {
             metrics,
             me: me.clone(),
             bus: std::sync::OnceLock::new(),
+            tasks,
+            closing: AtomicBool::new(false),
         })
     }
 
@@ -316,7 +380,7 @@ impl Gateway {
 
     fn forget(&self, token: &str) {
         if lock(&self.sessions).remove(token).is_some() {
-            if let Some(bus) = self.bus.get() {
+            if let Some(bus) = self.bus.get().filter(|_| !self.closing.load(Ordering::Acquire)) {
                 bus.cs_session(token, None);
             }
             let mut lost = lock(&self.lost);
@@ -327,57 +391,35 @@ impl Gateway {
         }
     }
 
-    fn session(&self, headers: &HeaderMap) -> Result<(String, Arc<Session>), CsError> {
-        let Some(token) = token_of(headers) else {
-            return Err(CsError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                "log in first: POST /cs/login",
-            ));
-        };
-        let found = lock(&self.sessions).get(&token).cloned();
+    fn session(&self, token: &str) -> Result<Arc<Session>, CsError> {
+        let found = lock(&self.sessions).get(token).cloned();
         match found {
-            Some(s) if s.is_alive() => Ok((token, s)),
+            Some(s) if s.is_alive() => Ok(s),
             Some(_) => {
-                self.forget(&token);
-                Err(lost_error())
+                self.forget(token);
+                Err(CsError::SessionLost)
             }
-            None if lock(&self.lost).contains(&token) => Err(lost_error()),
-            None => Err(CsError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                "unknown session: log in again",
-            )),
+            None if lock(&self.lost).iter().any(|t| t == token) => Err(CsError::SessionLost),
+            None => Err(CsError::UnknownSession),
         }
     }
 
-    async fn run(&self, session: &Session, xml: Bytes) -> Result<Answer, CsError> {
+    /// Sends `xml` on the session's connection, after the calls queued before it.
+    async fn submit(&self, session: &Session, xml: Bytes) -> Result<Answer, CsError> {
         let answer = match session.submit(xml, "text/xml") {
             Ok(a) => a,
-            Err(Submit::Busy) => {
-                return Err(CsError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::RateLimited,
-                    format!(
-                        "{} calls are already queued on this session; try again shortly",
-                        self.cfg.limits.queue
-                    ),
-                ));
-            }
-            Err(Submit::Lost) => return Err(lost_error()),
+            Err(Submit::Busy) => return Err(CsError::Busy(self.cfg.limits.queue)),
+            Err(Submit::Lost) => return Err(CsError::SessionLost),
         };
-        answer.await.map_err(|_| lost_error())?.map_err(call_error)
+        answer.await.map_err(|_| CsError::SessionLost)?.map_err(call_error)
     }
 
-    /// `POST /cs/login`: a new connection, the login call on it, and a session if it worked.
-    pub async fn login(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, CsError> {
-        let body = read_body(headers, body)?;
+    /// A new connection, the login call on it, and a session if it worked: a login that is a
+    /// fault (or not XML-RPC) gets its answer and no session.
+    pub async fn login(&self, request: CsRequest) -> Result<Login, CsError> {
+        let xml = request.to_xml()?;
         if lock(&self.sessions).len() >= self.cfg.max_sessions {
-            return Err(CsError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::RateLimited,
-                format!("this relay already holds {} CS sessions (--cs-max-sessions)", self.cfg.max_sessions),
-            ));
+            return Err(CsError::TooManySessions(self.cfg.max_sessions));
         }
         let token = new_token();
         let ended = {
@@ -389,107 +431,80 @@ impl Gateway {
                 }
             }
         };
-        let session = Session::open(&self.cfg.upstream, self.cfg.limits, ended).await.map_err(call_error)?;
+        let session = Session::open(&self.cfg.upstream, self.cfg.limits, &self.tasks, ended)
+            .await
+            .map_err(call_error)?;
         self.metrics.cs_sessions.fetch_add(1, Relaxed);
         let session = Arc::new(session);
-        let (xml, is_json) = match &body {
-            Body::Json { xml, .. } => (xml.clone(), true),
-            Body::Xml(xml) => (xml.clone(), false),
-        };
-        let answer = match self.run(&session, xml).await {
+        let answer = match self.submit(&session, xml).await {
             Ok(a) => a,
             Err(e) => {
                 session.abort();
                 return Err(e);
             }
         };
-        // Only a login that is not a fault (nor garbage) gets a session.
         let fault = answer.status != 200
             || !matches!(xmlrpc::decode_response(&answer.body), Ok(xmlrpc::Response::Ok(_)));
         if fault {
             session.close();
-            return if is_json {
-                Ok(axum::Json(json_answer(&answer)?.0).into_response())
-            } else {
-                Ok(xml_answer(answer))
-            };
+            return Ok(Login { reply: reply(&request, answer)?, session: None });
         }
         lock(&self.sessions).insert(token.clone(), session);
         if let Some(bus) = self.bus.get() {
             bus.cs_session_new(&token, self.cfg.idle + Duration::from_secs(60)).await;
         }
-        let cookie = session_cookie(&token, is_https(headers), false);
-        let mut resp = if is_json {
-            let (mut v, _) = json_answer(&answer)?;
-            v["session"] = json!(token);
-            axum::Json(v).into_response()
-        } else {
-            xml_answer(answer)
-        };
-        let h = resp.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            h.append(header::SET_COOKIE, v);
-        }
-        h.append(header::SET_COOKIE, HeaderValue::from_static(OLD_COOKIE_CLEAR));
-        if let Ok(v) = HeaderValue::from_str(&token) {
-            h.insert("x-tether-session", v);
-        }
-        Ok(resp)
+        Ok(Login { reply: reply(&request, answer)?, session: Some(token) })
     }
 
-    /// `POST /cs/call`: the call on the session's own connection.
-    pub async fn call(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, CsError> {
-        let body = read_body(headers, body)?;
-        let (token, session) = self.session(headers)?;
+    /// The call on `session`'s own connection.
+    pub async fn call(&self, session: &str, request: CsRequest) -> Result<CsReply, CsError> {
+        let xml = request.to_xml()?;
+        let held = self.session(session)?;
         self.metrics.cs_calls.fetch_add(1, Relaxed);
-        self.held(&token);
-        let result = match body {
-            Body::Json { xml, .. } => {
-                let answer = self.run(&session, xml).await;
-                answer.and_then(|a| json_answer(&a)).map(|(v, _)| axum::Json(v).into_response())
-            }
-            Body::Xml(xml) => self.run(&session, xml).await.map(xml_answer),
+        self.held(session);
+        let result = match self.submit(&held, xml).await {
+            Ok(answer) => reply(&request, answer),
+            Err(e) => Err(e),
         };
         if let Err(e) = &result {
-            if e.code == ErrorCode::SessionLost || !session.is_alive() {
-                self.forget(&token);
+            if e.code() == ErrorCode::SessionLost || !held.is_alive() {
+                self.forget(session);
             }
         }
         result
     }
 
-    /// `POST /cs/logout`: runs the call in the body, if any, then closes the session's
-    /// connection.
-    pub async fn logout(&self, headers: &HeaderMap, body: Bytes) -> Result<Response, CsError> {
-        // An empty body, or JSON without a method, just closes the session.
-        let no_call = body.iter().all(u8::is_ascii_whitespace)
-            || (media(headers) != Some(Media::Xml)
-                && serde_json::from_slice::<Value>(&body).is_ok_and(|v| v.get("method").is_none()));
-        let call = if no_call { None } else { Some(read_body(headers, body)?) };
-        let (token, session) = match self.session(headers) {
+    /// Runs `request`, if any, on `session`, then closes the session's connection.
+    pub async fn logout(&self, session: &str, request: Option<CsRequest>) -> Result<LoggedOut, CsError> {
+        let xml = request.as_ref().map(CsRequest::to_xml).transpose()?;
+        let held = match self.session(session) {
             Ok(s) => s,
             // Logging out of a session that is already gone is not an error.
-            Err(e) if e.code == ErrorCode::SessionLost => {
-                return Ok(logged_out(headers, json!({"ok": true, "wasLoggedIn": false})));
+            Err(e) if e.code() == ErrorCode::SessionLost => {
+                return Ok(LoggedOut { was_logged_in: false, reply: None, warning: None });
             }
             Err(e) => return Err(e),
         };
-        let mut out = json!({"ok": true, "wasLoggedIn": true});
-        if let Some(Body::Json { xml, .. } | Body::Xml(xml)) = call {
+        let mut out = LoggedOut { was_logged_in: true, reply: None, warning: None };
+        if let Some(xml) = xml {
             // The upstream may close the connection in answer to its own logout: that is fine.
-            match self.run(&session, xml).await {
-                Ok(a) => {
-                    if let Ok((v, _)) = json_answer(&a) {
-                        out["reply"] = v;
-                    }
-                }
-                Err(e) if e.code == ErrorCode::SessionLost => {}
-                Err(e) => out["warning"] = json!(e.message),
+            match self.submit(&held, xml).await {
+                Ok(a) => out.reply = json_reply(&a).ok(),
+                Err(e) if e.code() == ErrorCode::SessionLost => {}
+                Err(e) => out.warning = Some(e.to_string()),
             }
         }
-        session.close();
-        self.forget(&token);
-        Ok(logged_out(headers, out))
+        held.close();
+        self.forget(session);
+        Ok(out)
+    }
+
+    /// Runs `op` on `session`: a call or a logout, as another relay forwarded it.
+    pub async fn run(&self, session: &str, op: Op) -> Result<Done, CsError> {
+        match op {
+            Op::Call(request) => self.call(session, request).await.map(Done::Called),
+            Op::Logout(request) => self.logout(session, request).await.map(Done::LoggedOut),
+        }
     }
 
     /// Closes sessions unused for longer than the idle timeout.
@@ -506,59 +521,27 @@ impl Gateway {
         }
     }
 
+    /// At shutdown: every session finishes what is queued on it and closes its connection
+    /// (the tasks doing so are tracked: the relay waits for them). In cluster mode the
+    /// sessions stay recorded as this node's, so the other nodes answer `session_lost`.
+    pub fn close_all(&self) {
+        self.closing.store(true, Ordering::Release);
+        let open: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for s in open {
+            s.close();
+        }
+    }
+
     /// Sessions open now.
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
     }
 }
 
-fn lost_error() -> CsError {
-    CsError::new(
-        StatusCode::GONE,
-        ErrorCode::SessionLost,
-        "the CS server closed this session's connection (logout, idle close, restart): log in again",
-    )
-}
-
-fn logged_out(headers: &HeaderMap, body: Value) -> Response {
-    let mut resp = axum::Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&clear_cookie(headers)) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
-}
-
-/// Runs a CS request another node forwarded here (its session is held here) and gives the
-/// answer to send back.
-pub async fn run_forwarded(g: Option<&Gateway>, req: crate::cluster::CsForward) -> crate::cluster::CsAnswer {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", req.token)) {
-        headers.insert(header::AUTHORIZATION, v);
-    }
-    if let Some(v) = req.content_type.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
-        headers.insert(header::CONTENT_TYPE, v);
-    }
-    let body = Bytes::from(b64.decode(&req.body).unwrap_or_default());
-    let outcome = match (g, req.action.as_str()) {
-        (None, _) => Err(CsError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::Unauthorized,
-            "the relay holding this session has no legacy CS server",
-        )),
-        (Some(g), "logout") => g.logout(&headers, body).await,
-        (Some(g), _) => g.call(&headers, body).await,
-    };
-    let resp = outcome.unwrap_or_else(IntoResponse::into_response);
-    let (parts, body) = resp.into_parts();
-    let text = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-    crate::cluster::CsAnswer {
-        id: req.id,
-        status: parts.status.as_u16(),
-        content_type: text(header::CONTENT_TYPE),
-        set_cookie: text(header::SET_COOKIE),
-        body: b64.encode(&body),
+/// Runs `op`, forwarded by another relay, on `session`, held here.
+pub async fn run_forwarded(g: Option<&Gateway>, session: &str, op: Op) -> Result<Done, CsError> {
+    match g {
+        Some(g) => g.run(session, op).await,
+        None => Err(CsError::NoUpstreamThere),
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Where the legacy server is, from `--cs-upstream http://host:port/path`.
 #[derive(Debug, Clone)]
@@ -50,7 +51,8 @@ impl Upstream {
 }
 
 /// Why a call got no answer from upstream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum CallError {
     /// The connection is gone; the session with it.
     #[error("the CS server closed this session's connection")]
@@ -119,11 +121,12 @@ pub struct Limits {
 }
 
 impl Session {
-    /// Opens a new connection to `upstream` and starts the session's task. `ended` runs once,
-    /// when the session's connection is gone.
+    /// Opens a new connection to `upstream` and starts the session's task on `tasks` (so that
+    /// shutdown can wait for it). `ended` runs once, when the session's connection is gone.
     pub async fn open(
         upstream: &Upstream,
         limits: Limits,
+        tasks: &TaskTracker,
         ended: impl FnOnce() + Send + 'static,
     ) -> Result<Session, CallError> {
         let tcp = tokio::time::timeout(limits.connect_timeout, TcpStream::connect(&upstream.addr))
@@ -138,7 +141,7 @@ impl Session {
         let alive = Arc::new(AtomicBool::new(true));
         let close = CancellationToken::new();
         let task = Task { upstream: upstream.clone(), limits, alive: alive.clone(), close: close.clone() };
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             task.run(sender, conn, rx).await;
             ended();
         });

@@ -217,28 +217,37 @@ pub fn encode_fault(code: i64, message: &str) -> String {
     out
 }
 
-/// A `methodCall` from a request body `{"method": "name", "params": [...]}` (`params` may be
-/// absent or `null`).
+/// A `methodCall` from a request body `{"method": "name", "params": [...]}`: [`call_json`],
+/// then [`encode_call`].
+pub fn call_from_json(body: &[u8]) -> Result<String, CodecError> {
+    let (method, params) = call_json(body)?;
+    encode_call(&method, &params)
+}
+
+/// The method and parameters of a request body `{"method": "name", "params": [...]}`
+/// (`params` may be absent or `null`).
 ///
 /// serde_json (without `arbitrary_precision`) reads an integer beyond 64 bits as the nearest
 /// double: `123456789012345678901234567890` would reach the legacy server as
 /// `<double>1.2345678901234568e29</double>`, and `-9223372036854775809` as `i64::MIN`'s double,
 /// another number than the one sent. So the integer literals of the text are checked first.
-pub fn call_from_json(body: &[u8]) -> Result<String, CodecError> {
+pub fn call_json(body: &[u8]) -> Result<(String, Vec<Value>), CodecError> {
     let bad = |m: String| CodecError::Request(m);
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
     exact_integers(body)?;
-    let method = v
-        .get("method")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad(r#"expected {"method": "name", "params": [...]}"#.into()))?;
-    let params = match v.get("params") {
-        None | Some(Value::Null) => &[][..],
-        Some(Value::Array(p)) => p.as_slice(),
+    let Value::Object(mut v) = v else {
+        return Err(bad(r#"expected {"method": "name", "params": [...]}"#.into()));
+    };
+    let method = match v.remove("method") {
+        Some(Value::String(m)) if !m.is_empty() => m,
+        _ => return Err(bad(r#"expected {"method": "name", "params": [...]}"#.into())),
+    };
+    let params = match v.remove("params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(p)) => p,
         Some(_) => return Err(bad("params must be an array".into())),
     };
-    encode_call(method, params)
+    Ok((method, params))
 }
 
 /// Refuses an integer literal (no fraction, no exponent) of JSON text that does not fit 64 bits.
@@ -520,15 +529,13 @@ impl<'a> Parser<'a> {
                         }
                     }
                 } else {
-                    let name = r.as_ref().to_owned();
-                    out.push(match name.as_str() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        _ => return Err(CodecError::Dtd(format!("the entity &{name};"))),
-                    });
+                    // The five predefined entities, by quick-xml's own table; any other is one
+                    // a DTD would declare, and none is ever processed.
+                    let name = r.as_ref();
+                    match quick_xml::escape::resolve_xml_entity(name) {
+                        Some(text) => out.push_str(text),
+                        None => return Err(CodecError::Dtd(format!("the entity &{name};"))),
+                    }
                 }
             }
             Event::Comment(_) | Event::PI(_) => {}

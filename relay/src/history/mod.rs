@@ -1,26 +1,87 @@
-//! The history store: every `post`/`postCb` and `call`/`callCb` pair, and the resume key.
+//! The history store: every `post`/`postCb` and `call`/`callCb` pair, the rooms' secrets (as
+//! digests) and the resume key.
 //!
-//! SQLite by default (embedded, created on first run). One writer thread owns the write
-//! connection and commits in groups: whatever is queued when it wakes goes into one
-//! transaction, so a busy relay pays one commit for many records. A record's writer is told
-//! only after its transaction committed; the relay forwards a reply to the PC only after
-//! that, so a `kill -9` never loses a pair whose reply the PC already saw. The database runs
-//! in WAL mode with `synchronous=NORMAL`: durable across a crash of the relay process; a
-//! power cut may lose the last transactions.
+//! A record's writer is told only after its transaction committed; the relay forwards a reply
+//! to the PC only after that, so a `kill -9` never loses a pair whose reply the PC already saw.
+//! Both backends commit in groups: one writer (a thread for SQLite, a task for PostgreSQL) takes
+//! whatever [`Op`]s are queued and commits them in one transaction, so a busy relay pays one
+//! commit for many records. Reads go through a second connection.
 //!
-//! Reads go through a second connection (WAL lets them run beside the writer).
-//!
-//! With `--db postgres://…` the same API runs on PostgreSQL (the `postgres` module): several relays
-//! share one history, one set of room secrets and one resume key.
+//! # Layout
+//! - this module: the store's API ([`Store`], [`Record`], [`Item`], [`StoreError`]), the write
+//!   queue both writers drain, and what the two backends share: the history columns, a row
+//!   read into an [`Item`], a record's values.
+//! - [`sqlite`]: the default, embedded (`--db sqlite://PATH`).
+//! - [`postgres`]: for relays that share one history (`--db postgres://…`).
+
+/// The history columns a page reads, in [`Row`]'s order (and [`read_row!`]'s).
+macro_rules! row_columns {
+    () => {
+        "id, kind, req_id, pc, device, device_name, target, request, result, cookie, app_info, error, sent_at, replied_at"
+    };
+}
+
+/// A [`Row`] from a database row `$r`, read by its `$get(index)` (rusqlite's `get`,
+/// tokio-postgres's `try_get`), in [`row_columns!`]'s order; `?` on each.
+macro_rules! read_row {
+    ($r:expr, $get:ident) => {
+        super::Row {
+            id: $r.$get(0)?,
+            kind: $r.$get(1)?,
+            req_id: $r.$get(2)?,
+            pc: $r.$get(3)?,
+            device: $r.$get(4)?,
+            device_name: $r.$get(5)?,
+            target: $r.$get(6)?,
+            request: $r.$get(7)?,
+            result: $r.$get(8)?,
+            cookie: $r.$get(9)?,
+            app_info: $r.$get(10)?,
+            error: $r.$get(11)?,
+            sent_at: $r.$get(12)?,
+            replied_at: $r.$get(13)?,
+        }
+    };
+}
+
+/// The columns a record is written to, in [`record_values!`]'s order.
+macro_rules! record_columns {
+    () => {
+        "room, tag, kind, req_id, pc, device, device_name, target, request, result, cookie, app_info, error, sent_at, replied_at"
+    };
+}
+
+/// The values of record `$r` (a [`Record`]) whose reply was split into `$reply` (its
+/// [`ReplyParts`]), as an array of references for the backend's parameter type.
+macro_rules! record_values {
+    ($r:expr, $reply:expr) => {
+        [
+            &$r.room,
+            &$r.tag,
+            &$r.kind.as_str(),
+            &$r.req_id,
+            &$r.pc,
+            &$r.device,
+            &$r.device_name,
+            &$r.target,
+            &$r.request,
+            &$reply.result,
+            &$reply.cookie,
+            &$reply.app_info,
+            &$reply.error,
+            &($r.sent_at as i64),
+            &($r.replied_at as i64),
+        ]
+    };
+}
 
 mod postgres;
+mod sqlite;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use tether_protocol::Kind;
 use tokio::sync::{mpsc, oneshot};
 
@@ -135,113 +196,40 @@ pub(crate) enum Op {
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// The writer's queue (both backends' writers drain [`Op`]s).
     writer: mpsc::Sender<Op>,
-    reader: Reader,
+    /// Where reads go.
+    backend: Backend,
     /// Transactions the writer has committed (records per commit = writes / commits).
     commits: Arc<AtomicU64>,
 }
 
+/// The read side of the backend `--db` chose.
 #[derive(Clone)]
-enum Reader {
-    Sqlite(Arc<Mutex<Connection>>),
-    Postgres(Arc<tokio_postgres::Client>),
+enum Backend {
+    Sqlite(sqlite::Reader),
+    Postgres(postgres::Reader),
 }
 
 /// Ops the writer may have queued; a full queue makes writers wait (backpressure on the
 /// devices whose replies are being recorded), it never drops a record.
 const WRITE_QUEUE: usize = 4096;
-/// When the last commit carried at least [`LINGER_BUSY`] records, the SQLite writer waits this long
-/// for more before committing a batch smaller than [`LINGER_FULL`]. A commit writes every
-/// index page of every room it touches, so its cost hardly depends on how many records it
-/// carries: on SQLite alone, 20 µs of CPU per record at 10 records a commit, 11 µs at 50.
-/// At 20k round trips/s on one core it cut commits 4.5× and the relay's CPU per round trip by
-/// about a tenth (bench). A quiet relay (a developer and a phone) never waits.
-const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
-const LINGER_BUSY: usize = 8;
-const LINGER_FULL: usize = 64;
 /// Most records in one transaction.
 const MAX_BATCH: usize = 512;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS rooms (
-    room TEXT NOT NULL, tag TEXT NOT NULL, created_at INTEGER NOT NULL,
-    PRIMARY KEY (room, tag)
-);
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    room TEXT NOT NULL, tag TEXT NOT NULL, kind TEXT NOT NULL, req_id TEXT NOT NULL,
-    pc TEXT NOT NULL, device TEXT NOT NULL, device_name TEXT,
-    target TEXT NOT NULL, request TEXT NOT NULL,
-    result TEXT NOT NULL, cookie TEXT, app_info TEXT, error TEXT,
-    sent_at INTEGER NOT NULL, replied_at INTEGER NOT NULL
-);
--- A room's rows, newest first. Not (room, tag, id): every commit writes the index pages of
--- each room it touches, and the 64-character tag in every entry made those pages fill and
--- split four times as fast (a quarter more CPU per record at 10 records a commit, measured
--- on SQLite alone). A room name reused with another secret costs its readers some skipped
--- rows, nothing else.
-CREATE INDEX IF NOT EXISTS history_by_room_id ON history (room, id);
-DROP INDEX IF EXISTS history_by_room;
-";
-
-/// Where the database lives, from `--db`.
-fn parse_url(url: &str) -> Result<Option<PathBuf>, StoreError> {
-    if url == "sqlite::memory:" || url == "sqlite://:memory:" {
-        return Ok(None);
-    }
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| StoreError::BadUrl(url.to_owned()))?;
-    if path.is_empty() {
-        return Err(StoreError::BadUrl(url.to_owned()));
-    }
-    Ok(Some(PathBuf::from(path)))
-}
-
-fn open(path: &Option<PathBuf>, shared_memory: &str) -> Result<Connection, rusqlite::Error> {
-    let conn = match path {
-        Some(p) => Connection::open(p)?,
-        // Two connections to one in-memory database need a shared-cache URI.
-        None => Connection::open_with_flags(
-            format!("file:{shared_memory}?mode=memory&cache=shared"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
-                | rusqlite::OpenFlags::SQLITE_OPEN_URI,
-        )?,
-    };
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok(conn)
-}
 
 impl Store {
     /// Opens (creating if needed) the store named by `--db`, and starts its writer. Returns
     /// the store and the resume-token key kept in it.
     pub async fn open(url: &str) -> Result<(Store, [u8; 32]), StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let commits = Arc::new(AtomicU64::new(0));
-            let (writer, reader, key) = postgres::open(url, commits.clone()).await?;
-            return Ok((Store { writer, reader: Reader::Postgres(reader), commits }, key));
-        }
-        let path = parse_url(url)?;
-        let memory_name = format!("tether-{:016x}", rand::random::<u64>());
-        if let Some(dir) = path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let write = open(&path, &memory_name)?;
-        write.execute_batch(SCHEMA)?;
-        let key = resume_key(&write)?;
-        let read = open(&path, &memory_name)?;
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let counted = commits.clone();
-        std::thread::Builder::new()
-            .name("tether-history".into())
-            .spawn(move || writer(write, rx, &counted))?;
-        Ok((Store { writer: tx, reader: Reader::Sqlite(Arc::new(Mutex::new(read))), commits }, key))
+        let (writer, backend, key) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let (writer, reader, key) = postgres::open(url, commits.clone()).await?;
+            (writer, Backend::Postgres(reader), key)
+        } else {
+            let (writer, reader, key) = sqlite::open(url, commits.clone())?;
+            (writer, Backend::Sqlite(reader), key)
+        };
+        Ok((Store { writer, backend, commits }, key))
     }
 
     /// The count of transactions committed, kept up to date by the writer (for `/metrics`).
@@ -300,44 +288,26 @@ impl Store {
 
     /// Keeps `value` under `key` in the store's `meta` table (the restart snapshot).
     pub async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        if let Reader::Postgres(c) = &self.reader {
-            return postgres::put_meta(c, key, value).await;
+        match &self.backend {
+            Backend::Sqlite(b) => b.put_meta(key, value).await,
+            Backend::Postgres(b) => b.put_meta(key, value).await,
         }
-        let key = key.to_owned();
-        self.read(move |c| {
-            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
-                .map(drop)
-        })
-        .await
     }
 
     /// Takes what is kept under `key` out of the `meta` table: it is there for one reader.
     pub async fn take_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Reader::Postgres(c) = &self.reader {
-            return postgres::take_meta(c, key).await;
+        match &self.backend {
+            Backend::Sqlite(b) => b.take_meta(key).await,
+            Backend::Postgres(b) => b.take_meta(key).await,
         }
-        let key = key.to_owned();
-        self.read(move |c| {
-            let v: Option<Vec<u8>> =
-                c.query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0)).optional()?;
-            c.execute("DELETE FROM meta WHERE key = ?1", [&key])?;
-            Ok(v)
-        })
-        .await
     }
 
     /// Whether `room` was ever opened with the secret whose digest is `tag`.
     pub async fn knows_room(&self, room: &str, tag: &str) -> Result<bool, StoreError> {
-        if let Reader::Postgres(c) = &self.reader {
-            return postgres::knows_room(c, room, tag).await;
+        match &self.backend {
+            Backend::Sqlite(b) => b.knows_room(room, tag).await,
+            Backend::Postgres(b) => b.knows_room(room, tag).await,
         }
-        let (room, tag) = (room.to_owned(), tag.to_owned());
-        self.read(move |c| {
-            c.query_row("SELECT 1 FROM rooms WHERE room = ?1 AND tag = ?2", params![room, tag], |_| Ok(()))
-                .optional()
-                .map(|r| r.is_some())
-        })
-        .await
     }
 
     /// A page of a room's history, newest first: at most `limit` rows older than `before`.
@@ -349,56 +319,14 @@ impl Store {
         before: Option<i64>,
     ) -> Result<Vec<Item>, StoreError> {
         let before = before.unwrap_or(i64::MAX);
-        if let Reader::Postgres(c) = &self.reader {
-            return postgres::page(c, room, tag, limit, before).await;
+        match &self.backend {
+            Backend::Sqlite(b) => b.page(room, tag, limit, before).await,
+            Backend::Postgres(b) => b.page(room, tag, limit, before).await,
         }
-        let (room, tag) = (room.to_owned(), tag.to_owned());
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, kind, req_id, pc, device, device_name, target, request, result, cookie,
-                        app_info, error, sent_at, replied_at
-                 FROM history WHERE room = ?1 AND tag = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
-            )?;
-            let rows = stmt.query_map(params![room, tag, before, limit], |r| {
-                Ok(Item::from_row(Row {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    req_id: r.get(2)?,
-                    pc: r.get(3)?,
-                    device: r.get(4)?,
-                    device_name: r.get(5)?,
-                    target: r.get(6)?,
-                    request: r.get(7)?,
-                    result: r.get(8)?,
-                    cookie: r.get(9)?,
-                    app_info: r.get(10)?,
-                    error: r.get(11)?,
-                    sent_at: r.get(12)?,
-                    replied_at: r.get(13)?,
-                }))
-            })?;
-            rows.collect()
-        })
-        .await
-    }
-
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let Reader::Sqlite(reader) = self.reader.clone() else {
-            unreachable!("only the SQLite store reads here")
-        };
-        tokio::task::spawn_blocking(move || {
-            let conn = crate::util::lock(&reader);
-            f(&conn).map_err(StoreError::from)
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
     }
 }
 
-/// A history row as both backends read it, before it becomes an [`Item`].
+/// A history row as both backends read it ([`read_row!`]), before it becomes an [`Item`].
 struct Row {
     id: i64,
     kind: String,
@@ -452,42 +380,6 @@ fn raw(text: String) -> Box<RawValue> {
     }
 }
 
-fn resume_key(conn: &Connection) -> Result<[u8; 32], rusqlite::Error> {
-    let existing: Option<Vec<u8>> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'resume_key'", [], |r| r.get(0)).optional()?;
-    if let Some(k) = existing.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()) {
-        return Ok(k);
-    }
-    let key: [u8; 32] = rand::random();
-    conn.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('resume_key', ?1)",
-        params![key.to_vec()],
-    )?;
-    Ok(key)
-}
-
-/// The writer thread: group commit until every `Store` handle is dropped.
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Whether the last commit carried many records: the relay is busy, and a short wait lets
-    // the next commit carry more (each reply waits at most LINGER longer; see LINGER).
-    let mut busy = false;
-    while let Some(op) = rx.blocking_recv() {
-        top_up(op, &mut rx, &mut batch);
-        if busy && batch.len() < LINGER_FULL {
-            std::thread::sleep(LINGER);
-            while batch.len() < MAX_BATCH {
-                let Ok(op) = rx.try_recv() else { break };
-                batch.push(op);
-            }
-        }
-        busy = batch.len() >= LINGER_BUSY;
-        let outcome = commit(&mut conn, &batch).map_err(|e| e.to_string());
-        commits.fetch_add(1, Relaxed);
-        settle(&mut batch, outcome);
-    }
-}
-
 /// Starts a batch with `first` and adds whatever else is already queued (up to [`MAX_BATCH`]).
 pub(crate) fn top_up(first: Op, rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
     batch.push(first);
@@ -511,48 +403,6 @@ pub(crate) fn settle(batch: &mut Vec<Op>, outcome: Result<(), String>) {
             Op::Barrier(done) => drop(done.send(())),
         }
     }
-}
-
-fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction()?;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO history (room, tag, kind, req_id, pc, device, device_name, target, request,
-                                  result, cookie, app_info, error, sent_at, replied_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )?;
-        let mut room =
-            tx.prepare_cached("INSERT OR IGNORE INTO rooms (room, tag, created_at) VALUES (?1, ?2, ?3)")?;
-        for op in batch {
-            match op {
-                Op::Record(r, _) => {
-                    let reply = ReplyParts::of(&r.reply);
-                    insert.execute(params![
-                        r.room,
-                        r.tag,
-                        r.kind.as_str(),
-                        r.req_id,
-                        r.pc,
-                        r.device,
-                        r.device_name,
-                        r.target,
-                        r.request,
-                        reply.result,
-                        reply.cookie,
-                        reply.app_info,
-                        reply.error,
-                        r.sent_at as i64,
-                        r.replied_at as i64,
-                    ])?;
-                }
-                Op::Room { room: name, tag, .. } => {
-                    room.execute(params![name, tag, crate::now_ms() as i64])?;
-                }
-                Op::Barrier(_) => {}
-            }
-        }
-    }
-    tx.commit()
 }
 
 /// The parts of a reply body that get their own columns.
@@ -611,25 +461,6 @@ mod tests {
             sent_at: 1000 + n,
             replied_at: 1010 + n,
         }
-    }
-
-    #[test]
-    fn a_page_of_history_is_read_through_the_room_index() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
-        let plan: Vec<String> = conn
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT id FROM history
-                 WHERE room = ?1 AND tag = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
-            )
-            .unwrap()
-            .query_map(params!["r", "t", 100, 10], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let plan = plan.join("; ");
-        assert!(plan.contains("USING INDEX history_by_room_id"), "{plan}");
-        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
     }
 
     #[tokio::test]

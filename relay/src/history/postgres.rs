@@ -6,7 +6,7 @@
 //! created under an advisory lock, and the resume key is created once and then shared, so a
 //! member's resume token works on every node.
 
-use super::{Item, MAX_BATCH, Op, ReplyParts, Row, StoreError, WRITE_QUEUE, settle, top_up};
+use super::{Item, MAX_BATCH, Op, ReplyParts, StoreError, WRITE_QUEUE, settle, top_up};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::mpsc;
@@ -46,7 +46,7 @@ async fn connect(url: &str) -> Result<Client, StoreError> {
 pub(super) async fn open(
     url: &str,
     commits: Arc<AtomicU64>,
-) -> Result<(mpsc::Sender<Op>, Arc<Client>, [u8; 32]), StoreError> {
+) -> Result<(mpsc::Sender<Op>, Reader, [u8; 32]), StoreError> {
     let writer = connect(url).await?;
     writer.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK]).await?;
     let created = writer.batch_execute(SCHEMA).await;
@@ -62,7 +62,7 @@ pub(super) async fn open(
     let stored: Vec<u8> =
         writer.query_one("SELECT value FROM meta WHERE key = 'resume_key'", &[]).await?.get(0);
     let key = <[u8; 32]>::try_from(stored.as_slice()).unwrap_or(fresh);
-    let reader = Arc::new(connect(url).await?);
+    let reader = Reader(Arc::new(connect(url).await?));
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
     tokio::spawn(write_loop(writer, rx, commits));
     Ok((tx, reader, key))
@@ -81,11 +81,11 @@ async fn write_loop(mut client: Client, mut rx: mpsc::Receiver<Op>, commits: Arc
 async fn commit(client: &mut Client, batch: &[Op]) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let insert = tx
-        .prepare(
-            "INSERT INTO history (room, tag, kind, req_id, pc, device, device_name, target, request,
-                                  result, cookie, app_info, error, sent_at, replied_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
+        .prepare(concat!(
+            "INSERT INTO history (",
+            record_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
         .await?;
     let room = tx
         .prepare("INSERT INTO rooms (room, tag, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
@@ -94,28 +94,8 @@ async fn commit(client: &mut Client, batch: &[Op]) -> Result<(), tokio_postgres:
         match op {
             Op::Record(r, _) => {
                 let reply = ReplyParts::of(&r.reply);
-                let (sent, replied) = (r.sent_at as i64, r.replied_at as i64);
-                tx.execute(
-                    &insert,
-                    &[
-                        &r.room,
-                        &r.tag,
-                        &r.kind.as_str(),
-                        &r.req_id,
-                        &r.pc,
-                        &r.device,
-                        &r.device_name,
-                        &r.target,
-                        &r.request,
-                        &reply.result,
-                        &reply.cookie,
-                        &reply.app_info,
-                        &reply.error,
-                        &sent,
-                        &replied,
-                    ],
-                )
-                .await?;
+                let values: [&(dyn tokio_postgres::types::ToSql + Sync); 15] = record_values!(r, reply);
+                tx.execute(&insert, &values).await?;
             }
             Op::Room { room: name, tag, .. } => {
                 tx.execute(&room, &[name, tag, &(crate::now_ms() as i64)]).await?;
@@ -126,59 +106,52 @@ async fn commit(client: &mut Client, batch: &[Op]) -> Result<(), tokio_postgres:
     tx.commit().await
 }
 
-pub(super) async fn knows_room(client: &Client, room: &str, tag: &str) -> Result<bool, StoreError> {
-    let row = client.query_opt("SELECT 1 FROM rooms WHERE room = $1 AND tag = $2", &[&room, &tag]).await?;
-    Ok(row.is_some())
-}
+/// The read connection.
+#[derive(Clone)]
+pub(super) struct Reader(Arc<Client>);
 
-pub(super) async fn page(
-    client: &Client,
-    room: &str,
-    tag: &str,
-    limit: u32,
-    before: i64,
-) -> Result<Vec<Item>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT id, kind, req_id, pc, device, device_name, target, request, result, cookie,
-                    app_info, error, sent_at, replied_at
-             FROM history WHERE room = $1 AND tag = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
-            &[&room, &tag, &before, &i64::from(limit)],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            Item::from_row(Row {
-                id: r.get(0),
-                kind: r.get(1),
-                req_id: r.get(2),
-                pc: r.get(3),
-                device: r.get(4),
-                device_name: r.get(5),
-                target: r.get(6),
-                request: r.get(7),
-                result: r.get(8),
-                cookie: r.get(9),
-                app_info: r.get(10),
-                error: r.get(11),
-                sent_at: r.get(12),
-                replied_at: r.get(13),
-            })
-        })
-        .collect())
-}
+impl Reader {
+    pub(super) async fn knows_room(&self, room: &str, tag: &str) -> Result<bool, StoreError> {
+        let row =
+            self.0.query_opt("SELECT 1 FROM rooms WHERE room = $1 AND tag = $2", &[&room, &tag]).await?;
+        Ok(row.is_some())
+    }
 
-pub(super) async fn put_meta(c: &Client, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        &[&key, &value],
-    )
-    .await?;
-    Ok(())
-}
+    pub(super) async fn page(
+        &self,
+        room: &str,
+        tag: &str,
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<Item>, StoreError> {
+        let rows = self
+            .0
+            .query(
+                concat!(
+                    "SELECT ",
+                    row_columns!(),
+                    " FROM history WHERE room = $1 AND tag = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
+                ),
+                &[&room, &tag, &before, &i64::from(limit)],
+            )
+            .await?;
+        let items: Result<Vec<Item>, tokio_postgres::Error> =
+            rows.iter().map(|r| Ok(Item::from_row(read_row!(r, try_get)))).collect();
+        Ok(items?)
+    }
 
-pub(super) async fn take_meta(c: &Client, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    let row = c.query_opt("DELETE FROM meta WHERE key = $1 RETURNING value", &[&key]).await?;
-    Ok(row.map(|r| r.get(0)))
+    pub(super) async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&key, &value],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn take_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self.0.query_opt("DELETE FROM meta WHERE key = $1 RETURNING value", &[&key]).await?;
+        Ok(row.map(|r| r.get(0)))
+    }
 }
