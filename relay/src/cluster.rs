@@ -706,6 +706,20 @@ impl Subscriber {
     }
 }
 
+impl crate::cs::SessionDirectory for Bus {
+    fn holds(&self, token: &str, ttl: Option<Duration>) {
+        self.cs_session(token, ttl);
+    }
+
+    fn holds_new<'a>(
+        &'a self,
+        token: &'a str,
+        ttl: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.cs_session_new(token, ttl))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

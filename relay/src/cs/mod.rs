@@ -57,6 +57,21 @@ pub struct CsConfig {
     pub max_body: usize,
 }
 
+/// Where the gateway tells the other relays which sessions it holds (cluster mode), so they
+/// forward those sessions' calls here. The gateway states what it needs; `cluster` provides
+/// it, so this module never imports the cluster.
+pub trait SessionDirectory: Send + Sync {
+    /// This relay holds session `token` for `ttl` (said again on use), or no longer (`None`).
+    fn holds(&self, token: &str, ttl: Option<Duration>);
+    /// Like [`SessionDirectory::holds`] for a new session; resolves once the other relays can
+    /// find it (or after a short wait), so a call right after the login finds it anywhere.
+    fn holds_new<'a>(
+        &'a self,
+        token: &'a str,
+        ttl: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+}
+
 /// Every CS session of this relay.
 pub struct Gateway {
     cfg: CsConfig,
@@ -65,7 +80,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     me: Weak<Gateway>,
     /// Cluster mode: where this node says which sessions it holds.
-    bus: std::sync::OnceLock<Arc<crate::cluster::Bus>>,
+    bus: std::sync::OnceLock<Arc<dyn SessionDirectory>>,
     /// Each session's connection task, so that shutdown waits for them to end ([`Gateway::close_all`]).
     tasks: TaskTracker,
     /// Set at shutdown: sessions ending then stay recorded in the cluster as this node's, so
@@ -347,14 +362,14 @@ impl Gateway {
 
     /// Cluster mode: sessions held here are made known to the other nodes, which forward
     /// their calls here.
-    pub fn attach_bus(&self, bus: Arc<crate::cluster::Bus>) {
+    pub fn attach_bus(&self, bus: Arc<dyn SessionDirectory>) {
         let _ = self.bus.set(bus);
     }
 
     /// Says (again) that this node holds `token`, for a while past the idle timeout.
     fn held(&self, token: &str) {
         if let Some(bus) = self.bus.get() {
-            bus.cs_session(token, Some(self.cfg.idle + Duration::from_secs(60)));
+            bus.holds(token, Some(self.cfg.idle + Duration::from_secs(60)));
         }
     }
 
@@ -381,7 +396,7 @@ impl Gateway {
     fn forget(&self, token: &str) {
         if lock(&self.sessions).remove(token).is_some() {
             if let Some(bus) = self.bus.get().filter(|_| !self.closing.load(Ordering::Acquire)) {
-                bus.cs_session(token, None);
+                bus.holds(token, None);
             }
             let mut lost = lock(&self.lost);
             lost.push_back(token.to_owned());
@@ -451,7 +466,7 @@ impl Gateway {
         }
         lock(&self.sessions).insert(token.clone(), session);
         if let Some(bus) = self.bus.get() {
-            bus.cs_session_new(&token, self.cfg.idle + Duration::from_secs(60)).await;
+            bus.holds_new(&token, self.cfg.idle + Duration::from_secs(60)).await;
         }
         Ok(Login { reply: reply(&request, answer)?, session: Some(token) })
     }
