@@ -34,6 +34,9 @@ pub struct Room {
     /// Cluster mode: the room's members on other nodes, and the bus that reaches them.
     pub(super) remote: Vec<RemoteMember>,
     pub(super) peers: Option<Arc<dyn Peers>>,
+    /// Dropped from the hub's map (it was empty): a join that found it there a moment before
+    /// looks again rather than join a room nobody can find.
+    pub(super) closed: bool,
 }
 
 /// How a connection ended, as far as its member's place is concerned.
@@ -67,6 +70,7 @@ impl Room {
             metrics,
             remote: Vec::new(),
             peers,
+            closed: false,
         }
     }
 

@@ -110,43 +110,49 @@ impl Hub {
         let restart_open = now.at.saturating_duration_since(self.started) < self.limits.grace;
         let admission = Admission { cred, claims, tokens: &self.tokens, restart_open };
         let conn = outbox.conn;
-        let mut rooms = lock(&self.rooms);
-        let room_arc = match rooms.get(req.room.as_str()) {
-            Some(r) => r.clone(),
-            None => {
-                let name: Arc<str> = req.room.as_str().into();
-                let room = Room::new(
-                    name.clone(),
-                    cred.key,
-                    self.limits.clone(),
-                    self.metrics.clone(),
-                    self.peers.clone(),
-                );
-                let room = Arc::new(Mutex::new(room));
-                rooms.insert(name, room.clone());
-                self.metrics.rooms.store(rooms.len() as i64, Relaxed);
-                room
+        loop {
+            // The map's lock is held only to find (or make) the room: the welcome and the
+            // member list are built under the room's own lock, so joins to other rooms wait
+            // for neither.
+            let room_arc = self.find_or_make(&req.room, cred.key);
+            let mut room = lock(&room_arc);
+            if room.closed {
+                // Emptied and dropped from the map between the two locks: look again.
+                continue;
             }
-        };
-        let mut room = lock(&room_arc);
-        let result = room.join(&req, outbox, admission, now);
-        let empty = room.is_empty();
-        drop(room);
-        if empty {
-            // Only a refused join into a room it just created leaves it empty.
-            rooms.remove(req.room.as_str());
-            self.metrics.rooms.store(rooms.len() as i64, Relaxed);
+            let result = room.join(&req, outbox, admission, now);
+            let empty = room.is_empty();
+            drop(room);
+            if empty {
+                // Only a refused join into a room it just made leaves it empty.
+                self.drop_if_empty(&req.room);
+            }
+            let a = result?;
+            return Ok(Joined {
+                room_name: req.room.as_str().into(),
+                room: room_arc,
+                member: a.member,
+                role: req.role,
+                conn,
+                resumed: a.resumed,
+                new_room_tag: a.new_room_tag,
+            });
         }
-        let a = result?;
-        Ok(Joined {
-            room_name: req.room.as_str().into(),
-            room: room_arc.clone(),
-            member: a.member,
-            role: req.role,
-            conn,
-            resumed: a.resumed,
-            new_room_tag: a.new_room_tag,
-        })
+    }
+
+    /// The room called `name`, made (with `key`) when there is none.
+    fn find_or_make(&self, name: &str, key: [u8; 32]) -> Arc<Mutex<Room>> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(r) = rooms.get(name) {
+            return r.clone();
+        }
+        let name: Arc<str> = name.into();
+        let room =
+            Room::new(name.clone(), key, self.limits.clone(), self.metrics.clone(), self.peers.clone());
+        let room = Arc::new(Mutex::new(room));
+        rooms.insert(name, room.clone());
+        self.metrics.rooms.store(rooms.len() as i64, Relaxed);
+        room
     }
 
     /// The connection of `j` ended.
@@ -169,7 +175,11 @@ impl Hub {
     fn drop_if_empty(&self, name: &str) {
         let mut rooms = lock(&self.rooms);
         if let Some(r) = rooms.get(name) {
-            if lock(r).is_empty() {
+            let mut room = lock(r);
+            if room.is_empty() {
+                // A join holding this room's Arc from a moment ago sees this and looks again.
+                room.closed = true;
+                drop(room);
                 rooms.remove(name);
             }
         }

@@ -415,3 +415,29 @@ fn a_resume_token_works_once_and_for_its_role_only() {
     assert!(join(&h, Role::Device, SECRET, Some(&t2)).is_err());
     assert!(join(&h, Role::Device, SECRET, Some(&t3)).is_err(), "t3 was never used and is replaced");
 }
+
+// ---- the hub's two locks ----
+
+#[test]
+fn a_join_racing_the_last_leave_never_lands_in_a_room_the_hub_has_dropped() {
+    let (h, now) = hub();
+    let h = Arc::new(h);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    let (j, _inbox) = join_as(&h, Role::Device, SECRET, None, now).unwrap();
+                    // While it is a member, the room it joined is the one the hub lists.
+                    let listed = crate::util::lock(&h.rooms).get("r").cloned().expect("listed");
+                    assert!(Arc::ptr_eq(&listed, &j.room), "joined a room the hub had dropped");
+                    h.leave(&j, j.conn, Leave::Clean, now);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(h.room_count(), 0);
+}
