@@ -5,8 +5,9 @@
 use super::*;
 use crate::token::{device_key, secret_digest, tag};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use tether_protocol::Role;
+use tether_protocol::{Kind, OutEnvelope, Role};
 
 pub(super) const SECRET: &str = "0123456789abcdef-room-secret";
 
@@ -21,8 +22,6 @@ pub(super) fn hub_with(change: impl FnOnce(&mut Limits)) -> (Hub, Now) {
     let now = Now::read();
     (Hub::new(limits, [7; 32], Arc::default(), None, now), now)
 }
-
-use std::sync::Arc;
 
 fn join_as(
     h: &Hub,
@@ -101,8 +100,6 @@ fn answer(dev: &Joined, wire_id: &str, now: Now) -> Result<(), Refusal> {
     Ok(())
 }
 
-use tether_protocol::{Kind, OutEnvelope};
-
 // ---- refusals ----
 
 #[test]
@@ -141,7 +138,7 @@ fn refusals_a_full_room_a_wrong_secret_and_a_device_key_offered_by_a_pc() {
 fn a_lost_member_is_away_and_removed_when_its_grace_window_ends() {
     let (h, t0) = hub();
     let grace = h.limits().grace;
-    let (_pc, mut pc_inbox) = join_as(&h, Role::Pc, SECRET, None, t0).unwrap();
+    let (pc, mut pc_inbox) = join_as(&h, Role::Pc, SECRET, None, t0).unwrap();
     let (dev, _dev_inbox) = join_as(&h, Role::Device, SECRET, None, t0).unwrap();
     let dev_id = dev.member.to_string();
     drain(&mut pc_inbox);
@@ -161,7 +158,7 @@ fn a_lost_member_is_away_and_removed_when_its_grace_window_ends() {
     let (pc2, _i) = join_as(&h, Role::Pc, SECRET, None, lost_at).unwrap();
     h.leave(&pc2, pc2.conn, Leave::Clean, lost_at);
     assert_eq!(h.room_count(), 1);
-    h.leave(&_pc, _pc.conn, Leave::Kicked, lost_at);
+    h.leave(&pc, pc.conn, Leave::Kicked, lost_at);
     assert_eq!(h.room_count(), 0);
 }
 
