@@ -21,7 +21,8 @@
 //! are all on this node keep working, and a send toward another node is refused to its sender
 //! with `cluster_unavailable`, as it is when the queue is full.
 
-use crate::room::Hub;
+use crate::metrics::Metrics;
+use crate::room::{Hub, Now, Peers, RemoteMember, RemoteRequest};
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -91,23 +92,6 @@ fn alive_key(node: &str) -> String {
     ["tether:alive:", node].concat()
 }
 
-/// A member as the cluster sees it: its `devices` entry and the node that holds it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RemoteMember {
-    /// What `devices` shows.
-    #[serde(flatten)]
-    pub info: MemberInfo,
-    /// The node it is connected to.
-    pub node: String,
-    /// When it attached there (ms since the epoch).
-    #[serde(default)]
-    pub attached: u64,
-    /// The nonces of the resume tokens it may use (see `room::Member`): another node resumes
-    /// it only with one of these. Empty from relays that did not say (any valid token).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub nonces: Vec<u64>,
-}
-
 /// What goes over a node's channel.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
@@ -166,40 +150,6 @@ pub enum CsOwner {
     Node(String),
     /// On a node that has stopped answering.
     Dead(String),
-}
-
-/// A request crossing nodes.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RemoteRequest {
-    /// Room.
-    pub room: String,
-    /// The PC member that asked.
-    pub pc: String,
-    /// The node that holds the PC.
-    pub pc_node: String,
-    /// The id the PC gave.
-    pub pc_id: String,
-    /// The device to run it.
-    pub device: String,
-    /// The id the device sees.
-    pub wire_id: String,
-    /// `post` or `call`.
-    pub kind: tether_protocol::Kind,
-    /// The URL or method (for history).
-    pub target: String,
-    /// The `to` of the original frame, if any.
-    pub to: Option<String>,
-    /// The request body, raw JSON.
-    pub request: String,
-    /// When it was sent, ms since the epoch.
-    pub sent_at: u64,
-    /// How long the PC waits.
-    pub timeout_ms: u64,
-    /// The history tag of the PC's secret: the device's node may know the room only by its
-    /// device key, yet stores the pair under the PC's tag.
-    #[serde(default)]
-    pub tag: String,
 }
 
 enum Out {
@@ -338,6 +288,46 @@ impl Bus {
     }
 }
 
+/// The rooms reach other nodes through the bus.
+impl Peers for Bus {
+    fn node(&self) -> &str {
+        Bus::node(self)
+    }
+
+    fn is_up(&self) -> bool {
+        Bus::is_up(self)
+    }
+
+    fn send_frame(&self, node: &str, room: &str, to: &str, frame: &str) -> bool {
+        Bus::send_frame(self, node, room, to, frame)
+    }
+
+    fn send_request(&self, node: &str, req: RemoteRequest) -> bool {
+        Bus::send_request(self, node, req)
+    }
+
+    fn member_changed(&self, room: &str, id: &str, info: Option<(MemberInfo, u64, Vec<u64>)>) {
+        Bus::member_changed(self, room, id, info)
+    }
+
+    fn member_departed(&self, room: &str, id: &str) {
+        Bus::member_departed(self, room, id)
+    }
+}
+
+/// What this node's cluster tasks serve: its rooms, its counters, its CS gateway, and the
+/// tracker forwarded CS calls run on.
+pub struct Local {
+    /// The rooms.
+    pub hub: Arc<Hub>,
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// The CS gateway, when there is one.
+    pub cs: Option<Arc<crate::cs::Gateway>>,
+    /// Where forwarded CS calls run.
+    pub calls: TaskTracker,
+}
+
 /// Cluster mode's Redis side.
 pub struct Cluster {
     client: redis::Client,
@@ -451,31 +441,35 @@ impl Cluster {
         Ok(current.as_deref() == Some(digest))
     }
 
-    /// Starts the publisher, the subscriber and the liveness keeper; they end with `stop`,
-    /// the publisher after sending what is queued. Returns the publisher's task, to wait for.
+    /// Starts the publisher, the subscriber and the liveness keeper on `tasks`; they end with
+    /// `stop` (the publisher after sending what is queued, the liveness keeper after deleting
+    /// this node's key), so shutdown waits for `tasks`. CS calls forwarded here run on
+    /// `local.calls` (the relay's own tracker, which shutdown waits for after closing the CS
+    /// sessions).
     pub async fn start(
         &mut self,
-        hub: Arc<Hub>,
-        cs: Option<Arc<crate::cs::Gateway>>,
+        local: Local,
         heartbeat: Duration,
         stop: CancellationToken,
-        tasks: TaskTracker,
-    ) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
+        tasks: &TaskTracker,
+    ) -> Result<(), redis::RedisError> {
+        let Local { hub, metrics, cs, calls } = local;
         let pubsub = subscribe(&self.client, self.bus.node()).await?;
         let rx = self.rx.take().expect("started once");
-        let publishing = tokio::spawn(publisher(self.conn.clone(), self.bus.clone(), rx, stop.clone()));
+        tasks.spawn(publisher(self.conn.clone(), self.bus.clone(), rx, stop.clone()));
         let sub = Subscriber {
             client: self.client.clone(),
             conn: self.conn.clone(),
             hub: hub.clone(),
+            metrics: metrics.clone(),
             bus: self.bus.clone(),
             resume_key: self.resume_key.clone(),
             cs,
-            tasks,
+            tasks: calls,
         };
-        tokio::spawn(sub.run(pubsub, stop.clone()));
-        tokio::spawn(liveness(self.conn.clone(), self.bus.clone(), hub, heartbeat, stop));
-        Ok(publishing)
+        tasks.spawn(sub.run(pubsub, stop.clone()));
+        tasks.spawn(liveness(self.conn.clone(), self.bus.clone(), hub, metrics, heartbeat, stop));
+        Ok(())
     }
 }
 
@@ -557,6 +551,7 @@ async fn liveness(
     mut conn: redis::aio::ConnectionManager,
     bus: Arc<Bus>,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     heartbeat: Duration,
     stop: CancellationToken,
 ) {
@@ -583,7 +578,7 @@ async fn liveness(
         if bus.up.swap(up, Relaxed) != up {
             tracing::warn!(up, "cluster: the bus between relays is {}", if up { "up" } else { "down" });
         }
-        hub.metrics.cluster_up.store(i64::from(up), Relaxed);
+        metrics.cluster_up.store(i64::from(up), Relaxed);
         if !up {
             up_since = None;
             continue;
@@ -618,6 +613,7 @@ struct Subscriber {
     client: redis::Client,
     conn: redis::aio::ConnectionManager,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     bus: Arc<Bus>,
     resume_key: Option<String>,
     cs: Option<Arc<crate::cs::Gateway>>,
@@ -666,7 +662,7 @@ impl Subscriber {
             tracing::warn!("cluster: the Redis subscription ended; retrying");
             self.bus.subscribed.store(false, Relaxed);
             self.bus.up.store(false, Relaxed);
-            self.hub.metrics.cluster_up.store(0, Relaxed);
+            self.metrics.cluster_up.store(0, Relaxed);
         }
     }
 
@@ -684,13 +680,13 @@ impl Subscriber {
                     .into_iter()
                     .filter_map(|(_, v)| serde_json::from_str::<RemoteMember>(&v).ok())
                     .collect();
-                self.hub.set_remote(&room, members);
+                self.hub.set_remote(&room, members, Now::read());
             }
             return;
         }
         match serde_json::from_str::<NodeMsg>(&payload) {
-            Ok(NodeMsg::Frame { room, to, frame }) => self.hub.bus_frame(&room, &to, frame),
-            Ok(NodeMsg::Request(req)) => self.hub.bus_request(*req),
+            Ok(NodeMsg::Frame { room, to, frame }) => self.hub.bus_frame(&room, &to, frame, Now::read()),
+            Ok(NodeMsg::Request(req)) => self.hub.bus_request(*req, Now::read()),
             Ok(NodeMsg::CsAnswer(answer)) => self.bus.cs_answered(*answer),
             Ok(NodeMsg::Cs(req)) => {
                 // Run on the session's own queue, in its own (tracked) task: the bus reads on.

@@ -29,6 +29,10 @@ use tower_http::services::ServeDir;
 pub struct AppState {
     /// The rooms.
     pub hub: Arc<Hub>,
+    /// The history store.
+    pub store: crate::history::Store,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Cancelled when the relay shuts down; every socket task watches it.
     pub shutdown: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for their goodbyes.
@@ -163,7 +167,7 @@ fn origin_allowed(s: &AppState, headers: &HeaderMap, uri: &Uri, cookie_route: bo
     {
         return Ok(());
     }
-    s.hub.metrics.refused_origin.fetch_add(1, Relaxed);
+    s.metrics.refused_origin.fetch_add(1, Relaxed);
     let message = if s.allow_origin.is_empty() {
         format!(
             "origin {text:?} is not this relay's own: only the relay's own pages may use this (--allow-origin adds others)"
@@ -345,13 +349,13 @@ async fn ws_upgrade(
     let ip = s.client_ip(peer, &headers);
     let strike = crate::strikes::Strike::new(s.strikes.clone(), ip);
     if let Err(wait) = strike.check() {
-        s.hub.metrics.error(tether_protocol::ErrorCode::RateLimited);
+        s.metrics.error(tether_protocol::ErrorCode::RateLimited);
         return too_many_wrong_secrets(wait);
     }
     let slot = match s.per_ip.take(ip) {
         Ok(slot) => slot,
         Err(e) => {
-            s.hub.metrics.error(tether_protocol::ErrorCode::RateLimited);
+            s.metrics.error(tether_protocol::ErrorCode::RateLimited);
             return e.into_response();
         }
     };
@@ -359,7 +363,8 @@ async fn ws_upgrade(
     // Frames up to OVERSIZE_TOLERANCE × --max-frame are read and answered `too_large`
     // (the socket stays open); beyond that tungstenite stops reading and the socket closes.
     let hard = max.saturating_mul(limits::OVERSIZE_TOLERANCE).max(64 * 1024);
-    let AppState { hub, shutdown, tasks, cluster, .. } = s;
+    let AppState { hub, store, metrics, shutdown, tasks, cluster, .. } = s;
+    let cx = ws::Context { hub, metrics, store, cluster, shutdown };
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)
@@ -368,7 +373,7 @@ async fn ws_upgrade(
         .on_upgrade(move |socket| {
             // No `async` block around it: one would hold the serving future twice (as what it
             // captured and as what it awaits), and this future lives as long as the socket.
-            tasks.track_future(ws::serve(socket, hub, q, shutdown, cluster, strike).map(move |()| drop(slot)))
+            tasks.track_future(ws::serve(socket, cx, q, strike).map(move |()| drop(slot)))
         })
 }
 
@@ -377,7 +382,7 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "rooms": s.hub.room_count(),
-        "connections": s.hub.metrics.connections.load(Relaxed),
+        "connections": s.metrics.connections.load(Relaxed),
         // Which optional parts this relay runs, so pages can show what works.
         "alarms": s.alarms.is_some(),
         // What is known of the --alarm-udp service: unknown, up or unreachable.
@@ -387,7 +392,7 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.hub.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
 }
 
 #[derive(Debug, Deserialize)]
@@ -444,13 +449,13 @@ async fn history(
         Some(true) => true,
         // A room live with another secret, or an empty room: ask the store whether this
         // secret ever opened it (history outlives the room).
-        _ => s.hub.store.knows_room(&room, &tag).await?,
+        _ => s.store.knows_room(&room, &tag).await?,
     };
     if !allowed {
         strike.fail();
         return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong secret for this room"));
     }
-    let items = s.hub.store.page(&room, &tag, limit, before).await?;
+    let items = s.store.page(&room, &tag, limit, before).await?;
     let next = if items.len() as u32 == limit { items.last().map(|i| i.id) } else { None };
     let mut resp = Json(items).into_response();
     if let Some(next) = next {

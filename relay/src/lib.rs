@@ -11,8 +11,9 @@
 //! - [`config`]: the flags (`TETHER_*` env vars too).
 //! - [`http`]: routes, pages, `/healthz`, `/metrics`, the history API, [`http::AppError`].
 //! - [`ws`]: one task per room WebSocket.
-//! - [`room`]: the [`room::Hub`]: rooms, members, presence, resume, routing; the seam the
-//!   cluster bus attaches to.
+//! - [`room`]: the [`room::Hub`]: rooms, members, presence, resume, routing, the restart
+//!   snapshot; decisions take the time as `now`. [`room::Peers`] is the seam the cluster bus
+//!   attaches to.
 //! - [`history`]: the store (SQLite, group commit).
 //! - [`token`]: secret digests and signed resume tokens.
 //! - [`ratelimit`]: the per-connection token bucket.
@@ -74,43 +75,6 @@ fn default_node_id(listener: &TcpListener) -> String {
     format!("{host}:{port}")
 }
 
-/// The `meta` key of the restart snapshot.
-const SNAPSHOT_KEY: &str = "snapshot";
-
-/// After every socket closed on shutdown: rooms, members (away now, with what was buffered
-/// for them) and requests awaiting replies go into the store, for the next process. Not in
-/// cluster mode, where members resume on the other nodes.
-async fn save_snapshot(hub: &room::Hub) {
-    let snap = hub.snapshot();
-    let rooms = snap.rooms();
-    match serde_json::to_vec(&snap) {
-        Ok(bytes) => match hub.store.put_meta(SNAPSHOT_KEY, bytes).await {
-            Ok(()) => tracing::info!(rooms, "rooms saved for a restart within the grace window"),
-            Err(e) => tracing::error!(error = %e, "cannot save the rooms for a restart"),
-        },
-        Err(e) => tracing::error!(error = %e, "cannot save the rooms for a restart"),
-    }
-}
-
-/// At start: what the previous process saved on SIGTERM, if its grace window is still open.
-async fn restore_snapshot(hub: &room::Hub) {
-    match hub.store.take_meta(SNAPSHOT_KEY).await {
-        Ok(Some(bytes)) => match serde_json::from_slice::<room::Snapshot>(&bytes) {
-            Ok(snap) => {
-                let members = hub.restore(snap);
-                tracing::info!(
-                    members,
-                    rooms = hub.room_count(),
-                    "restored the rooms of the previous process"
-                );
-            }
-            Err(e) => tracing::warn!(error = %e, "the saved rooms are unreadable; starting empty"),
-        },
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot read the saved rooms; starting empty"),
-    }
-}
-
 /// How long shutdown waits for sockets to say goodbye.
 const GOODBYE_WAIT: Duration = Duration::from_secs(3);
 
@@ -149,22 +113,30 @@ pub async fn run(
         }
         None => None,
     };
-    let bus = cluster.as_ref().map(|c| c.bus.clone());
-    let hub = Arc::new(room::Hub::new(room::Limits::from_config(&config), store, resume_key, metrics, bus));
+    let peers = cluster.as_ref().map(|c| c.bus.clone() as Arc<dyn room::Peers>);
+    let limits = room::Limits::from_config(&config);
+    let hub = Arc::new(room::Hub::new(limits, resume_key, metrics.clone(), peers, room::Now::read()));
     // The cluster's tasks stop after the sockets, so members' departures still go out.
     let cluster_stop = CancellationToken::new();
-    let mut publishing = None;
+    let cluster_tasks = TaskTracker::new();
     if let Some(c) = cluster.as_mut() {
         if let Some(g) = &cs {
             g.attach_bus(c.bus.clone());
         }
-        let p =
-            c.start(hub.clone(), cs.clone(), config.heartbeat(), cluster_stop.clone(), tasks.clone()).await;
-        publishing = Some(p.map_err(|e| RelayError::Config(format!("--redis: cannot subscribe: {e}")))?);
+        let local = cluster::Local {
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+            cs: cs.clone(),
+            calls: tasks.clone(),
+        };
+        c.start(local, config.heartbeat(), cluster_stop.clone(), &cluster_tasks)
+            .await
+            .map_err(|e| RelayError::Config(format!("--redis: cannot subscribe: {e}")))?;
     }
     let cluster = cluster.map(Arc::new);
-    if cluster.is_none() {
-        restore_snapshot(&hub).await;
+    let clustered = cluster.is_some();
+    if !clustered {
+        room::snapshot::load(&hub, &store, room::Now::read()).await;
     }
     let stop = CancellationToken::new();
 
@@ -176,7 +148,7 @@ pub async fn run(
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = every.tick() => {
-                        hub.sweep(std::time::Instant::now());
+                        hub.sweep(room::Now::read());
                         if let Some(cs) = &cs {
                             cs.sweep();
                         }
@@ -216,6 +188,8 @@ pub async fn run(
     }
     let state = http::AppState {
         hub: hub.clone(),
+        store: store.clone(),
+        metrics,
         shutdown: stop.clone(),
         tasks: tasks.clone(),
         www: config.www_dir(),
@@ -262,14 +236,17 @@ pub async fn run(
     }
     let _ = sweeper.await;
     // Replies on their way to disk reach their PCs (or the PCs' resume buffers) first.
-    hub.store.settled().await;
-    if publishing.is_none() {
-        save_snapshot(&hub).await;
-    }
-    if let Some(p) = publishing {
+    store.settled().await;
+    if clustered {
         hub.announce_departure();
         cluster_stop.cancel();
-        let _ = tokio::time::timeout(GOODBYE_WAIT, p).await;
+        cluster_tasks.close();
+        if tokio::time::timeout(GOODBYE_WAIT, cluster_tasks.wait()).await.is_err() {
+            tracing::warn!("the cluster's tasks did not end in time");
+        }
+    } else {
+        // Not in cluster mode, where members resume on the other nodes.
+        room::snapshot::save(&hub, &store, room::Now::read()).await;
     }
     served?;
     Ok(())

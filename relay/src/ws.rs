@@ -1,8 +1,11 @@
 //! One task per room WebSocket: it `select!`s over reading the socket, writing its bounded
 //! outbound queue, the heartbeat, the dead-peer deadline, a kick, and shutdown.
 
+use crate::cluster::Cluster;
+use crate::history::Store;
+use crate::metrics::Metrics;
 use crate::ratelimit::{TokenBucket, Verdict};
-use crate::room::{Hub, Inbox, JoinRequest, Joined, Leave, Outbox, Refusal};
+use crate::room::{Hub, Inbox, JoinRequest, Joined, Leave, Now, Outbox, Refusal};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -65,20 +68,34 @@ enum End {
 }
 
 /// Counts an open connection for `/metrics` and `/healthz` for as long as it lives.
-struct Counted(Arc<Hub>);
+struct Counted(Arc<Metrics>);
 
 impl Counted {
-    fn new(hub: Arc<Hub>) -> Counted {
-        hub.metrics.connections.fetch_add(1, Relaxed);
-        hub.metrics.connections_total.fetch_add(1, Relaxed);
-        Counted(hub)
+    fn new(metrics: Arc<Metrics>) -> Counted {
+        metrics.connections.fetch_add(1, Relaxed);
+        metrics.connections_total.fetch_add(1, Relaxed);
+        Counted(metrics)
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.metrics.connections.fetch_sub(1, Relaxed);
+        self.0.connections.fetch_sub(1, Relaxed);
     }
+}
+
+/// What a room socket's task is given besides its socket.
+pub struct Context {
+    /// The rooms.
+    pub hub: Arc<Hub>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Where replies are recorded (and a new room's history tag).
+    pub store: Store,
+    /// Cluster mode's Redis side.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Cancelled when the relay shuts down.
+    pub shutdown: CancellationToken,
 }
 
 /// The two halves of a room WebSocket.
@@ -92,27 +109,24 @@ type Stream = futures_util::stream::SplitStream<WebSocket>;
 /// future holds each of them once instead of keeping room for them in every state.
 pub fn serve(
     socket: WebSocket,
-    hub: Arc<Hub>,
+    cx: Context,
     query: JoinQuery,
-    shutdown: CancellationToken,
-    cluster: Option<Arc<crate::cluster::Cluster>>,
     strike: crate::strikes::Strike,
 ) -> impl Future<Output = ()> + Send {
     let request = query.into_request();
     let (sink, stream) = socket.split();
-    serve_split(sink, stream, hub, request, shutdown, cluster, strike)
+    serve_split(sink, stream, cx, request, strike)
 }
 
 async fn serve_split(
     mut sink: Sink,
     stream: Stream,
-    hub: Arc<Hub>,
+    cx: Context,
     mut request: Result<JoinRequest, Refusal>,
-    shutdown: CancellationToken,
-    cluster: Option<Arc<crate::cluster::Cluster>>,
     strike: crate::strikes::Strike,
 ) {
-    let _counted = Counted::new(hub.clone());
+    let Context { hub, metrics, store, cluster, shutdown } = cx;
+    let _counted = Counted::new(metrics.clone());
     let (outbox, inbox) = hub.outbox();
     // Cluster mode: the room's secret is the cluster's (the first joiner of a room with no member
     // on any node sets it). With Redis unreachable, this node decides alone.
@@ -139,7 +153,7 @@ async fn serve_split(
             req.cluster_resume = c.resumable(&req.room, &member, nonce).await.unwrap_or(false);
         }
     }
-    let joined = match request.and_then(|req| hub.join(req, outbox.clone())) {
+    let joined = match request.and_then(|req| hub.join(req, outbox.clone(), Now::read())) {
         Ok(j) => j,
         Err(r) => {
             debug!(code = %r.code, message = %r.message, "join refused");
@@ -147,23 +161,23 @@ async fn serve_split(
                 // A wrong secret (or a spent token): this address waits longer each time.
                 strike.fail();
             }
-            hub.metrics.error(r.code);
+            metrics.error(r.code);
             goodbye(&mut sink, &r).await;
             return;
         }
     };
     if let Some(tag) = &joined.new_room_tag {
-        if let Err(e) = hub.store.register_room(&joined.room_name, tag).await {
+        if let Err(e) = store.register_room(&joined.room_name, tag).await {
             warn!(error = %e, "could not record the new room in the history store");
             let r = Refusal::new(ErrorCode::Internal, "the history store is unavailable");
-            hub.metrics.error(r.code);
-            hub.leave(&joined, joined.conn, Leave::Kicked);
+            metrics.error(r.code);
+            hub.leave(&joined, joined.conn, Leave::Kicked, Now::read());
             goodbye(&mut sink, &r).await;
             return;
         }
     }
     let span = info_span!("member", room = %joined.room_name, member = %joined.member, role = %joined.role);
-    let conn = Connection { hub: hub.clone(), joined, outbox };
+    let conn = Connection { hub, metrics, store, joined, outbox };
     async move {
         info!(resumed = conn.joined.resumed, "joined");
         let mut stream = stream;
@@ -188,6 +202,8 @@ async fn goodbye(sink: &mut Sink, r: &Refusal) {
 
 struct Connection {
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    store: Store,
     joined: Joined,
     outbox: Outbox,
 }
@@ -271,17 +287,19 @@ impl Connection {
                     }
                     deadline.as_mut().reset(Instant::now() + silence);
                     match msg {
-                        Message::Text(text) => match bucket.take(std::time::Instant::now()) {
-                            Verdict::Allow => self.on_text(text.as_str()).await,
+                        Message::Text(text) => {
+                            let at = std::time::Instant::now();
+                            match bucket.take(at) {
+                            Verdict::Allow => self.on_text(text.as_str(), at).await,
                             Verdict::Limit => {
-                                self.hub.metrics.dropped(crate::metrics::Dropped::RateLimited);
+                                self.metrics.dropped(crate::metrics::Dropped::RateLimited);
                                 self.refuse(None, ErrorCode::RateLimited, "too many frames; slow down");
                             }
                             Verdict::Flood => break End::Kicked(Refusal::new(
                                 ErrorCode::RateLimited,
                                 "kept flooding after being told to slow down; closing",
                             )),
-                        },
+                        }},
                         Message::Binary(_) => self.refuse(None, ErrorCode::BadFrame, "frames are JSON text, not binary"),
                         Message::Ping(_) | Message::Pong(_) => {}
                         Message::Close(_) => break End::Clean,
@@ -308,7 +326,7 @@ impl Connection {
                 unsent.push_back(f);
             }
         }
-        self.hub.leave_with(&self.joined, self.joined.conn, how, unsent);
+        self.hub.leave_with(&self.joined, self.joined.conn, how, unsent, Now::read());
         match end {
             End::Clean => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
@@ -320,7 +338,7 @@ impl Connection {
                 goodbye(sink, &r).await;
             }
             End::Kicked(r) => {
-                self.hub.metrics.error(r.code);
+                self.metrics.error(r.code);
                 if r.code != ErrorCode::Replaced {
                     info!(code = %r.code, "closing: {}", r.message);
                 }
@@ -331,13 +349,14 @@ impl Connection {
 
     /// Queues an `error` frame to this connection.
     fn refuse(&self, id: Option<&str>, code: ErrorCode, message: &str) {
-        self.hub.metrics.error(code);
+        self.metrics.error(code);
         let frame = error_frame(id, code, message);
         let mut room = crate::util::lock(&self.joined.room);
-        room.deliver(&self.joined.member, frame.into());
+        room.deliver(&self.joined.member, frame.into(), Now::read());
     }
 
-    async fn on_text(&self, text: &str) {
+    /// A text frame that arrived at `at`.
+    async fn on_text(&self, text: &str, at: std::time::Instant) {
         let max = self.hub.limits().max_frame;
         if text.len() > max {
             let msg = format!("frame of {} bytes is over the {max}-byte limit", text.len());
@@ -354,10 +373,11 @@ impl Connection {
             return self.refuse(None, ErrorCode::BadFrame, "id must be 1 to 128 bytes");
         }
         let Some(kind) = Kind::parse(&env.kind) else {
-            self.hub.metrics.frames_in_unknown.fetch_add(1, Relaxed);
+            self.metrics.frames_in_unknown.fetch_add(1, Relaxed);
             return self.refuse(id, ErrorCode::UnknownType, &format!("unknown type {:?}", env.kind));
         };
-        self.hub.metrics.frame_in(kind);
+        self.metrics.frame_in(kind);
+        let now = || Now { at, ms: crate::now_ms() };
         let role = self.joined.role;
         match kind {
             Kind::Welcome
@@ -386,7 +406,7 @@ impl Connection {
                         return self.refuse(id, ErrorCode::BadFrame, &format!("bad hello: {e}"));
                     }
                 };
-                self.hub.hello(&self.joined, hello);
+                self.hub.hello(&self.joined, hello, now());
             }
             Kind::Post | Kind::Call => {
                 if role != Role::Pc {
@@ -413,7 +433,8 @@ impl Connection {
                         .min(limits::MAX_REQUEST_TIMEOUT_MS),
                 );
                 let to = env.to.as_deref();
-                let (id, refusals) = self.hub.request(&self.joined, kind, id, to, msg, target, timeout);
+                let (id, refusals) =
+                    self.hub.request(&self.joined, kind, id, to, msg, target, timeout, now());
                 for r in refusals {
                     self.refuse(Some(&id), r.code, &r.message);
                 }
@@ -424,7 +445,7 @@ impl Connection {
                 }
                 let null = serde_json::value::RawValue::NULL;
                 let msg = env.msg.unwrap_or(null);
-                if let Err(r) = self.hub.reply(&self.joined, kind, id, msg).await {
+                if let Err(r) = self.hub.reply(&self.store, &self.joined, kind, id, msg, now()).await {
                     self.refuse(id, r.code, &r.message);
                 }
             }

@@ -1,0 +1,170 @@
+//! One connection's bounded outbound queue: the room side pushes into its [`Outbox`], the
+//! connection's task reads its [`Inbox`]; and the [`Kick`] that ends the connection.
+
+use super::{Frame, Refusal};
+use crate::util::lock;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use tether_protocol::ErrorCode;
+use tokio_util::sync::CancellationToken;
+
+/// Tells a connection's task to end, and why.
+#[derive(Default)]
+pub struct Kick {
+    token: CancellationToken,
+    reason: OnceLock<Refusal>,
+}
+
+impl Kick {
+    /// Ends the connection with this reason (the first reason given wins).
+    pub fn fire(&self, code: ErrorCode, message: impl Into<String>) {
+        let _ = self.reason.set(Refusal::new(code, message));
+        self.token.cancel();
+    }
+
+    /// Resolves once fired.
+    pub async fn fired(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// Why it was fired.
+    pub fn reason(&self) -> Refusal {
+        self.reason.get().cloned().unwrap_or_else(|| Refusal::new(ErrorCode::Internal, "connection ended"))
+    }
+}
+
+/// One connection's bounded outbound queue: frames in order, at most `max_frames` of them and
+/// `max_bytes` in all. A plain deque under a lock with a wake-up, rather than a channel: a
+/// connection that is idle holds no more than this struct (a channel keeps a block of slots
+/// allocated per connection, which thousands of idle phones pay for).
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: tokio::sync::Notify,
+}
+
+struct QueueState {
+    frames: VecDeque<Frame>,
+    /// Their total size.
+    bytes: usize,
+    /// The reading side is gone: nothing more is accepted.
+    closed: bool,
+}
+
+/// The sending side of one connection's bounded outbound queue.
+#[derive(Clone)]
+pub struct Outbox {
+    queue: Arc<Queue>,
+    max_frames: usize,
+    max_bytes: usize,
+    /// Ends the connection that reads this queue.
+    pub kick: Arc<Kick>,
+    /// Identifies the connection, so a stale task cannot detach a member that resumed elsewhere.
+    pub conn: u64,
+}
+
+/// The receiving side, read by the connection's task. Dropping it closes the queue (and
+/// frees what it held): later pushes see [`Push::Closed`].
+pub struct Inbox {
+    queue: Arc<Queue>,
+}
+
+/// A fresh queue for connection `conn`, holding at most `max_frames` frames and `max_bytes`.
+pub fn channel(max_frames: usize, max_bytes: usize, conn: u64) -> (Outbox, Inbox) {
+    let queue = Arc::new(Queue {
+        state: Mutex::new(QueueState { frames: VecDeque::new(), bytes: 0, closed: false }),
+        ready: tokio::sync::Notify::new(),
+    });
+    let out = Outbox { queue: queue.clone(), max_frames, max_bytes, kick: Arc::new(Kick::default()), conn };
+    (out, Inbox { queue })
+}
+
+impl Inbox {
+    /// The next frame to write to the socket; waits until there is one.
+    pub async fn recv(&mut self) -> Frame {
+        loop {
+            if let Some(f) = self.try_recv() {
+                return f;
+            }
+            // A push after the check above leaves a permit, so this wakes at once then.
+            self.queue.ready.notified().await;
+        }
+    }
+
+    /// A frame already queued, if any (to batch writes).
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        let mut state = lock(&self.queue.state);
+        let f = state.frames.pop_front()?;
+        state.bytes -= f.len();
+        Some(f)
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut state = lock(&self.queue.state);
+        state.closed = true;
+        state.frames = VecDeque::new();
+        state.bytes = 0;
+    }
+}
+
+/// What became of a push.
+pub(super) enum Push {
+    Queued,
+    Full,
+    Closed,
+}
+
+impl Outbox {
+    pub(super) fn push(&self, f: Frame) -> Push {
+        let len = f.len();
+        {
+            let mut state = lock(&self.queue.state);
+            if state.closed {
+                return Push::Closed;
+            }
+            // One frame always fits in an empty queue, however large: the byte cap bounds a
+            // queue's growth, not the largest frame (that is --max-frame's job).
+            let before = state.bytes;
+            if state.frames.len() >= self.max_frames || (before > 0 && before + len > self.max_bytes) {
+                return Push::Full;
+            }
+            state.bytes += len;
+            state.frames.push_back(f);
+        }
+        self.queue.ready.notify_one();
+        Push::Queued
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_outbound_queue_is_bounded_in_frames_and_bytes_keeps_order_and_closes_with_its_reader() {
+        let (out, mut inbox) = channel(3, 100, 1);
+        let frame = |n: usize| Frame::from("x".repeat(n));
+        // One frame always fits in an empty queue, however large.
+        assert!(matches!(out.push(frame(500)), Push::Queued));
+        assert!(matches!(out.push(frame(1)), Push::Full), "over the byte cap");
+        assert_eq!(inbox.recv().await.len(), 500);
+        for n in [10, 20, 30] {
+            assert!(matches!(out.push(frame(n)), Push::Queued));
+        }
+        assert!(matches!(out.push(frame(1)), Push::Full), "over the frame cap");
+        assert_eq!([10, 20, 30].map(|_| inbox.try_recv().unwrap().len()), [10, 20, 30]);
+        assert!(inbox.try_recv().is_none());
+        // A reader waiting on an empty queue wakes for the next push.
+        let waiting = tokio::spawn(async move {
+            let f = inbox.recv().await;
+            (f, inbox)
+        });
+        tokio::task::yield_now().await;
+        assert!(matches!(out.push(frame(7)), Push::Queued));
+        let (f, inbox) = waiting.await.unwrap();
+        assert_eq!(f.len(), 7);
+        drop(inbox);
+        assert!(matches!(out.push(frame(1)), Push::Closed), "its reader is gone");
+    }
+}

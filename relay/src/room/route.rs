@@ -1,0 +1,207 @@
+//! Routing: a PC's `post`/`call` to one device or to all of them ([`Room::request`]), and a
+//! device's reply to the PC that asked, and only to it ([`Room::take_reply`], then
+//! [`Room::forward_reply`] once the pair is in history).
+
+use super::core::Room;
+use super::peers::RemoteRequest;
+use super::pending::Pending;
+use super::{Delivered, Frame, Now, Refusal, unreachable_refusal};
+use crate::history::Record;
+use crate::metrics::Dropped as DropReason;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::Duration;
+use tether_protocol::{ErrorCode, Kind, OutEnvelope, Role};
+
+impl Room {
+    /// PC `pc`'s `post` or `call` with id `id`: forwarded to `to`, or to every device. Returns
+    /// what went wrong per device (the PC hears of each as an `error` with this id).
+    #[allow(clippy::too_many_arguments)]
+    pub fn request(
+        &mut self,
+        pc: &Arc<str>,
+        kind: Kind,
+        id: &str,
+        to: Option<&str>,
+        msg: &RawValue,
+        target: String,
+        timeout: Duration,
+        now: Now,
+    ) -> Vec<Refusal> {
+        // Cluster mode: devices on other nodes get the request over the bus; their node keeps
+        // the pending entry and routes the reply back.
+        let remote: Vec<(String, String)> = self
+            .remote
+            .iter()
+            .filter(|r| r.info.role == Role::Device && to.is_none_or(|t| t == r.info.id))
+            .map(|r| (r.info.id.clone(), r.node.clone()))
+            .collect();
+        let targets: Vec<Arc<str>> = match to {
+            Some(to) => match self.members.iter().find(|m| &*m.id == to) {
+                Some(m) if m.role == Role::Device => vec![m.id.clone()],
+                Some(_) => return vec![Refusal::new(ErrorCode::NoTarget, format!("{to} is not a device"))],
+                None if !remote.is_empty() => Vec::new(),
+                None => {
+                    return vec![Refusal::new(ErrorCode::NoTarget, format!("no device {to} in this room"))];
+                }
+            },
+            None => self.members.iter().filter(|m| m.role == Role::Device).map(|m| m.id.clone()).collect(),
+        };
+        if targets.is_empty() && remote.is_empty() {
+            self.metrics.dropped(DropReason::NoTarget);
+            return vec![Refusal::new(ErrorCode::NoTarget, "no device in this room")];
+        }
+        let body_bytes = msg.get().len() * targets.len();
+        if self.pending.len() + targets.len() > self.limits.max_pending
+            || self.pending.bytes + body_bytes > self.limits.max_pending_bytes
+        {
+            self.metrics.dropped(DropReason::RateLimited);
+            let msg = format!("{} requests are already awaiting replies in this room", self.pending.len());
+            return vec![Refusal::new(ErrorCode::RateLimited, msg)];
+        }
+        // Devices see an id unique in the room, so requests of two PCs never collide.
+        let wire_id = format!("{pc}:{id}");
+        let frame: Frame =
+            OutEnvelope { kind, id: Some(&wire_id), to, from: Some(pc), msg: Some(msg) }.to_text().into();
+        let request: Arc<str> = msg.get().into();
+        // A PC always joined with the PC secret, so its room knows the tag; an empty one (never
+        // expected) would store the pair where no secret can read it.
+        let history_tag = self.tag.clone().unwrap_or_else(|| Arc::from(""));
+        let mut refusals = Vec::new();
+        if let Some(peers) = &self.peers {
+            for (dev, node) in remote {
+                let req = RemoteRequest {
+                    room: self.name.to_string(),
+                    pc: pc.to_string(),
+                    pc_node: peers.node().to_owned(),
+                    pc_id: id.to_owned(),
+                    device: dev.clone(),
+                    wire_id: wire_id.clone(),
+                    kind,
+                    target: target.clone(),
+                    to: to.map(str::to_owned),
+                    request: request.to_string(),
+                    sent_at: now.ms,
+                    timeout_ms: timeout.as_millis() as u64,
+                    tag: history_tag.to_string(),
+                };
+                if !peers.send_request(&node, req) {
+                    refusals.push(if peers.is_up() {
+                        Refusal::new(
+                            ErrorCode::BufferFull,
+                            format!("device {dev} is on another relay and the cluster bus is not keeping up"),
+                        )
+                    } else {
+                        unreachable_refusal(&dev)
+                    });
+                }
+            }
+        }
+        for dev in targets {
+            let key = (dev.clone(), wire_id.clone());
+            if self.pending.contains(&key) {
+                refusals.push(Refusal::new(
+                    ErrorCode::BadFrame,
+                    format!("request {id} is already awaiting a reply from {dev}; use a new id"),
+                ));
+                continue;
+            }
+            match self.deliver(&dev, frame.clone(), now) {
+                Delivered::Queued | Delivered::Buffered => {
+                    self.pending.insert(
+                        key,
+                        Pending {
+                            pc: pc.clone(),
+                            pc_id: id.to_owned(),
+                            kind,
+                            target: target.clone(),
+                            request: request.clone(),
+                            sent_at: now.ms,
+                            deadline: now.at + timeout,
+                            tag: history_tag.clone(),
+                        },
+                    );
+                }
+                Delivered::Full => refusals.push(Refusal::new(
+                    ErrorCode::SlowConsumer,
+                    format!("device {dev} is not reading its messages and was disconnected"),
+                )),
+                Delivered::BufferFull => refusals.push(Refusal::new(
+                    ErrorCode::BufferFull,
+                    format!("device {dev} is reconnecting and its buffer is full"),
+                )),
+                Delivered::Gone => {
+                    refusals.push(Refusal::new(ErrorCode::NoTarget, format!("device {dev} left")))
+                }
+                Delivered::Unreachable => refusals.push(unreachable_refusal(&dev)),
+            }
+        }
+        refusals
+    }
+
+    /// Device `device`'s `postCb` or `callCb` for request `id`: the request it answers leaves
+    /// the pending table, and the pair to store in history is returned with the PC to forward
+    /// the reply to. The reply itself goes on with [`Room::forward_reply`].
+    pub(super) fn take_reply(
+        &mut self,
+        device: &Arc<str>,
+        kind: Kind,
+        id: &str,
+        msg: &RawValue,
+        now: Now,
+    ) -> Result<(Pending, Box<Record>), Refusal> {
+        let key = (device.clone(), id.to_owned());
+        let Some(p) = self.pending.remove(&key) else {
+            self.metrics.dropped(DropReason::NoTarget);
+            return Err(Refusal::new(
+                ErrorCode::NoTarget,
+                format!("no request {id} is awaiting a reply from you (it may have timed out)"),
+            ));
+        };
+        if p.kind.reply_kind() != Some(kind) {
+            let expected = p.kind.reply_kind().map_or("", Kind::as_str);
+            let msg = format!("request {id} was a {}; answer it with {expected}", p.kind);
+            self.pending.insert(key, p);
+            return Err(Refusal::new(ErrorCode::BadFrame, msg));
+        }
+        let device_name = self.index_of(device).and_then(|i| self.members[i].name.clone());
+        let record = Box::new(Record {
+            room: self.name.to_string(),
+            tag: p.tag.to_string(),
+            kind: p.kind,
+            req_id: p.pc_id.clone(),
+            pc: p.pc.to_string(),
+            device: device.to_string(),
+            device_name,
+            target: p.target.clone(),
+            request: p.request.to_string(),
+            reply: msg.get().to_owned(),
+            sent_at: p.sent_at,
+            replied_at: now.ms,
+        });
+        Ok((p, record))
+    }
+
+    /// Forwards a reply `frame` to the PC `pc` that asked; when it cannot reach it, the device
+    /// that answered request `id` is told why, as if it had been refused at once.
+    pub fn forward_reply(&mut self, pc: &str, frame: Frame, device: &str, id: &str, now: Now) {
+        let refusal = match self.deliver(pc, frame, now) {
+            Delivered::Queued | Delivered::Buffered => return,
+            Delivered::Full => Refusal::new(ErrorCode::SlowConsumer, "the PC that asked is not reading"),
+            Delivered::BufferFull => Refusal::new(
+                ErrorCode::BufferFull,
+                "the PC that asked is reconnecting and its buffer is full",
+            ),
+            Delivered::Gone => {
+                self.metrics.dropped(DropReason::NoTarget);
+                Refusal::new(ErrorCode::NoTarget, "the PC that asked has left (the reply is in history)")
+            }
+            Delivered::Unreachable => {
+                unreachable_refusal("the PC that asked").with_note("the reply is in history")
+            }
+        };
+        self.metrics.error(refusal.code);
+        let frame = tether_protocol::envelope::error_frame(Some(id), refusal.code, &refusal.message);
+        self.deliver(device, frame.into(), now);
+    }
+}
