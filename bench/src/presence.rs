@@ -60,8 +60,8 @@ pub async fn run(peer: Peer, base: &str, samples: usize, dead: bool, limit: Dura
     let mut not_told = 0;
     for i in 0..samples {
         let room = format!("pr{tag}x{i}{}", if dead { "d" } else { "c" });
-        let mut pc = peer.join(base, &room, "pc-0123456789abcdef").await?;
-        let dev = peer.join(base, &room, "device-0123456789abcdef").await?;
+        let mut pc = peer.join(base, &room, "pc").await?;
+        let dev = peer.join(base, &room, "device").await?;
         until_list(peer, &mut pc, limit, |n| n == 1).await.context("the device never showed up")?;
         let left = Instant::now();
         if dead {

@@ -77,9 +77,9 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     let mut pcs = Vec::new();
     for r in 0..plan.rooms {
         let room = format!("rt{run_tag}x{r}");
-        let pc = plan.peer.join(&plan.base, &room, "pc-0123456789abcdef").await?;
+        let pc = plan.peer.join(&plan.base, &room, "pc").await?;
         for _ in 0..plan.devices {
-            let dev = plan.peer.join(&plan.base, &room, "device-0123456789abcdef").await?;
+            let dev = plan.peer.join(&plan.base, &room, "device").await?;
             tokio::spawn(answer_forever(plan.peer, dev));
         }
         pcs.push(pc);

@@ -8,18 +8,25 @@
 //! The wire is defined in the `tether-protocol` crate and described in `docs/protocol.md`.
 //!
 //! # Layout
+//! From the edge inwards (docs/architecture.md has the picture):
 //! - [`config`]: the flags (`TETHER_*` env vars too).
-//! - [`http`]: routes, pages, `/healthz`, `/metrics`, the history API, [`http::AppError`].
-//! - [`ws`]: one task per room WebSocket.
+//! - [`http`]: routes, pages and their security headers, `/healthz`, `/metrics`, the history
+//!   API, and the one error body ([`http::AppError`]); `http::cs` is the CS gateway's HTTP edge.
+//! - [`ws`]: one task per room WebSocket: reads frames, feeds the rooms, writes its queue.
 //! - [`room`]: the [`room::Hub`]: rooms, members, presence, resume, routing, the restart
 //!   snapshot; decisions take the time as `now`. [`room::Peers`] is the seam the cluster bus
 //!   attaches to.
-//! - [`history`]: the store (SQLite, group commit).
-//! - [`token`]: secret digests and signed resume tokens.
-//! - [`ratelimit`]: the per-connection token bucket.
+//! - [`history`]: the store (SQLite with group commit, or PostgreSQL), behind one API.
+//! - [`cs`]: the legacy CS gateway's typed core: one upstream connection per session, the
+//!   XML-RPC codec; no HTTP. [`cs::SessionDirectory`] is its seam to other nodes.
+//! - [`alarm`]: the UDP alarm client and listener, the replay ring, `/alarms` subscribers.
+//! - [`cluster`]: cluster mode over Redis: implements [`room::Peers`] and
+//!   [`cs::SessionDirectory`], forwards CS calls, keeps liveness.
+//! - [`token`]: secret digests, device keys, one-use signed resume tokens.
 //! - [`strikes`]: wrong secrets per address, answered ever more slowly.
-//! - [`util`]: the poison-proof lock and hex, used everywhere.
+//! - [`ratelimit`]: the per-connection token bucket.
 //! - [`metrics`]: counters for `/metrics`.
+//! - [`util`]: the poison-proof lock and hex, used everywhere.
 
 pub mod alarm;
 pub mod cluster;
