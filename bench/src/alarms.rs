@@ -70,15 +70,22 @@ async fn metrics(relay: SocketAddr) -> Result<(u64, u64, u64)> {
 }
 
 /// A frame's kind and number, read without a full parse (the generator reads every frame of
-/// every subscriber): `alarm` → its seq, `alarmGap` → its count. The relay writes keys in
-/// order (`msg` before `type`; in an alarm's `msg`, `seq` after `data`), so both are found from
-/// the end, past anything the alarm's data holds.
+/// every subscriber): `alarm` → its seq, `alarmGap` → its count. The relay writes the bodies
+/// of `tether_protocol::msg` in their field order (`type` first; in an alarm's `msg`, `seq`
+/// first), so both are found from the start, before anything the alarm's data holds. Relays
+/// before that wrote keys sorted (`msg` before `type`, `seq` after `data`): read from the end.
 fn read_frame(text: &str) -> Option<(bool, u64)> {
-    let field = |key: &str| -> Option<u64> {
-        let at = text.rfind(key)? + key.len();
-        let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
+    let number = |rest: &str| -> Option<u64> {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
         digits.parse().ok()
     };
+    if let Some(rest) = text.strip_prefix(r#"{"type":"alarm","msg":{"seq":"#) {
+        return Some((true, number(rest)?));
+    }
+    if let Some(rest) = text.strip_prefix(r#"{"type":"alarmGap","msg":{"dropped":"#) {
+        return Some((false, number(rest)?));
+    }
+    let field = |key: &str| -> Option<u64> { number(&text[text.rfind(key)? + key.len()..]) };
     if text.ends_with(r#","type":"alarm"}"#) {
         Some((true, field(r#""seq":"#)?))
     } else if text.ends_with(r#","type":"alarmGap"}"#) {
@@ -224,8 +231,18 @@ mod tests {
 
     #[test]
     fn frames_and_metrics_are_read_as_the_relay_writes_them() {
+        use tether_protocol::{Kind, OutEnvelope, msg};
         // Built as the relay builds them (relay/src/alarm.rs), with data that looks like a seq.
-        let data = serde_json::json!({"seq": 3, "type": "alarmGap"});
+        let data = serde_json::json!({"seq": 3, "type": "alarmGap", "dropped": 4});
+        let body =
+            msg::Alarm { seq: 1795262400000001, at: 1, from: "127.0.0.1:5".into(), data: data.clone() };
+        let alarm = OutEnvelope::new(Kind::Alarm, body).to_text();
+        assert_eq!(read_frame(&alarm), Some((true, 1795262400000001)));
+        let gap = OutEnvelope::new(Kind::AlarmGap, msg::AlarmGap { dropped: 37 }).to_text();
+        assert_eq!(read_frame(&gap), Some((false, 37)));
+        let source = msg::AlarmSource { state: "up".into(), service: None };
+        assert_eq!(read_frame(&OutEnvelope::new(Kind::AlarmSource, source).to_text()), None);
+        // And as relays before the protocol's bodies wrote them: keys sorted.
         let alarm = serde_json::json!({"type": "alarm", "msg": {"seq": 1795262400000001u64, "at": 1, "from": "127.0.0.1:5", "data": data}});
         assert_eq!(read_frame(&alarm.to_string()), Some((true, 1795262400000001)));
         let gap = serde_json::json!({"type": "alarmGap", "msg": {"dropped": 37}});
