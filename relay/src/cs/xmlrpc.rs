@@ -1,5 +1,9 @@
 //! XML-RPC ⇄ JSON, a pure module with no I/O.
 //!
+//! Longer than most files here on purpose: one codec, both directions, with the limits they
+//! share (depth, size, the characters XML 1.0 allows); split apart, the rules that must mirror
+//! each other would drift. Its tests live in `xmlrpc_tests.rs`.
+//!
 //! | JSON | XML-RPC |
 //! |---|---|
 //! | integer | `<int>` (`<i8>` beyond 32 bits); `<i4>`, `<int>`, `<i8>` all decode to integers |
