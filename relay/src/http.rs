@@ -42,6 +42,8 @@ use tower_http::services::ServeDir;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// What each room socket's task needs, shared by all of them.
+    pub rooms: Arc<ws::Context>,
     /// The rooms.
     pub hub: Arc<Hub>,
     /// The history store.
@@ -197,8 +199,7 @@ async fn ws_upgrade(
     // Frames up to OVERSIZE_TOLERANCE × --max-frame are read and answered `too_large`
     // (the socket stays open); beyond that tungstenite stops reading and the socket closes.
     let hard = max.saturating_mul(limits::OVERSIZE_TOLERANCE).max(64 * 1024);
-    let AppState { hub, store, metrics, shutdown, tasks, cluster, .. } = s;
-    let cx = ws::Context { hub, metrics, store, cluster, shutdown };
+    let (cx, tasks) = (s.rooms.clone(), s.tasks);
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)

@@ -194,6 +194,13 @@ pub async fn run(
         }
     }
     let state = http::AppState {
+        rooms: Arc::new(ws::Context {
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+            store: store.clone(),
+            cluster: cluster.clone(),
+            shutdown: stop.clone(),
+        }),
         hub: hub.clone(),
         store: store.clone(),
         metrics,

@@ -109,7 +109,7 @@ type Stream = futures_util::stream::SplitStream<WebSocket>;
 /// future holds each of them once instead of keeping room for them in every state.
 pub fn serve(
     socket: WebSocket,
-    cx: Context,
+    cx: Arc<Context>,
     query: JoinQuery,
     strike: crate::strikes::Strike,
 ) -> impl Future<Output = ()> + Send {
@@ -121,11 +121,11 @@ pub fn serve(
 async fn serve_split(
     mut sink: Sink,
     stream: Stream,
-    cx: Context,
+    cx: Arc<Context>,
     mut request: Result<JoinRequest, Refusal>,
     strike: crate::strikes::Strike,
 ) {
-    let Context { hub, metrics, store, cluster, shutdown } = cx;
+    let Context { hub, metrics, store, cluster, shutdown } = &*cx;
     let _counted = Counted::new(metrics.clone());
     let (outbox, inbox) = hub.outbox();
     // Cluster mode: the room's secret is the cluster's (the first joiner of a room with no member
@@ -154,7 +154,11 @@ async fn serve_split(
         }
     }
     let joined = match request.and_then(|req| hub.join(req, outbox.clone(), Now::read())) {
-        Ok(j) => j,
+        Ok(j) => {
+            // Only a refused join counts against the address: not held for the connection's life.
+            drop(strike);
+            j
+        }
         Err(r) => {
             debug!(code = %r.code, message = %r.message, "join refused");
             if r.code == ErrorCode::Unauthorized {
@@ -177,7 +181,8 @@ async fn serve_split(
         }
     }
     let span = info_span!("member", room = %joined.room_name, member = %joined.member, role = %joined.role);
-    let conn = Connection { hub, metrics, store, joined, outbox };
+    let shutdown = shutdown.clone();
+    let conn = Connection { cx, joined, outbox };
     async move {
         info!(resumed = conn.joined.resumed, "joined");
         let mut stream = stream;
@@ -201,9 +206,9 @@ async fn goodbye(sink: &mut Sink, r: &Refusal) {
 }
 
 struct Connection {
-    hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
-    store: Store,
+    /// What every connection shares, behind one pointer: an idle socket's task holds this
+    /// rather than a copy of each handle.
+    cx: Arc<Context>,
     joined: Joined,
     outbox: Outbox,
 }
@@ -216,7 +221,7 @@ impl Connection {
         inbox: &mut Inbox,
         shutdown: CancellationToken,
     ) -> End {
-        let limits = self.hub.limits();
+        let limits = self.cx.hub.limits();
         let mut ping = tokio::time::interval_at(Instant::now() + limits.heartbeat, limits.heartbeat);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let silence = limits.heartbeat * limits::MISSED_HEARTBEATS as u32;
@@ -283,7 +288,7 @@ impl Connection {
                     };
                     if !heard {
                         heard = true;
-                        self.hub.confirm(&self.joined);
+                        self.cx.hub.confirm(&self.joined);
                     }
                     deadline.as_mut().reset(Instant::now() + silence);
                     match msg {
@@ -292,7 +297,7 @@ impl Connection {
                             match bucket.take(at) {
                             Verdict::Allow => self.on_text(text.as_str(), at).await,
                             Verdict::Limit => {
-                                self.metrics.dropped(crate::metrics::Dropped::RateLimited);
+                                self.cx.metrics.dropped(crate::metrics::Dropped::RateLimited);
                                 self.refuse(None, ErrorCode::RateLimited, "too many frames; slow down");
                             }
                             Verdict::Flood => break End::Kicked(Refusal::new(
@@ -326,7 +331,7 @@ impl Connection {
                 unsent.push_back(f);
             }
         }
-        self.hub.leave_with(&self.joined, self.joined.conn, how, unsent, Now::read());
+        self.cx.hub.leave_with(&self.joined, self.joined.conn, how, unsent, Now::read());
         match end {
             End::Clean => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
@@ -338,7 +343,7 @@ impl Connection {
                 goodbye(sink, &r).await;
             }
             End::Kicked(r) => {
-                self.metrics.error(r.code);
+                self.cx.metrics.error(r.code);
                 if r.code != ErrorCode::Replaced {
                     info!(code = %r.code, "closing: {}", r.message);
                 }
@@ -349,7 +354,7 @@ impl Connection {
 
     /// Queues an `error` frame to this connection.
     fn refuse(&self, id: Option<&str>, code: ErrorCode, message: &str) {
-        self.metrics.error(code);
+        self.cx.metrics.error(code);
         let frame = error_frame(id, code, message);
         let mut room = crate::util::lock(&self.joined.room);
         room.deliver(&self.joined.member, frame.into(), Now::read());
@@ -357,7 +362,7 @@ impl Connection {
 
     /// A text frame that arrived at `at`.
     async fn on_text(&self, text: &str, at: std::time::Instant) {
-        let max = self.hub.limits().max_frame;
+        let max = self.cx.hub.limits().max_frame;
         if text.len() > max {
             let msg = format!("frame of {} bytes is over the {max}-byte limit", text.len());
             return self.refuse(None, ErrorCode::TooLarge, &msg);
@@ -373,10 +378,10 @@ impl Connection {
             return self.refuse(None, ErrorCode::BadFrame, "id must be 1 to 128 bytes");
         }
         let Some(kind) = Kind::parse(&env.kind) else {
-            self.metrics.frames_in_unknown.fetch_add(1, Relaxed);
+            self.cx.metrics.frames_in_unknown.fetch_add(1, Relaxed);
             return self.refuse(id, ErrorCode::UnknownType, &format!("unknown type {:?}", env.kind));
         };
-        self.metrics.frame_in(kind);
+        self.cx.metrics.frame_in(kind);
         let now = || Now { at, ms: crate::now_ms() };
         let role = self.joined.role;
         match kind {
@@ -406,7 +411,7 @@ impl Connection {
                         return self.refuse(id, ErrorCode::BadFrame, &format!("bad hello: {e}"));
                     }
                 };
-                self.hub.hello(&self.joined, hello, now());
+                self.cx.hub.hello(&self.joined, hello, now());
             }
             Kind::Post | Kind::Call => {
                 if role != Role::Pc {
@@ -434,7 +439,7 @@ impl Connection {
                 );
                 let to = env.to.as_deref();
                 let (id, refusals) =
-                    self.hub.request(&self.joined, kind, id, to, msg, target, timeout, now());
+                    self.cx.hub.request(&self.joined, kind, id, to, msg, target, timeout, now());
                 for r in refusals {
                     self.refuse(Some(&id), r.code, &r.message);
                 }
@@ -445,7 +450,7 @@ impl Connection {
                 }
                 let null = serde_json::value::RawValue::NULL;
                 let msg = env.msg.unwrap_or(null);
-                if let Err(r) = self.hub.reply(&self.store, &self.joined, kind, id, msg, now()).await {
+                if let Err(r) = self.cx.hub.reply(&self.cx.store, &self.joined, kind, id, msg, now()).await {
                     self.refuse(id, r.code, &r.message);
                 }
             }
