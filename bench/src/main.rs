@@ -6,6 +6,12 @@
 //! tether-bench roundtrip --peer seed --base 127.0.0.1:9100 --rate 20000 --server-pid 4242 --out raw.jsonl
 //! tether-bench report --raw raw.jsonl --out bench/RESULTS.md
 //! ```
+//!
+//! # Layout
+//! - `peer`: how each peer (Tether, PageSpy, the seed's relay, Socket.IO) is joined and spoken to.
+//! - `roundtrip`, `presence`, `idle`, `gateway`, `alarms`: one scenario each.
+//! - `cpu`: a process's CPU time from `/proc`.
+//! - `report`: `raw.jsonl` into `RESULTS.md`.
 
 mod alarms;
 mod cpu;

@@ -12,7 +12,8 @@
 //! - [`envelope`]: the frame around every message, parsed without copying `msg`.
 //! - [`kind`]: the message kinds ([`Kind`]) and member roles ([`Role`]).
 //! - [`msg`]: the typed bodies: [`msg::Welcome`], [`msg::Hello`], [`msg::Devices`],
-//!   [`msg::Post`], [`msg::PostCb`], [`msg::Call`], [`msg::CallCb`], [`msg::ErrorMsg`].
+//!   [`msg::Post`], [`msg::PostCb`], [`msg::Call`], [`msg::CallCb`], [`msg::ErrorMsg`], and the
+//!   alarm stream's [`msg::Alarm`], [`msg::AlarmGap`], [`msg::AlarmSource`].
 //! - [`error`]: [`ErrorCode`], the codes an `error` frame carries, and the WebSocket close
 //!   codes the relay uses when it ends a connection.
 //! - [`limits`]: sizes and timings both ends agree on.

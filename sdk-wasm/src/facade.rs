@@ -3,6 +3,9 @@
 //! Bindings only: each method reads its JS arguments, calls the core through the
 //! [`Driver`], and turns the outcome into a value, a callback or a Promise. Failures reject
 //! with a JS `Error` whose `code` is a protocol error code, `timeout` or `disconnected`.
+//!
+//! Over 500 lines: the whole JavaScript API in one place (with its TypeScript declarations),
+//! so the npm package's surface can be read top to bottom; the logic lives in `core` and `web`.
 
 use crate::core::backoff::Policy;
 use crate::core::history::{DEFAULT_CAP, LocalHistory};

@@ -7,6 +7,10 @@
 //! - [`RelayProcess`]: the real binary, for restarts, SIGTERM and `kill -9`.
 //! - [`Client`]: one room member over a real WebSocket.
 //! - [`http_get`]: `GET` returning status, headers and body.
+//! - [`Postgres`], [`Redis`]: servers of the test's own, on free ports, stopped by their pid.
+//!
+//! One file of ~780 lines on purpose: every test binary includes this crate whole, and the
+//! helpers call each other (a relay, its clients, the HTTP helpers they read it with).
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};

@@ -1,4 +1,7 @@
 //! UDP alarms through the relay to `/alarms` subscribers, against the demo alarm service.
+//!
+//! Long on purpose: one test per behaviour of the alarm stream a user would notice, with the
+//! demo service and raw clients they share.
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};

@@ -1,4 +1,7 @@
 //! The legacy CS gateway end to end: the relay in front of the demo XML-RPC server.
+//!
+//! Long on purpose: one test per behaviour of the CS gateway a user would notice (faults,
+//! limits, cross-site refusals), each readable on its own.
 
 use serde_json::{Value, json};
 use std::net::SocketAddr;

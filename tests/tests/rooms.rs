@@ -1,4 +1,7 @@
 //! The room relay end to end: real WebSocket clients against a relay on port 0.
+//!
+//! Long on purpose: one test per behaviour of the room protocol a user would notice, each
+//! readable on its own; splitting by size would scatter related cases.
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -8,6 +8,9 @@
 //! `JSON.parse`). Numbers keep their text: the SDK never computes with a number from the wire,
 //! so it never parses or formats floats, and a number passes through byte for byte.
 //! [`Json::parse`] accepts exactly RFC 8259 JSON, nested at most [`MAX_DEPTH`] deep.
+//!
+//! Over 500 lines: a complete JSON value, parser and writer of the SDK's own (serde_json
+//! would cost the wasm ~20 KB), with its tests.
 
 use std::ops::Index;
 

@@ -11,6 +11,9 @@
 //! status is `unlink` and pending requests are rejected with `disconnected`. A wake
 //! (`visibilitychange` to visible, `online`) starts a fresh round. Each reconnect presents the
 //! resume token, so the member keeps its id and what was sent to it meanwhile.
+//!
+//! Over 500 lines: one state machine (connect, welcome, resume, retries, requests, replies);
+//! its tests are in `session_tests.rs`.
 
 use super::backoff::{Backoff, Policy};
 use super::json::Json;
