@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "TETHER_MAX_ROOM_MEMBERS", default_value_t = 64)]
     pub max_room_members: usize,
 
+    /// Rooms one IP address may create per minute (0: no cap); joining a room that exists costs
+    /// nothing. Beyond it the join is refused `rate_limited`.
+    #[arg(long, env = "TETHER_MAX_NEW_ROOMS_PER_IP", default_value_t = 60)]
+    pub max_new_rooms_per_ip: u32,
+
     /// Requests one room may have awaiting replies; beyond this a request gets `rate_limited`.
     #[arg(long, env = "TETHER_MAX_PENDING", default_value_t = 4096)]
     pub max_pending: usize,
@@ -192,6 +197,7 @@ impl Config {
             queue_bytes: 8 * 1024 * 1024,
             resume_buffer: 256,
             max_room_members: 64,
+            max_new_rooms_per_ip: 60,
             max_pending: 4096,
             max_pending_bytes: 64 * 1024 * 1024,
             cs_upstream: None,

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub history_commits: Arc<AtomicU64>,
     /// Requests refused by `--allow-origin`.
     pub refused_origin: AtomicU64,
+    /// Joins refused because their address made its minute's rooms (`--max-new-rooms-per-ip`).
+    pub refused_rooms: AtomicU64,
     /// History records that failed to commit (the reply was still delivered).
     pub history_failures: AtomicU64,
 }
@@ -160,6 +162,11 @@ impl Metrics {
             "tether_refused_origin_total",
             "Requests refused for their Origin (--allow-origin).",
             self.refused_origin.load(Relaxed),
+        );
+        counter(
+            "tether_rooms_refused_total",
+            "Rooms not created: their address had made its minute's (--max-new-rooms-per-ip).",
+            self.refused_rooms.load(Relaxed),
         );
         counter(
             "tether_history_writes_total",

@@ -37,8 +37,8 @@ pub struct Strikes {
     by_addr: Mutex<HashMap<IpAddr, Count>>,
 }
 
-/// The key an address counts under.
-fn key(ip: IpAddr) -> IpAddr {
+/// The key an address counts under (an IPv6 host by its /64, a v4-mapped one as the v4).
+pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -72,7 +72,7 @@ impl Strikes {
 
     /// `Err(wait)` when `ip` must wait before trying a secret again.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let Some(c) = self.lock().get(&key(ip)).copied() else { return Ok(()) };
+        let Some(c) = self.lock().get(&address_key(ip)).copied() else { return Ok(()) };
         let until = c.last + delay(c.failures);
         if now < until { Err(until - now) } else { Ok(()) }
     }
@@ -80,7 +80,7 @@ impl Strikes {
     /// `ip` gave a wrong secret at `now`.
     pub fn fail(&self, ip: IpAddr, now: Instant) {
         let mut map = self.lock();
-        let k = key(ip);
+        let k = address_key(ip);
         if !map.contains_key(&k) && map.len() >= MAX_ADDRESSES {
             map.retain(|_, c| now.saturating_duration_since(c.last) < FORGET);
             if map.len() >= MAX_ADDRESSES {
@@ -124,6 +124,11 @@ impl Strike {
     /// `Err(wait)` when this address must wait before trying a secret.
     pub fn check(&self) -> Result<(), Duration> {
         self.strikes.check(self.ip, Instant::now())
+    }
+
+    /// The address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
     }
 
     /// This address gave a wrong secret.

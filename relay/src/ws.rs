@@ -49,6 +49,7 @@ impl JoinQuery {
             name: self.name,
             resume: self.resume.filter(|r| !r.is_empty()),
             cluster_resume: false,
+            from: None,
         })
     }
 }
@@ -127,6 +128,9 @@ async fn serve_split(
 ) {
     let Context { hub, metrics, store, cluster, shutdown } = &*cx;
     let _counted = Counted::new(metrics.clone());
+    if let Ok(req) = &mut request {
+        req.from = Some(strike.ip());
+    }
     let (outbox, inbox) = hub.outbox();
     // Cluster mode: the room's secret is the cluster's (the first joiner of a room with no member
     // on any node sets it). With Redis unreachable, this node decides alone.

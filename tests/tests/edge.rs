@@ -140,3 +140,29 @@ async fn behind_a_proxy_the_client_address_comes_from_the_named_header_and_only_
     assert_eq!(guess_from(&relay, "10.0.0.2", 1).await, 401, "another client is not slowed");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_address_creates_at_most_its_minutes_rooms_and_loses_nothing_else() {
+    let relay = Relay::with(|c| c.max_new_rooms_per_ip = 3).await;
+    let url = relay.ws_url();
+    let secret = "rooms-0123456789abcdef";
+    let mut pcs = Vec::new();
+    for i in 0..3 {
+        pcs.push(Client::join(&url, &format!("made-{i}"), "pc", secret).await);
+    }
+    // The fourth new room is refused, and says why.
+    let refused =
+        Client::join_query(&url, &format!("room=made-3&role=pc&secret={secret}")).await.err().unwrap();
+    assert_eq!(refused.error["code"], "rate_limited", "{}", refused.error);
+    assert!(refused.error["message"].as_str().unwrap().contains("--max-new-rooms-per-ip"));
+    // Joining rooms that exist costs nothing, and they work as before.
+    let mut dev = Client::join(&url, "made-0", "device", secret).await;
+    pcs[0].send(tether_tests::post("1", "https://x/")).await;
+    let req = dev.expect("post").await;
+    dev.send(tether_tests::reply_to(&req, serde_json::json!("ok"))).await;
+    assert_eq!(pcs[0].expect("postCb").await["id"], "1");
+    let metrics = http_get(relay.addr, "/metrics").await.2;
+    assert!(metrics.lines().any(|l| l == "tether_rooms_refused_total 1"), "{metrics}");
+    assert_eq!(get_json(relay.addr, "/healthz").await.1["rooms"], 3);
+    relay.stop().await;
+}

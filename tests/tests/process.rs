@@ -245,7 +245,8 @@ async fn a_thousand_connections_opened_and_closed_leave_rss_at_its_baseline() {
     let mut args = FAST.to_vec();
     // Clients joined first do not read (so answer no ping) until all have joined: on a slow
     // machine that took over two heartbeats. This test is about memory, not presence.
-    args.extend(["--max-conns-per-ip", "4000", "--heartbeat-ms", "60000"]);
+    // 500 rooms a cycle from one address: no cap on rooms made per minute either.
+    args.extend(["--max-conns-per-ip", "4000", "--heartbeat-ms", "60000", "--max-new-rooms-per-ip", "0"]);
     let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
     let url = relay.ws_url();
     let mut rss = Vec::new();

@@ -33,6 +33,8 @@ pub struct Hub {
     next_req: AtomicU64,
     /// Cluster mode: the other nodes.
     peers: Option<Arc<dyn Peers>>,
+    /// Rooms made per address.
+    creations: super::creations::Creations,
 }
 
 /// A member's place in a room, held by its connection task.
@@ -64,6 +66,7 @@ impl Hub {
     ) -> Hub {
         Hub {
             peers,
+            creations: super::creations::Creations::new(limits.new_rooms_per_ip),
             rooms: Mutex::new(HashMap::new()),
             limits,
             metrics,
@@ -114,7 +117,7 @@ impl Hub {
             // The map's lock is held only to find (or make) the room: the welcome and the
             // member list are built under the room's own lock, so joins to other rooms wait
             // for neither.
-            let room_arc = self.find_or_make(&req.room, cred.key);
+            let room_arc = self.find_or_make(&req.room, cred.key, req.from, now)?;
             let mut room = lock(&room_arc);
             if room.closed {
                 // Emptied and dropped from the map between the two locks: look again.
@@ -140,11 +143,29 @@ impl Hub {
         }
     }
 
-    /// The room called `name`, made (with `key`) when there is none.
-    fn find_or_make(&self, name: &str, key: [u8; 32]) -> Arc<Mutex<Room>> {
+    /// The room called `name`, made (with `key`) when there is none — if `from` may make
+    /// one now.
+    fn find_or_make(
+        &self,
+        name: &str,
+        key: [u8; 32],
+        from: Option<std::net::IpAddr>,
+        now: Now,
+    ) -> Result<Arc<Mutex<Room>>, Refusal> {
         let mut rooms = lock(&self.rooms);
         if let Some(r) = rooms.get(name) {
-            return r.clone();
+            return Ok(r.clone());
+        }
+        if let Some(Err(wait)) = from.map(|ip| self.creations.take(ip, now.at)) {
+            self.metrics.refused_rooms.fetch_add(1, Relaxed);
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this address created {} rooms in the last minute (--max-new-rooms-per-ip): join a room that exists, or try again in {} s",
+                    self.limits.new_rooms_per_ip,
+                    wait.as_secs().max(1)
+                ),
+            ));
         }
         let name: Arc<str> = name.into();
         let room =
@@ -152,7 +173,7 @@ impl Hub {
         let room = Arc::new(Mutex::new(room));
         rooms.insert(name, room.clone());
         self.metrics.rooms.store(rooms.len() as i64, Relaxed);
-        room
+        Ok(room)
     }
 
     /// The connection of `j` ended.

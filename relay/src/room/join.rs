@@ -28,6 +28,9 @@ pub struct JoinRequest {
     /// another node, or left with its node within the grace window). Set by the caller after
     /// asking Redis ([`Hub::resume_claim`](super::Hub::resume_claim) names the member).
     pub cluster_resume: bool,
+    /// The client's address: it pays for a room it creates (`--max-new-rooms-per-ip`).
+    /// `None`: not counted (a restored or in-process join).
+    pub from: Option<std::net::IpAddr>,
 }
 
 /// What a join needs besides the request, worked out before its room is locked.

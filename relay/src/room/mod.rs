@@ -21,9 +21,11 @@
 //! - [`route`]: a PC's `post`/`call` to devices, and a device's reply to the PC that asked.
 //! - [`remote`]: a room's members and requests on other nodes (cluster mode).
 //! - [`hub`]: the map of rooms: finds or makes a room, then lets the room decide.
+//! - [`creations`]: rooms made per address per minute (`--max-new-rooms-per-ip`).
 //! - [`snapshot`]: the rooms saved on SIGTERM and restored by the next process.
 
 pub mod core;
+pub mod creations;
 pub mod hub;
 pub mod join;
 pub mod member;
@@ -124,6 +126,8 @@ pub enum Delivered {
 /// The per-room limits, from the config.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Rooms one address may create per minute (0: no cap).
+    pub new_rooms_per_ip: u32,
     /// Ping interval.
     pub heartbeat: Duration,
     /// Away grace window.
@@ -153,6 +157,7 @@ impl Limits {
     /// From the relay's config.
     pub fn from_config(c: &crate::Config) -> Limits {
         Limits {
+            new_rooms_per_ip: c.max_new_rooms_per_ip,
             heartbeat: c.heartbeat(),
             grace: c.grace(),
             resume_buffer: c.resume_buffer,

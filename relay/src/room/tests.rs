@@ -38,6 +38,7 @@ fn join_as(
         name: None,
         resume: resume.map(str::to_owned),
         cluster_resume: false,
+        from: None,
     };
     h.join(req, out, now).map(|j| (j, inbox))
 }
@@ -125,6 +126,7 @@ fn refusals_a_full_room_a_wrong_secret_and_a_device_key_offered_by_a_pc() {
         name: None,
         resume: None,
         cluster_resume: false,
+        from: None,
     };
     assert!(h.join(req.clone(), h.outbox().0, now).is_err());
     req.room = "bad/name".into();
