@@ -404,16 +404,52 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// Takes in alarms pushed to `sock`, until `stop`.
-pub async fn run_listener(alarms: Arc<Alarms>, sock: UdpSocket, stop: CancellationToken) {
+pub async fn run_listener(
+    alarms: Arc<Alarms>,
+    sock: UdpSocket,
+    from: Vec<std::net::IpAddr>,
+    stop: CancellationToken,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            r = sock.recv_from(&mut buf) => if let Ok((n, from)) = r {
-                alarms.ingest(from, &buf[..n]);
+            r = sock.recv_from(&mut buf) => if let Ok((n, sender)) = r {
+                if sender_allowed(&from, sender.ip()) {
+                    alarms.ingest(sender, &buf[..n]);
+                } else {
+                    // Anyone can send a datagram: only the listed senders' are stored.
+                    alarms.metrics.alarms_refused.fetch_add(1, Relaxed);
+                }
             },
         }
     }
+}
+
+/// Whether `ip` is one of `from` (a v4-mapped IPv6 sender counts as its IPv4 address).
+pub fn sender_allowed(from: &[std::net::IpAddr], ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    from.contains(&ip)
+}
+
+/// Who `--alarm-listen` takes datagrams from: `--alarm-from` when given, else the
+/// `--alarm-udp` service's host (resolved now), else this machine.
+pub async fn senders(alarm_from: &[std::net::IpAddr], alarm_udp: Option<&str>) -> Vec<std::net::IpAddr> {
+    if !alarm_from.is_empty() {
+        return alarm_from.to_vec();
+    }
+    if let Some(service) = alarm_udp {
+        if let Ok(addrs) = tokio::net::lookup_host(service).await {
+            let ips: Vec<std::net::IpAddr> = addrs.map(|a| a.ip()).collect();
+            if !ips.is_empty() {
+                return ips;
+            }
+        }
+    }
+    vec![std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()]
 }
 
 /// The subscriber's socket is gone, or stopped reading or answering.
@@ -514,6 +550,21 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn pushes_are_taken_from_the_listed_senders_else_the_service_else_this_machine() {
+        let listed: std::net::IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(senders(&[listed], Some("127.0.0.1:9")).await, vec![listed]);
+        assert_eq!(
+            senders(&[], Some("127.0.0.3:9")).await,
+            vec!["127.0.0.3".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let local = senders(&[], None).await;
+        assert!(sender_allowed(&local, "127.0.0.1".parse().unwrap()));
+        assert!(sender_allowed(&local, "::1".parse().unwrap()));
+        assert!(sender_allowed(&local, "::ffff:127.0.0.1".parse().unwrap()), "v4-mapped counts as v4");
+        assert!(!sender_allowed(&local, "192.0.2.1".parse().unwrap()));
+    }
 
     #[test]
     fn payloads_decode_by_kind() {

@@ -113,6 +113,12 @@ pub struct Config {
     #[arg(long, env = "TETHER_ALARM_LISTEN")]
     pub alarm_listen: Option<SocketAddr>,
 
+    /// The senders whose datagrams `--alarm-listen` takes (comma-separated IP addresses).
+    /// Default: the `--alarm-udp` service's host, or this machine (loopback) without one.
+    /// Others are dropped and counted (`tether_alarms_refused_total`).
+    #[arg(long, env = "TETHER_ALARM_FROM", value_delimiter = ',')]
+    pub alarm_from: Vec<std::net::IpAddr>,
+
     /// How often the subscription to `--alarm-udp` is renewed, ms.
     #[arg(long, env = "TETHER_ALARM_RENEW_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(10..))]
@@ -208,6 +214,7 @@ impl Config {
             cs_max_body: 1024 * 1024,
             alarm_udp: None,
             alarm_listen: None,
+            alarm_from: Vec::new(),
             alarm_renew_ms: 5_000,
             alarm_subscribe: "SUBSCRIBE".into(),
             alarm_history: 4096,

@@ -177,7 +177,9 @@ pub async fn run(
                 stop.cancel(); // ends the tasks already started
                 RelayError::Config(format!("--alarm-listen {addr}: {e}"))
             })?;
-            tasks.spawn(alarm::run_listener(alarms.clone(), sock, stop.clone()));
+            let from = alarm::senders(&config.alarm_from, config.alarm_udp.as_deref()).await;
+            tracing::info!(?from, "--alarm-listen takes datagrams from these senders only (--alarm-from)");
+            tasks.spawn(alarm::run_listener(alarms.clone(), sock, from, stop.clone()));
         }
     }
     if alarms.is_some() {

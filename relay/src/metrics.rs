@@ -82,6 +82,8 @@ pub struct Metrics {
     pub refused_origin: AtomicU64,
     /// Joins refused because their address made its minute's rooms (`--max-new-rooms-per-ip`).
     pub refused_rooms: AtomicU64,
+    /// Datagrams to `--alarm-listen` from a sender not in `--alarm-from`, dropped.
+    pub alarms_refused: AtomicU64,
     /// History records that failed to commit (the reply was still delivered).
     pub history_failures: AtomicU64,
 }
@@ -162,6 +164,11 @@ impl Metrics {
             "tether_refused_origin_total",
             "Requests refused for their Origin (--allow-origin).",
             self.refused_origin.load(Relaxed),
+        );
+        counter(
+            "tether_alarms_refused_total",
+            "Datagrams to --alarm-listen from senders not in --alarm-from, dropped.",
+            self.alarms_refused.load(Relaxed),
         );
         counter(
             "tether_rooms_refused_total",

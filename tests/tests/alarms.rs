@@ -654,3 +654,30 @@ async fn a_subscriber_that_stops_reading_is_closed_not_waited_for() {
     alive.abort();
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn pushed_alarms_are_taken_only_from_the_listed_senders() {
+    let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let listen = free.local_addr().unwrap();
+    drop(free);
+    let relay = Relay::with(|c| {
+        c.alarm_listen = Some(listen);
+        c.alarms_public = true;
+        c.alarm_from = vec!["127.0.0.2".parse().unwrap()];
+    })
+    .await;
+    let mut ws = open(relay.addr, "", &[]).await.expect("opened");
+    wait_metric(relay.addr, "tether_alarm_subscribers 1").await;
+    // A stranger's datagram is dropped and counted, never stored or sent on ...
+    let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    stranger.send_to(b"{\"forged\": true}", listen).await.unwrap();
+    wait_metric(relay.addr, "tether_alarms_refused_total 1").await;
+    // ... while the listed sender's is.
+    let service = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    service.send_to(b"{\"door\": \"open\"}", listen).await.unwrap();
+    let f = next(&mut ws).await;
+    assert_eq!(f["msg"]["data"], json!({"door": "open"}), "the first frame is the listed sender's: {f}");
+    assert_eq!(f["msg"]["from"], service.local_addr().unwrap().to_string());
+    wait_metric(relay.addr, "tether_alarms_received_total 1").await;
+    relay.stop().await;
+}
