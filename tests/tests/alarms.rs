@@ -312,16 +312,22 @@ async fn a_vanished_service_is_told_to_subscribers_who_stay_connected_until_it_r
     again.stop().await;
 }
 
-#[tokio::test]
-async fn pushed_alarms_are_taken_up_to_the_largest_datagram() {
+/// A relay taking alarms pushed to a free UDP port (its address returned), set up by `tweak`.
+async fn listening(tweak: impl FnOnce(&mut tether_relay::Config)) -> (Relay, SocketAddr) {
     let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let listen = free.local_addr().unwrap();
     drop(free);
     let relay = Relay::with(|c| {
         c.alarm_listen = Some(listen);
-        c.alarm_token = Some(TOKEN.into());
+        tweak(c);
     })
     .await;
+    (relay, listen)
+}
+
+#[tokio::test]
+async fn pushed_alarms_are_taken_up_to_the_largest_datagram() {
+    let (relay, listen) = listening(|c| c.alarm_token = Some(TOKEN.into())).await;
     let mut ws = subscribe(&relay, "").await;
     wait_metric(relay.addr, "tether_alarm_subscribers 1").await;
     let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -579,18 +585,13 @@ async fn guessing_the_alarm_token_is_answered_ever_more_slowly() {
     relay.stop().await;
 }
 
-/// A relay taking pushed alarms on a free port, open to any subscriber, pinging every 100 ms.
+/// A relay open to any subscriber, pinging every 100 ms, taking pushed alarms.
 async fn pushed_relay() -> (Relay, SocketAddr) {
-    let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let listen = free.local_addr().unwrap();
-    drop(free);
-    let relay = Relay::with(|c| {
-        c.alarm_listen = Some(listen);
+    listening(|c| {
         c.alarms_public = true;
         c.heartbeat_ms = 100;
     })
-    .await;
-    (relay, listen)
+    .await
 }
 
 #[tokio::test]
@@ -657,11 +658,7 @@ async fn a_subscriber_that_stops_reading_is_closed_not_waited_for() {
 
 #[tokio::test]
 async fn pushed_alarms_are_taken_only_from_the_listed_senders() {
-    let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let listen = free.local_addr().unwrap();
-    drop(free);
-    let relay = Relay::with(|c| {
-        c.alarm_listen = Some(listen);
+    let (relay, listen) = listening(|c| {
         c.alarms_public = true;
         c.alarm_from = vec!["127.0.0.2".parse().unwrap()];
     })
