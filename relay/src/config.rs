@@ -63,6 +63,18 @@ pub struct Config {
     #[arg(long, env = "TETHER_RESUME_BUFFER", default_value_t = 256)]
     pub resume_buffer: usize,
 
+    /// Bytes the whole relay may hold for members: frames in outbound queues and in away
+    /// members' resume buffers, and request bodies awaiting replies (0: no cap). Past it a
+    /// request or reply is refused to its sender (`buffer_full`); the relay's own small frames
+    /// (welcome, member lists, errors) always go.
+    #[arg(long, env = "TETHER_MAX_BUFFERED_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_buffered_bytes: usize,
+
+    /// Bytes one room may hold in its away members' resume buffers, together; past it frames
+    /// to its away members are refused to their senders (`buffer_full`).
+    #[arg(long, env = "TETHER_MAX_ROOM_BUFFERED_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_room_buffered_bytes: usize,
+
     /// Members one room may hold.
     #[arg(long, env = "TETHER_MAX_ROOM_MEMBERS", default_value_t = 64)]
     pub max_room_members: usize,
@@ -202,6 +214,8 @@ impl Config {
             queue_frames: 512,
             queue_bytes: 8 * 1024 * 1024,
             resume_buffer: 256,
+            max_buffered_bytes: 64 * 1024 * 1024,
+            max_room_buffered_bytes: 16 * 1024 * 1024,
             max_room_members: 64,
             max_new_rooms_per_ip: 60,
             max_pending: 4096,

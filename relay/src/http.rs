@@ -190,6 +190,9 @@ async fn ws_upgrade(
     }
     let slot = match s.per_ip.take(ip) {
         Ok(slot) => slot,
+        // A member coming back gives back the slot its away self holds as it resumes: at the
+        // cap, it may still come back (its address stays at the cap, not over it).
+        Err(_) if q.resumes_away(&s.hub) => s.per_ip.take_over(ip),
         Err(e) => {
             s.metrics.error(tether_protocol::ErrorCode::RateLimited);
             return e.into_response();
@@ -208,7 +211,8 @@ async fn ws_upgrade(
         .on_upgrade(move |socket| {
             // No `async` block around it: one would hold the serving future twice (as what it
             // captured and as what it awaits), and this future lives as long as the socket.
-            tasks.track_future(ws::serve(socket, cx, q, strike).map(move |()| drop(slot)))
+            let slot = slot.map(|s| Box::new(s) as crate::room::Holding);
+            tasks.track_future(ws::serve(socket, cx, q, strike, slot))
         })
 }
 

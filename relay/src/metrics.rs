@@ -19,17 +19,26 @@ pub enum Dropped {
     RateLimited,
     /// Nobody to deliver to.
     NoTarget,
+    /// The relay (`--max-buffered-bytes`) or the room (`--max-room-buffered-bytes`) already
+    /// held all it may for its members.
+    OverBudget,
 }
 
 impl Dropped {
-    const ALL: [Dropped; 4] =
-        [Dropped::SlowConsumer, Dropped::BufferFull, Dropped::RateLimited, Dropped::NoTarget];
+    const ALL: [Dropped; 5] = [
+        Dropped::SlowConsumer,
+        Dropped::BufferFull,
+        Dropped::RateLimited,
+        Dropped::NoTarget,
+        Dropped::OverBudget,
+    ];
     fn as_str(self) -> &'static str {
         match self {
             Dropped::SlowConsumer => "slow_consumer",
             Dropped::BufferFull => "buffer_full",
             Dropped::RateLimited => "rate_limited",
             Dropped::NoTarget => "no_target",
+            Dropped::OverBudget => "over_budget",
         }
     }
 }
@@ -45,6 +54,9 @@ pub struct Metrics {
     pub rooms: AtomicI64,
     /// Members currently away, waiting to resume (gauge).
     pub away: AtomicI64,
+    /// Bytes held for members: outbound queues, resume buffers, request bodies awaiting
+    /// replies (gauge; `room::Budget` keeps it under `--max-buffered-bytes`).
+    pub buffered_bytes: std::sync::atomic::AtomicUsize,
     /// Joins that resumed an earlier member.
     pub resumes: AtomicU64,
     frames_in: [AtomicU64; Kind::ALL.len()],
@@ -118,6 +130,11 @@ impl Metrics {
         gauge("tether_connections", "Open room WebSockets.", self.connections.load(Relaxed));
         gauge("tether_rooms", "Rooms with at least one member.", self.rooms.load(Relaxed));
         gauge("tether_members_away", "Members waiting to resume.", self.away.load(Relaxed));
+        gauge(
+            "tether_buffered_bytes",
+            "Bytes held for members: outbound queues, resume buffers, request bodies awaiting replies (--max-buffered-bytes).",
+            self.buffered_bytes.load(Relaxed) as i64,
+        );
         gauge(
             "tether_cs_sessions",
             "Legacy CS sessions (upstream connections) open.",

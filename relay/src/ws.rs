@@ -5,7 +5,7 @@ use crate::cluster::Cluster;
 use crate::history::Store;
 use crate::metrics::Metrics;
 use crate::ratelimit::{TokenBucket, Verdict};
-use crate::room::{Hub, Inbox, JoinRequest, Joined, Leave, Now, Outbox, Refusal};
+use crate::room::{Holding, Hub, Inbox, JoinRequest, Joined, Leave, Now, Outbox, Refusal};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -30,6 +30,16 @@ pub struct JoinQuery {
 }
 
 impl JoinQuery {
+    /// Whether it resumes a member that is away here (see [`Hub::resumes_away`]).
+    pub fn resumes_away(&self, hub: &Hub) -> bool {
+        let (Some(room), Some(role), Some(token)) =
+            (self.room.as_deref(), self.role.as_deref().and_then(Role::parse), self.resume.as_deref())
+        else {
+            return false;
+        };
+        hub.resumes_away(token, room, role)
+    }
+
     fn into_request(self) -> Result<JoinRequest, Refusal> {
         let room = self
             .room
@@ -103,7 +113,9 @@ pub struct Context {
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocket>;
 
-/// Serves one room WebSocket until it ends.
+/// Serves one room WebSocket until it ends. `slot` (the connection's place under its
+/// address's cap) is held until the connection ends, or, when it is lost, until its member
+/// resumes or is gone.
 ///
 /// A plain function that splits the socket and returns the future that serves it: the socket
 /// and the query are moved into their final places here, so the (long-lived, per-connection)
@@ -113,10 +125,11 @@ pub fn serve(
     cx: Arc<Context>,
     query: JoinQuery,
     strike: crate::strikes::Strike,
+    slot: Option<Holding>,
 ) -> impl Future<Output = ()> + Send {
     let request = query.into_request();
     let (sink, stream) = socket.split();
-    serve_split(sink, stream, cx, request, strike)
+    serve_split(sink, stream, cx, request, strike, slot)
 }
 
 async fn serve_split(
@@ -125,6 +138,7 @@ async fn serve_split(
     cx: Arc<Context>,
     mut request: Result<JoinRequest, Refusal>,
     strike: crate::strikes::Strike,
+    slot: Option<Holding>,
 ) {
     let Context { hub, metrics, store, cluster, shutdown } = &*cx;
     let _counted = Counted::new(metrics.clone());
@@ -192,7 +206,7 @@ async fn serve_split(
         let mut stream = stream;
         let mut inbox = inbox;
         let end = conn.run(&mut sink, &mut stream, &mut inbox, shutdown).await;
-        conn.finish(end, &mut sink, inbox).await;
+        conn.finish(end, &mut sink, inbox, slot).await;
     }
     .instrument(span)
     .await;
@@ -318,7 +332,7 @@ impl Connection {
         }
     }
 
-    async fn finish(&self, end: End, sink: &mut Sink, mut inbox: Inbox) {
+    async fn finish(&self, end: End, sink: &mut Sink, mut inbox: Inbox, slot: Option<Holding>) {
         // Leave first, so nobody queues more toward a socket that is going away, then say
         // goodbye (which may wait up to a second on a peer that does not read).
         let how = match &end {
@@ -335,7 +349,9 @@ impl Connection {
                 unsent.push_back(f);
             }
         }
-        self.cx.hub.leave_with(&self.joined, self.joined.conn, how, unsent, Now::read());
+        // A lost member keeps its address's slot while away: an address cannot hold more
+        // members, live or away, than --max-conns-per-ip.
+        self.cx.hub.leave_with(&self.joined, self.joined.conn, how, unsent, slot, Now::read());
         match end {
             End::Clean => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;

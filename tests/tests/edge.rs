@@ -7,6 +7,16 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// Opens `/ws` for a new room member with `origin`, and returns the HTTP status of a refusal
 /// (`None`: upgraded).
+/// The HTTP status a `/ws` upgrade with query `q` is refused with (`None`: it was taken).
+async fn ws_query_status(relay: &Relay, q: &str) -> Option<u16> {
+    let req = format!("{}?{q}", relay.ws_url()).into_client_request().unwrap();
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("in time") {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Some(resp.status().as_u16()),
+        Err(e) => panic!("unexpected handshake failure: {e}"),
+    }
+}
+
 async fn ws_status(relay: &Relay, origin: Option<&str>, room: &str) -> Option<u16> {
     let mut req = format!("{}?room={room}&role=pc&secret=s-0123456789abcdef", relay.ws_url())
         .into_client_request()
@@ -66,6 +76,48 @@ async fn one_address_holds_at_most_max_conns_per_ip_sockets_and_gets_its_slots_b
         assert!(std::time::Instant::now() < deadline, "the slot never came back");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn members_away_keep_their_addresss_slots_until_they_resume_or_their_grace_ends() {
+    let relay = Relay::with(|c| {
+        c.max_conns_per_ip = 3;
+        c.grace_ms = 2_000;
+    })
+    .await;
+    let url = relay.ws_url();
+    let secret = "s-0123456789abcdef";
+    let mut pc = Client::join(&url, "away", "pc", secret).await;
+    let d1 = Client::join(&url, "away", "device", secret).await;
+    let d2 = Client::join(&url, "away", "device", secret).await;
+    let (id1, token1) = (d1.member.clone(), d1.resume.clone());
+    // Both phones lose their network: no socket is open for them, yet they hold their slots.
+    d1.drop_connection();
+    d2.drop_connection();
+    pc.devices_until(|m| m.iter().filter(|m| m["away"] == true).count() == 2).await;
+    assert_eq!(ws_status(&relay, None, "elsewhere").await, Some(429), "away members count");
+    // At the cap, an away member may still come back: it gives its away self's slot back as
+    // it takes a new one, so the address stays at the cap, not over it.
+    let d1 = Client::rejoin(&url, "away", "device", secret, &token1).await;
+    assert_eq!(d1.member, id1);
+    assert_eq!(ws_status(&relay, None, "elsewhere").await, Some(429));
+    // Only an away member: a live one's token does not get past the cap.
+    let q = format!("room=away&role=device&secret={secret}&resume={}", tether_tests::enc(&d1.resume));
+    assert_eq!(ws_query_status(&relay, &q).await, Some(429), "a live member's token");
+    // When d2's grace window ends, its slot comes back.
+    pc.devices_until(|m| m.len() == 2).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while ws_status(&relay, None, "elsewhere").await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the away member's slot never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Nothing else was lost: the PC and the resumed phone still talk.
+    let mut d1 = d1;
+    pc.send(serde_json::json!({"type": "post", "id": "1", "msg": {"url": "https://ok/"}})).await;
+    let req = d1.expect("post").await;
+    d1.send(tether_tests::reply_to(&req, serde_json::json!(1))).await;
+    assert_eq!(pc.expect("postCb").await["msg"]["result"], 1);
     relay.stop().await;
 }
 

@@ -15,7 +15,8 @@ pub(super) fn too_many_wrong_secrets(wait: std::time::Duration) -> Response {
     .into_response()
 }
 
-/// Counts open WebSocket connections per IP address, up to `--max-conns-per-ip`.
+/// Counts WebSocket connections per IP address, up to `--max-conns-per-ip`: open ones, and
+/// room members whose connection was lost, until they resume or their grace window ends.
 pub struct PerIp {
     max: usize,
     open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
@@ -48,6 +49,15 @@ impl PerIp {
         }
         *n += 1;
         Ok(Some(IpSlot { per_ip: self.clone(), ip }))
+    }
+
+    /// A slot even at the cap: for a member resuming, whose away self gives its slot back.
+    pub(super) fn take_over(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
+        if self.max == 0 {
+            return None;
+        }
+        *crate::util::lock(&self.open).entry(ip).or_default() += 1;
+        Some(IpSlot { per_ip: self.clone(), ip })
     }
 }
 

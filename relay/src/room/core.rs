@@ -5,11 +5,11 @@
 //! [`Peers`]), never to a socket. Joining is in `join.rs`, routing in `route.rs`, cluster mode
 //! in `remote.rs`: each adds methods to [`Room`].
 
-use super::member::{Link, Member, truncate};
+use super::member::{Holding, Link, Member, ResumeBuffer, truncate};
 use super::peers::{Peers, RemoteMember};
 use super::pending::PendingTable;
 use super::queue::Push;
-use super::{Delivered, Frame, Limits, Now};
+use super::{Budget, Delivered, Frame, Limits, Now, Refusal};
 use crate::metrics::{Dropped as DropReason, Metrics};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct Room {
     pub(super) pending: PendingTable,
     pub(super) limits: Limits,
     pub(super) metrics: Arc<Metrics>,
+    /// The relay's budget of bytes held for members, shared by every room.
+    pub(super) budget: Budget,
     /// Cluster mode: the room's members on other nodes, and the bus that reaches them.
     pub(super) remote: Vec<RemoteMember>,
     pub(super) peers: Option<Arc<dyn Peers>>,
@@ -50,6 +52,15 @@ pub enum Leave {
     Kicked,
 }
 
+/// What a frame given to [`Room::deliver_as`] carries.
+#[derive(Clone, Copy)]
+enum Carries<'a> {
+    /// The relay's own words: always taken.
+    Relays,
+    /// What a member sent: it must fit the budgets. `request` names the request it carries.
+    Payload { request: Option<&'a str> },
+}
+
 impl Room {
     /// An empty room whose device key's digest is `key`.
     pub fn new(
@@ -65,7 +76,8 @@ impl Room {
             tag: None,
             // A PC and a phone, most often: room for two, not the four a first push reserves.
             members: Vec::with_capacity(2),
-            pending: PendingTable::default(),
+            pending: PendingTable::new(Budget::new(limits.max_buffered_bytes, metrics.clone())),
+            budget: Budget::new(limits.max_buffered_bytes, metrics.clone()),
             limits,
             metrics,
             remote: Vec::new(),
@@ -88,9 +100,23 @@ impl Room {
         self.members.iter().position(|m| &*m.id == id)
     }
 
-    /// Gives `frame` to member `to`: queued if live, buffered if away. A live member whose
-    /// queue is full is kicked as a slow consumer.
+    /// Gives the relay's own `frame` (a welcome, a member list, an error) to member `to`:
+    /// queued if live, buffered if away. A live member whose queue is full is kicked as a slow
+    /// consumer. Such frames are small and always taken from the relay's budget.
     pub fn deliver(&mut self, to: &str, frame: Frame, now: Now) -> Delivered {
+        self.deliver_as(to, frame, Carries::Relays, now)
+    }
+
+    /// Gives `frame`, which carries what a member sent (a request, or with `request: None` a
+    /// reply), to member `to`, as [`Room::deliver`] does; but it must fit the relay's budget
+    /// ([`Delivered::OverBudget`]) and, for an away member, the room's
+    /// ([`Delivered::RoomFull`]). A request's frame held for an away device names the request
+    /// (the id its device sees), so the frame goes when the request is forgotten.
+    pub fn deliver_payload(&mut self, to: &str, frame: Frame, request: Option<&str>, now: Now) -> Delivered {
+        self.deliver_as(to, frame, Carries::Payload { request }, now)
+    }
+
+    fn deliver_as(&mut self, to: &str, frame: Frame, carries: Carries<'_>, now: Now) -> Delivered {
         let Some(i) = self.index_of(to) else {
             // Cluster mode: a member held by another node is reached over the bus.
             if let (Some(peers), Some(r)) = (&self.peers, self.remote.iter().find(|r| r.info.id == to)) {
@@ -107,10 +133,19 @@ impl Room {
             }
             return Delivered::Gone;
         };
+        let payload = matches!(carries, Carries::Payload { .. });
+        // What the room's away members hold, besides this one: only needed for a payload
+        // frame to an away member.
+        let others_away = if payload && self.members[i].is_away() {
+            self.members.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, m)| m.buffered()).sum()
+        } else {
+            0
+        };
         let m = &mut self.members[i];
         let outcome = match &mut m.link {
-            Link::Live(out) => match out.push(frame.clone()) {
+            Link::Live(out) => match out.push(frame.clone(), payload) {
                 Push::Queued => Delivered::Queued,
+                Push::OverBudget => Delivered::OverBudget,
                 Push::Full => {
                     out.kick
                         .fire(ErrorCode::SlowConsumer, "you did not read fast enough; reconnect to catch up");
@@ -123,21 +158,30 @@ impl Room {
                     m.link = Link::Away {
                         conn,
                         until: now.at + self.limits.grace,
-                        buffer: VecDeque::new(),
-                        bytes: 0,
+                        buffer: ResumeBuffer::new(self.budget.clone()),
+                        slot: None,
                     };
                     self.metrics.away.fetch_add(1, Relaxed);
-                    return self.deliver(to, frame, now);
+                    return self.deliver_as(to, frame, carries, now);
                 }
             },
-            Link::Away { buffer, bytes, .. } => {
-                if buffer.len() >= self.limits.resume_buffer || *bytes + frame.len() > self.limits.queue_bytes
+            Link::Away { buffer, .. } => {
+                let request = match carries {
+                    Carries::Payload { request } => request,
+                    Carries::Relays => None,
+                };
+                if buffer.len() >= self.limits.resume_buffer
+                    || buffer.bytes() + frame.len() > self.limits.queue_bytes
                 {
                     Delivered::BufferFull
-                } else {
-                    *bytes += frame.len();
-                    buffer.push_back(frame);
+                } else if payload
+                    && others_away + buffer.bytes() + frame.len() > self.limits.room_buffered_bytes
+                {
+                    Delivered::RoomFull
+                } else if buffer.push(frame, request, payload) {
                     Delivered::Buffered
+                } else {
+                    Delivered::OverBudget
                 }
             }
         };
@@ -147,9 +191,36 @@ impl Room {
             }
             Delivered::Full => self.metrics.dropped(DropReason::SlowConsumer),
             Delivered::BufferFull => self.metrics.dropped(DropReason::BufferFull),
+            Delivered::RoomFull | Delivered::OverBudget => self.metrics.dropped(DropReason::OverBudget),
             _ => {}
         }
         outcome
+    }
+
+    /// The refusal a sender gets when its frame to `who` was refused for a budget.
+    pub(super) fn budget_refusal(outcome: Delivered, who: &str) -> Refusal {
+        match outcome {
+            Delivered::RoomFull => Refusal::new(
+                ErrorCode::BufferFull,
+                format!(
+                    "{who} is reconnecting, and this room holds all it may for its reconnecting members \
+                     (--max-room-buffered-bytes)"
+                ),
+            ),
+            _ => Budget::refusal(),
+        }
+    }
+
+    /// Requests forgotten before their devices answered (expired, or their PC left): a frame
+    /// still held for an away device goes with its request.
+    pub(super) fn forget_frames(&mut self, forgotten: Vec<super::pending::Key>) {
+        for (device, request) in forgotten {
+            if let Some(i) = self.index_of(&device) {
+                if let Link::Away { buffer, .. } = &mut self.members[i].link {
+                    buffer.forget_request(&request);
+                }
+            }
+        }
     }
 
     /// The `devices` frame: every member, here and (cluster mode) on other nodes.
@@ -198,15 +269,26 @@ impl Room {
                 self.deliver(&p.pc, frame.into(), now);
             }
         }
-        // Replies to a PC that left have nowhere to go; the device is told when it answers.
-        self.pending.retain(|_, p| p.pc != m.id);
+        // Replies to a PC that left have nowhere to go; the device is told when it answers. Its
+        // requests' frames still held for away devices go now.
+        let forgotten = self.pending.retain(|_, p| p.pc != m.id);
+        self.forget_frames(forgotten);
     }
 
     /// Connection `conn` of `member` ended. A lost one leaves the member away until its grace
     /// window ends, with `unsent` (what its connection had queued but not written, in order)
-    /// starting its resume buffer; a clean or kicked one removes it at once. A connection the
-    /// member has already left behind (it resumed elsewhere) changes nothing.
-    pub fn leave(&mut self, member: &str, conn: u64, how: Leave, unsent: VecDeque<Frame>, now: Now) {
+    /// starting its resume buffer, and `slot` (its address's connection slot) held until then;
+    /// a clean or kicked one removes it at once. A connection the member has already left
+    /// behind (it resumed elsewhere) changes nothing.
+    pub fn leave(
+        &mut self,
+        member: &str,
+        conn: u64,
+        how: Leave,
+        unsent: VecDeque<Frame>,
+        slot: Option<Holding>,
+        now: Now,
+    ) {
         let Some(i) = self.index_of(member) else {
             return;
         };
@@ -218,14 +300,20 @@ impl Room {
             return; // resumed on another connection meanwhile
         }
         match how {
-            Leave::Lost => {
-                if let Link::Live(_) = self.members[i].link {
-                    let bytes = unsent.iter().map(|f| f.len()).sum();
+            Leave::Lost => match &mut self.members[i].link {
+                Link::Live(_) => {
+                    let buffer = ResumeBuffer::holding(unsent, self.budget.clone());
                     self.members[i].link =
-                        Link::Away { conn, until: now.at + self.limits.grace, buffer: unsent, bytes };
+                        Link::Away { conn, until: now.at + self.limits.grace, buffer, slot };
                     self.metrics.away.fetch_add(1, Relaxed);
                 }
-            }
+                // Already away: a frame found its queue closed before this report came.
+                Link::Away { slot: held, .. } => {
+                    if held.is_none() {
+                        *held = slot;
+                    }
+                }
+            },
             Leave::Clean | Leave::Kicked => self.remove(i, "left", now),
         }
         self.announce(member);
@@ -276,6 +364,7 @@ impl Room {
         if changed {
             self.broadcast_devices(now);
         }
-        self.pending.expire(now.at);
+        let expired = self.pending.expire(now.at);
+        self.forget_frames(expired);
     }
 }

@@ -85,7 +85,8 @@ impl Hub {
     /// A fresh bounded queue for a new connection.
     pub fn outbox(&self) -> (Outbox, Inbox) {
         let conn = self.next_conn.fetch_add(1, Relaxed);
-        queue::channel(self.limits.queue_frames, self.limits.queue_bytes, conn)
+        let budget = super::Budget::new(self.limits.max_buffered_bytes, self.metrics.clone());
+        queue::channel(self.limits.queue_frames, self.limits.queue_bytes, conn, budget)
     }
 
     /// Rooms with at least one member.
@@ -178,14 +179,23 @@ impl Hub {
 
     /// The connection of `j` ended.
     pub fn leave(&self, j: &Joined, conn: u64, how: Leave, now: Now) {
-        self.leave_with(j, conn, how, VecDeque::new(), now);
+        self.leave_with(j, conn, how, VecDeque::new(), None, now);
     }
 
     /// Like [`Hub::leave`]; for a member now away, `unsent` (frames its connection had queued
-    /// but not written, in order) starts its resume buffer.
-    pub fn leave_with(&self, j: &Joined, conn: u64, how: Leave, unsent: VecDeque<Frame>, now: Now) {
+    /// but not written, in order) starts its resume buffer, and `slot` (its address's
+    /// connection slot) is held until it resumes or its grace window ends.
+    pub fn leave_with(
+        &self,
+        j: &Joined,
+        conn: u64,
+        how: Leave,
+        unsent: VecDeque<Frame>,
+        slot: Option<super::Holding>,
+        now: Now,
+    ) {
         let mut room = lock(&j.room);
-        room.leave(&j.member, conn, how, unsent, now);
+        room.leave(&j.member, conn, how, unsent, slot, now);
         let empty = room.is_empty();
         drop(room);
         if empty {
@@ -296,6 +306,18 @@ impl Hub {
         let c = self.tokens.verify(token).filter(|c| c.room == room && c.role == role)?;
         let held = self.room(room).is_some_and(|r| lock(&r).index_of(&c.member).is_some());
         (!held).then_some((c.member, c.nonce))
+    }
+
+    /// Whether `token` resumes a member of `room` in `role` that is away here: coming back,
+    /// it gives back the connection slot its away self holds.
+    pub fn resumes_away(&self, token: &str, room: &str, role: Role) -> bool {
+        let Some(c) = self.tokens.verify(token).filter(|c| c.room == room && c.role == role) else {
+            return false;
+        };
+        self.room(room).is_some_and(|r| {
+            let r = lock(&r);
+            r.index_of(&c.member).is_some_and(|i| r.members[i].is_away())
+        })
     }
 
     /// Cluster mode: whether this node has members in `room`.

@@ -3,6 +3,7 @@
 
 use super::core::Room;
 use super::member::{Link, Member, truncate};
+use super::pending::PendingTable;
 use super::{Frame, Now, Outbox, Refusal};
 use crate::token::{Claims, Credential, Tokens, device_key, digests_match, tag};
 use std::collections::VecDeque;
@@ -94,7 +95,7 @@ impl Room {
             // map (a window between two locks): either way this joiner sets the secret.
             self.key = a.cred.key;
             self.tag = None;
-            self.pending = Default::default();
+            self.pending = PendingTable::new(self.budget.clone());
         } else if !digests_match(&self.key, &a.cred.key) {
             return Err(Refusal::new(ErrorCode::Unauthorized, "wrong secret for this room"));
         }
@@ -185,9 +186,10 @@ impl Room {
                 VecDeque::new()
             }
             Link::Live(_) => VecDeque::new(),
-            Link::Away { buffer, .. } => {
+            Link::Away { mut buffer, .. } => {
                 self.metrics.away.fetch_sub(1, Relaxed);
-                buffer
+                // Given back to the budget here and taken again by the queue just below.
+                buffer.take_all().into()
             }
         };
         if resumed {

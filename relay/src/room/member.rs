@@ -1,6 +1,6 @@
 //! A member of a room: who it is, what it told the room, and how it is reached ([`Link`]).
 
-use super::{Frame, Now, Outbox};
+use super::{Budget, Frame, Now, Outbox};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,13 +17,104 @@ pub enum Link {
         conn: u64,
         /// When the grace window ends.
         until: Instant,
-        /// Frames addressed to it meanwhile, in order. Paid for by the member's room: at most
-        /// `Limits::resume_buffer` frames and `Limits::queue_bytes` bytes, then frames are
-        /// refused to their senders (`buffer_full`).
-        buffer: VecDeque<Frame>,
-        /// Their total size.
-        bytes: usize,
+        /// Frames addressed to it meanwhile, in order: at most `Limits::resume_buffer` frames
+        /// and `Limits::queue_bytes` bytes, within the room's `Limits::room_buffered_bytes`
+        /// and the relay's [`Budget`]; past any of them frames are refused to their senders
+        /// (`buffer_full`).
+        buffer: ResumeBuffer,
+        /// What the lost connection held that lasts until the grace window ends: its
+        /// address's connection slot, so an away member still counts against
+        /// `--max-conns-per-ip` (dropped when the member resumes or is removed).
+        slot: Option<Holding>,
     },
+}
+
+/// Something held for as long as a member is away (see [`Link::Away`]'s `slot`).
+pub type Holding = Box<dyn Send>;
+
+/// The frames kept for an away member, in order, each with the request id (as its device
+/// sees it) when it carries a request: a request forgotten before its device came back takes
+/// its frame with it. Their bytes are taken from the relay's [`Budget`] and given back when
+/// they leave the buffer, or with it.
+pub struct ResumeBuffer {
+    frames: VecDeque<(Frame, Option<Box<str>>)>,
+    bytes: usize,
+    budget: Budget,
+}
+
+impl ResumeBuffer {
+    /// An empty buffer paid for from `budget`.
+    pub(super) fn new(budget: Budget) -> ResumeBuffer {
+        ResumeBuffer { frames: VecDeque::new(), bytes: 0, budget }
+    }
+
+    /// A buffer starting with `frames` already held (what a lost connection had queued but
+    /// not written, or what a snapshot carried over): taken from the budget whether or not
+    /// they fit, as they are held already.
+    pub(super) fn holding(frames: impl IntoIterator<Item = Frame>, budget: Budget) -> ResumeBuffer {
+        let mut b = ResumeBuffer::new(budget);
+        for f in frames {
+            b.budget.take(f.len());
+            b.bytes += f.len();
+            b.frames.push_back((f, None));
+        }
+        b
+    }
+
+    /// Frames held.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends `f` (carrying request `request`, if any); a `payload` frame only if it fits the
+    /// relay's budget (`false` when it does not), the relay's own frames always.
+    pub(super) fn push(&mut self, f: Frame, request: Option<&str>, payload: bool) -> bool {
+        if !payload {
+            self.budget.take(f.len());
+        } else if !self.budget.try_take(f.len()) {
+            return false;
+        }
+        self.bytes += f.len();
+        self.frames.push_back((f, request.map(Into::into)));
+        true
+    }
+
+    /// Drops the frame carrying request `request`, if it is still held.
+    pub(super) fn forget_request(&mut self, request: &str) {
+        if let Some(i) = self.frames.iter().position(|(_, r)| r.as_deref() == Some(request)) {
+            if let Some((f, _)) = self.frames.remove(i) {
+                self.bytes -= f.len();
+                self.budget.give(f.len());
+            }
+        }
+    }
+
+    /// Every frame, in order, leaving the buffer (and the budget) empty.
+    pub(super) fn take_all(&mut self) -> Vec<Frame> {
+        self.budget.give(std::mem::take(&mut self.bytes));
+        self.frames.drain(..).map(|(f, _)| f).collect()
+    }
+
+    /// The frames, in order, left in place.
+    pub(super) fn frames(&self) -> impl Iterator<Item = &Frame> {
+        self.frames.iter().map(|(f, _)| f)
+    }
+}
+
+impl Drop for ResumeBuffer {
+    fn drop(&mut self) {
+        self.budget.give(self.bytes);
+    }
 }
 
 /// One member of a room, held on this node.
@@ -64,6 +155,14 @@ impl Member {
 
     pub(super) fn is_away(&self) -> bool {
         matches!(self.link, Link::Away { .. })
+    }
+
+    /// Bytes held in its resume buffer (0 when live).
+    pub(super) fn buffered(&self) -> usize {
+        match &self.link {
+            Link::Away { buffer, .. } => buffer.bytes(),
+            Link::Live(_) => 0,
+        }
     }
 
     /// Its entry in `devices`.

@@ -11,8 +11,10 @@
 //! synchronous sections (never across an `.await`), so a slow member never stalls its room.
 //!
 //! # Layout
+//! - [`budget`]: the relay's budget of bytes held for members (`--max-buffered-bytes`).
 //! - [`queue`]: one connection's bounded outbound queue ([`Outbox`] / [`Inbox`]) and its [`Kick`].
-//! - [`member`]: a member and how it is reached ([`Link`]: live here, or away and buffered).
+//! - [`member`]: a member and how it is reached ([`Link`]: live here, or away with its
+//!   [`ResumeBuffer`]).
 //! - [`pending`]: requests awaiting replies, bounded in count and bytes per room.
 //! - [`peers`]: the seam to other nodes: the [`Peers`] trait cluster mode implements, and the
 //!   types that cross nodes ([`RemoteMember`], [`RemoteRequest`]).
@@ -24,6 +26,7 @@
 //! - [`creations`]: rooms made per address per minute (`--max-new-rooms-per-ip`).
 //! - [`snapshot`]: the rooms saved on SIGTERM and restored by the next process.
 
+pub mod budget;
 pub mod core;
 pub mod creations;
 pub mod hub;
@@ -39,9 +42,10 @@ pub mod snapshot;
 mod tests;
 
 pub use self::core::{Leave, Room};
+pub use budget::Budget;
 pub use hub::{Hub, Joined};
 pub use join::JoinRequest;
-pub use member::Link;
+pub use member::{Holding, Link, ResumeBuffer};
 pub use peers::{Peers, RemoteMember, RemoteRequest};
 pub use queue::{Inbox, Kick, Outbox};
 pub use snapshot::Snapshot;
@@ -117,6 +121,10 @@ pub enum Delivered {
     Full,
     /// The away member's buffer was full.
     BufferFull,
+    /// The room's away members hold all the room may (`Limits::room_buffered_bytes`).
+    RoomFull,
+    /// The relay holds all it may for its members (`--max-buffered-bytes`).
+    OverBudget,
     /// The member is on another node and the bus between nodes is down.
     Unreachable,
     /// No such member.
@@ -136,6 +144,10 @@ pub struct Limits {
     pub resume_buffer: usize,
     /// Bytes kept for an away member (and queued toward a live one).
     pub queue_bytes: usize,
+    /// Bytes the whole relay holds for members (0: no cap): see [`Budget`].
+    pub max_buffered_bytes: usize,
+    /// Bytes one room's away members hold in their resume buffers, together.
+    pub room_buffered_bytes: usize,
     /// Frames queued toward a live member.
     pub queue_frames: usize,
     /// Members per room.
@@ -162,6 +174,8 @@ impl Limits {
             grace: c.grace(),
             resume_buffer: c.resume_buffer,
             queue_bytes: c.queue_bytes,
+            max_buffered_bytes: c.max_buffered_bytes,
+            room_buffered_bytes: c.max_room_buffered_bytes,
             // The queue must take the welcome, every buffered frame and a devices list at once.
             queue_frames: (c.queue_frames as usize).max(c.resume_buffer + 8),
             max_members: c.max_room_members.max(1),

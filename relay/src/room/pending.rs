@@ -2,6 +2,7 @@
 //! it), bounded in count and in the bytes their bodies hold. An entry leaves on its reply, on
 //! its deadline ([`PendingTable::expire`]) or when its device or its PC leaves the room.
 
+use super::Budget;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,11 +13,11 @@ pub(super) type Key = (Arc<str>, String);
 
 /// Requests awaiting replies, with the bytes their bodies hold: the room pays for both, up to
 /// `Limits::max_pending` and `Limits::max_pending_bytes` (past them a new request is refused
-/// `rate_limited`).
-#[derive(Default)]
+/// `rate_limited`), and the bodies' bytes are taken from the relay's [`Budget`] too.
 pub(super) struct PendingTable {
     map: HashMap<Key, Pending>,
     pub(super) bytes: usize,
+    budget: Budget,
 }
 
 /// One request awaiting one device's reply.
@@ -35,6 +36,16 @@ pub(super) struct Pending {
 }
 
 impl PendingTable {
+    /// An empty table whose bodies are paid for from `budget`.
+    pub(super) fn new(budget: Budget) -> PendingTable {
+        PendingTable { map: HashMap::new(), bytes: 0, budget }
+    }
+
+    /// Whether a request whose bodies come to `bytes` fits the relay's budget now.
+    pub(super) fn has_room(&self, bytes: usize) -> bool {
+        self.budget.has_room(bytes)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }
@@ -45,32 +56,41 @@ impl PendingTable {
 
     pub(super) fn insert(&mut self, key: Key, p: Pending) {
         self.bytes += p.request.len();
+        self.budget.take(p.request.len());
         if let Some(old) = self.map.insert(key, p) {
             self.bytes -= old.request.len();
+            self.budget.give(old.request.len());
         }
     }
 
     pub(super) fn remove(&mut self, key: &Key) -> Option<Pending> {
         let p = self.map.remove(key)?;
         self.bytes -= p.request.len();
+        self.budget.give(p.request.len());
         Some(p)
     }
 
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Key, &Pending) -> bool) {
-        let bytes = &mut self.bytes;
+    /// Keeps the entries `keep` says to; returns the keys of the others.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Key, &Pending) -> bool) -> Vec<Key> {
+        let mut gone = Vec::new();
+        let (bytes, budget) = (&mut self.bytes, &self.budget);
         self.map.retain(|k, p| {
             let kept = keep(k, p);
             if !kept {
                 *bytes -= p.request.len();
+                budget.give(p.request.len());
+                gone.push(k.clone());
             }
             kept
         });
+        gone
     }
 
-    /// Forgets the requests whose deadline has passed at `now`. Nobody is told: the PC's own
-    /// timeout has fired by then, and a late reply is refused to its device (`no_target`).
-    pub(super) fn expire(&mut self, now: Instant) {
-        self.retain(|_, p| p.deadline > now);
+    /// Forgets the requests whose deadline has passed at `now`, and returns their keys. Nobody
+    /// is told: the PC's own timeout has fired by then, and a late reply is refused to its
+    /// device (`no_target`).
+    pub(super) fn expire(&mut self, now: Instant) -> Vec<Key> {
+        self.retain(|_, p| p.deadline > now)
     }
 
     pub(super) fn keys_for(&self, device: &str) -> Vec<Key> {
@@ -84,6 +104,12 @@ impl PendingTable {
     #[cfg(test)]
     pub(super) fn get(&self, key: &Key) -> Option<&Pending> {
         self.map.get(key)
+    }
+}
+
+impl Drop for PendingTable {
+    fn drop(&mut self) {
+        self.budget.give(self.bytes);
     }
 }
 
@@ -108,18 +134,19 @@ mod tests {
     #[test]
     fn the_bytes_held_follow_every_insert_replace_removal_and_expiry() {
         let t0 = Instant::now();
-        let mut t = PendingTable::default();
+        let budget = Budget::new(0, Arc::default());
+        let mut t = PendingTable::new(budget.clone());
         let key = |d: &str, id: &str| (Arc::<str>::from(d), id.to_owned());
         t.insert(key("d-1", "p:1"), pending("12345", t0 + Duration::from_secs(1)));
         t.insert(key("d-2", "p:1"), pending("123", t0 + Duration::from_secs(5)));
-        assert_eq!((t.len(), t.bytes), (2, 8));
+        assert_eq!((t.len(), t.bytes, budget.used()), (2, 8, 8));
         t.insert(key("d-2", "p:1"), pending("1", t0 + Duration::from_secs(5)));
         assert_eq!((t.len(), t.bytes), (2, 6), "a replaced entry's bytes are given back");
         assert_eq!(t.keys_for("d-1"), vec![key("d-1", "p:1")]);
-        t.expire(t0 + Duration::from_secs(1));
+        assert_eq!(t.expire(t0 + Duration::from_secs(1)), vec![key("d-1", "p:1")]);
         assert!(!t.contains(&key("d-1", "p:1")), "gone at its deadline");
-        assert_eq!((t.len(), t.bytes), (1, 1));
+        assert_eq!((t.len(), t.bytes, budget.used()), (1, 1, 1));
         assert!(t.remove(&key("d-2", "p:1")).is_some());
-        assert_eq!((t.len(), t.bytes), (0, 0));
+        assert_eq!((t.len(), t.bytes, budget.used()), (0, 0, 0));
     }
 }

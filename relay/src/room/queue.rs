@@ -1,7 +1,7 @@
 //! One connection's bounded outbound queue: the room side pushes into its [`Outbox`], the
 //! connection's task reads its [`Inbox`]; and the [`Kick`] that ends the connection.
 
-use super::{Frame, Refusal};
+use super::{Budget, Frame, Refusal};
 use crate::util::lock;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -40,6 +40,9 @@ impl Kick {
 struct Queue {
     state: Mutex<QueueState>,
     ready: tokio::sync::Notify,
+    /// The relay's budget: every queued byte is taken from it and given back when the frame
+    /// leaves the queue.
+    budget: Budget,
 }
 
 struct QueueState {
@@ -68,11 +71,13 @@ pub struct Inbox {
     queue: Arc<Queue>,
 }
 
-/// A fresh queue for connection `conn`, holding at most `max_frames` frames and `max_bytes`.
-pub fn channel(max_frames: usize, max_bytes: usize, conn: u64) -> (Outbox, Inbox) {
+/// A fresh queue for connection `conn`, holding at most `max_frames` frames and `max_bytes`,
+/// its bytes taken from `budget`.
+pub fn channel(max_frames: usize, max_bytes: usize, conn: u64, budget: Budget) -> (Outbox, Inbox) {
     let queue = Arc::new(Queue {
         state: Mutex::new(QueueState { frames: VecDeque::new(), bytes: 0, closed: false }),
         ready: tokio::sync::Notify::new(),
+        budget,
     });
     let out = Outbox { queue: queue.clone(), max_frames, max_bytes, kick: Arc::new(Kick::default()), conn };
     (out, Inbox { queue })
@@ -95,6 +100,8 @@ impl Inbox {
         let mut state = lock(&self.queue.state);
         let f = state.frames.pop_front()?;
         state.bytes -= f.len();
+        drop(state);
+        self.queue.budget.give(f.len());
         Some(f)
     }
 }
@@ -104,19 +111,24 @@ impl Drop for Inbox {
         let mut state = lock(&self.queue.state);
         state.closed = true;
         state.frames = VecDeque::new();
-        state.bytes = 0;
+        self.queue.budget.give(std::mem::take(&mut state.bytes));
     }
 }
 
 /// What became of a push.
 pub(super) enum Push {
     Queued,
+    /// The queue holds its cap: the reader is too slow.
     Full,
+    /// The relay's budget has no room for this frame (refused to its sender).
+    OverBudget,
     Closed,
 }
 
 impl Outbox {
-    pub(super) fn push(&self, f: Frame) -> Push {
+    /// Queues `f`. A `payload` frame (a request or a reply a member sent) must fit the relay's
+    /// budget; the relay's own frames are always taken.
+    pub(super) fn push(&self, f: Frame, payload: bool) -> Push {
         let len = f.len();
         {
             let mut state = lock(&self.queue.state);
@@ -128,6 +140,11 @@ impl Outbox {
             let before = state.bytes;
             if state.frames.len() >= self.max_frames || (before > 0 && before + len > self.max_bytes) {
                 return Push::Full;
+            }
+            if !payload {
+                self.queue.budget.take(len);
+            } else if !self.queue.budget.try_take(len) {
+                return Push::OverBudget;
             }
             state.bytes += len;
             state.frames.push_back(f);
@@ -143,16 +160,18 @@ mod tests {
 
     #[tokio::test]
     async fn an_outbound_queue_is_bounded_in_frames_and_bytes_keeps_order_and_closes_with_its_reader() {
-        let (out, mut inbox) = channel(3, 100, 1);
+        let budget = Budget::new(0, Arc::default());
+        let (out, mut inbox) = channel(3, 100, 1, budget.clone());
         let frame = |n: usize| Frame::from("x".repeat(n));
         // One frame always fits in an empty queue, however large.
-        assert!(matches!(out.push(frame(500)), Push::Queued));
-        assert!(matches!(out.push(frame(1)), Push::Full), "over the byte cap");
+        assert!(matches!(out.push(frame(500), true), Push::Queued));
+        assert_eq!(budget.used(), 500);
+        assert!(matches!(out.push(frame(1), true), Push::Full), "over the byte cap");
         assert_eq!(inbox.recv().await.len(), 500);
         for n in [10, 20, 30] {
-            assert!(matches!(out.push(frame(n)), Push::Queued));
+            assert!(matches!(out.push(frame(n), true), Push::Queued));
         }
-        assert!(matches!(out.push(frame(1)), Push::Full), "over the frame cap");
+        assert!(matches!(out.push(frame(1), true), Push::Full), "over the frame cap");
         assert_eq!([10, 20, 30].map(|_| inbox.try_recv().unwrap().len()), [10, 20, 30]);
         assert!(inbox.try_recv().is_none());
         // A reader waiting on an empty queue wakes for the next push.
@@ -161,10 +180,30 @@ mod tests {
             (f, inbox)
         });
         tokio::task::yield_now().await;
-        assert!(matches!(out.push(frame(7)), Push::Queued));
+        assert!(matches!(out.push(frame(7), true), Push::Queued));
         let (f, inbox) = waiting.await.unwrap();
         assert_eq!(f.len(), 7);
+        assert!(matches!(out.push(frame(3), true), Push::Queued));
+        assert_eq!(budget.used(), 3, "what was written is given back");
         drop(inbox);
-        assert!(matches!(out.push(frame(1)), Push::Closed), "its reader is gone");
+        assert_eq!(budget.used(), 0, "what was queued is given back with the reader");
+        assert!(matches!(out.push(frame(1), true), Push::Closed), "its reader is gone");
+    }
+
+    #[test]
+    fn a_payload_frame_must_fit_the_relays_budget_the_relays_own_frames_always_go() {
+        let budget = Budget::new(100, Arc::default());
+        let (a, _a) = channel(10, 1000, 1, budget.clone());
+        let (b, _b) = channel(10, 1000, 2, budget.clone());
+        let frame = |n: usize| Frame::from("x".repeat(n));
+        assert!(matches!(a.push(frame(80), true), Push::Queued));
+        assert!(
+            matches!(b.push(frame(30), true), Push::OverBudget),
+            "the budget is the relay's, not the queue's"
+        );
+        assert!(matches!(b.push(frame(30), false), Push::Queued), "the relay's own frame");
+        assert_eq!(budget.used(), 110);
+        drop(_a);
+        assert!(matches!(b.push(frame(30), true), Push::Queued), "room again once the first queue let go");
     }
 }

@@ -38,7 +38,7 @@ impl Room {
             match &mut self.members[i].link {
                 Link::Live(out) => out.kick.fire(ErrorCode::Replaced, "this member resumed on another relay"),
                 Link::Away { buffer, .. } if pc => {
-                    let frames: Vec<Frame> = buffer.drain(..).collect();
+                    let frames = buffer.take_all();
                     if let Some(peers) = &self.peers {
                         for f in frames {
                             peers.send_frame(&node, &self.name, &id, f.as_str());
@@ -69,10 +69,10 @@ impl Room {
     }
 
     /// A frame from another node for member `to`: delivered only to a member held here (a
-    /// frame is never sent back over the bus).
+    /// frame is never sent back over the bus). Most are replies, so each must fit the budgets.
     pub fn bus_frame(&mut self, to: &str, frame: Frame, now: Now) {
         if self.index_of(to).is_some() {
-            self.deliver(to, frame, now);
+            self.deliver_payload(to, frame, None, now);
         } else {
             self.metrics.dropped(DropReason::NoTarget);
         }
@@ -102,7 +102,7 @@ impl Room {
         }
         .to_text()
         .into();
-        match self.deliver(&req.device, frame, now) {
+        match self.deliver_payload(&req.device, frame, Some(&req.wire_id), now) {
             Delivered::Queued | Delivered::Buffered => {
                 let pending = Pending {
                     pc: req.pc.as_str().into(),
@@ -131,6 +131,10 @@ impl Room {
             }
             Delivered::Gone | Delivered::Unreachable => {
                 refuse(self, ErrorCode::NoTarget, format!("device {} left", req.device))
+            }
+            outcome @ (Delivered::RoomFull | Delivered::OverBudget) => {
+                let r = Room::budget_refusal(outcome, &format!("device {}", req.device));
+                refuse(self, r.code, r.message)
             }
         }
     }

@@ -63,6 +63,12 @@ impl Room {
         let wire_id = format!("{pc}:{id}");
         let frame: Frame =
             OutEnvelope { kind, id: Some(&wire_id), to, from: Some(pc), msg: Some(msg) }.to_text().into();
+        // The relay holds the body until the replies come, and a frame per device until each
+        // is written: all of it must fit the relay's budget.
+        if !self.pending.has_room(body_bytes + frame.len() * targets.len()) {
+            self.metrics.dropped(DropReason::OverBudget);
+            return vec![super::Budget::refusal()];
+        }
         let request: Arc<str> = msg.get().into();
         // A PC always joined with the PC secret, so its room knows the tag; an empty one (never
         // expected) would store the pair where no secret can read it.
@@ -106,7 +112,7 @@ impl Room {
                 ));
                 continue;
             }
-            match self.deliver(&dev, frame.clone(), now) {
+            match self.deliver_payload(&dev, frame.clone(), Some(&wire_id), now) {
                 Delivered::Queued | Delivered::Buffered => {
                     self.pending.insert(
                         key,
@@ -132,6 +138,9 @@ impl Room {
                 )),
                 Delivered::Gone => {
                     refusals.push(Refusal::new(ErrorCode::NoTarget, format!("device {dev} left")))
+                }
+                outcome @ (Delivered::RoomFull | Delivered::OverBudget) => {
+                    refusals.push(Room::budget_refusal(outcome, &format!("device {dev}")))
                 }
                 Delivered::Unreachable => refusals.push(unreachable_refusal(&dev)),
             }
@@ -185,7 +194,7 @@ impl Room {
     /// Forwards a reply `frame` to the PC `pc` that asked; when it cannot reach it, the device
     /// that answered request `id` is told why, as if it had been refused at once.
     pub fn forward_reply(&mut self, pc: &str, frame: Frame, device: &str, id: &str, now: Now) {
-        let refusal = match self.deliver(pc, frame, now) {
+        let refusal = match self.deliver_payload(pc, frame, None, now) {
             Delivered::Queued | Delivered::Buffered => return,
             Delivered::Full => Refusal::new(ErrorCode::SlowConsumer, "the PC that asked is not reading"),
             Delivered::BufferFull => Refusal::new(
@@ -198,6 +207,9 @@ impl Room {
             }
             Delivered::Unreachable => {
                 unreachable_refusal("the PC that asked").with_note("the reply is in history")
+            }
+            outcome @ (Delivered::RoomFull | Delivered::OverBudget) => {
+                Room::budget_refusal(outcome, "the PC that asked").with_note("the reply is in history")
             }
         };
         self.metrics.error(refusal.code);

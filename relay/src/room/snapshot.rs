@@ -5,14 +5,13 @@
 
 use super::core::Room;
 use super::hub::Hub;
-use super::member::{Link, Member};
+use super::member::{Link, Member, ResumeBuffer};
 use super::pending::{Pending, PendingTable};
-use super::{Frame, Now};
+use super::{Budget, Frame, Now};
 use crate::history::Store;
 use crate::token::{device_key, secret_digest, tag};
 use crate::util::lock;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -137,7 +136,7 @@ impl Hub {
                         since: m.since,
                         buffer: match &m.link {
                             Link::Away { buffer, .. } => {
-                                buffer.iter().map(|f| f.as_str().to_owned()).collect()
+                                buffer.frames().map(|f| f.as_str().to_owned()).collect()
                             }
                             Link::Live(_) => Vec::new(),
                         },
@@ -182,6 +181,7 @@ impl Hub {
         let down = now.ms.saturating_sub(snap.saved_at);
         let Some(grace_left) = self.limits.grace.checked_sub(Duration::from_millis(down)) else { return 0 };
         let mut restored = 0;
+        let budget = Budget::new(self.limits.max_buffered_bytes, self.metrics.clone());
         let mut rooms = lock(&self.rooms);
         for r in snap.rooms {
             let (key, room_tag) = if let Ok(key) = <[u8; 32]>::try_from(r.key.as_slice()) {
@@ -199,8 +199,7 @@ impl Hub {
                 .into_iter()
                 .take(self.limits.max_members)
                 .map(|m| {
-                    let buffer: VecDeque<Frame> = m.buffer.into_iter().map(Frame::from).collect();
-                    let bytes = buffer.iter().map(|f| f.len()).sum();
+                    let buffer = ResumeBuffer::holding(m.buffer.into_iter().map(Frame::from), budget.clone());
                     Member {
                         nonce: m.nonce,
                         prev_nonce: m.prev_nonce,
@@ -211,11 +210,11 @@ impl Hub {
                         since: m.since,
                         attached: m.since,
                         // conn 0 is never a live connection's: no late leave applies to it.
-                        link: Link::Away { conn: 0, until: now.at + grace_left, buffer, bytes },
+                        link: Link::Away { conn: 0, until: now.at + grace_left, buffer, slot: None },
                     }
                 })
                 .collect();
-            let mut pending = PendingTable::default();
+            let mut pending = PendingTable::new(budget.clone());
             for p in r.pending {
                 if p.left_ms <= down || !members.iter().any(|m| *m.id == *p.device) {
                     continue;

@@ -440,3 +440,128 @@ fn a_join_racing_the_last_leave_never_lands_in_a_room_the_hub_has_dropped() {
     }
     assert_eq!(h.room_count(), 0);
 }
+
+// ---- budgets ----
+
+/// PC `pc` posts a body of about `size` bytes to `to`.
+fn post_big(
+    h: &Hub,
+    pc: &Joined,
+    id: &str,
+    to: &str,
+    size: usize,
+    timeout_ms: u64,
+    now: Now,
+) -> Vec<Refusal> {
+    let msg = raw(json!({"url": "https://x/", "body": "b".repeat(size)}));
+    let timeout = Duration::from_millis(timeout_ms);
+    h.request(pc, Kind::Post, Some(id), Some(to), &msg, "https://x/".into(), timeout, now).1
+}
+
+/// Bytes the hub's rooms hold for their members, per the relay's budget.
+fn held(h: &Hub) -> usize {
+    h.metrics.buffered_bytes.load(Relaxed)
+}
+
+#[test]
+fn frames_held_for_an_away_device_are_paid_for_and_go_with_their_expired_requests() {
+    let (h, now) = hub();
+    let (pc, mut pc_inbox) = join_as(&h, Role::Pc, SECRET, None, now).unwrap();
+    let (dev, mut dev_inbox) = join_as(&h, Role::Device, SECRET, None, now).unwrap();
+    let token = welcome(&mut dev_inbox)["resume"].as_str().unwrap().to_owned();
+    drop(dev_inbox); // the socket is gone: what it had queued is let go with it
+    h.leave(&dev, dev.conn, Leave::Lost, now);
+    drain(&mut pc_inbox);
+    assert_eq!(held(&h), 0, "nothing held once every queue is written");
+    // A request with a short timeout for the away device: its body and its frame are held ...
+    assert!(post_big(&h, &pc, "1", &dev.member, 10_000, 100, now).is_empty());
+    assert!(held(&h) > 20_000, "the body and the buffered frame: {}", held(&h));
+    // ... and both are let go when it expires, although the device is still away.
+    h.sweep(now.after(Duration::from_millis(200)));
+    assert_eq!(held(&h), 0, "an expired request takes its buffered frame with it");
+    // One that the device comes back for: the frame moves to its new queue, then is written.
+    let later = now.after(Duration::from_millis(300));
+    assert!(post_big(&h, &pc, "2", &dev.member, 10_000, 60_000, later).is_empty());
+    let (again, mut inbox) = join_as(&h, Role::Device, SECRET, Some(&token), later).unwrap();
+    assert!(again.resumed);
+    let frames = drain(&mut inbox);
+    assert!(frames.iter().any(|f| f["type"] == "post" && f["id"] == format!("{}:2", pc.member)));
+    drain(&mut pc_inbox);
+    assert!(held(&h) >= 10_000 && held(&h) < 11_000, "only the body awaiting its reply: {}", held(&h));
+    answer(&again, &format!("{}:2", pc.member), later).unwrap();
+    drain(&mut pc_inbox);
+    assert_eq!(held(&h), 0, "answered: nothing held");
+}
+
+#[test]
+fn past_the_relays_budget_or_the_rooms_a_request_is_refused_and_nothing_else_is_lost() {
+    // The relay holds at most 60,000 bytes; one room's away members at most 15,000.
+    let (h, now) = hub_with(|l| {
+        l.max_buffered_bytes = 60_000;
+        l.room_buffered_bytes = 15_000;
+    });
+    let (pc, mut pc_inbox) = join_as(&h, Role::Pc, SECRET, None, now).unwrap();
+    let mut away = Vec::new();
+    for _ in 0..3 {
+        let (d, mut i) = join_as(&h, Role::Device, SECRET, None, now).unwrap();
+        welcome(&mut i);
+        h.leave(&d, d.conn, Leave::Lost, now);
+        away.push(d);
+    }
+    let (live, mut live_inbox) = join_as(&h, Role::Device, SECRET, None, now).unwrap();
+    drain(&mut pc_inbox);
+    drain(&mut live_inbox);
+    // 8 KB frames: the first away device's fits the room; the second's does not.
+    assert!(post_big(&h, &pc, "1", &away[0].member, 8_000, 60_000, now).is_empty());
+    let r = post_big(&h, &pc, "2", &away[1].member, 8_000, 60_000, now);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].code, ErrorCode::BufferFull);
+    assert!(r[0].message.contains("--max-room-buffered-bytes"), "{}", r[0].message);
+    // The live device still gets requests until the relay's budget is spent ...
+    assert!(post_big(&h, &pc, "3", &live.member, 15_000, 60_000, now).is_empty());
+    let r = post_big(&h, &pc, "4", &live.member, 15_000, 60_000, now);
+    assert_eq!(r[0].code, ErrorCode::BufferFull);
+    assert!(r[0].message.contains("--max-buffered-bytes"), "{}", r[0].message);
+    assert!(held(&h) <= 60_000, "{}", held(&h));
+    // ... and what was taken is intact: the device answers, the PC gets the reply.
+    let frames = drain(&mut live_inbox);
+    let wire = format!("{}:3", pc.member);
+    assert!(frames.iter().any(|f| f["id"] == wire));
+    answer(&live, &wire, now).unwrap();
+    let replies = drain(&mut pc_inbox);
+    assert!(replies.iter().any(|f| f["type"] == "postCb" && f["id"] == "3"), "{replies:?}");
+    // Budget given back: the refused request goes through now.
+    assert!(post_big(&h, &pc, "5", &live.member, 15_000, 60_000, now).is_empty());
+    assert!(h.metrics.render().contains("tether_drops_total{reason=\"over_budget\"} 2\n"));
+}
+
+#[test]
+fn an_away_member_holds_its_connection_slot_until_it_resumes_or_its_grace_ends() {
+    struct Slot(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            self.0.store(true, Relaxed);
+        }
+    }
+    let (h, now) = hub();
+    let (_pc, _pc_inbox) = join_as(&h, Role::Pc, SECRET, None, now).unwrap();
+    let (dev, mut inbox) = join_as(&h, Role::Device, SECRET, None, now).unwrap();
+    let token = welcome(&mut inbox)["resume"].as_str().unwrap().to_owned();
+    let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slot: Holding = Box::new(Slot(freed.clone()));
+    h.leave_with(&dev, dev.conn, Leave::Lost, Default::default(), Some(slot), now);
+    h.sweep(now.after(h.limits().grace / 2));
+    assert!(!freed.load(Relaxed), "held while away");
+    let (again, inbox) = join_as(&h, Role::Device, SECRET, Some(&token), now).unwrap();
+    assert!(again.resumed);
+    assert!(freed.load(Relaxed), "given back when it resumed (its new connection holds its own)");
+    // Lost again: held until the grace window ends.
+    drop(inbox);
+    let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slot: Holding = Box::new(Slot(freed.clone()));
+    h.leave_with(&again, again.conn, Leave::Lost, Default::default(), Some(slot), now);
+    h.sweep(now.after(h.limits().grace / 2));
+    assert!(!freed.load(Relaxed));
+    h.sweep(now.after(h.limits().grace + Duration::from_millis(1)));
+    assert!(freed.load(Relaxed), "given back when its grace window ended");
+}
