@@ -24,6 +24,7 @@
 //!   [`cs::SessionDirectory`], forwards CS calls, keeps liveness.
 //! - [`token`]: secret digests, device keys, one-use signed resume tokens.
 //! - [`strikes`]: wrong secrets per address, answered ever more slowly.
+//! - [`per_minute`]: a count per address per minute (rooms made, CS logins).
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`util`]: the poison-proof lock and hex, used everywhere.
@@ -35,6 +36,7 @@ pub mod cs;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod per_minute;
 pub mod ratelimit;
 pub mod room;
 pub mod strikes;
