@@ -150,6 +150,12 @@ pub struct Config {
     #[arg(long, env = "TETHER_ALARM_HISTORY", default_value_t = 4096)]
     pub alarm_history: usize,
 
+    /// Bytes of alarm frames kept (the replay ring, which live subscribers read too), as
+    /// stored; the oldest go first. A datagram of 64 KB can be a frame of ~390 KB (each control
+    /// byte is JSON-escaped as six), so the default holds at least 40 of the largest.
+    #[arg(long, env = "TETHER_ALARM_BUFFER_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub alarm_buffer_bytes: usize,
+
     /// Alarms a subscriber may fall behind before it gets `alarmGap`.
     #[arg(long, env = "TETHER_ALARM_QUEUE", default_value_t = 1024)]
     pub alarm_queue: usize,
@@ -239,6 +245,7 @@ impl Config {
             alarm_renew_ms: 5_000,
             alarm_subscribe: "SUBSCRIBE".into(),
             alarm_history: 4096,
+            alarm_buffer_bytes: 16 * 1024 * 1024,
             alarm_queue: 1024,
             alarm_token: None,
             alarms_public: false,

@@ -102,8 +102,14 @@ pub async fn run(
     // Socket tasks, CS sessions' connections and forwarded CS calls: shutdown waits for them.
     let tasks = TaskTracker::new();
     let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone(), tasks.clone()));
-    let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some())
-        .then(|| alarm::Alarms::new(config.alarm_history, config.alarm_queue, metrics.clone()));
+    let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some()).then(|| {
+        alarm::Alarms::new(
+            config.alarm_history,
+            config.alarm_buffer_bytes,
+            config.alarm_queue,
+            metrics.clone(),
+        )
+    });
     let mut cluster = match &config.redis {
         Some(url) => {
             let node = config.node_id.clone().unwrap_or_else(|| default_node_id(&listener));

@@ -94,6 +94,11 @@ pub struct Metrics {
     pub alarms_dropped_lagging: AtomicU64,
     /// Alarms asked for by `since=` that were no longer held.
     pub alarms_dropped_expired: AtomicU64,
+    /// Alarms dropped from the ring by `--alarm-buffer-bytes` (before `--alarm-history` would
+    /// have dropped them), or too large to keep at all.
+    pub alarms_evicted_bytes: AtomicU64,
+    /// Bytes of alarm frames the ring holds (gauge).
+    pub alarm_ring_bytes: AtomicU64,
     /// `/alarms` subscribers (gauge).
     pub alarm_subscribers: AtomicI64,
     /// The last alarm seq given (gauge).
@@ -169,6 +174,11 @@ impl Metrics {
         let _ = writeln!(out, "tether_alarm_last_seq {}", self.alarm_last_seq.load(Relaxed));
         let _ = writeln!(
             out,
+            "# HELP tether_alarm_ring_bytes Bytes of alarm frames held (--alarm-buffer-bytes).\n# TYPE tether_alarm_ring_bytes gauge\ntether_alarm_ring_bytes {}",
+            self.alarm_ring_bytes.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP tether_alarm_source_unreachable 1 while the alarm service refuses subscriptions.\n# TYPE tether_alarm_source_unreachable gauge\ntether_alarm_source_unreachable {}",
             self.alarm_source_unreachable.load(Relaxed)
         );
@@ -212,6 +222,11 @@ impl Metrics {
             "tether_alarms_refused_total",
             "Datagrams to --alarm-listen from senders not in --alarm-from, dropped.",
             self.alarms_refused.load(Relaxed),
+        );
+        counter(
+            "tether_alarms_evicted_total",
+            "Alarms dropped from the replay ring by --alarm-buffer-bytes, or too large to keep.",
+            self.alarms_evicted_bytes.load(Relaxed),
         );
         counter(
             "tether_rooms_refused_total",

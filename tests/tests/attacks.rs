@@ -127,3 +127,66 @@ async fn attack_cs_concurrent_slow_logins_against_the_session_cap() {
     relay.signal("TERM").await;
     stop.cancel();
 }
+
+/// The figure `name` on the relay's `/metrics` (0 when absent).
+async fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let m = tether_tests::http_get(addr, "/metrics").await.2;
+    m.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}
+
+// Alarm ring: a trusted sender gone wild (or a spoofed one: the default --alarm-from is
+// loopback, and this test sends from it) pushes 2,000 datagrams of 64 KB of control bytes to
+// --alarm-listen. Each control byte is JSON-escaped as six (`\u0001`), so each stored frame is
+// ~390 KB: the old ring of 4,096 frames would hold ~1.5 GB. One subscriber (--alarm-token)
+// connects and reads nothing. --alarm-listen and --alarm-token are not budget flags.
+#[tokio::test]
+async fn attack_alarm_ring_of_control_bytes() {
+    use tokio::net::UdpSocket;
+    const DATAGRAMS: u64 = 2000;
+    let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let listen = free.local_addr().unwrap().to_string();
+    drop(free);
+    let dir = tempfile::tempdir().unwrap();
+    let token = "alarm-attack-token-0123456789";
+    let args = ["--alarm-listen", listen.as_str(), "--alarm-token", token];
+    let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{}/alarms",
+        relay.addr
+    ))
+    .unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (stalled, _) = tokio_tungstenite::connect_async(req).await.expect("subscribed");
+    let before = relay.rss_kib();
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let payload = vec![1u8; tether_relay::alarm::MAX_DATAGRAM];
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < DATAGRAMS {
+        // In batches the relay can take in before the next (UDP drops what it cannot).
+        for _ in 0..16 {
+            sender.send_to(&payload, &listen).await.unwrap();
+            sent += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while metric(relay.addr, "tether_alarms_received_total").await < sent && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let received = metric(relay.addr, "tether_alarms_received_total").await;
+    let (after, ring) = (relay.rss_kib(), metric(relay.addr, "tether_alarm_ring_bytes").await);
+    let grew_mb = after.saturating_sub(before) as f64 / 1024.0;
+    println!(
+        "attack: alarm ring: {received} of {DATAGRAMS} datagrams of 64 KB of control bytes in {:.1} s: \
+         RSS {:.0} -> {:.0} MB (+{grew_mb:.0} MB); the ring holds {:.1} MB",
+        started.elapsed().as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        ring as f64 / 1048576.0,
+    );
+    assert!(received >= DATAGRAMS / 2, "the relay took in {received} datagrams");
+    assert!(ring <= 16 << 20, "the ring holds {ring} bytes, over --alarm-buffer-bytes");
+    assert!(grew_mb < 64.0, "RSS grew {grew_mb:.0} MB: the ring is 16 MiB at most");
+    drop(stalled);
+    relay.signal("TERM").await;
+}
