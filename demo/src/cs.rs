@@ -41,6 +41,9 @@ pub struct Options {
     /// Print `call <connection> <method>` on stdout as each call arrives (the binary's
     /// `--log-calls`, so a test driving the process knows a call is under way).
     pub log_calls: bool,
+    /// Answer each `login` only after this long: a slow legacy server (the tests of many
+    /// logins at once).
+    pub login_delay: Option<Duration>,
 }
 
 /// What a test can observe from outside.
@@ -48,6 +51,8 @@ pub struct Options {
 pub struct Stats {
     /// Connections open now.
     pub open: AtomicUsize,
+    /// The most connections ever open at once.
+    pub peak_open: AtomicUsize,
     /// Connections ever accepted.
     pub accepted: AtomicU64,
     /// Calls answered.
@@ -75,7 +80,8 @@ pub async fn serve(listener: TcpListener, opts: Options, stats: Arc<Stats>, stop
             },
         };
         let id = stats.accepted.fetch_add(1, Relaxed) + 1;
-        stats.open.fetch_add(1, Relaxed);
+        let open = stats.open.fetch_add(1, Relaxed) + 1;
+        stats.peak_open.fetch_max(open, Relaxed);
         let (stats, stop, opts) = (stats.clone(), stop.clone(), opts.clone());
         tokio::spawn(async move {
             let state = Arc::new(Mutex::new(Conn {
@@ -86,8 +92,8 @@ pub async fn serve(listener: TcpListener, opts: Options, stats: Arc<Stats>, stop
                 busy: false,
             }));
             let svc = {
-                let (state, stats, log_calls) = (state.clone(), stats.clone(), opts.log_calls);
-                service_fn(move |req| handle(req, state.clone(), stats.clone(), log_calls))
+                let (state, stats, opts) = (state.clone(), stats.clone(), opts.clone());
+                service_fn(move |req| handle(req, state.clone(), stats.clone(), opts.clone()))
             };
             let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tcp), svc);
             tokio::pin!(conn);
@@ -129,7 +135,7 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     state: Arc<Mutex<Conn>>,
     stats: Arc<Stats>,
-    log_calls: bool,
+    opts: Options,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -137,7 +143,7 @@ async fn handle(
         s.last_request = Instant::now();
     }
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let resp = answer(&body, &state, &stats, log_calls).await;
+    let resp = answer(&body, &state, &stats, &opts).await;
     stats.calls.fetch_add(1, Relaxed);
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
     s.busy = false;
@@ -145,7 +151,7 @@ async fn handle(
     Ok(resp)
 }
 
-async fn answer(body: &[u8], state: &Mutex<Conn>, stats: &Stats, log_calls: bool) -> Response<Full<Bytes>> {
+async fn answer(body: &[u8], state: &Mutex<Conn>, stats: &Stats, opts: &Options) -> Response<Full<Bytes>> {
     let (method, params) = match xmlrpc::decode_call(body) {
         Ok(c) => c,
         Err(e) => return xml(xmlrpc::encode_fault(-32700, &format!("parse error: {e}"))),
@@ -155,7 +161,7 @@ async fn answer(body: &[u8], state: &Mutex<Conn>, stats: &Stats, log_calls: bool
         let s = state.lock().unwrap_or_else(|p| p.into_inner());
         (s.user.clone(), s.id)
     };
-    if log_calls {
+    if opts.log_calls {
         println!("call {conn} {method}");
     }
     if method != "login" && user.is_none() {
@@ -163,6 +169,9 @@ async fn answer(body: &[u8], state: &Mutex<Conn>, stats: &Stats, log_calls: bool
     }
     let value = match method.as_str() {
         "login" => {
+            if let Some(delay) = opts.login_delay {
+                tokio::time::sleep(delay).await;
+            }
             let Some(name) = arg(0).as_str().map(str::to_owned) else {
                 return xml(xmlrpc::encode_fault(400, "login(user, password)"));
             };

@@ -7,8 +7,15 @@
 //! `{"type":"alarm","msg":{"seq","at","from","data"}}`, where `data` is JSON when the payload
 //! is JSON or XML, text otherwise, and `{"$base64": "…"}` when it is not UTF-8.
 //!
-//! Alarms are kept in a bounded ring (`--alarm-history`) for `/alarms?since=SEQ`, and fanned out
-//! through a bounded broadcast channel (`--alarm-queue`). A subscriber that falls behind gets
+//! Alarms are kept in one ring, bounded in count (`--alarm-history`) and in bytes as stored
+//! (`--alarm-buffer-bytes`), oldest dropped first. The ring is both the replay buffer for
+//! `/alarms?since=SEQ` and the only copy live subscribers read from: each subscriber keeps its
+//! place (the last seq it was sent) and is woken when a newer alarm arrives, so a subscriber
+//! holds at most the one frame it is sending, and what all subscribers hold together is the
+//! ring. (A broadcast channel would hold its last `--alarm-queue` frames whether anyone read
+//! them or not: a datagram of 64 KB of control bytes is a frame of ~390 KB, JSON escaping
+//! each as `\u0001`, so 1,024 of them are ~400 MB.) A subscriber that falls more than
+//! `--alarm-queue` alarms behind, or behind what the ring still holds, gets
 //! `{"type":"alarmGap","msg":{"dropped": n}}` with the exact number it missed; the others keep
 //! flowing. Loss is always said, never silent.
 //!
@@ -21,7 +28,7 @@
 //! Who may read `/alarms` ([`Access`]): the holder of a CS session, of `--alarm-token`, or
 //! anyone with `--alarms-public`. The HTTP edge checks it before the upgrade.
 //!
-//! One file of ~550 lines for one path (datagram in, frames out): the decoder, the ring, the
+//! One file of ~650 lines for one path (datagram in, frames out): the decoder, the ring, the
 //! UDP client and the subscriber task; about a fifth of it is tests.
 
 use crate::metrics::Metrics;
@@ -36,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tether_protocol::{Kind, OutEnvelope, limits, msg};
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The largest UDP payload (IPv4).
@@ -78,17 +85,45 @@ pub struct Alarm {
     pub frame: Utf8Bytes,
 }
 
-/// Received alarms: the ring for replay and the channel for live delivery.
+/// The alarms held: consecutive seqs, oldest first, and their frames' bytes.
+#[derive(Default)]
+struct Ring {
+    alarms: VecDeque<Arc<Alarm>>,
+    bytes: usize,
+}
+
+/// What a subscriber gets next ([`Alarms::next_after`]).
+#[derive(Debug)]
+enum Next {
+    /// This many alarms after its place are no longer held (or it is too far behind): its place
+    /// moves past them.
+    Gap(u64),
+    /// The alarm after its place.
+    Alarm(Arc<Alarm>),
+    /// Nothing newer yet.
+    Nothing,
+}
+
+/// Received alarms: the ring, which live subscribers and `since=` replays read alike.
 ///
 /// Sequence numbers start at this process's start time in ms × 1000 + 1, so they keep growing
 /// across relay restarts (a client resuming with `since=` from before a restart still gets
 /// everything the new process holds) and stay below 2^53 (exact in JavaScript).
+///
+/// Memory: the ring's frames, at most `--alarm-buffer-bytes` (and `--alarm-history` frames),
+/// plus, per subscriber, the frame it is sending.
 pub struct Alarms {
     first: u64,
     next: AtomicU64,
-    ring: Mutex<VecDeque<Arc<Alarm>>>,
+    ring: Mutex<Ring>,
+    /// Most alarms held (`--alarm-history`).
     history: usize,
-    live: broadcast::Sender<Arc<Alarm>>,
+    /// Most bytes of frames held (`--alarm-buffer-bytes`).
+    max_bytes: usize,
+    /// How far a live subscriber may fall behind before it gets `alarmGap` (`--alarm-queue`).
+    queue: u64,
+    /// The last seq given: subscribers wait on it for news.
+    latest: watch::Sender<u64>,
     /// What is known of the service, and its address.
     source: watch::Sender<(Source, Option<SocketAddr>)>,
     metrics: Arc<Metrics>,
@@ -140,22 +175,29 @@ fn gap_frame(dropped: u64) -> Utf8Bytes {
 }
 
 impl Alarms {
-    /// Keeps `history` alarms for replay; a subscriber may be `queue` alarms behind.
-    pub fn new(history: usize, queue: usize, metrics: Arc<Metrics>) -> Arc<Alarms> {
-        Alarms::starting_at(crate::now_ms() * 1000 + 1, history, queue, metrics)
+    /// Keeps `history` alarms, at most `max_bytes` of frames, for replay and live delivery; a
+    /// subscriber may be `queue` alarms behind.
+    pub fn new(history: usize, max_bytes: usize, queue: usize, metrics: Arc<Metrics>) -> Arc<Alarms> {
+        Alarms::starting_at(crate::now_ms() * 1000 + 1, history, max_bytes, queue, metrics)
     }
 
     /// Like [`Alarms::new`], numbering from `first`.
-    pub fn starting_at(first: u64, history: usize, queue: usize, metrics: Arc<Metrics>) -> Arc<Alarms> {
-        let (live, _) = broadcast::channel(queue.max(1));
-        let ring = Mutex::new(VecDeque::new());
+    pub fn starting_at(
+        first: u64,
+        history: usize,
+        max_bytes: usize,
+        queue: usize,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Alarms> {
         let (source, _) = watch::channel((Source::Unknown, None));
         Arc::new(Alarms {
             first,
             next: AtomicU64::new(first),
-            ring,
+            ring: Mutex::default(),
             history: history.max(1),
-            live,
+            max_bytes,
+            queue: queue.max(1) as u64,
+            latest: watch::channel(first - 1).0,
             source,
             metrics,
         })
@@ -181,38 +223,79 @@ impl Alarms {
         }
     }
 
-    /// Takes in one datagram.
+    /// Takes in one datagram. The oldest alarms make room for it, by count (`--alarm-history`)
+    /// and by bytes (`--alarm-buffer-bytes`); a frame larger than the whole byte budget is not
+    /// kept at all (subscribers get `alarmGap` for it). Either way the ring stays consecutive.
     pub fn ingest(&self, from: SocketAddr, payload: &[u8]) -> Arc<Alarm> {
         let data = decode(payload);
         let mut ring = crate::util::lock(&self.ring);
-        // Numbered under the ring's lock, so the ring and the channel see alarms in seq order.
+        // Numbered under the ring's lock, so the ring holds consecutive seqs in order.
         let seq = self.next.fetch_add(1, Relaxed);
         let body = msg::Alarm { seq, at: crate::now_ms(), from: from.to_string(), data };
         let alarm = Arc::new(Alarm { seq, frame: OutEnvelope::new(Kind::Alarm, body).to_text().into() });
-        ring.push_back(alarm.clone());
-        if ring.len() > self.history {
-            ring.pop_front();
+        let len = alarm.frame.len();
+        let mut evicted = 0;
+        while let Some(oldest) = ring.alarms.front() {
+            let by_count = ring.alarms.len() >= self.history;
+            if !by_count && ring.bytes + len <= self.max_bytes {
+                break;
+            }
+            evicted += u64::from(!by_count);
+            ring.bytes -= oldest.frame.len();
+            ring.alarms.pop_front();
         }
-        let _ = self.live.send(alarm.clone()); // no subscriber is fine
+        if len <= self.max_bytes {
+            ring.bytes += len;
+            ring.alarms.push_back(alarm.clone());
+        } else {
+            evicted += 1;
+        }
+        let bytes = ring.bytes;
         drop(ring);
+        self.latest.send_replace(seq);
+        self.metrics.alarms_evicted_bytes.fetch_add(evicted, Relaxed);
+        self.metrics.alarm_ring_bytes.store(bytes as u64, Relaxed);
         self.metrics.alarms_received.fetch_add(1, Relaxed);
         self.metrics.alarm_last_seq.fetch_max(seq, Relaxed);
         alarm
     }
 
-    /// Subscribes; with `since`, the alarms after it that are still held come first, preceded by
-    /// the count of those no longer held.
-    fn subscribe(&self, since: Option<u64>) -> (broadcast::Receiver<Arc<Alarm>>, u64, Vec<Arc<Alarm>>) {
+    /// Where a new subscriber starts: the seq it has seen up to, and how many of those it asked
+    /// for (`since`) are no longer held. Without `since`, from now.
+    fn subscribe(&self, since: Option<u64>) -> (u64, u64) {
         let ring = crate::util::lock(&self.ring);
-        let rx = self.live.subscribe();
         let last = self.next.load(Relaxed) - 1;
-        let Some(since) = since else { return (rx, 0, Vec::new()) };
+        let Some(since) = since else { return (last, 0) };
         // Before this process started nothing is known here; after the last, nothing yet.
         let since = since.max(self.first - 1).min(last);
-        let replay: Vec<Arc<Alarm>> = ring.iter().filter(|a| a.seq > since).cloned().collect();
-        let first_held = replay.first().map_or(last + 1, |a| a.seq);
+        let first_held = ring.alarms.front().map_or(last + 1, |a| a.seq);
         let expired = first_held.saturating_sub(since + 1);
-        (rx, expired, replay)
+        (since + expired, expired)
+    }
+
+    /// What a subscriber that has seen up to `seen` gets next. With `bounded`, it may be at
+    /// most `--alarm-queue` alarms behind the last; it may never be behind what the ring holds.
+    fn next_after(&self, seen: u64, bounded: bool) -> Next {
+        let ring = crate::util::lock(&self.ring);
+        let last = self.next.load(Relaxed) - 1;
+        let held_from = ring.alarms.front().map_or(last + 1, |a| a.seq);
+        let mut floor = held_from - 1;
+        if bounded {
+            floor = floor.max(last.saturating_sub(self.queue));
+        }
+        if seen < floor {
+            return Next::Gap(floor - seen);
+        }
+        // The ring is consecutive: the alarm after `seen` is at this index, if held yet.
+        match usize::try_from(seen + 1 - held_from).ok().and_then(|i| ring.alarms.get(i)) {
+            Some(a) => Next::Alarm(a.clone()),
+            None => Next::Nothing,
+        }
+    }
+
+    /// Bytes of frames the ring holds.
+    pub fn held_bytes(&self) -> usize {
+        crate::util::lock(&self.ring).bytes
     }
 
     /// The last sequence number given (`first - 1` before any).
@@ -478,10 +561,13 @@ pub async fn serve(
     let metrics = alarms.metrics.clone();
     metrics.alarm_subscribers.fetch_add(1, Relaxed);
     let (mut tx, mut rx_ws) = socket.split();
-    let (mut rx, expired, replay) = alarms.subscribe(since);
+    let mut news = alarms.latest.subscribe();
+    let (mut seen, expired) = alarms.subscribe(since);
+    // What was there when it subscribed is a replay, bounded by the ring only; after that it
+    // may fall at most `--alarm-queue` behind.
+    let replay_to = alarms.last_seq();
     let mut source = alarms.source.subscribe();
     let mut told = Source::Unknown;
-    let mut last = since.unwrap_or(0).clamp(alarms.first - 1, alarms.last_seq().max(alarms.first - 1));
     let silence = heartbeat * limits::MISSED_HEARTBEATS as u32;
     let outcome: Result<(), Gone> = async {
         let tx = &mut tx;
@@ -492,15 +578,11 @@ pub async fn serve(
             metrics.alarms_dropped_expired.fetch_add(expired, Relaxed);
             send(tx, Message::Text(gap_frame(expired)), silence).await?;
         }
-        for a in replay {
-            send(tx, Message::Text(a.frame.clone()), silence).await?;
-            metrics.alarms_forwarded.fetch_add(1, Relaxed);
-            last = a.seq;
-        }
         let mut ping = tokio::time::interval(heartbeat);
         let deadline = tokio::time::sleep(silence);
         tokio::pin!(deadline);
         loop {
+            let behind = alarms.last_seq() > seen;
             tokio::select! {
                 () = stop.cancelled() => {
                     let close = CloseFrame { code: 1012, reason: "shutting_down".into() };
@@ -511,23 +593,26 @@ pub async fn serve(
                     tracing::debug!("an alarm subscriber answered no ping for two heartbeats; closing");
                     return Err(Gone);
                 }
-                msg = rx.recv() => match msg {
-                    Ok(a) if a.seq > last => {
+                // One alarm (or gap) per turn, so pings and pongs are not starved by a flood.
+                () = std::future::ready(()), if behind => match alarms.next_after(seen, seen >= replay_to) {
+                    Next::Alarm(a) => {
                         // "Back up" goes before the first alarm that says so.
                         if let Some(f) = source_news(&mut source, &mut told) {
                             send(tx, Message::Text(f), silence).await?;
                         }
-                        last = a.seq;
+                        seen = a.seq;
                         send(tx, Message::Text(a.frame.clone()), silence).await?;
                         metrics.alarms_forwarded.fetch_add(1, Relaxed);
                     }
-                    Ok(_) => {} // already replayed
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                    Next::Gap(n) => {
+                        seen += n;
                         metrics.alarms_dropped_lagging.fetch_add(n, Relaxed);
                         send(tx, Message::Text(gap_frame(n)), silence).await?;
                     }
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    Next::Nothing => {}
                 },
+                // News: a newer alarm (seen in `behind` on the next turn).
+                Ok(()) = news.changed(), if !behind => {}
                 Ok(()) = source.changed() => {
                     if let Some(f) = source_news(&mut source, &mut told) {
                         send(tx, Message::Text(f), silence).await?;
@@ -550,6 +635,56 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The seqs a subscriber that has seen up to `seen` gets, in order (a gap as 0).
+    fn replay(a: &Alarms, mut seen: u64, bounded: bool) -> Vec<u64> {
+        let mut got = Vec::new();
+        loop {
+            match a.next_after(seen, bounded) {
+                Next::Alarm(x) => {
+                    seen = x.seq;
+                    got.push(x.seq);
+                }
+                Next::Gap(n) => {
+                    seen += n;
+                    got.push(0);
+                }
+                Next::Nothing => return got,
+            }
+        }
+    }
+
+    #[test]
+    fn the_ring_is_bounded_in_bytes_oldest_first_and_stays_consecutive() {
+        let metrics = Arc::new(Metrics::default());
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        // A frame of 100 control bytes is ~700 bytes: each is escaped as six (`\u0001`).
+        let control = [1u8; 100];
+        let one =
+            Alarms::starting_at(1, 100, 1 << 20, 100, Arc::default()).ingest(from, &control).frame.len();
+        assert!(one > 600, "{one} bytes");
+        let a = Alarms::starting_at(1, 100, 3 * one + one / 2, 100, metrics.clone());
+        for _ in 0..10 {
+            a.ingest(from, &control);
+            assert!(a.held_bytes() <= 3 * one + one / 2);
+        }
+        assert_eq!(replay(&a, 0, false), [0, 8, 9, 10], "7 no longer held, said as one gap");
+        assert_eq!(metrics.alarms_evicted_bytes.load(Relaxed), 7);
+        // A live subscriber may be `queue` behind at most.
+        let b = Alarms::starting_at(1, 100, 1 << 20, 2, Arc::default());
+        for _ in 0..6 {
+            b.ingest(from, b"x");
+        }
+        assert_eq!(replay(&b, 0, true), [0, 5, 6]);
+        assert_eq!(replay(&b, 0, false), [1, 2, 3, 4, 5, 6], "a replay is bounded by the ring only");
+        // A frame larger than the whole budget is not kept: the ring is emptied, not holed.
+        let big = Alarms::starting_at(1, 100, one + 10, 100, metrics.clone());
+        big.ingest(from, b"small");
+        big.ingest(from, &[1u8; 1000]);
+        big.ingest(from, b"after");
+        assert_eq!(replay(&big, 0, false), [0, 3]);
+        assert!(big.held_bytes() <= one + 10);
+    }
 
     #[tokio::test]
     async fn pushes_are_taken_from_the_listed_senders_else_the_service_else_this_machine() {
@@ -586,19 +721,16 @@ mod tests {
 
     #[test]
     fn replay_says_how_many_are_no_longer_held() {
-        let a = Alarms::starting_at(1, 3, 16, Arc::default());
+        let a = Alarms::starting_at(1, 3, 1 << 20, 16, Arc::default());
         let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
         for i in 0..5u8 {
             a.ingest(from, &[b'0' + i]);
         }
         // Holds 3, 4, 5. since=0 asks for 1..5: 1 and 2 are gone.
-        let (_, expired, replay) = a.subscribe(Some(0));
-        assert_eq!((expired, replay.iter().map(|x| x.seq).collect::<Vec<_>>()), (2, vec![3, 4, 5]));
-        let (_, expired, replay) = a.subscribe(Some(4));
-        assert_eq!((expired, replay.len()), (0, 1));
-        let (_, expired, replay) = a.subscribe(Some(99));
-        assert_eq!((expired, replay.len()), (0, 0), "a future since means 'from now'");
-        let (_, expired, replay) = a.subscribe(None);
-        assert_eq!((expired, replay.len()), (0, 0));
+        assert_eq!(a.subscribe(Some(0)), (2, 2));
+        assert_eq!(replay(&a, 2, false), [3, 4, 5]);
+        assert_eq!(a.subscribe(Some(4)), (4, 0));
+        assert_eq!(a.subscribe(Some(99)), (5, 0), "a future since means 'from now'");
+        assert_eq!(a.subscribe(None), (5, 0));
     }
 }

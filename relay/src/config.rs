@@ -97,9 +97,27 @@ pub struct Config {
     #[arg(long, env = "TETHER_CS_UPSTREAM")]
     pub cs_upstream: Option<String>,
 
-    /// Most CS sessions (upstream connections) at once.
+    /// Most CS sessions (upstream connections) at once, logins under way included: never
+    /// exceeded, even by concurrent logins. Beyond it a login gets 503 `rate_limited`.
     #[arg(long, env = "TETHER_CS_MAX_SESSIONS", default_value_t = 1000)]
     pub cs_max_sessions: usize,
+
+    /// The one method `/cs/login` sends to the legacy server (its login call); a login body
+    /// naming another is refused 400 and never reaches it. Other methods go to `/cs/call`.
+    #[arg(long, env = "TETHER_CS_LOGIN_METHOD", default_value = "login")]
+    pub cs_login_method: String,
+
+    /// Logins one IP address may attempt per minute, failed ones included (0: no cap); beyond
+    /// it `/cs/login` answers 429 `rate_limited` with `Retry-After`. Behind a proxy, set
+    /// `--real-ip-header` so that each client counts on its own.
+    #[arg(long, env = "TETHER_CS_LOGINS_PER_IP", default_value_t = 30)]
+    pub cs_logins_per_ip: u32,
+
+    /// A CS session older than this is closed however busy it is, ms (its next call gets 410
+    /// `session_lost`: log in again).
+    #[arg(long, env = "TETHER_CS_MAX_AGE_MS", default_value_t = 12 * 3_600_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub cs_max_age_ms: u64,
 
     /// A CS session unused this long is closed, ms.
     #[arg(long, env = "TETHER_CS_IDLE_MS", default_value_t = 30 * 60_000)]
@@ -143,6 +161,12 @@ pub struct Config {
     /// Alarms kept for `/alarms?since=SEQ`.
     #[arg(long, env = "TETHER_ALARM_HISTORY", default_value_t = 4096)]
     pub alarm_history: usize,
+
+    /// Bytes of alarm frames kept (the replay ring, which live subscribers read too), as
+    /// stored; the oldest go first. A datagram of 64 KB can be a frame of ~390 KB (each control
+    /// byte is JSON-escaped as six), so the default holds at least 40 of the largest.
+    #[arg(long, env = "TETHER_ALARM_BUFFER_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub alarm_buffer_bytes: usize,
 
     /// Alarms a subscriber may fall behind before it gets `alarmGap`.
     #[arg(long, env = "TETHER_ALARM_QUEUE", default_value_t = 1024)]
@@ -222,6 +246,9 @@ impl Config {
             max_pending_bytes: 64 * 1024 * 1024,
             cs_upstream: None,
             cs_max_sessions: 1000,
+            cs_login_method: "login".into(),
+            cs_logins_per_ip: 30,
+            cs_max_age_ms: 12 * 3_600_000,
             cs_idle_ms: 30 * 60_000,
             cs_queue: 16,
             cs_timeout_ms: 30_000,
@@ -232,6 +259,7 @@ impl Config {
             alarm_renew_ms: 5_000,
             alarm_subscribe: "SUBSCRIBE".into(),
             alarm_history: 4096,
+            alarm_buffer_bytes: 16 * 1024 * 1024,
             alarm_queue: 1024,
             alarm_token: None,
             alarms_public: false,
@@ -258,10 +286,16 @@ impl Config {
     /// The CS gateway's settings, when `--cs-upstream` is given.
     pub fn cs(&self) -> Result<Option<crate::cs::CsConfig>, String> {
         let Some(url) = &self.cs_upstream else { return Ok(None) };
+        if self.cs_login_method.trim().is_empty() {
+            return Err("--cs-login-method must name the legacy server's login method".into());
+        }
         Ok(Some(crate::cs::CsConfig {
             upstream: crate::cs::session::Upstream::parse(url)?,
             max_sessions: self.cs_max_sessions.max(1),
             idle: Duration::from_millis(self.cs_idle_ms),
+            max_age: Duration::from_millis(self.cs_max_age_ms),
+            login_method: self.cs_login_method.trim().to_owned(),
+            logins_per_ip: self.cs_logins_per_ip,
             limits: crate::cs::session::Limits {
                 queue: self.cs_queue.max(1),
                 timeout: Duration::from_millis(self.cs_timeout_ms.max(1)),

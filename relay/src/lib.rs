@@ -24,6 +24,7 @@
 //!   [`cs::SessionDirectory`], forwards CS calls, keeps liveness.
 //! - [`token`]: secret digests, device keys, one-use signed resume tokens.
 //! - [`strikes`]: wrong secrets per address, answered ever more slowly.
+//! - [`per_minute`]: a count per address per minute (rooms made, CS logins).
 //! - [`ratelimit`]: the per-connection token bucket.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`util`]: the poison-proof lock and hex, used everywhere.
@@ -35,6 +36,7 @@ pub mod cs;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod per_minute;
 pub mod ratelimit;
 pub mod room;
 pub mod strikes;
@@ -100,8 +102,14 @@ pub async fn run(
     // Socket tasks, CS sessions' connections and forwarded CS calls: shutdown waits for them.
     let tasks = TaskTracker::new();
     let cs = cs_config.map(|c| cs::Gateway::new(c, metrics.clone(), tasks.clone()));
-    let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some())
-        .then(|| alarm::Alarms::new(config.alarm_history, config.alarm_queue, metrics.clone()));
+    let alarms = (config.alarm_udp.is_some() || config.alarm_listen.is_some()).then(|| {
+        alarm::Alarms::new(
+            config.alarm_history,
+            config.alarm_buffer_bytes,
+            config.alarm_queue,
+            metrics.clone(),
+        )
+    });
     let mut cluster = match &config.redis {
         Some(url) => {
             let node = config.node_id.clone().unwrap_or_else(|| default_node_id(&listener));

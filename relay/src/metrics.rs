@@ -43,6 +43,29 @@ impl Dropped {
     }
 }
 
+/// Why a CS login was refused before reaching the legacy server (the `reason` label of
+/// `tether_cs_logins_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// Not `--cs-login-method`.
+    Method,
+    /// The address made its minute's logins (`--cs-logins-per-ip`).
+    Rate,
+    /// `--cs-max-sessions` reached.
+    Full,
+}
+
+impl LoginRefused {
+    const ALL: [LoginRefused; 3] = [LoginRefused::Method, LoginRefused::Rate, LoginRefused::Full];
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginRefused::Method => "method",
+            LoginRefused::Rate => "rate",
+            LoginRefused::Full => "full",
+        }
+    }
+}
+
 /// Every figure the relay exports.
 #[derive(Default)]
 pub struct Metrics {
@@ -70,6 +93,11 @@ pub struct Metrics {
     pub cs_sessions: AtomicI64,
     /// CS calls made.
     pub cs_calls: AtomicU64,
+    /// CS logins sent to the legacy server (faults included).
+    pub cs_logins: AtomicU64,
+    cs_logins_refused: [AtomicU64; LoginRefused::ALL.len()],
+    /// CS sessions closed for their age (`--cs-max-age-ms`).
+    pub cs_sessions_expired: AtomicU64,
     /// Alarm datagrams received.
     pub alarms_received: AtomicU64,
     /// Alarm frames queued toward subscribers.
@@ -78,6 +106,11 @@ pub struct Metrics {
     pub alarms_dropped_lagging: AtomicU64,
     /// Alarms asked for by `since=` that were no longer held.
     pub alarms_dropped_expired: AtomicU64,
+    /// Alarms dropped from the ring by `--alarm-buffer-bytes` (before `--alarm-history` would
+    /// have dropped them), or too large to keep at all.
+    pub alarms_evicted_bytes: AtomicU64,
+    /// Bytes of alarm frames the ring holds (gauge).
+    pub alarm_ring_bytes: AtomicU64,
     /// `/alarms` subscribers (gauge).
     pub alarm_subscribers: AtomicI64,
     /// The last alarm seq given (gauge).
@@ -114,6 +147,11 @@ impl Metrics {
     /// Counts an undelivered frame.
     pub fn dropped(&self, why: Dropped) {
         self.drops[Dropped::ALL.iter().position(|d| *d == why).unwrap_or(0)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a CS login refused before reaching the legacy server.
+    pub fn login_refused(&self, why: LoginRefused) {
+        self.cs_logins_refused[why as usize].fetch_add(1, Relaxed);
     }
 
     /// Errors sent with this code so far.
@@ -153,6 +191,11 @@ impl Metrics {
         let _ = writeln!(out, "tether_alarm_last_seq {}", self.alarm_last_seq.load(Relaxed));
         let _ = writeln!(
             out,
+            "# HELP tether_alarm_ring_bytes Bytes of alarm frames held (--alarm-buffer-bytes).\n# TYPE tether_alarm_ring_bytes gauge\ntether_alarm_ring_bytes {}",
+            self.alarm_ring_bytes.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP tether_alarm_source_unreachable 1 while the alarm service refuses subscriptions.\n# TYPE tether_alarm_source_unreachable gauge\ntether_alarm_source_unreachable {}",
             self.alarm_source_unreachable.load(Relaxed)
         );
@@ -166,6 +209,16 @@ impl Metrics {
         );
         counter("tether_resumes_total", "Joins that resumed a member.", self.resumes.load(Relaxed));
         counter("tether_cs_calls_total", "Legacy CS calls made.", self.cs_calls.load(Relaxed));
+        counter(
+            "tether_cs_logins_total",
+            "Legacy CS logins sent to the CS server (faults included).",
+            self.cs_logins.load(Relaxed),
+        );
+        counter(
+            "tether_cs_sessions_expired_total",
+            "Legacy CS sessions closed for their age (--cs-max-age-ms).",
+            self.cs_sessions_expired.load(Relaxed),
+        );
         counter(
             "tether_alarms_received_total",
             "Alarm datagrams received.",
@@ -186,6 +239,11 @@ impl Metrics {
             "tether_alarms_refused_total",
             "Datagrams to --alarm-listen from senders not in --alarm-from, dropped.",
             self.alarms_refused.load(Relaxed),
+        );
+        counter(
+            "tether_alarms_evicted_total",
+            "Alarms dropped from the replay ring by --alarm-buffer-bytes, or too large to keep.",
+            self.alarms_evicted_bytes.load(Relaxed),
         );
         counter(
             "tether_rooms_refused_total",
@@ -235,6 +293,19 @@ impl Metrics {
                 "tether_drops_total{{reason=\"{}\"}} {}",
                 d.as_str(),
                 self.drops[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tether_cs_logins_refused_total Legacy CS logins refused before reaching the CS server, by reason: method (not --cs-login-method), rate (--cs-logins-per-ip), full (--cs-max-sessions)."
+        );
+        let _ = writeln!(out, "# TYPE tether_cs_logins_refused_total counter");
+        for r in LoginRefused::ALL {
+            let _ = writeln!(
+                out,
+                "tether_cs_logins_refused_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.cs_logins_refused[r as usize].load(Relaxed)
             );
         }
         let _ = writeln!(

@@ -678,3 +678,41 @@ async fn pushed_alarms_are_taken_only_from_the_listed_senders() {
     wait_metric(relay.addr, "tether_alarms_received_total 1").await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn the_alarm_ring_is_bounded_in_bytes_and_since_says_what_it_no_longer_holds() {
+    // Each datagram of 1,000 control bytes is a frame of ~6 KB (each byte JSON-escaped as six):
+    // 20 KB of ring holds 3 of them.
+    let (relay, listen) = listening(|c| {
+        c.alarm_token = Some(TOKEN.into());
+        c.alarm_buffer_bytes = 20_000;
+    })
+    .await;
+    let mut live = subscribe(&relay, "").await;
+    wait_metric(relay.addr, "tether_alarm_subscribers 1").await;
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..50u8 {
+        let mut payload = vec![1u8; 1000];
+        payload[0] = b'a' + i % 26;
+        sender.send_to(&payload, listen).await.unwrap();
+        // A subscriber that keeps up loses nothing, whatever the ring keeps.
+        let f = next(&mut live).await;
+        assert_eq!(f["type"], "alarm", "{f}");
+        assert_eq!(f["msg"]["data"].as_str().unwrap().as_bytes(), payload.as_slice());
+        seqs.push(f["msg"]["seq"].as_u64().unwrap());
+    }
+    let m = http_get(relay.addr, "/metrics").await.2;
+    let figure = |name: &str| -> u64 {
+        m.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).expect(name)
+    };
+    assert!(figure("tether_alarm_ring_bytes ") <= 20_000, "{m}");
+    assert_eq!(figure("tether_alarms_evicted_total "), 47, "{m}");
+    // A replay from the start: the 47 no longer held are said, then the 3 kept come, in order.
+    let mut ws = subscribe(&relay, "?since=0").await;
+    let gap = next(&mut ws).await;
+    assert_eq!((gap["type"].as_str(), gap["msg"]["dropped"].as_u64()), (Some("alarmGap"), Some(47)));
+    let (replayed, dropped) = read_to(&mut ws, known(seqs[49])).await;
+    assert_eq!((replayed.as_slice(), dropped), (&seqs[47..], 0));
+    relay.stop().await;
+}

@@ -6,9 +6,13 @@
 //! `TETHER_RELAY_BIN=<an older tether-relay> cargo test -p tether-tests --test attacks -- --nocapture`
 //! measures an older relay the same way (its assertions then fail, after the figures print).
 
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::Path;
-use tether_tests::{Client, RelayProcess, http_get, wait_metric};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tether_tests::{Client, RelayProcess, http_get, http_post, post_json, wait_metric};
+use tokio_util::sync::CancellationToken;
 
 /// A relay process with its default budgets: only where it listens, its store and `args`
 /// (never a budget's flag) are given.
@@ -96,5 +100,183 @@ async fn away_members_cannot_make_the_relay_hold_what_nobody_will_read() {
     let req = dev.expect("post").await;
     dev.send(tether_tests::reply_to(&req, json!({"ok": true}))).await;
     assert_eq!(pc.expect("postCb").await["msg"]["result"]["ok"], true);
+    relay.signal("TERM").await;
+}
+
+/// The demo legacy CS server in this process, on a free port: its address, what it saw, and
+/// how to stop it.
+async fn legacy_cs(
+    opts: tether_demo::cs::Options,
+) -> (std::net::SocketAddr, Arc<tether_demo::cs::Stats>, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (stats, stop) = (Arc::new(tether_demo::cs::Stats::default()), CancellationToken::new());
+    tokio::spawn(tether_demo::cs::serve(listener, opts, stats.clone(), stop.clone()));
+    (addr, stats, stop)
+}
+
+/// A JSON login of `user` from `ip` (`X-Real-IP`); the status and the JSON answer.
+async fn login_from(relay: std::net::SocketAddr, ip: &str, user: &str) -> (u16, Value) {
+    let body = json!({"method": "login", "params": [user, "pw"]}).to_string();
+    let headers = [("Content-Type", "application/json"), ("X-Real-IP", ip)];
+    let (status, _, text) = http_post(relay, "/cs/login", &headers, body.as_bytes()).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+// CS login flood: 1,000 logins from one address as fast as it can (50 at a time) fill the
+// sessions of a relay with the default --cs-max-sessions (1,000) unless logins per address are
+// capped (--cs-logins-per-ip, 30 a minute). Then a user from another address logs in. All test
+// traffic comes from 127.0.0.1, so the relay runs with --real-ip-header X-Real-IP (as behind a
+// proxy) and each side names its address there; the old relay has that flag too.
+#[tokio::test]
+async fn attack_cs_login_flood_from_one_address() {
+    let (legacy, stats, stop) = legacy_cs(tether_demo::cs::Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = format!("http://{legacy}/RPC2");
+    let args = ["--cs-upstream", upstream.as_str(), "--real-ip-header", "X-Real-IP"];
+    let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
+    let addr = relay.addr;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..50)
+        .map(|w| {
+            tokio::spawn(async move {
+                let mut made = 0;
+                for i in 0..20 {
+                    let (status, v) = login_from(addr, "203.0.113.7", &format!("bot-{w}-{i}")).await;
+                    if status == 200 && v["session"].is_string() {
+                        made += 1;
+                    } else if status != 503 {
+                        assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+                    }
+                }
+                made
+            })
+        })
+        .collect();
+    let mut made = 0;
+    for w in workers {
+        made += w.await.unwrap();
+    }
+    let (took, connections) = (started.elapsed(), stats.open.load(Relaxed));
+    let (user_status, user) = login_from(addr, "198.51.100.20", "alice").await;
+    println!(
+        "attack: cs logins: 1000 from one address in {:.1} s made {made} sessions ({connections} upstream \
+         connections); then a user from another address: HTTP {user_status}",
+        took.as_secs_f64(),
+    );
+    assert!(made <= 30, "{made} sessions from one address in a minute (--cs-logins-per-ip 30)");
+    assert_eq!(user_status, 200, "the other user is not locked out: {user}");
+    let token = user["session"].as_str().unwrap();
+    let (status, v, _) = post_json(addr, "/cs/call", Some(token), &json!({"method": "whoami"})).await;
+    assert_eq!((status, v), (200, json!({"result": "alice"})));
+    relay.signal("TERM").await;
+    stop.cancel();
+}
+
+// Concurrent slow logins: 60 logins at once, each from its own address (so the per-address
+// cap is not what stops them), to a legacy server that takes 500 ms per login. The old relay
+// checked --cs-max-sessions before the round trip and filled it after, so all 60 got through.
+// Run under --cs-max-sessions 10 (a flag the old relay has): the race is the same at any cap,
+// and at the default 1,000 it would take over 1,000 slow connections to show.
+#[tokio::test]
+async fn attack_cs_concurrent_slow_logins_against_the_session_cap() {
+    let slow =
+        tether_demo::cs::Options { login_delay: Some(Duration::from_millis(500)), ..Default::default() };
+    let (legacy, stats, stop) = legacy_cs(slow).await;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = format!("http://{legacy}/RPC2");
+    let args =
+        ["--cs-upstream", upstream.as_str(), "--real-ip-header", "X-Real-IP", "--cs-max-sessions", "10"];
+    let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
+    let addr = relay.addr;
+    let logins: Vec<_> = (0..60)
+        .map(|i| {
+            tokio::spawn(async move { login_from(addr, &format!("10.0.0.{i}"), &format!("u{i}")).await })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for l in logins {
+        let (status, v) = l.await.unwrap();
+        match v["session"].as_str() {
+            Some(token) if status == 200 => made.push(token.to_owned()),
+            _ => assert_eq!((status, v["error"]["code"].as_str()), (503, Some("rate_limited")), "{v}"),
+        }
+    }
+    let peak = stats.peak_open.load(Relaxed);
+    println!(
+        "attack: cs slow logins: 60 at once under --cs-max-sessions 10 made {} sessions, \
+         at most {peak} upstream connections open at once",
+        made.len()
+    );
+    assert!(made.len() <= 10 && peak <= 10, "{} sessions, {peak} connections", made.len());
+    // The sessions made work.
+    for token in &made {
+        let (status, _, _) = post_json(addr, "/cs/call", Some(token), &json!({"method": "whoami"})).await;
+        assert_eq!(status, 200);
+    }
+    relay.signal("TERM").await;
+    stop.cancel();
+}
+
+/// The figure `name` on the relay's `/metrics` (0 when absent).
+async fn figure(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let m = tether_tests::http_get(addr, "/metrics").await.2;
+    m.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}
+
+// Alarm ring: a trusted sender gone wild (or a spoofed one: the default --alarm-from is
+// loopback, and this test sends from it) pushes 2,000 datagrams of 64 KB of control bytes to
+// --alarm-listen. Each control byte is JSON-escaped as six (`\u0001`), so each stored frame is
+// ~390 KB: the old ring of 4,096 frames would hold ~1.5 GB. One subscriber (--alarm-token)
+// connects and reads nothing. --alarm-listen and --alarm-token are not budget flags.
+#[tokio::test]
+async fn attack_alarm_ring_of_control_bytes() {
+    use tokio::net::UdpSocket;
+    const DATAGRAMS: u64 = 2000;
+    let free = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let listen = free.local_addr().unwrap().to_string();
+    drop(free);
+    let dir = tempfile::tempdir().unwrap();
+    let token = "alarm-attack-token-0123456789";
+    let args = ["--alarm-listen", listen.as_str(), "--alarm-token", token];
+    let relay = RelayProcess::start("127.0.0.1:0", &dir.path().join("t.db"), &args).await;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{}/alarms",
+        relay.addr
+    ))
+    .unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (stalled, _) = tokio_tungstenite::connect_async(req).await.expect("subscribed");
+    let before = relay.rss_kib();
+    let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let payload = vec![1u8; tether_relay::alarm::MAX_DATAGRAM];
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < DATAGRAMS {
+        // In batches the relay can take in before the next (UDP drops what it cannot).
+        for _ in 0..16 {
+            sender.send_to(&payload, &listen).await.unwrap();
+            sent += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while figure(relay.addr, "tether_alarms_received_total").await < sent && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let received = figure(relay.addr, "tether_alarms_received_total").await;
+    let (after, ring) = (relay.rss_kib(), figure(relay.addr, "tether_alarm_ring_bytes").await);
+    let grew_mb = after.saturating_sub(before) as f64 / 1024.0;
+    println!(
+        "attack: alarm ring: {received} of {DATAGRAMS} datagrams of 64 KB of control bytes in {:.1} s: \
+         RSS {:.0} -> {:.0} MB (+{grew_mb:.0} MB); the ring holds {:.1} MB",
+        started.elapsed().as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        ring as f64 / 1048576.0,
+    );
+    assert!(received >= DATAGRAMS / 2, "the relay took in {received} datagrams");
+    assert!(ring <= 16 << 20, "the ring holds {ring} bytes, over --alarm-buffer-bytes");
+    assert!(grew_mb < 64.0, "RSS grew {grew_mb:.0} MB: the ring is 16 MiB at most");
+    drop(stalled);
     relay.signal("TERM").await;
 }

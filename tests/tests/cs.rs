@@ -798,3 +798,147 @@ async fn upstream_connections_close_to(legacy: &Legacy, n: u64) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A JSON login of `user` from address `ip` (`X-Real-IP`: the relay runs with
+/// `--real-ip-header X-Real-IP`, as behind a proxy).
+async fn login_from(relay: &Relay, ip: &str, user: &str) -> (u16, Value, Vec<(String, String)>) {
+    let body = json!({"method": "login", "params": [user, "pw"]}).to_string();
+    let headers = [("Content-Type", "application/json"), ("X-Real-IP", ip)];
+    let (status, head, text) = http_post(relay.addr, "/cs/login", &headers, body.as_bytes()).await;
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")), head)
+}
+
+#[tokio::test]
+async fn concurrent_slow_logins_never_exceed_the_session_cap() {
+    // 60 logins at once to a server that takes 300 ms to answer each: the place under
+    // --cs-max-sessions is taken before connecting, so no more than 10 connections ever open.
+    let slow = Options { login_delay: Some(Duration::from_millis(300)), ..Options::default() };
+    let (legacy, relay) = setup(slow, |c| {
+        c.cs_max_sessions = 10;
+        c.cs_logins_per_ip = 0;
+    })
+    .await;
+    let logins: Vec<_> = (0..60)
+        .map(|i| {
+            let addr = relay.addr;
+            tokio::spawn(async move {
+                let user = format!("u{i}");
+                let body = json!({"method": "login", "params": [user, "pw"]});
+                let (status, v, _) = post_json(addr, "/cs/login", None, &body).await;
+                (user, status, v)
+            })
+        })
+        .collect();
+    let (mut made, mut refused) = (Vec::new(), 0);
+    for l in logins {
+        let (user, status, v) = l.await.unwrap();
+        if status == 200 {
+            made.push((user, v["session"].as_str().expect("a session").to_owned()));
+        } else {
+            assert_eq!((status, v["error"]["code"].as_str()), (503, Some("rate_limited")), "{v}");
+            assert!(v["error"]["message"].as_str().unwrap().contains("--cs-max-sessions"), "{v}");
+            refused += 1;
+        }
+    }
+    assert_eq!((made.len(), refused), (10, 50));
+    assert!(legacy.stats.peak_open.load(Relaxed) <= 10, "{:?} connections", legacy.stats.peak_open);
+    wait_metric(relay.addr, "tether_cs_sessions 10").await;
+    wait_metric(relay.addr, "tether_cs_logins_refused_total{reason=\"full\"} 50").await;
+    // The sessions made work; one that ends makes room for a new login.
+    for (user, token) in &made {
+        assert_eq!(call(&relay, token, "whoami", json!([])).await, (200, json!({"result": user})));
+    }
+    let (status, _, _) = post_json(relay.addr, "/cs/logout", Some(&made[0].1), &json!({})).await;
+    assert_eq!(status, 200);
+    wait_metric(relay.addr, "tether_cs_sessions 9").await;
+    login(&relay, "late").await;
+    assert!(legacy.stats.peak_open.load(Relaxed) <= 10);
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn logins_per_address_are_capped_and_other_addresses_are_not_slowed() {
+    let (legacy, relay) = setup(Options::default(), |c| {
+        c.cs_logins_per_ip = 3;
+        c.real_ip_header = Some("X-Real-IP".into());
+    })
+    .await;
+    let (status, first, _) = login_from(&relay, "198.51.100.7", "olga").await;
+    assert_eq!(status, 200, "{first}");
+    // A failed login (a fault: wrong password) counts too.
+    let body = json!({"method": "login", "params": ["olga", "wrong"]}).to_string();
+    let headers = [("Content-Type", "application/json"), ("X-Real-IP", "198.51.100.7")];
+    let (status, _, text) = http_post(relay.addr, "/cs/login", &headers, body.as_bytes()).await;
+    assert!(status == 200 && text.contains("fault"), "{status} {text}");
+    assert_eq!(login_from(&relay, "198.51.100.7", "olga").await.0, 200);
+    let (status, v, head) = login_from(&relay, "198.51.100.7", "olga").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--cs-logins-per-ip"), "{v}");
+    let retry = head.iter().find(|(k, _)| k == "retry-after").map(|(_, v)| v.parse::<u64>().unwrap());
+    assert!(retry.is_some_and(|s| (1..=60).contains(&s)), "{head:?}");
+    assert_eq!(legacy.stats.accepted.load(Relaxed), 3, "the refused login never reached the server");
+    // Another address logs in; the sessions made keep working.
+    let (status, v, _) = login_from(&relay, "198.51.100.8", "pia").await;
+    assert_eq!(status, 200, "{v}");
+    let token = first["session"].as_str().unwrap();
+    assert_eq!(call(&relay, token, "whoami", json!([])).await.1["result"], "olga");
+    wait_metric(relay.addr, "tether_cs_logins_refused_total{reason=\"rate\"} 1").await;
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_login_method_reaches_the_cs_server_at_login() {
+    let (legacy, relay) = setup(Options::default(), |_| {}).await;
+    let (status, v, _) = post_json(relay.addr, "/cs/login", None, &json!({"method": "whoami"})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_frame")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--cs-login-method"), "{v}");
+    let xml = xmlrpc::encode_call("echo", &[json!(1)]).unwrap();
+    let (status, _, text) =
+        http_post(relay.addr, "/cs/login", &[("Content-Type", "text/xml")], xml.as_bytes()).await;
+    let message = serde_json::from_str::<Value>(&text).unwrap()["error"]["message"].clone();
+    assert!(status == 400 && message.as_str().unwrap().contains("not \"echo\""), "{status} {text}");
+    assert_eq!(legacy.stats.accepted.load(Relaxed), 0, "no connection was opened");
+    wait_metric(relay.addr, "tether_cs_logins_refused_total{reason=\"method\"} 2").await;
+    login(&relay, "quinn").await;
+    relay.stop().await;
+    // Another legacy server's login method: that one goes through (the demo server faults it,
+    // as it knows only `login`), and `login` no longer does.
+    let upstream = format!("http://{}/RPC2", legacy.addr);
+    let relay = Relay::with(|c| {
+        c.cs_upstream = Some(upstream);
+        c.cs_login_method = "signIn".into();
+    })
+    .await;
+    let (status, v, _) = post_json(relay.addr, "/cs/login", None, &json!({"method": "login"})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_frame")), "{v}");
+    let (status, v, _) = post_json(relay.addr, "/cs/login", None, &json!({"method": "signIn"})).await;
+    assert_eq!((status, v["fault"]["code"].as_i64()), (200, Some(401)), "{v}");
+    relay.stop().await;
+    legacy.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_past_its_max_age_is_closed_however_busy() {
+    let (legacy, relay) = setup(Options::default(), |c| c.cs_max_age_ms = 400).await;
+    let token = login(&relay, "rita").await;
+    // Calls keep a session from idling, not from ageing: one of them gets `session_lost`.
+    let deadline = std::time::Instant::now() + tether_tests::WAIT;
+    loop {
+        let (status, v) = call(&relay, &token, "whoami", json!([])).await;
+        if status == 410 {
+            assert_eq!(v["error"]["code"], "session_lost", "{v}");
+            break;
+        }
+        assert_eq!((status, &v["result"]), (200, &json!("rita")), "{v}");
+        assert!(std::time::Instant::now() < deadline, "the session outlived its age");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_metric(relay.addr, "tether_cs_sessions_expired_total 1").await;
+    wait_metric(relay.addr, "tether_cs_sessions 0").await;
+    upstream_connections_close(&legacy).await;
+    login(&relay, "rita").await;
+    relay.stop().await;
+    legacy.stop().await;
+}

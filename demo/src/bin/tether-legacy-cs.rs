@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let opts = tether_demo::cs::Options {
         idle_close: args.idle_close_secs.map(Duration::from_secs),
         log_calls: args.log_calls,
+        login_delay: None,
     };
     let serving = tokio::spawn(tether_demo::cs::serve(listener, opts, Arc::default(), stop.clone()));
     tokio::signal::ctrl_c().await?;

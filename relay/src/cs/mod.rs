@@ -16,7 +16,7 @@
 //! cluster mode ([`Op`], [`Done`]), so a call forwarded to the node holding its session is
 //! answered exactly as a local one.
 //!
-//! A little over 500 lines: the session table, its caps and its typed requests and replies
+//! Some 700 lines: the session table, its caps and its typed requests and replies
 //! belong together; the connection itself is [`session`], the codec [`xmlrpc`], HTTP `http::cs`.
 //!
 //! # Layout
@@ -27,15 +27,17 @@
 pub mod session;
 pub mod xmlrpc;
 
-use crate::metrics::Metrics;
+use crate::metrics::{LoginRefused, Metrics};
+use crate::per_minute::PerMinute;
 use crate::util::lock;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use session::{Answer, CallError, Limits, Session, Submit, Upstream};
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tether_protocol::ErrorCode;
@@ -50,10 +52,16 @@ const LOST_REMEMBERED: usize = 4096;
 pub struct CsConfig {
     /// The legacy server.
     pub upstream: Upstream,
-    /// Most sessions at once.
+    /// Most sessions at once, logins under way included (`--cs-max-sessions`).
     pub max_sessions: usize,
     /// A session unused this long is closed.
     pub idle: Duration,
+    /// A session older than this is closed, used or not (`--cs-max-age-ms`).
+    pub max_age: Duration,
+    /// The one method a login may call (`--cs-login-method`).
+    pub login_method: String,
+    /// Logins per address per minute, failed ones included (`--cs-logins-per-ip`; 0: no cap).
+    pub logins_per_ip: u32,
     /// Per-session limits.
     pub limits: Limits,
     /// Largest request body.
@@ -76,9 +84,21 @@ pub trait SessionDirectory: Send + Sync {
 }
 
 /// Every CS session of this relay.
+///
+/// Who pays for what: each session is one upstream connection (a socket here and one on the
+/// legacy server, a task, a queue of at most `--cs-queue` calls), paid for by the login that
+/// made it. A login takes its place under `--cs-max-sessions` ([`Slot`]) before it connects,
+/// and gives it back only when its connection has ended, so the cap counts connections, logins
+/// under way included, and concurrent logins never exceed it. An address pays for its logins
+/// ([`PerMinute`]): a stranger holds at most `--cs-logins-per-ip` sessions per minute, for at
+/// most `--cs-idle-ms` unused or `--cs-max-age-ms` in all.
 pub struct Gateway {
     cfg: CsConfig,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Places under `--cs-max-sessions` taken: sessions and logins under way.
+    slots: Arc<AtomicUsize>,
+    /// Logins per address per minute.
+    logins: PerMinute,
     lost: Mutex<VecDeque<String>>,
     metrics: Arc<Metrics>,
     me: Weak<Gateway>,
@@ -111,8 +131,30 @@ pub enum CsError {
     #[error("the CS server closed this session's connection (logout, idle close, restart): log in again")]
     SessionLost,
     /// `--cs-max-sessions` reached.
-    #[error("this relay already holds {0} CS sessions (--cs-max-sessions)")]
+    #[error(
+        "this relay already holds {0} CS sessions, logins under way included (--cs-max-sessions): try again later"
+    )]
     TooManySessions(usize),
+    /// A login naming another method than `--cs-login-method`.
+    #[error(
+        "/cs/login calls only the login method {expected:?} (--cs-login-method), not {got:?}: other methods go to /cs/call with a session"
+    )]
+    NotLogin {
+        /// `--cs-login-method`.
+        expected: String,
+        /// What the body named (cut to 64 characters).
+        got: String,
+    },
+    /// The address made its minute's logins (`--cs-logins-per-ip`).
+    #[error(
+        "{per_minute} logins from this address in the last minute (--cs-logins-per-ip): try again in {wait_s} s"
+    )]
+    TooManyLogins {
+        /// The cap.
+        per_minute: u32,
+        /// Seconds until the address may try again.
+        wait_s: u64,
+    },
     /// The session's queue is full.
     #[error("{0} calls are already queued on this session; try again shortly")]
     Busy(usize),
@@ -140,14 +182,16 @@ impl CsError {
     /// The error code clients see.
     pub fn code(&self) -> ErrorCode {
         match self {
-            CsError::BadRequest(_) => ErrorCode::BadFrame,
+            CsError::BadRequest(_) | CsError::NotLogin { .. } => ErrorCode::BadFrame,
             CsError::NotLoggedIn | CsError::UnknownSession | CsError::NoUpstreamThere => {
                 ErrorCode::Unauthorized
             }
             CsError::SessionLost | CsError::NodeStopped | CsError::Upstream(CallError::Lost) => {
                 ErrorCode::SessionLost
             }
-            CsError::TooManySessions(_) | CsError::Busy(_) => ErrorCode::RateLimited,
+            CsError::TooManySessions(_) | CsError::Busy(_) | CsError::TooManyLogins { .. } => {
+                ErrorCode::RateLimited
+            }
             CsError::Upstream(CallError::TooLarge(_)) => ErrorCode::TooLarge,
             CsError::Upstream(_) => ErrorCode::UpstreamClosed,
             CsError::BadUpstream(_) => ErrorCode::BadUpstream,
@@ -201,6 +245,14 @@ impl CsRequest {
                 xmlrpc::encode_call(&method, &params)?;
                 Ok(CsRequest::Json { method, params })
             }
+        }
+    }
+
+    /// The method it calls.
+    fn method(&self) -> Result<String, CsError> {
+        match self {
+            CsRequest::Json { method, .. } => Ok(method.clone()),
+            CsRequest::Xml(xml) => Ok(xmlrpc::call_method(xml)?),
         }
     }
 
@@ -311,6 +363,18 @@ mod base64_bytes {
     }
 }
 
+/// One place under `--cs-max-sessions`, taken before a login connects ([`Gateway::reserve`]).
+/// Dropping it gives the place back: a login that failed or was abandoned (the browser went
+/// away) at once, a session when its connection has ended (the connection's `ended` callback
+/// owns it).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn new_token() -> String {
     crate::util::hex(&rand::random::<[u8; 16]>())
 }
@@ -352,8 +416,10 @@ impl Gateway {
     /// A gateway with no sessions. Each session's connection task is tracked by `tasks`.
     pub fn new(cfg: CsConfig, metrics: Arc<Metrics>, tasks: TaskTracker) -> Arc<Gateway> {
         Arc::new_cyclic(|me| Gateway {
+            logins: PerMinute::new(cfg.logins_per_ip),
             cfg,
             sessions: Mutex::new(HashMap::new()),
+            slots: Arc::new(AtomicUsize::new(0)),
             lost: Mutex::new(VecDeque::new()),
             metrics,
             me: me.clone(),
@@ -378,7 +444,12 @@ impl Gateway {
 
     /// Whether `token` is a live session of this node.
     pub fn holds(&self, token: &str) -> bool {
-        lock(&self.sessions).get(token).is_some_and(|s| s.is_alive())
+        lock(&self.sessions).get(token).is_some_and(|s| s.is_alive() && !self.too_old(s, crate::now_ms()))
+    }
+
+    /// Whether `s` has lived past `--cs-max-age-ms` at `now` (ms since the epoch).
+    fn too_old(&self, s: &Session, now: u64) -> bool {
+        now.saturating_sub(s.opened_ms) >= self.cfg.max_age.as_millis() as u64
     }
 
     /// Whether `token` is, or was lately, a session of this node.
@@ -396,8 +467,11 @@ impl Gateway {
         self.cfg.max_body
     }
 
-    fn forget(&self, token: &str) {
-        if lock(&self.sessions).remove(token).is_some() {
+    /// Takes `token` out of the table; whether it was there (so that, of two who end a
+    /// session at once, one counts it).
+    fn forget(&self, token: &str) -> bool {
+        let removed = lock(&self.sessions).remove(token).is_some();
+        if removed {
             if let Some(bus) = self.bus.get().filter(|_| !self.closing.load(Ordering::Acquire)) {
                 bus.holds(token, None);
             }
@@ -407,14 +481,20 @@ impl Gateway {
                 lost.pop_front();
             }
         }
+        removed
     }
 
     fn session(&self, token: &str) -> Result<Arc<Session>, CsError> {
         let found = lock(&self.sessions).get(token).cloned();
         match found {
-            Some(s) if s.is_alive() => Ok(s),
-            Some(_) => {
-                self.forget(token);
+            Some(s) if s.is_alive() && !self.too_old(&s, crate::now_ms()) => Ok(s),
+            Some(s) => {
+                // Dead, or past its age (closed now rather than at the next sweep).
+                let expired = s.is_alive();
+                s.close();
+                if self.forget(token) && expired {
+                    self.metrics.cs_sessions_expired.fetch_add(1, Relaxed);
+                }
                 Err(CsError::SessionLost)
             }
             None if lock(&self.lost).iter().any(|t| t == token) => Err(CsError::SessionLost),
@@ -432,13 +512,47 @@ impl Gateway {
         answer.await.map_err(|_| CsError::SessionLost)?.map_err(call_error)
     }
 
-    /// A new connection, the login call on it, and a session if it worked: a login that is a
-    /// fault (or not XML-RPC) gets its answer and no session.
-    pub async fn login(&self, request: CsRequest) -> Result<Login, CsError> {
-        let xml = request.to_xml()?;
-        if lock(&self.sessions).len() >= self.cfg.max_sessions {
-            return Err(CsError::TooManySessions(self.cfg.max_sessions));
+    /// Takes a place under `--cs-max-sessions`, or says there is none.
+    fn reserve(&self) -> Result<Slot, CsError> {
+        let max = self.cfg.max_sessions;
+        match self.slots.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)) {
+            Ok(_) => Ok(Slot(self.slots.clone())),
+            Err(_) => Err(CsError::TooManySessions(max)),
         }
+    }
+
+    /// Whether `from` may log in now: the call must be `--cs-login-method`, and the address
+    /// within `--cs-logins-per-ip` (this counts one login); nothing reaches the upstream
+    /// otherwise. Each refusal is counted by its reason.
+    fn admit(&self, request: &CsRequest, from: IpAddr) -> Result<(), CsError> {
+        let method = request.method()?;
+        if method != self.cfg.login_method {
+            self.metrics.login_refused(LoginRefused::Method);
+            return Err(CsError::NotLogin {
+                expected: self.cfg.login_method.clone(),
+                got: method.chars().take(64).collect(),
+            });
+        }
+        if let Err(wait) = self.logins.take(from, std::time::Instant::now()) {
+            self.metrics.login_refused(LoginRefused::Rate);
+            let wait_s = wait.as_secs_f64().ceil().max(1.0) as u64;
+            return Err(CsError::TooManyLogins { per_minute: self.cfg.logins_per_ip, wait_s });
+        }
+        Ok(())
+    }
+
+    /// A new connection, the login call on it, and a session if it worked: a login that is a
+    /// fault (or not XML-RPC) gets its answer and no session. `from` is the client's address
+    /// (for `--cs-logins-per-ip`).
+    ///
+    /// The place under `--cs-max-sessions` is taken before connecting and held by the
+    /// connection until it ends, so no number of concurrent logins exceeds the cap; a login
+    /// that fails, or whose caller goes away mid-way (this future dropped), gives it back.
+    pub async fn login(&self, request: CsRequest, from: IpAddr) -> Result<Login, CsError> {
+        let xml = request.to_xml()?;
+        self.admit(&request, from)?;
+        let slot = self.reserve().inspect_err(|_| self.metrics.login_refused(LoginRefused::Full))?;
+        self.metrics.cs_logins.fetch_add(1, Relaxed);
         let token = new_token();
         let ended = {
             let (me, token, metrics) = (self.me.clone(), token.clone(), self.metrics.clone());
@@ -447,6 +561,7 @@ impl Gateway {
                 if let Some(g) = me.upgrade() {
                     g.forget(&token);
                 }
+                drop(slot); // the connection is gone: its place is free
             }
         };
         let session = Session::open(&self.cfg.upstream, self.cfg.limits, &self.tasks, ended)
@@ -525,17 +640,23 @@ impl Gateway {
         }
     }
 
-    /// Closes sessions unused for longer than the idle timeout.
+    /// Closes sessions unused for longer than the idle timeout, and those older than
+    /// `--cs-max-age-ms`.
     pub fn sweep(&self) {
-        let cutoff = crate::now_ms().saturating_sub(self.cfg.idle.as_millis() as u64);
-        let idle: Vec<(String, Arc<Session>)> = lock(&self.sessions)
+        let now = crate::now_ms();
+        let cutoff = now.saturating_sub(self.cfg.idle.as_millis() as u64);
+        let ending: Vec<(String, Arc<Session>, bool)> = lock(&self.sessions)
             .iter()
-            .filter(|(_, s)| s.last_used.load(Relaxed) < cutoff)
-            .map(|(t, s)| (t.clone(), s.clone()))
+            .filter_map(|(t, s)| {
+                let old = self.too_old(s, now) && s.is_alive();
+                (old || s.last_used.load(Relaxed) < cutoff).then(|| (t.clone(), s.clone(), old))
+            })
             .collect();
-        for (token, s) in idle {
+        for (token, s, old) in ending {
             s.close();
-            self.forget(&token);
+            if self.forget(&token) && old {
+                self.metrics.cs_sessions_expired.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -561,5 +682,122 @@ pub async fn run_forwarded(g: Option<&Gateway>, session: &str, op: Op) -> Result
     match g {
         Some(g) => g.run(session, op).await,
         None => Err(CsError::NoUpstreamThere),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway whose legacy server is a port nobody listens on: a login that reaches it
+    /// fails `cannot connect`, so each test can tell which logins got that far.
+    async fn gateway(tweak: impl FnOnce(&mut CsConfig)) -> Arc<Gateway> {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = closed.local_addr().unwrap();
+        drop(closed);
+        let mut cfg = CsConfig {
+            upstream: Upstream::parse(&format!("http://{dead}/RPC2")).unwrap(),
+            max_sessions: 1,
+            idle: Duration::from_secs(60),
+            max_age: Duration::from_secs(60),
+            login_method: "login".into(),
+            logins_per_ip: 0,
+            limits: Limits {
+                queue: 1,
+                timeout: Duration::from_secs(1),
+                max_answer: 1024,
+                connect_timeout: Duration::from_secs(1),
+            },
+            max_body: 1024,
+        };
+        tweak(&mut cfg);
+        Gateway::new(cfg, Arc::default(), TaskTracker::new())
+    }
+
+    fn json_login(method: &str) -> CsRequest {
+        CsRequest::Json { method: method.into(), params: vec![Value::from("alice")] }
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    #[tokio::test]
+    async fn a_login_that_fails_gives_its_place_back() {
+        let g = gateway(|_| {}).await;
+        for _ in 0..3 {
+            let e = g.login(json_login("login"), IP).await.unwrap_err();
+            assert!(matches!(e, CsError::Upstream(CallError::Connect(_))), "{e:?}");
+        }
+        assert_eq!(g.slots.load(Ordering::Acquire), 0);
+        // A place held (a login under way) is one the next login cannot take.
+        let held = g.reserve().unwrap();
+        assert_eq!(g.login(json_login("login"), IP).await.unwrap_err(), CsError::TooManySessions(1));
+        drop(held);
+        assert!(g.reserve().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_login_abandoned_mid_way_gives_its_place_back_when_its_connection_ends() {
+        // A server that reads the login and never answers; it says when the login arrived.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let server = tokio::spawn({
+            let arrived = arrived.clone();
+            async move {
+                let mut held = Vec::new();
+                while let Ok((mut tcp, _)) = silent.accept().await {
+                    let mut buf = [0u8; 1024];
+                    let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await;
+                    arrived.notify_one();
+                    held.push(tcp);
+                }
+            }
+        });
+        let g = gateway(|c| {
+            c.upstream = Upstream::parse(&format!("http://{addr}/RPC2")).unwrap();
+            c.limits.timeout = Duration::from_millis(200);
+        })
+        .await;
+        // The browser goes away mid-login: the login's future is dropped once the login call
+        // is on its way to the server.
+        tokio::select! {
+            _ = g.login(json_login("login"), IP) => panic!("the server never answers"),
+            () = arrived.notified() => {}
+        }
+        assert_eq!(g.slots.load(Ordering::Acquire), 1, "held while its connection lives");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while g.slots.load(Ordering::Acquire) != 0 {
+            assert!(std::time::Instant::now() < deadline, "the place was never given back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(g.metrics.cs_sessions.load(Relaxed), 0);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn only_the_login_method_is_sent_and_each_address_has_its_minutes_logins() {
+        let g = gateway(|c| c.logins_per_ip = 2).await;
+        // Another method never reaches the server (which would say `cannot connect`), JSON or XML.
+        let xml = CsRequest::Xml(Bytes::from(xmlrpc::encode_call("deleteAll", &[]).unwrap()));
+        for request in [json_login("deleteAll"), xml] {
+            let e = g.login(request, IP).await.unwrap_err();
+            assert!(matches!(&e, CsError::NotLogin { got, .. } if got == "deleteAll"), "{e:?}");
+        }
+        let xml = CsRequest::Xml(Bytes::from(xmlrpc::encode_call("login", &[]).unwrap()));
+        for request in [xml, json_login("login")] {
+            assert!(matches!(g.login(request, IP).await, Err(CsError::Upstream(_))), "failed logins count");
+        }
+        let e = g.login(json_login("login"), IP).await.unwrap_err();
+        assert!(matches!(e, CsError::TooManyLogins { per_minute: 2, wait_s: 1..=60 }), "{e:?}");
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        assert!(matches!(g.login(json_login("login"), other).await, Err(CsError::Upstream(_))));
+        let text = g.metrics.render();
+        for line in [
+            "tether_cs_logins_refused_total{reason=\"method\"} 2",
+            "tether_cs_logins_refused_total{reason=\"rate\"} 1",
+            "tether_cs_logins_total 3",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
     }
 }

@@ -96,6 +96,8 @@ pub struct Session {
     close: CancellationToken,
     /// When it was last used, ms since the epoch (for the idle timeout).
     pub last_used: AtomicU64,
+    /// When it was opened, ms since the epoch (for the age limit).
+    pub opened_ms: u64,
 }
 
 /// Why a call could not be queued.
@@ -145,7 +147,8 @@ impl Session {
             task.run(sender, conn, rx).await;
             ended();
         });
-        Ok(Session { jobs, alive, close, last_used: AtomicU64::new(crate::now_ms()) })
+        let now = crate::now_ms();
+        Ok(Session { jobs, alive, close, last_used: AtomicU64::new(now), opened_ms: now })
     }
 
     /// Whether the connection is still there.

@@ -400,6 +400,16 @@ pub fn decode_response(xml: &[u8]) -> Result<Response, CodecError> {
     Ok(resp)
 }
 
+/// The method name of a `methodCall`, reading no further than it (the parameters may hold
+/// types this codec does not decode: raw XML passes through).
+pub fn call_method(xml: &[u8]) -> Result<String, CodecError> {
+    let text = to_text(xml)?;
+    let mut p = Parser::new(&text);
+    p.open("methodCall")?;
+    p.open("methodName")?;
+    Ok(p.text_until("methodName")?.trim().to_owned())
+}
+
 /// Decodes a `methodCall`: the method name and the parameters.
 pub fn decode_call(xml: &[u8]) -> Result<(String, Vec<Value>), CodecError> {
     let text = to_text(xml)?;

@@ -17,12 +17,13 @@ use super::{AppError, AppState, bearer};
 use crate::cs::session::CallError;
 use crate::cs::{CsError, CsReply, CsRequest, Done, LoggedOut, Login, Media, Op, RawXml};
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// The cookie that carries the session token. Its path is `/`, so the browser also gives it to
@@ -37,7 +38,8 @@ const OLD_COOKIE_CLEAR: &str = "tether_cs=; Path=/cs; HttpOnly; SameSite=Strict;
 impl From<CsError> for AppError {
     fn from(e: CsError) -> Self {
         let status = match &e {
-            CsError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CsError::BadRequest(_) | CsError::NotLogin { .. } => StatusCode::BAD_REQUEST,
+            CsError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             CsError::NotLoggedIn | CsError::UnknownSession => StatusCode::UNAUTHORIZED,
             CsError::NoUpstreamThere => StatusCode::NOT_FOUND,
             CsError::SessionLost | CsError::NodeStopped | CsError::Upstream(CallError::Lost) => {
@@ -49,7 +51,11 @@ impl From<CsError> for AppError {
             CsError::Upstream(CallError::Timeout(_)) | CsError::NodeTimeout => StatusCode::GATEWAY_TIMEOUT,
             CsError::Upstream(_) | CsError::BadUpstream(_) => StatusCode::BAD_GATEWAY,
         };
-        AppError::new(status, e.code().as_str(), e.to_string())
+        let app = AppError::new(status, e.code().as_str(), e.to_string());
+        match e {
+            CsError::TooManyLogins { wait_s, .. } => app.with_header(header::RETRY_AFTER, wait_s.into()),
+            _ => app,
+        }
     }
 }
 
@@ -222,7 +228,8 @@ fn cs_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, AppError> {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
-    Login,
+    /// From this client address.
+    Login(IpAddr),
     Call,
     Logout,
 }
@@ -242,10 +249,12 @@ fn op(route: Route, media: Media, body: Bytes) -> Result<Op, CsError> {
 
 pub(super) async fn login(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    cs(&s, &headers, body, Route::Login).await
+    let from = s.client_ip(peer, &headers);
+    cs(&s, &headers, body, Route::Login(from)).await
 }
 
 pub(super) async fn call(
@@ -300,8 +309,8 @@ async fn answer(
         (Ok(g), Ok(b)) => (g, b),
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    if route == Route::Login {
-        let login = g.login(CsRequest::parse(media, body)?).await?;
+    if let Route::Login(from) = route {
+        let login = g.login(CsRequest::parse(media, body)?, from).await?;
         return Ok(logged_in(headers, login));
     }
     let op = op(route, media, body)?;
@@ -358,6 +367,8 @@ mod tests {
             (CsError::Upstream(CallError::Lost), 410, "session_lost"),
             (CsError::NodeStopped, 410, "session_lost"),
             (CsError::TooManySessions(1), 503, "rate_limited"),
+            (CsError::TooManyLogins { per_minute: 1, wait_s: 7 }, 429, "rate_limited"),
+            (CsError::NotLogin { expected: "login".into(), got: "x".into() }, 400, "bad_frame"),
             (CsError::Busy(1), 503, "rate_limited"),
             (CsError::Cluster("x".into()), 503, "cluster_unavailable"),
             (CsError::NodeTimeout, 504, "cluster_unavailable"),
@@ -373,6 +384,8 @@ mod tests {
             assert_eq!((app.status.as_u16(), app.code), (status, code), "{what}");
             assert!(!app.message.contains("detail"), "{what}: the detail is for the log");
         }
+        let app = AppError::from(CsError::TooManyLogins { per_minute: 30, wait_s: 7 });
+        assert_eq!(app.headers, [(header::RETRY_AFTER, HeaderValue::from(7u64))], "how long to wait");
     }
 
     #[test]

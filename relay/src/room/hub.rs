@@ -33,8 +33,8 @@ pub struct Hub {
     next_req: AtomicU64,
     /// Cluster mode: the other nodes.
     peers: Option<Arc<dyn Peers>>,
-    /// Rooms made per address.
-    creations: super::creations::Creations,
+    /// Rooms made per address per minute (`--max-new-rooms-per-ip`).
+    creations: crate::per_minute::PerMinute,
 }
 
 /// A member's place in a room, held by its connection task.
@@ -66,7 +66,7 @@ impl Hub {
     ) -> Hub {
         Hub {
             peers,
-            creations: super::creations::Creations::new(limits.new_rooms_per_ip),
+            creations: crate::per_minute::PerMinute::new(limits.new_rooms_per_ip),
             rooms: Mutex::new(HashMap::new()),
             limits,
             metrics,

@@ -23,12 +23,10 @@
 //! - [`route`]: a PC's `post`/`call` to devices, and a device's reply to the PC that asked.
 //! - [`remote`]: a room's members and requests on other nodes (cluster mode).
 //! - [`hub`]: the map of rooms: finds or makes a room, then lets the room decide.
-//! - [`creations`]: rooms made per address per minute (`--max-new-rooms-per-ip`).
 //! - [`snapshot`]: the rooms saved on SIGTERM and restored by the next process.
 
 pub mod budget;
 pub mod core;
-pub mod creations;
 pub mod hub;
 pub mod join;
 pub mod member;
