@@ -139,7 +139,11 @@ impl Metrics {
             "Cluster mode: 1 while the bus between relays works.",
             self.cluster_up.load(Relaxed),
         );
-        gauge("tether_conns_open", "TCP connections holding a slot of --max-conns.", self.conns_open.load(Relaxed));
+        gauge(
+            "tether_conns_open",
+            "TCP connections holding a slot of --max-conns.",
+            self.conns_open.load(Relaxed),
+        );
         gauge("tether_conns_max", "--max-conns in force.", self.conns_max.load(Relaxed));
         let _ = writeln!(
             out,

@@ -204,7 +204,9 @@ async fn keep_alive_get(s: &mut TcpStream, path: &str) -> u16 {
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let len: usize = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                    })
                     .and_then(|v| v.parse().ok())
                     .expect("a content-length");
                 if body.len() >= len {
@@ -216,7 +218,6 @@ async fn keep_alive_get(s: &mut TcpStream, path: &str) -> u16 {
     .await
     .expect("an answer in time")
 }
-
 
 #[tokio::test]
 async fn a_client_sending_its_head_slowly_or_not_at_all_is_closed_after_the_header_timeout() {
@@ -393,5 +394,21 @@ async fn at_the_connection_cap_healthz_still_answers_the_rest_is_refused_and_slo
     // Every slot comes back: what is left is the /metrics read's own.
     drop((overflow, held, sockets, pc, dev));
     wait_metric(relay.addr, "tether_conns_open 1").await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_head_over_32_kib_is_refused_431_and_the_connection_closed() {
+    use tokio::io::AsyncWriteExt;
+    let relay = Relay::start().await;
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    let big = "a".repeat(tether_relay::http::serve::MAX_HEAD);
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    // The relay may stop reading (and close) before all of it is written.
+    let _ = s.write_all(head.as_bytes()).await;
+    let answer = read_until_closed(&mut s).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(http_get(relay.addr, "/healthz").await.0, 200);
     relay.stop().await;
 }

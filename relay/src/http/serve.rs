@@ -64,8 +64,9 @@ const FLOOR: u64 = 16;
 /// The largest request head (start line and headers), bytes: hyper answers 431 beyond it.
 /// Without it a slow head could fill hyper's 400 KiB read buffer per connection.
 pub const MAX_HEAD: usize = 32 * 1024;
-/// How long shutdown waits for requests under way before dropping their connections.
-const DRAIN: Duration = Duration::from_secs(10);
+/// How long shutdown waits for requests under way before dropping their connections (the room
+/// sockets' goodbyes go out meanwhile; a service manager waits about 10 s in all).
+const DRAIN: Duration = Duration::from_secs(3);
 
 /// What `--max-conns`, `--header-timeout-ms` and `--idle-timeout-ms` set.
 #[derive(Debug, Clone, Copy)]
@@ -268,7 +269,7 @@ async fn serve_overflow(
     life: Duration,
     stop: CancellationToken,
 ) {
-    let io = TokioIo::new(ConnIo { tcp, _slot: None, clock: None });
+    let io = TokioIo::new(tcp);
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let path = req.uri().path();
         let allowed = path == "/healthz" || path == "/metrics";
@@ -298,7 +299,6 @@ fn at_capacity() -> axum::response::Response {
         "the relay is at its connection cap (--max-conns): try again shortly",
     )
     .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
-    .with_header(header::CONNECTION, HeaderValue::from_static("close"))
     .into_response()
 }
 
@@ -472,7 +472,11 @@ struct ConnIo {
 }
 
 impl AsyncRead for ConnIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.tcp).poll_read(cx, buf);
         if buf.filled().len() > before {
