@@ -178,7 +178,9 @@ pub struct Config {
 
     /// An HTTP request's head (request line and headers) must arrive within this, ms: counted
     /// from the accept for a connection's first request, from the head's first byte for later
-    /// ones. A slower client is closed (`tether_http_timeouts_total{reason="head"}`).
+    /// ones. A slower client is closed (`tether_http_timeouts_total{reason="head"}`). A request
+    /// body must come within it too, plus a second per KiB: a slower one is cut off (400, the
+    /// connection closed, `{reason="body"}`).
     #[arg(long, env = "TETHER_HEADER_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_ms: u64,

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub http_timeouts_head: AtomicU64,
     /// Keep-alive connections closed after `--idle-timeout-ms` without a request.
     pub http_timeouts_idle: AtomicU64,
+    /// Request bodies slower than `MIN_BODY_RATE` after `--header-timeout-ms`, cut off.
+    pub http_timeouts_body: AtomicU64,
 }
 
 impl Metrics {
@@ -214,7 +216,8 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP tether_http_timeouts_total Connections closed by a timeout: a request head slower than \
-             --header-timeout-ms (head), or no request for --idle-timeout-ms (idle)."
+             --header-timeout-ms (head), no request for --idle-timeout-ms (idle), a request body slower \
+             than 1 KiB/s after --header-timeout-ms (body)."
         );
         let _ = writeln!(out, "# TYPE tether_http_timeouts_total counter");
         let _ = writeln!(
@@ -226,6 +229,11 @@ impl Metrics {
             out,
             "tether_http_timeouts_total{{reason=\"idle\"}} {}",
             self.http_timeouts_idle.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "tether_http_timeouts_total{{reason=\"body\"}} {}",
+            self.http_timeouts_body.load(Relaxed)
         );
         let _ = writeln!(out, "# HELP tether_frames_in_total Frames received, by type.");
         let _ = writeln!(out, "# TYPE tether_frames_in_total counter");

@@ -412,3 +412,27 @@ async fn a_head_over_32_kib_is_refused_431_and_the_connection_closed() {
     assert_eq!(http_get(relay.addr, "/healthz").await.0, 200);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_body_that_stalls_is_cut_off_and_its_connection_closed() {
+    use tokio::io::AsyncWriteExt;
+    let relay = Relay::with(|c| {
+        c.header_timeout_ms = 300;
+        // /cs/login reads its body (nothing listens there: the body never gets that far).
+        c.cs_upstream = Some("http://127.0.0.1:9/RPC2".into());
+    })
+    .await;
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    let start = std::time::Instant::now();
+    // A head announcing 100 kB, ten bytes of it, then nothing.
+    let head = "POST /cs/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(b"{\"method\":").await.unwrap();
+    let answer = read_until_closed(&mut s).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("slower than"), "says why: {text}");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(metric(relay.addr, "tether_http_timeouts_total{reason=\"body\"}").await, Some(1));
+    relay.stop().await;
+}

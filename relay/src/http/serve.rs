@@ -23,8 +23,10 @@
 //! - fresh: its first head must be complete within the header timeout of the accept;
 //! - idle (a response sent, no byte since): closed after the idle timeout;
 //! - a head under way (bytes after idle): complete within the header timeout of its first byte;
-//! - busy (a request in the handlers, or its response being sent): no deadline here. Bodies
-//!   are bounded by their size limits, handlers by their own timeouts.
+//! - busy (a request in the handlers, or its response being sent): no deadline here; handlers
+//!   have their own timeouts. A request body must keep pace ([`Paced`]): all of it within the
+//!   header timeout of the head plus a second per [`MIN_BODY_RATE`] bytes, else reading it
+//!   fails (the handler answers 400) and the connection closes.
 //!
 //! A head also has a size cap ([`MAX_HEAD`], 431 beyond), so a slow head holds little memory.
 
@@ -64,6 +66,8 @@ const FLOOR: u64 = 16;
 /// The largest request head (start line and headers), bytes: hyper answers 431 beyond it.
 /// Without it a slow head could fill hyper's 400 KiB read buffer per connection.
 pub const MAX_HEAD: usize = 32 * 1024;
+/// The slowest a request body may come, bytes per second, after the header timeout's grace.
+pub const MIN_BODY_RATE: u64 = 1024;
 /// How long shutdown waits for requests under way before dropping their connections (the room
 /// sockets' goodbyes go out meanwhile; a service manager waits about 10 s in all).
 const DRAIN: Duration = Duration::from_secs(3);
@@ -208,7 +212,7 @@ pub async fn serve(
         };
         let clock = Arc::new(Clock::new(Instant::now()));
         let io = TokioIo::new(ConnIo { tcp, _slot: Some(slot), clock: Some(clock.clone()) });
-        let svc = counted(service.clone(), peer, clock.clone());
+        let svc = counted(service.clone(), peer, clock.clone(), budget.header_timeout, metrics.clone());
         let mut http = hyper::server::conn::http1::Builder::new();
         http.max_header_size(MAX_HEAD).header_read_timeout(None);
         let (stop, metrics) = (stop.clone(), metrics.clone());
@@ -303,12 +307,14 @@ fn at_capacity() -> axum::response::Response {
 }
 
 /// The router as hyper calls it on one connection: the peer's address put where
-/// `ConnectInfo<SocketAddr>` finds it, and each request counted busy on `clock` until its
-/// response is sent (or dropped).
+/// `ConnectInfo<SocketAddr>` finds it, the body [`Paced`], and each request counted busy on
+/// `clock` until its response is sent (or dropped).
 fn counted(
     service: TowerToHyperService<Router>,
     peer: SocketAddr,
     clock: Arc<Clock>,
+    grace: Duration,
+    metrics: Arc<Metrics>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = hyper::Response<Counted>,
@@ -318,6 +324,7 @@ fn counted(
     hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let busy = Busy::new(clock.clone());
+        let req = req.map(|body| Paced::new(body, grace, metrics.clone()));
         let call = hyper::service::Service::call(&service, req);
         async move {
             let resp = call.await?;
@@ -341,6 +348,73 @@ impl hyper::body::Body for Counted {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that must keep pace: all of it within `grace` of the head plus a second per
+/// [`MIN_BODY_RATE`] bytes received. Later, reading it fails: the handler answers 400 (or
+/// drops it) and hyper closes the connection, whose body was not read to its end.
+pub struct Paced {
+    body: Incoming,
+    /// When the head arrived.
+    start: Instant,
+    grace: Duration,
+    received: u64,
+    /// Armed the first time the body has nothing ready (most bodies never wait).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Paced {
+    fn new(body: Incoming, grace: Duration, metrics: Arc<Metrics>) -> Paced {
+        Paced { body, start: Instant::now(), grace, received: 0, deadline: None, metrics }
+    }
+
+    /// By when the next byte must have arrived.
+    fn due(&self) -> Instant {
+        self.start + self.grace + Duration::from_millis(self.received.saturating_mul(1000) / MIN_BODY_RATE)
+    }
+}
+
+impl hyper::body::Body for Paced {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.received += data.len() as u64;
+                    let due = self.due();
+                    if let Some(d) = self.deadline.as_mut() {
+                        d.as_mut().reset(due);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Pending => {
+                let due = self.due();
+                let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.metrics.http_timeouts_body.fetch_add(1, Relaxed);
+                let e = format!("the request body came slower than {MIN_BODY_RATE} bytes a second");
+                Poll::Ready(Some(Err(e.into())))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
