@@ -7,7 +7,7 @@
 //!
 //! # The budget
 //! - A connection takes a slot when accepted and gives it back when its socket closes: the slot
-//!   lives in the socket's IO type ([`ConnIo`]), which hyper hands to the WebSocket on upgrade.
+//!   lives in the socket's IO type (`ConnIo`), which hyper hands to the WebSocket on upgrade.
 //! - At the cap, [`OVERFLOW`] more connections are taken, each for at most [`OVERFLOW_LIFE`]
 //!   and one request: `/healthz` and `/metrics` are answered, anything else gets `503
 //!   at_capacity` with `Retry-After`. Past those, a connection is closed as soon as it is
@@ -16,7 +16,7 @@
 //! - The default cap is the open-file limit less room for the relay's other files
 //!   ([`default_max_conns`]); `main` first raises the soft limit to the hard one.
 //!
-//! # The deadlines ([`Clock`])
+//! # The deadlines (`Clock`)
 //! hyper's own `header_read_timeout` is not used: it starts when hyper starts reading a head,
 //! which it does as soon as the previous response is sent, so it would also close keep-alive
 //! connections idle for longer than the head's timeout. Here a connection's phase decides:
@@ -165,7 +165,7 @@ pub fn raise_open_file_limit() -> Option<u64> {
 }
 
 /// Serves `app` on `listener` within `budget` until `shutdown` resolves; then stops
-/// accepting, lets requests under way finish (for up to [`DRAIN`]) and returns. WebSockets
+/// accepting, lets requests under way finish (for up to 3 s) and returns. WebSockets
 /// already upgraded are not waited for here: their tasks close on the relay's own shutdown.
 pub async fn serve(
     listener: TcpListener,
