@@ -203,6 +203,30 @@ pub struct Config {
     #[arg(long, env = "TETHER_MAX_CONNS_PER_IP", default_value_t = 256)]
     pub max_conns_per_ip: usize,
 
+    /// TCP connections open at once on `--listen`, the whole relay: HTTP requests and the
+    /// WebSockets they upgrade to. At the cap, a few more are taken for one request each:
+    /// `/healthz` and `/metrics` are answered, anything else gets 503 `at_capacity`; past
+    /// those a connection is closed at once (`tether_conns_refused_total`). Default: the
+    /// open-file limit (raised to its hard limit at start) less 128 for the relay's other
+    /// files, and less `--cs-max-sessions` with `--cs-upstream` (their upstream connections).
+    #[arg(long, env = "TETHER_MAX_CONNS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_conns: Option<u64>,
+
+    /// An HTTP request's head (request line and headers) must arrive within this, ms: counted
+    /// from the accept for a connection's first request, from the head's first byte for later
+    /// ones. A slower client is closed (`tether_http_timeouts_total{reason="head"}`). A request
+    /// body must come within it too, plus a second per KiB: a slower one is cut off (400, the
+    /// connection closed, `{reason="body"}`).
+    #[arg(long, env = "TETHER_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+
+    /// A keep-alive connection with no request under way is closed after this, ms
+    /// (`tether_http_timeouts_total{reason="idle"}`). WebSockets are not affected.
+    #[arg(long, env = "TETHER_IDLE_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
+
     /// Behind a proxy: the request header that carries the client's address (`X-Real-IP`, or
     /// `X-Forwarded-For`, whose last entry is taken: the one the nearest proxy wrote). Used for
     /// the per-address caps and the wrong-secret throttle. Unset: the socket's peer address.
@@ -267,6 +291,9 @@ impl Config {
             node_id: None,
             allow_origin: Vec::new(),
             max_conns_per_ip: 256,
+            max_conns: None,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
             real_ip_header: None,
             bridge_names: vec!["TencentNews".into()],
             log: "info".into(),

@@ -7,11 +7,13 @@
 //! - [`pages`]: the PC and device pages, and the security headers on every response.
 //! - [`alarms`]: who may open `/alarms`.
 //! - [`cs`]: the CS gateway's edge (media types, cookies, statuses).
+//! - [`serve`]: the accept loop: `--max-conns`, the header and idle timeouts.
 
 mod alarms;
 mod cs;
 mod guard;
 mod pages;
+pub mod serve;
 
 use alarms::alarms_upgrade;
 pub use guard::{IpSlot, PerIp};

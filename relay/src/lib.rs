@@ -11,7 +11,8 @@
 //! From the edge inwards (docs/architecture.md has the picture):
 //! - [`config`]: the flags (`TETHER_*` env vars too).
 //! - [`http`]: routes, pages and their security headers, `/healthz`, `/metrics`, the history
-//!   API, and the one error body ([`http::AppError`]); `http::cs` is the CS gateway's HTTP edge.
+//!   API, and the one error body ([`http::AppError`]); `http::cs` is the CS gateway's HTTP edge;
+//!   [`http::serve`] the accept loop with its budget (`--max-conns`, header and idle timeouts).
 //! - [`ws`]: one task per room WebSocket: reads frames, feeds the rooms, writes its queue.
 //! - [`room`]: the [`room::Hub`]: rooms, members, presence, resume, routing, the restart
 //!   snapshot; decisions take the time as `now`. [`room::Peers`] is the seam the cluster bus
@@ -241,15 +242,10 @@ pub async fn run(
             stop.cancel();
         }
     };
-    // Frames are small and each is written when it is ready: Nagle's algorithm would hold a
-    // second small segment until the first is acknowledged (and the peer delays that ack).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served =
-        axum::serve(listener, http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(signal)
-            .await;
+    // --max-conns and the header and idle timeouts (axum::serve has none of them).
+    let budget = http::serve::Budget::from_config(&config);
+    let metrics = state.metrics.clone();
+    http::serve::serve(listener, http::app(state), budget, metrics, signal).await;
     stop.cancel();
     tasks.close();
     if let Some(cs) = &cs {
@@ -272,6 +268,5 @@ pub async fn run(
         // Not in cluster mode, where members resume on the other nodes.
         room::snapshot::save(&hub, &store, room::Now::read()).await;
     }
-    served?;
     Ok(())
 }

@@ -12,6 +12,9 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|_| EnvFilter::try_new(&config.log))
         .context("bad --log filter")?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Every socket is a file: the soft limit (often 1024) is raised to the hard one, and the
+    // default --max-conns is taken from it.
+    tether_relay::http::serve::raise_open_file_limit();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

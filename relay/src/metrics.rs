@@ -131,6 +131,18 @@ pub struct Metrics {
     pub alarms_refused: AtomicU64,
     /// History records that failed to commit (the reply was still delivered).
     pub history_failures: AtomicU64,
+    /// TCP connections holding a slot of `--max-conns` (gauge).
+    pub conns_open: AtomicI64,
+    /// `--max-conns` in force (gauge; its default depends on the open-file limit).
+    pub conns_max: AtomicI64,
+    /// Connections accepted at the cap: answered only `/healthz` and `/metrics`, or closed.
+    pub conns_refused: AtomicU64,
+    /// Connections closed for a request head slower than `--header-timeout-ms`.
+    pub http_timeouts_head: AtomicU64,
+    /// Keep-alive connections closed after `--idle-timeout-ms` without a request.
+    pub http_timeouts_idle: AtomicU64,
+    /// Request bodies slower than `MIN_BODY_RATE` after `--header-timeout-ms`, cut off.
+    pub http_timeouts_body: AtomicU64,
 }
 
 impl Metrics {
@@ -184,6 +196,12 @@ impl Metrics {
             "Cluster mode: 1 while the bus between relays works.",
             self.cluster_up.load(Relaxed),
         );
+        gauge(
+            "tether_conns_open",
+            "TCP connections holding a slot of --max-conns.",
+            self.conns_open.load(Relaxed),
+        );
+        gauge("tether_conns_max", "--max-conns in force.", self.conns_max.load(Relaxed));
         let _ = writeln!(
             out,
             "# HELP tether_alarm_last_seq The last alarm seq given.\n# TYPE tether_alarm_last_seq gauge"
@@ -264,6 +282,33 @@ impl Metrics {
             "tether_history_failures_total",
             "History records that failed to commit.",
             self.history_failures.load(Relaxed),
+        );
+        counter(
+            "tether_conns_refused_total",
+            "Connections accepted at --max-conns: answered only /healthz and /metrics, or closed at once.",
+            self.conns_refused.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tether_http_timeouts_total Connections closed by a timeout: a request head slower than \
+             --header-timeout-ms (head), no request for --idle-timeout-ms (idle), a request body slower \
+             than 1 KiB/s after --header-timeout-ms (body)."
+        );
+        let _ = writeln!(out, "# TYPE tether_http_timeouts_total counter");
+        let _ = writeln!(
+            out,
+            "tether_http_timeouts_total{{reason=\"head\"}} {}",
+            self.http_timeouts_head.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "tether_http_timeouts_total{{reason=\"idle\"}} {}",
+            self.http_timeouts_idle.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "tether_http_timeouts_total{{reason=\"body\"}} {}",
+            self.http_timeouts_body.load(Relaxed)
         );
         let _ = writeln!(out, "# HELP tether_frames_in_total Frames received, by type.");
         let _ = writeln!(out, "# TYPE tether_frames_in_total counter");

@@ -225,6 +225,23 @@ impl RelayProcess {
         RelayProcess { addr, child, log }
     }
 
+    /// Like [`RelayProcess::start`], under an open-file limit of `nofile` (soft and hard, set
+    /// by `sh`'s `ulimit -n` before it execs the relay, so the pid is the relay's).
+    pub async fn start_with_open_files(listen: &str, db: &Path, args: &[&str], nofile: u32) -> RelayProcess {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(relay_binary())
+            .arg("--listen")
+            .arg(listen)
+            .arg("--db")
+            .arg(format!("sqlite://{}", db.display()))
+            .args(args)
+            .env("RUST_LOG", "info");
+        let (child, addr, log) = spawn_listening(cmd, "tether-relay").await;
+        RelayProcess { addr, child, log }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id().expect("running")
@@ -535,6 +552,19 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// `GET http://addr{path}` over a fresh connection, for a relay that may refuse it: the
+/// status, or `None` if the connection closed (or nothing came within [`WAIT`]) without one.
+pub async fn try_http_get(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    // A reset after part of the answer still leaves its status line in `buf`.
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
 /// `GET` and parse the body as JSON.
 pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
     let (status, _, body) = http_get(addr, path).await;
@@ -606,6 +636,13 @@ pub async fn wait_metric(addr: SocketAddr, line: &str) {
         assert!(std::time::Instant::now() < deadline, "/metrics never showed {line:?}:\n{m}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The value of the metric line starting `name ` (e.g. `tether_conns_open`, or
+/// `tether_http_timeouts_total{reason="head"}`) on `/metrics`, if there is one.
+pub async fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    let text = http_get(addr, "/metrics").await.2;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// A PostgreSQL server of the test's own: a fresh data folder, a free port, trust auth on

@@ -1,7 +1,10 @@
-//! The HTTP edge: which browsers may use the relay (`--allow-origin`), and how many sockets one
-//! address may hold (`--max-conns-per-ip`).
+//! The HTTP edge: which browsers may use the relay (`--allow-origin`), how many sockets one
+//! address may hold (`--max-conns-per-ip`) and the whole relay (`--max-conns`), and how slow a
+//! client may be (`--header-timeout-ms`, `--idle-timeout-ms`).
 
-use tether_tests::{Client, Relay, WAIT, get_json, http_get, http_get_with, http_post};
+use std::time::Duration;
+use tether_tests::{Client, Relay, WAIT, get_json, http_get, http_get_with, http_post, metric, wait_metric};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -216,5 +219,272 @@ async fn an_address_creates_at_most_its_minutes_rooms_and_loses_nothing_else() {
     let metrics = http_get(relay.addr, "/metrics").await.2;
     assert!(metrics.lines().any(|l| l == "tether_rooms_refused_total 1"), "{metrics}");
     assert_eq!(get_json(relay.addr, "/healthz").await.1["rooms"], 3);
+    relay.stop().await;
+}
+
+/// Reads `s` until the relay closes it (end of stream or reset); what it sent before closing.
+/// Panics if it is still open after [`WAIT`].
+async fn read_until_closed(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the relay closed the connection within the wait");
+    got
+}
+
+/// Sends one keep-alive `GET {path}` on `s` and reads its answer; the status.
+async fn keep_alive_get(s: &mut TcpStream, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let n = s.read(&mut buf).await.expect("read the answer");
+            assert!(n > 0, "closed before answering: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .expect("a content-length");
+                if body.len() >= len {
+                    return head[9..12].parse().expect("a status");
+                }
+            }
+        }
+    })
+    .await
+    .expect("an answer in time")
+}
+
+#[tokio::test]
+async fn a_client_sending_its_head_slowly_or_not_at_all_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = Duration::from_millis(500);
+    let relay = Relay::with(|c| c.header_timeout_ms = 500).await;
+    let start = std::time::Instant::now();
+    let silent = TcpStream::connect(relay.addr).await.unwrap();
+    // A byte every 50 ms: the whole head would take about 2 s.
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: 0123456789\r\n\r\n";
+    let (mut rd, mut wr) = TcpStream::connect(relay.addr).await.unwrap().into_split();
+    let trickle = tokio::spawn(async move {
+        for (i, b) in head.iter().enumerate() {
+            if wr.write_all(&[*b]).await.is_err() {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        head.len()
+    });
+    let answer = read_until_closed(&mut rd).await;
+    let trickled_for = start.elapsed();
+    let sent = trickle.await.unwrap();
+    assert!(answer.is_empty(), "no answer to a head never finished: {}", String::from_utf8_lossy(&answer));
+    assert!(trickled_for >= timeout, "closed after {trickled_for:?}, before the timeout");
+    assert!(sent < head.len(), "the whole head went out before the close");
+    let (mut rd, _wr) = silent.into_split();
+    assert!(read_until_closed(&mut rd).await.is_empty());
+    assert!(start.elapsed() >= timeout);
+    wait_metric(relay.addr, "tether_http_timeouts_total{reason=\"head\"} 2").await;
+    // Everyone else is served as before.
+    assert_eq!(http_get(relay.addr, "/healthz").await.0, 200);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idles_until_the_idle_timeout_and_then_a_head_has_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (header, idle) = (Duration::from_millis(300), Duration::from_millis(2000));
+    let relay = Relay::with(|c| {
+        c.header_timeout_ms = 300;
+        c.idle_timeout_ms = 2000;
+    })
+    .await;
+    let idler = async {
+        let mut s = TcpStream::connect(relay.addr).await.unwrap();
+        assert_eq!(keep_alive_get(&mut s, "/healthz").await, 200);
+        // Idle for longer than the header timeout: still open, the next request is served.
+        tokio::time::sleep(header * 2).await;
+        assert_eq!(keep_alive_get(&mut s, "/healthz").await, 200, "idle is not a slow head");
+        let since = std::time::Instant::now();
+        assert!(read_until_closed(&mut s).await.is_empty());
+        since.elapsed()
+    };
+    let late_head = async {
+        let mut s = TcpStream::connect(relay.addr).await.unwrap();
+        assert_eq!(keep_alive_get(&mut s, "/healthz").await, 200);
+        tokio::time::sleep(header * 2).await;
+        // The next head begins, and never ends.
+        s.write_all(b"GET /healthz HT").await.unwrap();
+        let since = std::time::Instant::now();
+        assert!(read_until_closed(&mut s).await.is_empty());
+        since.elapsed()
+    };
+    let (idled, head_took) = tokio::join!(idler, late_head);
+    assert!(idled >= idle - Duration::from_millis(100), "closed after {idled:?} idle");
+    assert!(head_took >= header, "closed {head_took:?} into the head");
+    wait_metric(relay.addr, "tether_http_timeouts_total{reason=\"idle\"} 1").await;
+    wait_metric(relay.addr, "tether_http_timeouts_total{reason=\"head\"} 1").await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn room_sockets_outlive_the_header_and_idle_timeouts() {
+    let relay = Relay::with(|c| {
+        c.header_timeout_ms = 100;
+        c.idle_timeout_ms = 200;
+    })
+    .await;
+    let secret = "s-0123456789abcdef";
+    let mut pc = relay.join("quiet", "pc", secret).await;
+    let mut dev = relay.join("quiet", "device", secret).await;
+    // Quiet for several times both timeouts (and less than the heartbeat, 2 s: these clients
+    // read nothing meanwhile, so they answer no ping).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    pc.send(tether_tests::post("after-quiet", "https://x/")).await;
+    let req = dev.expect("post").await;
+    dev.send(tether_tests::reply_to(&req, serde_json::json!("ok"))).await;
+    assert_eq!(pc.expect("postCb").await["id"], "after-quiet");
+    assert_eq!(metric(relay.addr, "tether_http_timeouts_total{reason=\"head\"}").await, Some(0));
+    assert_eq!(metric(relay.addr, "tether_http_timeouts_total{reason=\"idle\"}").await, Some(0));
+    relay.stop().await;
+}
+
+/// Opens a room socket (a device of room `full`) as soon as the relay has a slot for it.
+async fn socket_when_a_slot_is_free(relay: &Relay) -> impl Sized {
+    let url = format!("{}?room=full&role=device&secret=s-0123456789abcdef", relay.ws_url());
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => return ws,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+            Err(e) => panic!("unexpected handshake failure: {e}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_healthz_still_answers_the_rest_is_refused_and_slots_come_back() {
+    const CAP: usize = 8;
+    let relay = Relay::with(|c| {
+        c.max_conns = Some(CAP as u64);
+        // These clients read only when the test looks: no ping may mark them away meanwhile.
+        c.heartbeat_ms = 60_000;
+    })
+    .await;
+    let secret = "s-0123456789abcdef";
+    // Room sockets hold slots, as do keep-alive connections between requests.
+    let mut pc = relay.join("full", "pc", secret).await;
+    let mut dev = relay.join("full", "device", secret).await;
+    let spare = relay.join("spare", "pc", secret).await;
+    let mut held = Vec::new();
+    for _ in 0..CAP - 3 {
+        let mut s = TcpStream::connect(relay.addr).await.unwrap();
+        assert_eq!(keep_alive_get(&mut s, "/healthz").await, 200);
+        held.push(s);
+    }
+    // (A /metrics read holds a slot of its own while there is one: at the cap it does not.)
+    wait_metric(relay.addr, &format!("tether_conns_open {CAP}")).await;
+    // Full: /healthz (and /metrics, which wait_metric read) still answer ...
+    let (status, health) = get_json(relay.addr, "/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    // ... anything else is refused, and says why.
+    let (status, headers, body) = http_get(relay.addr, "/").await;
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "at_capacity");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--max-conns"), "{v}");
+    assert!(headers.iter().any(|(k, _)| k == "retry-after"), "{headers:?}");
+    assert_eq!(ws_status(&relay, None, "full").await, Some(503), "no new room socket");
+    // The room goes on as before.
+    pc.send(tether_tests::post("at-cap", "https://x/")).await;
+    let req = dev.expect("post").await;
+    dev.send(tether_tests::reply_to(&req, serde_json::json!("ok"))).await;
+    assert_eq!(pc.expect("postCb").await["id"], "at-cap");
+    let refused = metric(relay.addr, "tether_conns_refused_total").await.unwrap();
+    assert!(refused >= 4, "{refused} refused");
+
+    // A socket that closes gives its slot back, upgraded or not.
+    drop(held.pop());
+    let mut sockets = vec![socket_when_a_slot_is_free(&relay).await];
+    spare.close().await;
+    sockets.push(socket_when_a_slot_is_free(&relay).await);
+    assert_eq!(ws_status(&relay, None, "full").await, Some(503), "full again");
+
+    // Past the cap and the overflow pool a connection is closed at once, unanswered.
+    let mut overflow = Vec::new();
+    for _ in 0..tether_relay::http::serve::OVERFLOW {
+        overflow.push(TcpStream::connect(relay.addr).await.unwrap());
+    }
+    assert_eq!(tether_tests::try_http_get(relay.addr, "/healthz").await, None, "closed unanswered");
+    // The overflow pool's connections live a short while only; then /healthz answers again.
+    let deadline = std::time::Instant::now() + WAIT;
+    while tether_tests::try_http_get(relay.addr, "/healthz").await != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "/healthz never answered again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pc.send(tether_tests::post("after", "https://x/")).await;
+    let req = dev.expect("post").await;
+    dev.send(tether_tests::reply_to(&req, serde_json::json!("ok"))).await;
+    assert_eq!(pc.expect("postCb").await["id"], "after");
+    // Every slot comes back: what is left is the /metrics read's own.
+    drop((overflow, held, sockets, pc, dev));
+    wait_metric(relay.addr, "tether_conns_open 1").await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_head_over_32_kib_is_refused_431_and_the_connection_closed() {
+    use tokio::io::AsyncWriteExt;
+    let relay = Relay::start().await;
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    let big = "a".repeat(tether_relay::http::serve::MAX_HEAD);
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    // The relay may stop reading (and close) before all of it is written.
+    let _ = s.write_all(head.as_bytes()).await;
+    let answer = read_until_closed(&mut s).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(http_get(relay.addr, "/healthz").await.0, 200);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_body_that_stalls_is_cut_off_and_its_connection_closed() {
+    use tokio::io::AsyncWriteExt;
+    let relay = Relay::with(|c| {
+        c.header_timeout_ms = 300;
+        // /cs/login reads its body (nothing listens there: the body never gets that far).
+        c.cs_upstream = Some("http://127.0.0.1:9/RPC2".into());
+    })
+    .await;
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    let start = std::time::Instant::now();
+    // A head announcing 100 kB, ten bytes of it, then nothing.
+    let head = "POST /cs/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(b"{\"method\":").await.unwrap();
+    let answer = read_until_closed(&mut s).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("slower than"), "says why: {text}");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(metric(relay.addr, "tether_http_timeouts_total{reason=\"body\"}").await, Some(1));
     relay.stop().await;
 }
