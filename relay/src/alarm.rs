@@ -28,7 +28,7 @@
 //! Who may read `/alarms` ([`Access`]): the holder of a CS session, of `--alarm-token`, or
 //! anyone with `--alarms-public`. The HTTP edge checks it before the upgrade.
 //!
-//! One file of ~650 lines for one path (datagram in, frames out): the decoder, the ring, the
+//! One file of ~740 lines for one path (datagram in, frames out): the decoder, the ring, the
 //! UDP client and the subscriber task; about a fifth of it is tests.
 
 use crate::metrics::Metrics;

@@ -1,6 +1,8 @@
 //! Direct tests of the rooms' decisions: no socket, no runtime, time moved by hand. Each test
 //! plays the socket tasks' part (join, leave, a frame in) and reads what the members' outboxes
 //! hold, as their sockets would be written.
+//!
+//! Over 500 lines: one test per decision of the rooms, kept in one place as their specification.
 
 use super::*;
 use crate::token::{device_key, secret_digest, tag};
