@@ -373,12 +373,13 @@ struct Sizes {
 }
 
 impl Sizes {
+    /// Read after every commit: three pragmas, answered from the database header.
     fn of(conn: &Connection) -> Result<Sizes, rusqlite::Error> {
-        let get = |p: &str| conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0));
+        let get = |sql: &str| conn.prepare_cached(sql)?.query_row([], |r| r.get::<_, i64>(0));
         Ok(Sizes {
-            page_size: get("page_size")?.max(0) as u64,
-            pages: get("page_count")?.max(0) as u64,
-            free: get("freelist_count")?.max(0) as u64,
+            page_size: get("PRAGMA page_size")?.max(0) as u64,
+            pages: get("PRAGMA page_count")?.max(0) as u64,
+            free: get("PRAGMA freelist_count")?.max(0) as u64,
         })
     }
 
@@ -406,6 +407,8 @@ struct Upkeep {
     shrinking: bool,
     /// A round of age and room upkeep under way.
     plan: Option<Plan>,
+    /// Whether the store was found over its cap with no history to delete (said once).
+    said_full: bool,
 }
 
 impl Upkeep {
@@ -417,7 +420,16 @@ impl Upkeep {
     ) -> Result<Upkeep, rusqlite::Error> {
         let sizes = Sizes::of(conn)?;
         counters.db_bytes.store(sizes.file_bytes(), Relaxed);
-        Ok(Upkeep { budget, counters, vacuum, measure: true, sizes, shrinking: false, plan: None })
+        Ok(Upkeep {
+            budget,
+            counters,
+            vacuum,
+            measure: true,
+            sizes,
+            shrinking: false,
+            plan: None,
+            said_full: false,
+        })
     }
 
     /// Whether a step has something to do (the writer then does not block on its queue).
@@ -540,11 +552,15 @@ impl Upkeep {
         let (min, max): (Option<i64>, Option<i64>) =
             conn.query_row("SELECT min(id), max(id) FROM history", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let (Some(min), Some(max)) = (min, max) else {
-            // Nothing left to delete: what fills the store is not history.
-            tracing::warn!(
-                bytes = self.sizes.used_bytes(),
-                "history store: over --history-max-bytes with no history left"
-            );
+            // Nothing left to delete: what fills the store is not history (room rows go by
+            // age only). Said once, not after every commit.
+            if !self.said_full {
+                self.said_full = true;
+                tracing::warn!(
+                    bytes = self.sizes.used_bytes(),
+                    "history store: over --history-max-bytes with no history left to delete"
+                );
+            }
             self.shrinking = false;
             return Ok(0);
         };
