@@ -27,6 +27,25 @@ pub struct Config {
     #[arg(long, env = "TETHER_DB", default_value = "sqlite://tether.db", hide_env_values = true)]
     pub db: String,
 
+    /// History retention: the store's size cap, bytes (0: none; else at least 1 MiB). Past it
+    /// the oldest pairs go until the store is down to 90% of it. SQLite counts the database's
+    /// pages in use; PostgreSQL the rows' stored bodies.
+    #[arg(long, env = "TETHER_HISTORY_MAX_BYTES", default_value_t = 1 << 30, value_parser = history_max_bytes)]
+    pub history_max_bytes: u64,
+
+    /// History retention: pairs older than this go, and so do rooms with no history left
+    /// not opened for as long. A whole number and a unit: `7d`, `12h`, `30m`, `90s`, `500ms`
+    /// (`0`: kept whatever their age).
+    #[arg(long, env = "TETHER_HISTORY_MAX_AGE", default_value = "7d", value_parser = duration)]
+    pub history_max_age: Duration,
+
+    /// A stored pair's bodies (url or method, request, result, cookie, appInfo, error) beyond
+    /// this many bytes together are cut, and the row says so (`cut`); the PC still gets the
+    /// reply whole. 0: never cut; else at least 1024.
+    #[arg(long, env = "TETHER_HISTORY_MAX_RECORD", default_value_t = 256 * 1024,
+          value_parser = history_max_record)]
+    pub history_max_record: usize,
+
     /// Server ping interval, ms; a member that answers nothing for two intervals is marked away.
     #[arg(long, env = "TETHER_HEARTBEAT_MS", default_value_t = limits::DEFAULT_HEARTBEAT_MS,
           value_parser = clap::value_parser!(u64).range(10..))]
@@ -254,6 +273,9 @@ impl Config {
             www: None,
             sdk: None,
             db: "sqlite://tether.db".into(),
+            history_max_bytes: 1 << 30,
+            history_max_age: Duration::from_secs(7 * 24 * 3600),
+            history_max_record: 256 * 1024,
             heartbeat_ms: limits::DEFAULT_HEARTBEAT_MS,
             max_frame: limits::DEFAULT_MAX_FRAME,
             grace_ms: limits::DEFAULT_GRACE_MS,
@@ -303,6 +325,15 @@ impl Config {
     /// The ping interval.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// The history store's budget.
+    pub fn history_budget(&self) -> crate::history::Budget {
+        crate::history::Budget {
+            max_bytes: self.history_max_bytes,
+            max_age_ms: self.history_max_age.as_millis().min(u128::from(u64::MAX)) as u64,
+            max_record: self.history_max_record,
+        }
     }
 
     /// The away grace window.
@@ -360,6 +391,56 @@ fn bridge_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// A duration flag: a whole number and a unit (`ms`, `s`, `m`, `h`, `d`), or `0`. A bare
+/// number is refused: seconds or milliseconds would be a guess.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let refuse = || {
+        format!(
+            "{text:?} is not a duration: a whole number and a unit, e.g. 7d, 12h, 30m, 90s, 500ms (or 0 for none)"
+        )
+    };
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(refuse)?;
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| refuse())?;
+    let ms_per: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(refuse()),
+    };
+    // At most about a century: beyond it is a typo, and it keeps the arithmetic in range.
+    const MAX_MS: u64 = 100 * 365 * 86_400_000;
+    match n.checked_mul(ms_per) {
+        Some(ms) if ms <= MAX_MS => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("{text:?} is too long a duration: at most 36500d")),
+    }
+}
+
+/// `--history-max-bytes`: 0, or at least 1 MiB (less could not hold a few pairs and the
+/// store's own tables).
+fn history_max_bytes(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n == 0 || n >= 1 << 20 => Ok(n),
+        Ok(_) => Err("must be 0 (no cap) or at least 1048576 (1 MiB)".into()),
+        Err(_) => Err(format!("{text:?} is not a number of bytes")),
+    }
+}
+
+/// `--history-max-record`: 0, or at least 1024 (less could not keep the start of a body).
+fn history_max_record(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n == 0 || n >= 1024 => Ok(n),
+        Ok(_) => Err("must be 0 (never cut) or at least 1024".into()),
+        Err(_) => Err(format!("{text:?} is not a number of bytes")),
+    }
+}
+
 /// `rel` under the working directory if it exists there, else beside this crate's sources
 /// (so `cargo run` works from anywhere in the checkout).
 fn built_dir(rel: &str) -> PathBuf {
@@ -400,6 +481,51 @@ mod tests {
         assert!(Config::try_parse_from(["tether-relay", "--heartbeat-ms", "0"]).is_err());
         let c = Config::try_parse_from(["tether-relay", "--alarm-token", "t0k", "--alarms-public"]).unwrap();
         assert_eq!((c.alarm_token.as_deref(), c.alarms_public), (Some("t0k"), true));
+    }
+
+    #[test]
+    fn durations_take_a_unit_and_refuse_guesses() {
+        for (text, ms) in [
+            ("7d", 604_800_000),
+            ("12h", 43_200_000),
+            ("30m", 1_800_000),
+            ("90s", 90_000),
+            ("500ms", 500),
+            ("0", 0),
+        ] {
+            assert_eq!(duration(text), Ok(Duration::from_millis(ms)), "{text}");
+        }
+        for bad in
+            ["", "7", "600", "d", "7 d", "-1s", "1.5h", "7w", "7D", "1s2", "99999999999999999999s", "36501d"]
+        {
+            let e = duration(bad).unwrap_err();
+            assert!(e.contains("duration"), "{bad}: {e}");
+        }
+        let c = Config::try_parse_from(["tether-relay", "--history-max-age", "2s"]).unwrap();
+        assert_eq!(c.history_budget().max_age_ms, 2000);
+        assert!(Config::try_parse_from(["tether-relay", "--history-max-age", "2"]).is_err());
+    }
+
+    #[test]
+    fn history_caps_refuse_values_too_small_to_work() {
+        let c = Config::try_parse_from([
+            "tether-relay",
+            "--history-max-bytes",
+            "0",
+            "--history-max-record",
+            "0",
+            "--history-max-age",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(c.history_budget(), crate::history::Budget::UNLIMITED);
+        for (flag, bad) in
+            [("--history-max-bytes", "1000"), ("--history-max-record", "100"), ("--history-max-bytes", "1G")]
+        {
+            assert!(Config::try_parse_from(["tether-relay", flag, bad]).is_err(), "{flag} {bad}");
+        }
+        let d = Config::defaults().history_budget();
+        assert_eq!((d.max_bytes, d.max_age_ms, d.max_record), (1 << 30, 7 * 86_400_000, 262_144));
     }
 
     #[test]

@@ -96,9 +96,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     let cs_config = config.cs().map_err(RelayError::Config)?;
-    let (store, mut resume_key) = history::Store::open(&config.db).await?;
+    let (store, mut resume_key) = history::Store::open(&config.db, config.history_budget()).await?;
     let mut metrics = metrics::Metrics::default();
     metrics.history_commits = store.commits();
+    metrics.history = store.counters();
     let metrics = Arc::new(metrics);
     // Socket tasks, CS sessions' connections and forwarded CS calls: shutdown waits for them.
     let tasks = TaskTracker::new();
@@ -155,6 +156,8 @@ pub async fn run(
         room::snapshot::load(&hub, &store, room::Now::read()).await;
     }
     let stop = CancellationToken::new();
+    // History retention: a round every second, done by the store's writer between commits.
+    let upkeep = tokio::spawn(history::upkeep::run(store.clone(), hub.clone(), stop.clone()));
 
     let sweeper = {
         let (hub, cs, stop) = (hub.clone(), cs.clone(), stop.clone());
@@ -255,6 +258,7 @@ pub async fn run(
         tracing::warn!("some sockets did not close in time");
     }
     let _ = sweeper.await;
+    let _ = upkeep.await;
     // Replies on their way to disk reach their PCs (or the PCs' resume buffers) first.
     store.settled().await;
     if clustered {

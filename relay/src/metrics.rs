@@ -143,6 +143,8 @@ pub struct Metrics {
     pub http_timeouts_idle: AtomicU64,
     /// Request bodies slower than `MIN_BODY_RATE` after `--header-timeout-ms`, cut off.
     pub http_timeouts_body: AtomicU64,
+    /// The history store's size, rows pruned, records cut; the store's own (`Store::counters`).
+    pub history: Arc<crate::history::Counters>,
 }
 
 impl Metrics {
@@ -191,6 +193,11 @@ impl Metrics {
             self.cs_sessions.load(Relaxed),
         );
         gauge("tether_alarm_subscribers", "/alarms subscribers.", self.alarm_subscribers.load(Relaxed));
+        gauge(
+            "tether_history_db_bytes",
+            "The history store's size: SQLite, the database file's pages (free ones included, the WAL not); PostgreSQL, pg_total_relation_size of the history table.",
+            self.history.db_bytes.load(Relaxed).min(i64::MAX as u64) as i64,
+        );
         gauge(
             "tether_cluster_up",
             "Cluster mode: 1 while the bus between relays works.",
@@ -284,6 +291,16 @@ impl Metrics {
             self.history_failures.load(Relaxed),
         );
         counter(
+            "tether_history_cut_total",
+            "History records stored with their bodies cut to --history-max-record.",
+            self.history.cut.load(Relaxed),
+        );
+        counter(
+            "tether_history_rooms_pruned_total",
+            "Rooms forgotten: no history left, not open, not opened for --history-max-age.",
+            self.history.rooms_pruned.load(Relaxed),
+        );
+        counter(
             "tether_conns_refused_total",
             "Connections accepted at --max-conns: answered only /healthz and /metrics, or closed at once.",
             self.conns_refused.load(Relaxed),
@@ -309,6 +326,20 @@ impl Metrics {
             out,
             "tether_http_timeouts_total{{reason=\"body\"}} {}",
             self.http_timeouts_body.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tether_history_pruned_total History rows deleted, by reason (--history-max-age, --history-max-bytes).\n# TYPE tether_history_pruned_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "tether_history_pruned_total{{reason=\"age\"}} {}",
+            self.history.pruned_age.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "tether_history_pruned_total{{reason=\"bytes\"}} {}",
+            self.history.pruned_bytes.load(Relaxed)
         );
         let _ = writeln!(out, "# HELP tether_frames_in_total Frames received, by type.");
         let _ = writeln!(out, "# TYPE tether_frames_in_total counter");

@@ -81,6 +81,10 @@ export interface ServerHistoryItem {
   id: number; type: "post" | "call"; reqId: string; pc: string; device: string; deviceName: string | null;
   url?: string; method?: string; request: any; result: unknown; cookie: string | null; appInfo: unknown;
   error: unknown; sentAt: number; repliedAt: number; ms: number;
+  /** Set when the relay stored this pair cut (`--history-max-record`): each cut field (`url` or
+   *  `method`, `request`, `result`, `cookie`, `appInfo`, `error`) with its original size in
+   *  bytes. A cut JSON field holds a string: the start of its JSON text. */
+  cut?: Record<string, number>;
 }
 export interface AlarmOptions {
   /** The room WebSocket's URL (`ws://host:8080/ws`) or the relay's `http(s)://` base. */

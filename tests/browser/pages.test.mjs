@@ -167,6 +167,48 @@ test("PC page and device page: QR, devices, post, call, history, reload", async 
   }
 });
 
+test("a pair the relay stored cut (--history-max-record) says so in the stored history, with its sizes", async () => {
+  const relay = await startRelay({ www: WWW });
+  try {
+    const pc = await browser.newPage({ viewport: DESKTOP });
+    pc.on("pageerror", (e) => assert.fail(`PC page error: ${e}`));
+    await pc.goto(`${relay.http}/?room=cut-room`);
+    await statusIs(pc, "linked");
+    const link = await pc.getByTestId("device-link").innerText();
+    const phoneContext = await browser.newContext(PHONE);
+    await phoneContext.addInitScript(mockTencentNews);
+    const phone = await phoneContext.newPage();
+    await phone.goto(link);
+    await statusIs(phone, "linked");
+    await waitText(pc, "device-list", "TencentNews");
+
+    // The app echoes the body: a 300 KB request and a reply as large, 256 KiB stored in all.
+    const big = JSON.stringify({ big: "x".repeat(300_000) });
+    await pc.getByTestId("post-url").fill("https://api.example/v1/big");
+    await pc.getByTestId("post-body").fill(big);
+    await pc.getByTestId("post-send").click();
+    await pc.waitForFunction(() => document.querySelectorAll(".result-card:not(.pending) .reply").length === 1, null, { timeout: WAIT });
+    // The PC got the reply whole.
+    assert.ok((await textOf(pc, "result")).includes("x".repeat(1000)));
+
+    await pc.locator('[data-htab="server"]').click();
+    const mark = pc.getByTestId("history-server").getByTestId("cut-mark");
+    await mark.waitFor({ timeout: WAIT });
+    const text = await mark.innerText();
+    const sizes = text.match(/^cut \(request: (\d+) bytes, result: (\d+) bytes\)$/);
+    assert.ok(sizes, text);
+    assert.ok(Number(sizes[1]) > 300_000 && Number(sizes[2]) > 300_000, text);
+    // Opened, each cut field carries its own mark before the start of it.
+    await pc.getByTestId("history-server").locator("summary").first().click();
+    assert.equal(await pc.getByTestId("history-server").locator(".kv .cut-mark").count(), 2);
+    const box = await pc.getByTestId("history").boundingBox();
+    await pc.screenshot({ path: join(ARTIFACTS, "pc-history-cut.png"), fullPage: true,
+      clip: { x: box.x, y: box.y, width: box.width, height: Math.min(box.height, 520) } });
+  } finally {
+    await relay.stop();
+  }
+});
+
 test("two browser tabs: the simulated bridge, and readable errors", async () => {
   const relay = await startRelay({ www: WWW });
   const api = await otherOrigin();

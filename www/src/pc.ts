@@ -190,14 +190,27 @@ async function loadServerHistory() {
     ul.replaceChildren();
     if (items.length === 0) ul.append(el("li", { class: "empty" }, "Nothing stored for this room yet."));
     for (const it of items) {
+      // A body the relay stored cut (--history-max-record) says so, with its original size;
+      // what follows the mark is the start of it. The summary line says it too.
+      const shown = (field: string, view: Node) => {
+        const bytes = it.cut?.[field];
+        return bytes === undefined ? view : el("div", {}, el("span", { class: "cut-mark" }, `cut (${bytes} bytes)`), view);
+      };
+      const cutFields = Object.entries(it.cut ?? {});
       ul.append(el("li", {}, el("details", {},
         el("summary", {}, el("span", { class: `pill ${it.type}` }, it.type), " ",
-          el("span", { class: "target-text" }, it.url ?? it.method ?? ""), el("span", { class: "muted" }, ` ${it.ms} ms · ${clock(it.repliedAt)}`)),
+          el("span", { class: "target-text" }, it.url ?? it.method ?? ""), el("span", { class: "muted" }, ` ${it.ms} ms · ${clock(it.repliedAt)}`),
+          cutFields.length === 0 ? null : el("span", {
+            class: "cut-mark", testid: "cut-mark",
+            title: "The relay stored only the start of this pair (--history-max-record); the reply reached the PC whole",
+          }, `cut (${cutFields.map(([f, n]) => `${f}: ${n} bytes`).join(", ")})`)),
         el("div", { class: "kv" }, el("span", { class: "k" }, "device"), el("span", {}, it.deviceName ?? it.device)),
-        el("div", { class: "kv" }, el("span", { class: "k" }, "request"), jsonView(it.request, false)),
-        el("div", { class: "kv" }, el("span", { class: "k" }, "result"), jsonView(it.result, false)),
-        it.cookie ? el("div", { class: "kv" }, el("span", { class: "k" }, "cookie"), el("code", {}, it.cookie)) : null,
-        it.error ? el("div", { class: "kv" }, el("span", { class: "k" }, "error"), jsonView(it.error)) : null)));
+        el("div", { class: "kv" }, el("span", { class: "k" }, "request"), shown("request", jsonView(it.request, false))),
+        el("div", { class: "kv" }, el("span", { class: "k" }, "result"), shown("result", jsonView(it.result, false))),
+        it.cookie ? el("div", { class: "kv" }, el("span", { class: "k" }, "cookie"), shown("cookie", el("code", {}, it.cookie))) : null,
+        it.cut?.appInfo !== undefined
+          ? el("div", { class: "kv" }, el("span", { class: "k" }, "appInfo"), shown("appInfo", jsonView(it.appInfo, false))) : null,
+        it.error ? el("div", { class: "kv" }, el("span", { class: "k" }, "error"), shown("error", jsonView(it.error))) : null)));
     }
   } catch (e) {
     ul.replaceChildren(el("li", { class: "error-text" }, describeError(e)));

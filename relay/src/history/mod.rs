@@ -7,17 +7,23 @@
 //! whatever [`Op`]s are queued and commits them in one transaction, so a busy relay pays one
 //! commit for many records. Reads go through a second connection.
 //!
+//! Every stored byte has a budget ([`Budget`]): a pair's bodies are cut to
+//! `--history-max-record` before they are queued ([`cut`]), and the writers keep the store
+//! within `--history-max-bytes` and `--history-max-age`, oldest pairs first ([`upkeep`]).
+//!
 //! # Layout
 //! - this module: the store's API ([`Store`], [`Record`], [`Item`], [`StoreError`]), the write
 //!   queue both writers drain, and what the two backends share: the history columns, a row
 //!   read into an [`Item`], a record's values.
+//! - [`cut`]: a record as stored: its reply in columns, its bodies cut and marked.
+//! - [`upkeep`]: retention by age and bytes, forgotten rooms, the `/metrics` figures.
 //! - [`sqlite`]: the default, embedded (`--db sqlite://PATH`).
 //! - [`postgres`]: for relays that share one history (`--db postgres://…`).
 
 /// The history columns a page reads, in [`Row`]'s order (and [`read_row!`]'s).
 macro_rules! row_columns {
     () => {
-        "id, kind, req_id, pc, device, device_name, target, request, result, cookie, app_info, error, sent_at, replied_at"
+        "id, kind, req_id, pc, device, device_name, target, request, result, cookie, app_info, error, sent_at, replied_at, cut"
     };
 }
 
@@ -40,6 +46,7 @@ macro_rules! read_row {
             error: $r.$get(11)?,
             sent_at: $r.$get(12)?,
             replied_at: $r.$get(13)?,
+            cut: $r.$get(14)?,
         }
     };
 }
@@ -47,14 +54,14 @@ macro_rules! read_row {
 /// The columns a record is written to, in [`record_values!`]'s order.
 macro_rules! record_columns {
     () => {
-        "room, tag, kind, req_id, pc, device, device_name, target, request, result, cookie, app_info, error, sent_at, replied_at"
+        "room, tag, kind, req_id, pc, device, device_name, target, request, result, cookie, app_info, error, sent_at, replied_at, cut"
     };
 }
 
-/// The values of record `$r` (a [`Record`]) whose reply was split into `$reply` (its
-/// [`ReplyParts`]), as an array of references for the backend's parameter type.
+/// The values of record `$r` (a [`cut::Stored`]), as an array of references for the
+/// backend's parameter type.
 macro_rules! record_values {
-    ($r:expr, $reply:expr) => {
+    ($r:expr) => {
         [
             &$r.room,
             &$r.tag,
@@ -65,18 +72,23 @@ macro_rules! record_values {
             &$r.device_name,
             &$r.target,
             &$r.request,
-            &$reply.result,
-            &$reply.cookie,
-            &$reply.app_info,
-            &$reply.error,
+            &$r.result,
+            &$r.cookie,
+            &$r.app_info,
+            &$r.error,
             &($r.sent_at as i64),
             &($r.replied_at as i64),
+            &$r.cut,
         ]
     };
 }
 
+pub mod cut;
 mod postgres;
 mod sqlite;
+pub mod upkeep;
+
+pub use upkeep::{Budget, Counters, OpenRooms, Upkept};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -170,6 +182,11 @@ pub struct Item {
     pub app_info: Option<Box<RawValue>>,
     /// The reply's `error`, when the device reported one.
     pub error: Option<Box<RawValue>>,
+    /// Set when bodies were cut to `--history-max-record` before they were stored: each cut
+    /// field (`url`/`method`, `request`, `result`, `cookie`, `appInfo`, `error`) with its
+    /// original size in bytes. A cut JSON field holds a JSON string: the start of its text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Box<RawValue>>,
     /// Request forwarded, ms since the epoch.
     pub sent_at: u64,
     /// Reply received, ms since the epoch.
@@ -183,7 +200,7 @@ pub struct Item {
 pub type Then = Box<dyn FnOnce(Result<(), String>) + Send + Sync>;
 
 pub(crate) enum Op {
-    Record(Box<Record>, Then),
+    Record(Box<cut::Stored>, Then),
     Room {
         room: String,
         tag: String,
@@ -191,6 +208,8 @@ pub(crate) enum Op {
     },
     /// Writes nothing; answered once everything queued before it has been settled.
     Barrier(oneshot::Sender<()>),
+    /// A round of upkeep ([`upkeep`]); writes nothing in the commit, answered when done.
+    Upkeep(Box<upkeep::Round>),
 }
 
 /// A handle on the store; cheap to clone.
@@ -202,6 +221,10 @@ pub struct Store {
     backend: Backend,
     /// Transactions the writer has committed (records per commit = writes / commits).
     commits: Arc<AtomicU64>,
+    /// Sizes, rows pruned, records cut (for `/metrics`).
+    counters: Arc<Counters>,
+    /// Bodies beyond this are cut before they are queued (0: never).
+    max_record: usize,
 }
 
 /// The read side of the backend `--db` chose.
@@ -218,18 +241,20 @@ const WRITE_QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 
 impl Store {
-    /// Opens (creating if needed) the store named by `--db`, and starts its writer. Returns
-    /// the store and the resume-token key kept in it.
-    pub async fn open(url: &str) -> Result<(Store, [u8; 32]), StoreError> {
+    /// Opens (creating if needed) the store named by `--db`, and starts its writer, which
+    /// keeps the store within `budget`. Returns the store and the resume-token key kept in it.
+    pub async fn open(url: &str, budget: Budget) -> Result<(Store, [u8; 32]), StoreError> {
         let commits = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(Counters::default());
+        let shared = Shared { commits: commits.clone(), counters: counters.clone(), budget };
         let (writer, backend, key) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let (writer, reader, key) = postgres::open(url, commits.clone()).await?;
+            let (writer, reader, key) = postgres::open(url, shared).await?;
             (writer, Backend::Postgres(reader), key)
         } else {
-            let (writer, reader, key) = sqlite::open(url, commits.clone())?;
+            let (writer, reader, key) = sqlite::open(url, shared)?;
             (writer, Backend::Sqlite(reader), key)
         };
-        Ok((Store { writer, backend, commits }, key))
+        Ok((Store { writer, backend, commits, counters, max_record: budget.max_record }, key))
     }
 
     /// The count of transactions committed, kept up to date by the writer (for `/metrics`).
@@ -249,8 +274,13 @@ impl Store {
     /// closed. The caller does not wait for the commit, so one connection can have many
     /// records on their way to disk; the queue is bounded ([`WRITE_QUEUE`]), and while it is
     /// full this waits (backpressure, never a dropped record). Continuations run in queue
-    /// order.
+    /// order. The bodies are cut to `--history-max-record` here, on the caller's task, so the
+    /// queue holds at most that much per record beyond its small columns.
     pub async fn record_then(&self, rec: Box<Record>, then: Then) {
+        let rec = Box::new(cut::Stored::of(*rec, self.max_record));
+        if rec.cut.is_some() {
+            self.counters.cut.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let closed = |op: Op| {
             if let Op::Record(_, then) = op {
                 then(Err(StoreError::Closed.to_string()));
@@ -342,6 +372,7 @@ struct Row {
     error: Option<String>,
     sent_at: i64,
     replied_at: i64,
+    cut: Option<String>,
 }
 
 impl Item {
@@ -364,6 +395,7 @@ impl Item {
             sent_at: r.sent_at.max(0) as u64,
             replied_at: r.replied_at.max(0) as u64,
             ms: r.replied_at.saturating_sub(r.sent_at).max(0) as u64,
+            cut: r.cut.map(raw),
         }
     }
 }
@@ -401,8 +433,20 @@ pub(crate) fn settle(batch: &mut Vec<Op>, outcome: Result<(), String>) {
             Op::Record(_, then) => then(outcome.clone()),
             Op::Room { done, .. } => drop(done.send(outcome.clone())),
             Op::Barrier(done) => drop(done.send(())),
+            // Taken out of the batch before it commits (upkeep::take_rounds).
+            Op::Upkeep(_) => {}
         }
     }
+}
+
+/// What the store's handle shares with its writer.
+pub(crate) struct Shared {
+    /// Transactions committed.
+    pub(crate) commits: Arc<AtomicU64>,
+    /// Sizes and rows pruned.
+    pub(crate) counters: Arc<Counters>,
+    /// The caps the writer keeps.
+    pub(crate) budget: Budget,
 }
 
 /// The parts of a reply body that get their own columns.
@@ -465,7 +509,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_newest_first_per_room_and_secret() {
-        let (store, _) = Store::open("sqlite::memory:").await.unwrap();
+        let (store, _) = Store::open("sqlite::memory:", Budget::UNLIMITED).await.unwrap();
         for n in 0..7 {
             store.record(rec("a", "t1", n)).await.unwrap();
         }
@@ -494,11 +538,11 @@ mod tests {
     async fn survives_reopen_with_the_same_resume_key() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("sub/h.db").display());
-        let (store, key1) = Store::open(&url).await.unwrap();
+        let (store, key1) = Store::open(&url, Budget::UNLIMITED).await.unwrap();
         store.register_room("a", "t").await.unwrap();
         store.record(rec("a", "t", 1)).await.unwrap();
         drop(store);
-        let (store, key2) = Store::open(&url).await.unwrap();
+        let (store, key2) = Store::open(&url, Budget::UNLIMITED).await.unwrap();
         assert_eq!(key1, key2);
         assert!(store.knows_room("a", "t").await.unwrap());
         assert!(!store.knows_room("a", "u").await.unwrap());
@@ -508,7 +552,7 @@ mod tests {
     #[tokio::test]
     async fn bad_urls_are_refused_clearly() {
         for url in ["mysql://x", "tether.db", "sqlite://"] {
-            let err = Store::open(url).await.err().expect("refused").to_string();
+            let err = Store::open(url, Budget::UNLIMITED).await.err().expect("refused").to_string();
             assert!(err.contains("--db"), "{err}");
         }
     }

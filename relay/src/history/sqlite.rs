@@ -7,13 +7,24 @@
 //! `synchronous=NORMAL`: durable across a crash of the relay process; a power cut may lose the
 //! last transactions. Reads go through a second connection (WAL lets them run beside the
 //! writer), on tokio's blocking threads.
+//!
+//! Retention ([`Upkeep`]) runs on the writer thread between commit groups, one bounded step at
+//! a time: the byte cap counts the database's pages in use (`page_count - freelist_count`,
+//! times the page size), checked after every commit; deleted rows' pages are reused, and those
+//! beyond what the store needs are given back to the file system by `PRAGMA incremental_vacuum`
+//! in steps of [`VACUUM_STEP`] pages. That needs `auto_vacuum = INCREMENTAL`, which a database
+//! made before it gets at open if it is small ([`CONVERT_MAX`]); a larger one is still kept
+//! within its cap (its free pages are reused) but its file does not shrink, and the relay says
+//! how to convert it.
 
-use super::{Item, MAX_BATCH, Op, ReplyParts, StoreError, WRITE_QUEUE, settle, top_up};
+use super::upkeep::{self, Counters, Plan, STEP_ROWS, Upkept};
+use super::{Budget, Item, MAX_BATCH, Op, Shared, StoreError, WRITE_QUEUE, settle, top_up};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 
 /// When the last commit carried at least [`LINGER_BUSY`] records, the SQLite writer waits this long
 /// for more before committing a batch smaller than [`LINGER_FULL`]. A commit writes every
@@ -27,8 +38,11 @@ const LINGER_FULL: usize = 64;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+-- seen_at: when the room was last opened (or found open by upkeep); a room with no history
+-- left that has not been seen for the max age is forgotten.
 CREATE TABLE IF NOT EXISTS rooms (
     room TEXT NOT NULL, tag TEXT NOT NULL, created_at INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, tag)
 );
 CREATE TABLE IF NOT EXISTS history (
@@ -37,7 +51,8 @@ CREATE TABLE IF NOT EXISTS history (
     pc TEXT NOT NULL, device TEXT NOT NULL, device_name TEXT,
     target TEXT NOT NULL, request TEXT NOT NULL,
     result TEXT NOT NULL, cookie TEXT, app_info TEXT, error TEXT,
-    sent_at INTEGER NOT NULL, replied_at INTEGER NOT NULL
+    sent_at INTEGER NOT NULL, replied_at INTEGER NOT NULL,
+    cut TEXT
 );
 -- A room's rows, newest first. Not (room, tag, id): every commit writes the index pages of
 -- each room it touches, and the 64-character tag in every entry made those pages fill and
@@ -47,6 +62,31 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_by_room_id ON history (room, id);
 DROP INDEX IF EXISTS history_by_room;
 ";
+
+/// What a database made before retention lacks (checked column by column), then the index
+/// that needs it.
+const MIGRATIONS: [(&str, &str, &str); 2] = [
+    ("history", "cut", "ALTER TABLE history ADD COLUMN cut TEXT;"),
+    (
+        "rooms",
+        "seen_at",
+        "ALTER TABLE rooms ADD COLUMN seen_at INTEGER NOT NULL DEFAULT 0; UPDATE rooms SET seen_at = created_at;",
+    ),
+];
+const INDEXES: &str = "CREATE INDEX IF NOT EXISTS rooms_by_seen ON rooms (seen_at);";
+
+/// A database made without `auto_vacuum = INCREMENTAL` is converted at open (one `VACUUM`,
+/// which rewrites the file and holds the writer meanwhile) up to this size: a few seconds at
+/// most. A larger one is left as it is, with a warning.
+const CONVERT_MAX: u64 = 64 * 1024 * 1024;
+/// Most pages one step of `PRAGMA incremental_vacuum` gives back (4 MiB of 4 KiB pages).
+const VACUUM_STEP: u64 = 1024;
+/// Free pages kept for reuse without giving them back: a quarter of the pages in use, at
+/// least this many.
+const MIN_FREE_KEPT: u64 = 256;
+/// After a checkpoint the WAL file is cut back to this size (a commit group of large
+/// records may grow it well beyond).
+const WAL_LIMIT: i64 = 32 * 1024 * 1024;
 
 /// Where the database lives, from `--db`.
 fn parse_url(url: &str) -> Result<Option<PathBuf>, StoreError> {
@@ -63,7 +103,13 @@ fn parse_url(url: &str) -> Result<Option<PathBuf>, StoreError> {
     Ok(Some(PathBuf::from(path)))
 }
 
-fn open_connection(path: &Option<PathBuf>, shared_memory: &str) -> Result<Connection, rusqlite::Error> {
+/// `writer`: the writer's connection, which asks for incremental vacuum before the first table
+/// is made (later it takes a `VACUUM`: [`incremental_vacuum`]) and limits the WAL.
+fn open_connection(
+    path: &Option<PathBuf>,
+    shared_memory: &str,
+    writer: bool,
+) -> Result<Connection, rusqlite::Error> {
     let conn = match path {
         Some(p) => Connection::open(p)?,
         // Two connections to one in-memory database need a shared-cache URI.
@@ -75,28 +121,86 @@ fn open_connection(path: &Option<PathBuf>, shared_memory: &str) -> Result<Connec
         )?,
     };
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if writer {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    if writer {
+        conn.pragma_update(None, "journal_size_limit", WAL_LIMIT)?;
+    }
     Ok(conn)
+}
+
+/// Adds what a database made before retention lacks.
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    for (table, column, sql) in MIGRATIONS {
+        let has: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            tracing::info!(table, column, "history store: adding a column");
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.commit()?;
+        }
+    }
+    conn.execute_batch(INDEXES)
+}
+
+/// Whether the database gives free pages back with `PRAGMA incremental_vacuum`; one made
+/// without it is converted here when it is small ([`CONVERT_MAX`]).
+fn incremental_vacuum(conn: &Connection, path: &Option<PathBuf>) -> Result<bool, rusqlite::Error> {
+    let mode = |c: &Connection| c.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0));
+    if mode(conn)? == 2 {
+        return Ok(true);
+    }
+    let size = Sizes::of(conn)?.file_bytes();
+    if size <= CONVERT_MAX {
+        let started = std::time::Instant::now();
+        // auto_vacuum was asked for at open; VACUUM makes it so.
+        conn.execute_batch("VACUUM")?;
+        let ok = mode(conn)? == 2;
+        tracing::info!(
+            bytes = size,
+            ms = started.elapsed().as_millis() as u64,
+            converted = ok,
+            "history store: converted to incremental vacuum, so the space of pruned history is given back"
+        );
+        return Ok(ok);
+    }
+    let shown = path.as_ref().map_or_else(|| "the database".to_owned(), |p| p.display().to_string());
+    tracing::warn!(
+        bytes = size,
+        "history store: {shown} was made without incremental vacuum and is too large to convert at start; \
+         it is still kept within --history-max-bytes (free pages are reused), but its file will not shrink. \
+         To convert it, stop the relay and run: sqlite3 {shown} 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'"
+    );
+    Ok(false)
 }
 
 /// Opens (creating if needed) the database `url` names, and starts the writer thread: the
 /// writer's queue, the reader, and the resume key kept in the database.
-pub(super) fn open(
-    url: &str,
-    commits: Arc<AtomicU64>,
-) -> Result<(mpsc::Sender<Op>, Reader, [u8; 32]), StoreError> {
+pub(super) fn open(url: &str, shared: Shared) -> Result<(mpsc::Sender<Op>, Reader, [u8; 32]), StoreError> {
     let path = parse_url(url)?;
     let memory_name = format!("tether-{:016x}", rand::random::<u64>());
     if let Some(dir) = path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let write = open_connection(&path, &memory_name)?;
+    let write = open_connection(&path, &memory_name, true)?;
     write.execute_batch(SCHEMA)?;
+    migrate(&write)?;
+    let vacuum = incremental_vacuum(&write, &path)?;
     let key = resume_key(&write)?;
-    let read = open_connection(&path, &memory_name)?;
+    let read = open_connection(&path, &memory_name, false)?;
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    std::thread::Builder::new().name("tether-history".into()).spawn(move || writer(write, rx, &commits))?;
+    let upkeep = Upkeep::new(&write, shared.budget, shared.counters, vacuum)?;
+    let commits = shared.commits;
+    std::thread::Builder::new()
+        .name("tether-history".into())
+        .spawn(move || writer(write, rx, &commits, upkeep))?;
     Ok((tx, Reader(Arc::new(Mutex::new(read))), key))
 }
 
@@ -184,13 +288,31 @@ fn resume_key(conn: &Connection) -> Result<[u8; 32], rusqlite::Error> {
     Ok(key)
 }
 
-/// The writer thread: group commit until every `Store` handle is dropped.
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
+/// The writer thread: group commit until every `Store` handle is dropped, and between commit
+/// groups one step of upkeep at a time while there is some to do.
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64, mut upkeep: Upkeep) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Whether the last commit carried many records: the relay is busy, and a short wait lets
     // the next commit carry more (each reply waits at most LINGER longer; see LINGER).
     let mut busy = false;
-    while let Some(op) = rx.blocking_recv() {
+    loop {
+        // Records first; upkeep only when none are waiting.
+        let op = if upkeep.has_work() {
+            match rx.try_recv() {
+                Ok(op) => Some(op),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.blocking_recv() {
+                Some(op) => Some(op),
+                None => break,
+            }
+        };
+        let Some(op) = op else {
+            upkeep.step(&conn);
+            continue;
+        };
         top_up(op, &mut rx, &mut batch);
         if busy && batch.len() < LINGER_FULL {
             std::thread::sleep(LINGER);
@@ -199,10 +321,17 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64)
                 batch.push(op);
             }
         }
+        upkeep::take_rounds(&mut batch, &mut upkeep.plan);
         busy = batch.len() >= LINGER_BUSY;
-        let outcome = commit(&mut conn, &batch).map_err(|e| e.to_string());
-        commits.fetch_add(1, Relaxed);
-        settle(&mut batch, outcome);
+        if !batch.is_empty() {
+            let outcome = commit(&mut conn, &batch).map_err(|e| e.to_string());
+            commits.fetch_add(1, Relaxed);
+            settle(&mut batch, outcome);
+            upkeep.measure = true;
+        }
+    }
+    if let Some(plan) = upkeep.plan.take() {
+        plan.finish();
     }
 }
 
@@ -212,25 +341,285 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
         let mut insert = tx.prepare_cached(concat!(
             "INSERT INTO history (",
             record_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
         ))?;
-        let mut room =
-            tx.prepare_cached("INSERT OR IGNORE INTO rooms (room, tag, created_at) VALUES (?1, ?2, ?3)")?;
+        // A room opened again is seen again: its row is kept for another max age.
+        let mut room = tx.prepare_cached(
+            "INSERT INTO rooms (room, tag, created_at, seen_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (room, tag) DO UPDATE SET seen_at = excluded.seen_at",
+        )?;
         for op in batch {
             match op {
                 Op::Record(r, _) => {
-                    let reply = ReplyParts::of(&r.reply);
-                    let values: [&dyn rusqlite::ToSql; 15] = record_values!(r, reply);
+                    let values: [&dyn rusqlite::ToSql; 16] = record_values!(r);
                     insert.execute(&values[..])?;
                 }
                 Op::Room { room: name, tag, .. } => {
                     room.execute(params![name, tag, crate::now_ms() as i64])?;
                 }
-                Op::Barrier(_) => {}
+                Op::Barrier(_) | Op::Upkeep(_) => {}
             }
         }
     }
     tx.commit()
+}
+
+/// The database's size, in pages.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sizes {
+    page_size: u64,
+    pages: u64,
+    free: u64,
+}
+
+impl Sizes {
+    /// Read after every commit: three pragmas, answered from the database header.
+    fn of(conn: &Connection) -> Result<Sizes, rusqlite::Error> {
+        let get = |sql: &str| conn.prepare_cached(sql)?.query_row([], |r| r.get::<_, i64>(0));
+        Ok(Sizes {
+            page_size: get("PRAGMA page_size")?.max(0) as u64,
+            pages: get("PRAGMA page_count")?.max(0) as u64,
+            free: get("PRAGMA freelist_count")?.max(0) as u64,
+        })
+    }
+
+    /// Bytes in pages in use: what `--history-max-bytes` caps.
+    fn used_bytes(&self) -> u64 {
+        (self.pages - self.free.min(self.pages)) * self.page_size
+    }
+
+    /// The file's size once checkpointed (free pages included).
+    fn file_bytes(&self) -> u64 {
+        self.pages * self.page_size
+    }
+}
+
+/// Retention on the writer thread: one bounded step at a time ([`Upkeep::step`]).
+struct Upkeep {
+    budget: Budget,
+    counters: Arc<Counters>,
+    /// Whether free pages can be given back (`auto_vacuum = INCREMENTAL`).
+    vacuum: bool,
+    /// The sizes are to be read again before the next step (after a commit or a deletion).
+    measure: bool,
+    sizes: Sizes,
+    /// Over the byte cap: the oldest rows go until the store is down to its shrink target.
+    shrinking: bool,
+    /// A round of age and room upkeep under way.
+    plan: Option<Plan>,
+    /// Whether the store was found over its cap with no history to delete (said once).
+    said_full: bool,
+}
+
+impl Upkeep {
+    fn new(
+        conn: &Connection,
+        budget: Budget,
+        counters: Arc<Counters>,
+        vacuum: bool,
+    ) -> Result<Upkeep, rusqlite::Error> {
+        let sizes = Sizes::of(conn)?;
+        counters.db_bytes.store(sizes.file_bytes(), Relaxed);
+        Ok(Upkeep {
+            budget,
+            counters,
+            vacuum,
+            measure: true,
+            sizes,
+            shrinking: false,
+            plan: None,
+            said_full: false,
+        })
+    }
+
+    /// Whether a step has something to do (the writer then does not block on its queue).
+    fn has_work(&self) -> bool {
+        self.measure || self.shrinking || self.plan.is_some() || self.vacuum_pages() > 0
+    }
+
+    /// Free pages to give back: those beyond the byte cap's worth of pages, and those beyond
+    /// what is kept for reuse (a quarter of the pages in use).
+    fn vacuum_pages(&self) -> u64 {
+        if !self.vacuum || self.sizes.page_size == 0 {
+            return 0;
+        }
+        let s = &self.sizes;
+        let beyond_cap = match self.budget.max_bytes {
+            0 => 0,
+            cap => s.pages.saturating_sub(cap / s.page_size),
+        };
+        let kept = ((s.pages - s.free.min(s.pages)) / 4).max(MIN_FREE_KEPT);
+        beyond_cap.max(s.free.saturating_sub(kept)).min(s.free)
+    }
+
+    /// One bounded step: measure, or delete at most [`STEP_ROWS`] rows (over the byte cap
+    /// first, then by age, then rooms), or give back at most [`VACUUM_STEP`] pages; a round
+    /// with nothing left to do is answered.
+    fn step(&mut self, conn: &Connection) {
+        let started = std::time::Instant::now();
+        if let Err(e) = self.try_step(conn) {
+            tracing::warn!(error = %e, "history upkeep step failed");
+            // Tried again after the next commit or round, not in a loop.
+            self.shrinking = false;
+            self.measure = false;
+            if let Some(plan) = self.plan.take() {
+                plan.finish();
+            }
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        if ms >= 100 {
+            tracing::debug!(ms, "history upkeep step was slow");
+        }
+    }
+
+    fn try_step(&mut self, conn: &Connection) -> Result<(), rusqlite::Error> {
+        if self.measure {
+            self.measure = false;
+            self.sizes = Sizes::of(conn)?;
+            self.counters.db_bytes.store(self.sizes.file_bytes(), Relaxed);
+            let used = self.sizes.used_bytes();
+            if self.budget.max_bytes > 0 && used > self.budget.max_bytes {
+                self.shrinking = true;
+            } else if used <= self.budget.shrink_target() {
+                self.shrinking = false;
+            }
+        }
+        if self.shrinking {
+            let n = self.shrink(conn)?;
+            self.account(Upkept { by_bytes: n, ..Upkept::default() });
+            self.measure = true;
+            return Ok(());
+        }
+        if let Some(plan) = &mut self.plan {
+            if !plan.age_done {
+                let n = match self.budget.history_cutoff(plan.now_ms) {
+                    Some(cutoff) => delete_expired(conn, cutoff)?,
+                    None => 0,
+                };
+                plan.age_done = n < STEP_ROWS as u64;
+                if n > 0 {
+                    self.account(Upkept { by_age: n, ..Upkept::default() });
+                    self.measure = true;
+                    return Ok(());
+                }
+            }
+            if !plan.rooms_done {
+                let (forgotten, looked) = forget_rooms(conn, plan, self.budget.room_cutoff(plan.now_ms))?;
+                plan.rooms_done = looked < STEP_ROWS;
+                if looked > 0 {
+                    self.account(Upkept { rooms: forgotten, ..Upkept::default() });
+                    self.measure = true;
+                    return Ok(());
+                }
+            }
+        }
+        let pages = self.vacuum_pages();
+        if pages > 0 {
+            conn.execute_batch(&format!("PRAGMA incremental_vacuum({})", pages.min(VACUUM_STEP)))?;
+            let before = self.sizes.pages;
+            self.sizes = Sizes::of(conn)?;
+            self.counters.db_bytes.store(self.sizes.file_bytes(), Relaxed);
+            if self.sizes.pages < before {
+                if self.vacuum_pages() == 0 {
+                    // The file is cut at a checkpoint: now, rather than at the next automatic
+                    // one, which a quiet store may not reach for hours.
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+                }
+                return Ok(());
+            }
+            // Never expected; but a vacuum that makes no progress must not spin the writer.
+            self.vacuum = false;
+            tracing::warn!(
+                "history store: incremental vacuum made no progress; not trying again until restart"
+            );
+        }
+        if let Some(plan) = self.plan.take() {
+            plan.finish();
+        }
+        Ok(())
+    }
+
+    /// Adds a step's deletions to the counters and to the round under way.
+    fn account(&mut self, step: Upkept) {
+        let mut sink = Upkept::default();
+        let tally = self.plan.as_mut().map_or(&mut sink, |p| &mut p.tally);
+        self.counters.pruned(tally, step);
+    }
+
+    /// Deletes the oldest rows: as many as bring the store to its shrink target, by the
+    /// average row, within one step's bounds. Returns how many went.
+    fn shrink(&mut self, conn: &Connection) -> Result<u64, rusqlite::Error> {
+        let (min, max): (Option<i64>, Option<i64>) =
+            conn.query_row("SELECT min(id), max(id) FROM history", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let (Some(min), Some(max)) = (min, max) else {
+            // Nothing left to delete: what fills the store is not history (room rows go by
+            // age only). Said once, not after every commit.
+            if !self.said_full {
+                self.said_full = true;
+                tracing::warn!(
+                    bytes = self.sizes.used_bytes(),
+                    "history store: over --history-max-bytes with no history left to delete"
+                );
+            }
+            self.shrinking = false;
+            return Ok(0);
+        };
+        // Rows go only from the oldest end, so the ids in between are (nearly) all there.
+        let rows = (max - min + 1).max(1) as u64;
+        let n = upkeep::rows_to_shrink(self.sizes.used_bytes(), self.budget.shrink_target(), rows);
+        if n == 0 {
+            self.shrinking = false;
+            return Ok(0);
+        }
+        let deleted = conn.execute("DELETE FROM history WHERE id < ?1", [min + n as i64])?;
+        Ok(deleted as u64)
+    }
+}
+
+/// Deletes the oldest rows replied before `cutoff`, at most [`STEP_ROWS`]; how many went.
+fn delete_expired(conn: &Connection, cutoff: i64) -> Result<u64, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached("SELECT id, replied_at FROM history ORDER BY id LIMIT ?1")?;
+    let mut oldest = Vec::with_capacity(STEP_ROWS);
+    let mut rows = stmt.query([STEP_ROWS as i64])?;
+    while let Some(r) = rows.next()? {
+        let row: (i64, i64) = (r.get(0)?, r.get(1)?);
+        // Stop reading at the first row young enough to stay.
+        if row.1 >= cutoff {
+            break;
+        }
+        oldest.push(row);
+    }
+    let Some((last, _)) = upkeep::expired_prefix(&oldest, cutoff) else { return Ok(0) };
+    Ok(conn.execute("DELETE FROM history WHERE id <= ?1", [last])? as u64)
+}
+
+/// Forgets rooms not seen since `cutoff` with no history left, at most [`STEP_ROWS`] looked
+/// at; one found open is seen now instead. Returns (forgotten, looked at).
+fn forget_rooms(conn: &Connection, plan: &Plan, cutoff: i64) -> Result<(u64, usize), rusqlite::Error> {
+    let tx = conn.unchecked_transaction()?;
+    let candidates: Vec<(String, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT room, tag FROM rooms WHERE seen_at < ?1
+             AND NOT EXISTS (SELECT 1 FROM history h WHERE h.room = rooms.room AND h.tag = rooms.tag)
+             ORDER BY seen_at LIMIT ?2",
+        )?;
+        stmt.query_map(params![cutoff, STEP_ROWS as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut forgotten = 0;
+    for (room, tag) in &candidates {
+        if plan.open.is_open(room) {
+            tx.execute(
+                "UPDATE rooms SET seen_at = ?3 WHERE room = ?1 AND tag = ?2",
+                params![room, tag, plan.now_ms as i64],
+            )?;
+        } else {
+            forgotten +=
+                tx.execute("DELETE FROM rooms WHERE room = ?1 AND tag = ?2", params![room, tag])? as u64;
+        }
+    }
+    tx.commit()?;
+    Ok((forgotten, candidates.len()))
 }
 
 #[cfg(test)]

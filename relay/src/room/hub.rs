@@ -324,7 +324,16 @@ impl Hub {
     pub fn has_room(&self, room: &str) -> bool {
         lock(&self.rooms).contains_key(room)
     }
+}
 
+/// History retention never forgets the row of a room open here.
+impl crate::history::OpenRooms for Hub {
+    fn is_open(&self, room: &str) -> bool {
+        self.has_room(room)
+    }
+}
+
+impl Hub {
     fn all_rooms(&self) -> Vec<Arc<Mutex<Room>>> {
         lock(&self.rooms).values().cloned().collect()
     }

@@ -309,7 +309,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_is_saved_in_the_store_is_restored_once() {
-        let (store, _) = Store::open("sqlite::memory:").await.unwrap();
+        let (store, _) = Store::open("sqlite::memory:", crate::history::Budget::UNLIMITED).await.unwrap();
         let (h, now) = hub();
         h.restore(saved(now, 0, 60_000), now);
         save(&h, &store, now).await;
