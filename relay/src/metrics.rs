@@ -199,6 +199,11 @@ impl Metrics {
             self.history.db_bytes.load(Relaxed).min(i64::MAX as u64) as i64,
         );
         gauge(
+            "tether_history_queue_bytes",
+            "Bytes of history records waiting for the writer (at most 64 MiB; past it repliers wait).",
+            self.history.queued_bytes.load(Relaxed).min(i64::MAX as u64) as i64,
+        );
+        gauge(
             "tether_cluster_up",
             "Cluster mode: 1 while the bus between relays works.",
             self.cluster_up.load(Relaxed),

@@ -225,6 +225,9 @@ pub struct Store {
     counters: Arc<Counters>,
     /// Bodies beyond this are cut before they are queued (0: never).
     max_record: usize,
+    /// Bytes of records queued for the writer, at most [`WRITE_QUEUE_BYTES`]: a record takes
+    /// its size in permits until its transaction has ended.
+    queued: Arc<tokio::sync::Semaphore>,
 }
 
 /// The read side of the backend `--db` chose.
@@ -237,6 +240,10 @@ enum Backend {
 /// Ops the writer may have queued; a full queue makes writers wait (backpressure on the
 /// devices whose replies are being recorded), it never drops a record.
 const WRITE_QUEUE: usize = 4096;
+/// Bytes of records the write queue may hold (records are cut to `--history-max-record`, but
+/// 0 never cuts, and 4,096 records of 256 KiB would be 1 GiB): past it, writers wait as they
+/// do for a full queue. A record larger than this takes all of it.
+const WRITE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Most records in one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -254,7 +261,13 @@ impl Store {
             let (writer, reader, key) = sqlite::open(url, shared)?;
             (writer, Backend::Sqlite(reader), key)
         };
-        Ok((Store { writer, backend, commits, counters, max_record: budget.max_record }, key))
+        let queued = Arc::new(tokio::sync::Semaphore::new(WRITE_QUEUE_BYTES));
+        Ok((Store { writer, backend, commits, counters, max_record: budget.max_record, queued }, key))
+    }
+
+    /// Bytes of records waiting for the writer (for `/metrics`).
+    pub fn queued_bytes(&self) -> usize {
+        WRITE_QUEUE_BYTES - self.queued.available_permits()
     }
 
     /// The count of transactions committed, kept up to date by the writer (for `/metrics`).
@@ -272,15 +285,32 @@ impl Store {
     /// Queues a pair and returns as soon as it is queued; `then` runs exactly once, when its
     /// transaction has ended (with the commit's error, if any), or at once if the store is
     /// closed. The caller does not wait for the commit, so one connection can have many
-    /// records on their way to disk; the queue is bounded ([`WRITE_QUEUE`]), and while it is
-    /// full this waits (backpressure, never a dropped record). Continuations run in queue
-    /// order. The bodies are cut to `--history-max-record` here, on the caller's task, so the
+    /// records on their way to disk; the queue is bounded ([`WRITE_QUEUE`] records and
+    /// [`WRITE_QUEUE_BYTES`]), and while it is full this waits (backpressure, never a dropped
+    /// record). Continuations run in queue order. The bodies are cut to `--history-max-record` here, on the caller's task, so the
     /// queue holds at most that much per record beyond its small columns.
     pub async fn record_then(&self, rec: Box<Record>, then: Then) {
         let rec = Box::new(cut::Stored::of(*rec, self.max_record));
         if rec.cut.is_some() {
             self.counters.cut.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        // Its bytes are held until its transaction has ended (or the store closed).
+        let size = u32::try_from(rec.bytes().clamp(1, WRITE_QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let permit = match self.queued.clone().try_acquire_many_owned(size) {
+            Ok(p) => p,
+            // Boxed, as the wait below: rare, and every connection's future holds this one.
+            Err(_) => match Box::pin(self.queued.clone().acquire_many_owned(size)).await {
+                Ok(p) => p,
+                Err(_) => return then(Err(StoreError::Closed.to_string())), // never closed
+            },
+        };
+        let counters = self.counters.clone();
+        counters.queued_bytes.fetch_add(u64::from(size), std::sync::atomic::Ordering::Relaxed);
+        let then: Then = Box::new(move |outcome| {
+            counters.queued_bytes.fetch_sub(u64::from(size), std::sync::atomic::Ordering::Relaxed);
+            drop(permit);
+            then(outcome)
+        });
         let closed = |op: Op| {
             if let Op::Record(_, then) = op {
                 then(Err(StoreError::Closed.to_string()));
@@ -547,6 +577,32 @@ mod tests {
         assert!(store.knows_room("a", "t").await.unwrap());
         assert!(!store.knows_room("a", "u").await.unwrap());
         assert_eq!(store.page("a", "t", 10, None).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_write_queue_holds_at_most_its_bytes_and_loses_nothing_past_them() {
+        let (store, _) = Store::open("sqlite::memory:", Budget::UNLIMITED).await.unwrap();
+        // 100 records of 2 MB each (never cut here) queued at once: 200 MB, more than the
+        // queue's 64 MiB. Writers wait for room; every record is committed.
+        let mut waiting = Vec::new();
+        for n in 0..100 {
+            let mut r = rec("big", "t", n);
+            r.reply = format!(r#"{{"method":"post","result":"{}"}}"#, "y".repeat(2_000_000));
+            let (done, wait) = oneshot::channel();
+            store.record_then(Box::new(r), Box::new(move |o| drop(done.send(o)))).await;
+            waiting.push(wait);
+        }
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(store.queued_bytes(), 0, "every record's bytes are given back once committed");
+        assert_eq!(store.counters.queued_bytes.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(store.page("big", "t", 500, None).await.unwrap().len(), 100);
+        // One record larger than the whole queue still goes through, alone.
+        let mut r = rec("big", "t", 1000);
+        r.reply = format!(r#"{{"method":"post","result":"{}"}}"#, "z".repeat(WRITE_QUEUE_BYTES + 10));
+        store.record(r).await.unwrap();
+        assert_eq!(store.queued_bytes(), 0);
     }
 
     #[tokio::test]

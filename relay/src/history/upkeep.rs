@@ -75,6 +75,8 @@ pub struct Counters {
     pub rooms_pruned: AtomicU64,
     /// Records stored with their bodies cut to `--history-max-record`.
     pub cut: AtomicU64,
+    /// Bytes of records waiting for the writer (gauge), at most 64 MiB.
+    pub queued_bytes: AtomicU64,
 }
 
 /// Whether a room is open on this relay: its row is never forgotten then (the upper layer,
