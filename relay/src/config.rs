@@ -231,6 +231,14 @@ pub struct Config {
     #[arg(long, env = "TETHER_MAX_CONNS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_conns: Option<u64>,
 
+    /// TCP connections one peer address (an IPv6 host by its /64) may hold open on `--listen`,
+    /// HTTP and WebSockets together (0: no cap); past it a new one is closed at once
+    /// (`tether_conns_refused_per_ip_total`). It counts the socket's own address, so behind a
+    /// proxy it would count the proxy: without the flag it is then off (with
+    /// `--real-ip-header`). Default: twice `--max-conns-per-ip` (off when that is 0).
+    #[arg(long, env = "TETHER_MAX_TCP_PER_IP")]
+    pub max_tcp_per_ip: Option<usize>,
+
     /// An HTTP request's head (request line and headers) must arrive within this, ms: counted
     /// from the accept for a connection's first request, from the head's first byte for later
     /// ones. A slower client is closed (`tether_http_timeouts_total{reason="head"}`). A request
@@ -314,6 +322,7 @@ impl Config {
             allow_origin: Vec::new(),
             max_conns_per_ip: 256,
             max_conns: None,
+            max_tcp_per_ip: None,
             header_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
             real_ip_header: None,

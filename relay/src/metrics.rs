@@ -137,6 +137,8 @@ pub struct Metrics {
     pub conns_max: AtomicI64,
     /// Connections accepted at the cap: answered only `/healthz` and `/metrics`, or closed.
     pub conns_refused: AtomicU64,
+    /// Connections closed at once: their peer address held `--max-tcp-per-ip` already.
+    pub conns_refused_per_ip: AtomicU64,
     /// Connections closed for a request head slower than `--header-timeout-ms`.
     pub http_timeouts_head: AtomicU64,
     /// Keep-alive connections closed after `--idle-timeout-ms` without a request.
@@ -304,6 +306,11 @@ impl Metrics {
             "tether_history_rooms_pruned_total",
             "Rooms forgotten: no history left, not open, not opened for --history-max-age.",
             self.history.rooms_pruned.load(Relaxed),
+        );
+        counter(
+            "tether_conns_refused_per_ip_total",
+            "Connections closed at once: their address held --max-tcp-per-ip already.",
+            self.conns_refused_per_ip.load(Relaxed),
         );
         counter(
             "tether_conns_refused_total",

@@ -475,3 +475,58 @@ async fn large_replies_grow_the_history_database_by_at_most_the_record_cap() {
     drop((pc, dev));
     relay.signal("TERM").await;
 }
+
+// One address taking the relay's sockets: 600 silent connections from 127.0.0.1. Before, each
+// held a file until the open-file limit; now an address holds at most --max-tcp-per-ip (by
+// default twice --max-conns-per-ip: 512) and the rest are closed at once, so another address
+// (127.0.0.2: Linux answers for all of 127/8) still reaches /healthz and joins a room.
+#[tokio::test]
+async fn one_address_cannot_take_the_relays_sockets_for_itself() {
+    const SOCKETS: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = default_relay(dir.path(), &[]).await;
+    let mut held = Vec::new();
+    for _ in 0..SOCKETS {
+        held.push(TcpStream::connect(relay.addr).await.expect("connect"));
+    }
+    // Which of them the relay closed at once: those read EOF now, the others read nothing.
+    let closed = futures_util::future::join_all(held.iter_mut().map(|s| async move {
+        let mut b = [0u8; 1];
+        matches!(tokio::time::timeout(Duration::from_millis(500), s.read(&mut b)).await, Ok(Ok(0) | Err(_)))
+    }))
+    .await
+    .into_iter()
+    .filter(|c| *c)
+    .count();
+    // Another address: /healthz and a room.
+    let other = || async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.2:0".parse().unwrap()).expect("bind 127.0.0.2");
+        s.connect(relay.addr).await.expect("connect from 127.0.0.2")
+    };
+    let get = |path: &'static str| async move {
+        let mut tcp = other().await;
+        let head = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(WAIT, tcp.read_to_string(&mut answer)).await.expect("answered").unwrap();
+        answer
+    };
+    let healthz_ok = get("/healthz").await.starts_with("HTTP/1.1 200");
+    let url = format!("ws://{}/ws?room=elsewhere&role=pc&secret=s-0123456789abcdef", relay.addr);
+    let (mut ws, _) = tokio_tungstenite::client_async(url, other().await).await.expect("a room socket");
+    let welcome = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut ws)).await.expect("in time");
+    let joined = matches!(welcome, Some(Ok(m)) if m.to_text().unwrap_or("").contains("\"welcome\""));
+    println!(
+        "attack: sockets from one address: {} of {SOCKETS} silent connections held, {closed} closed at once; \
+         another address: /healthz {}, room joined: {joined}",
+        SOCKETS - closed,
+        if healthz_ok { "200" } else { "not answered" },
+    );
+    assert!(healthz_ok && joined, "another address was shut out");
+    assert_eq!(SOCKETS - closed, 512, "one address holds at most --max-tcp-per-ip (512)");
+    let metrics = get("/metrics").await;
+    assert!(metrics.lines().any(|l| l == "tether_conns_refused_per_ip_total 88"), "{metrics}");
+    drop(held);
+    relay.signal("TERM").await;
+}

@@ -46,10 +46,19 @@ impl Stored {
     /// Roughly the bytes it holds (its text fields): what it costs the write queue.
     pub(crate) fn bytes(&self) -> usize {
         let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
-        [&self.room, &self.tag, &self.req_id, &self.pc, &self.device, &self.target, &self.request, &self.result]
-            .iter()
-            .map(|v| v.len())
-            .sum::<usize>()
+        [
+            &self.room,
+            &self.tag,
+            &self.req_id,
+            &self.pc,
+            &self.device,
+            &self.target,
+            &self.request,
+            &self.result,
+        ]
+        .iter()
+        .map(|v| v.len())
+        .sum::<usize>()
             + opt(&self.device_name)
             + opt(&self.cookie)
             + opt(&self.app_info)

@@ -84,6 +84,8 @@ pub struct Budget {
     pub header_timeout: Duration,
     /// A connection with no request under way is closed after this.
     pub idle_timeout: Duration,
+    /// Connections one peer address may hold (0: no cap).
+    pub per_ip: usize,
 }
 
 impl Budget {
@@ -108,13 +110,20 @@ impl Budget {
             max_conns: usize::try_from(max_conns).unwrap_or(usize::MAX).clamp(1, Semaphore::MAX_PERMITS),
             header_timeout: Duration::from_millis(config.header_timeout_ms.max(1)),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms.max(1)),
+            per_ip: match config.max_tcp_per_ip {
+                Some(n) => n,
+                // Behind a proxy every socket is the proxy's.
+                None if config.real_ip_header.is_some() => 0,
+                None => config.max_conns_per_ip.saturating_mul(2),
+            },
         };
         tracing::info!(
             max_conns = budget.max_conns,
             open_file_limit = nofile,
             header_timeout_ms = config.header_timeout_ms,
             idle_timeout_ms = config.idle_timeout_ms,
-            "connection budget (--max-conns, --header-timeout-ms, --idle-timeout-ms)"
+            per_ip = budget.per_ip,
+            "connection budget (--max-conns, --header-timeout-ms, --idle-timeout-ms, --max-tcp-per-ip)"
         );
         budget
     }
@@ -179,6 +188,7 @@ pub async fn serve(
 ) {
     metrics.conns_max.store(i64::try_from(budget.max_conns).unwrap_or(i64::MAX), Relaxed);
     let slots = Arc::new(Semaphore::new(budget.max_conns));
+    let per_peer = Arc::new(PerPeer { max: budget.per_ip, open: Mutex::default() });
     let overflow = Arc::new(Semaphore::new(OVERFLOW));
     let stop = CancellationToken::new();
     let conns = TaskTracker::new();
@@ -198,6 +208,13 @@ pub async fn serve(
         // Frames are small and each is written when it is ready: Nagle's algorithm would hold
         // a second small segment until the first is acknowledged (and the peer delays that ack).
         let _ = tcp.set_nodelay(true);
+        // One address may not take the relay's sockets for itself: past its share, closed
+        // at once (before the cap's overflow, which monitors need).
+        let Some(peer_slot) = per_peer.take(peer.ip()) else {
+            metrics.conns_refused_per_ip.fetch_add(1, Relaxed);
+            drop(tcp);
+            continue;
+        };
         let slot = match slots.clone().try_acquire_owned() {
             Ok(permit) => Slot::new(permit, metrics.clone()),
             Err(_) => {
@@ -205,7 +222,8 @@ pub async fn serve(
                 match overflow.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let life = budget.header_timeout.min(OVERFLOW_LIFE);
-                        conns.spawn(serve_overflow(tcp, peer, permit, service.clone(), life, stop.clone()));
+                        let held = (permit, peer_slot);
+                        conns.spawn(serve_overflow(tcp, peer, held, service.clone(), life, stop.clone()));
                     }
                     // Dropped: closed at once.
                     Err(_) => drop(tcp),
@@ -214,7 +232,7 @@ pub async fn serve(
             }
         };
         let clock = Arc::new(Clock::new(Instant::now()));
-        let io = TokioIo::new(ConnIo { tcp, _slot: Some(slot), clock: Some(clock.clone()) });
+        let io = TokioIo::new(ConnIo { tcp, _slot: Some((slot, peer_slot)), clock: Some(clock.clone()) });
         let svc = counted(service.clone(), peer, clock.clone(), budget.header_timeout, metrics.clone());
         let mut http = hyper::server::conn::http1::Builder::new();
         http.max_header_size(MAX_HEAD).header_read_timeout(None);
@@ -253,6 +271,48 @@ pub async fn serve(
     conns.wait().await;
 }
 
+/// Connections open per peer address (an IPv6 host by its /64), up to `max` (0: any number).
+struct PerPeer {
+    max: usize,
+    open: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection counted for its address; uncounted when dropped, with its socket.
+struct PeerSlot {
+    per_peer: Arc<PerPeer>,
+    key: std::net::IpAddr,
+}
+
+impl PerPeer {
+    /// A place for a connection from `ip`: `None` when its address holds its share already,
+    /// `Some(None)` when nothing is counted (no cap).
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Option<PeerSlot>> {
+        if self.max == 0 {
+            return Some(None);
+        }
+        let key = crate::strikes::address_key(ip);
+        let mut open = crate::util::lock(&self.open);
+        let n = open.entry(key).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Some(PeerSlot { per_peer: self.clone(), key }))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = crate::util::lock(&self.per_peer.open);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// An accept that failed. A connection reset before it was accepted is nothing; anything else
 /// (out of files: `EMFILE`) is logged, and accepting pauses for a second, as hyper used to.
 async fn accept_failed(e: io::Error, shutdown: &mut Pin<&mut impl Future<Output = ()>>) {
@@ -271,7 +331,7 @@ async fn accept_failed(e: io::Error, shutdown: &mut Pin<&mut impl Future<Output 
 async fn serve_overflow(
     tcp: TcpStream,
     peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    _held: (OwnedSemaphorePermit, Option<PeerSlot>),
     service: TowerToHyperService<Router>,
     life: Duration,
     stop: CancellationToken,
@@ -544,7 +604,8 @@ impl Clock {
 /// socket is dropped, by hyper or, after an upgrade, by the WebSocket's task) and its clock.
 struct ConnIo {
     tcp: TcpStream,
-    _slot: Option<Slot>,
+    /// Its place under `--max-conns` and under its address's `--max-tcp-per-ip`.
+    _slot: Option<(Slot, Option<PeerSlot>)>,
     clock: Option<Arc<Clock>>,
 }
 
@@ -620,7 +681,24 @@ mod tests {
             max_conns: 8,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            per_ip: 0,
         }
+    }
+
+    #[test]
+    fn an_address_holds_its_share_of_connections_ipv6_by_its_64_and_gets_them_back() {
+        let per = Arc::new(PerPeer { max: 2, open: Mutex::default() });
+        let a: std::net::IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same64: std::net::IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let first = per.take(a).expect("the first");
+        let _second = per.take(same64).expect("the second, same /64");
+        assert!(per.take(a).is_none(), "the third from that /64");
+        assert!(per.take(other).is_some(), "another /64 has its own share");
+        drop(first);
+        assert!(per.take(a).is_some(), "given back with the socket");
+        let none = Arc::new(PerPeer { max: 0, open: Mutex::default() });
+        assert!(matches!(none.take(a), Some(None)), "0: nothing counted");
     }
 
     #[test]
@@ -672,6 +750,7 @@ mod tests {
             max_conns: 8,
             header_timeout: Duration::from_millis(50),
             idle_timeout: Duration::from_millis(150),
+            per_ip: 0,
         };
         let clock = Arc::new(Clock::new(Instant::now()));
         let start = Instant::now();
