@@ -202,6 +202,7 @@ pub fn markdown(rows: &[Value]) -> String {
     gateway_tables(&mut out, rows);
     alarms_table(&mut out, rows);
     sdk_table(&mut out, rows);
+    inspect_table(&mut out, rows);
     out
 }
 
@@ -391,6 +392,60 @@ fn sdk_table(out: &mut String, rows: &[Value]) {
     table(out, &["from … to …", "samples", "p50, ms", "p99, ms", "max, ms"], &body);
 }
 
+/// Scenario 7: the inspector beside vConsole and eruda; a row per figure, a column per tool.
+fn inspect_table(out: &mut String, rows: &[Value]) {
+    let runs: Vec<&Value> = of(rows, "inspect").collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## 7. Inspector\n");
+    let _ = writeln!(
+        out,
+        "One test page in headless Chromium, each tool from its own files (vConsole 3.15.1 and eruda \
+         3.4.3 from npm): what the page downloads for it (gzip -9), navigation start to the tool \
+         ready (fresh contexts), and the page's main-thread time per `console.log` of a small \
+         object and per `fetch` of a small JSON, a second of settling included, less the same page \
+         with no tool (the floor). `bench/inspect.mjs`.\n"
+    );
+    let tools: Vec<&str> = ["none", "tether", "vconsole", "eruda"]
+        .into_iter()
+        .filter(|t| runs.iter().any(|r| r["peer"] == *t && r["mode"] != "skipped"))
+        .collect();
+    let pick = |tool: &str, mode: &str| runs.iter().rev().find(|r| r["peer"] == tool && r["mode"] == mode);
+    let figures: [(&str, &str, &str, usize); 7] = [
+        ("bytes", "gzip", "bytes loaded, gzip -9", 0),
+        ("ready", "p50_ms", "ready, p50 ms", 1),
+        ("ready", "p99_ms", "ready, p99 ms", 1),
+        ("per call", "log_over_floor_us", "per console.log over the floor, µs", 1),
+        ("per call", "fetch_over_floor_us", "per fetch over the floor, µs", 1),
+        ("per call", "fetch_p50_ms", "fetch latency p50, ms", 1),
+        ("per call", "heap_after_logs", "JS heap after the logs, bytes", 0),
+    ];
+    let body: Vec<Vec<String>> = figures
+        .iter()
+        .map(|(mode, key, title, digits)| {
+            std::iter::once((*title).to_owned())
+                .chain(
+                    tools
+                        .iter()
+                        .map(|t| pick(t, mode).map_or("–".into(), |r| fmt(r[*key].as_f64(), *digits))),
+                )
+                .collect()
+        })
+        .collect();
+    let head: Vec<&str> = std::iter::once("figure").chain(tools.iter().copied()).collect();
+    table(out, &head, &body);
+    for r in runs.iter().filter(|r| r["mode"] == "skipped" || r["mode"] == "warning") {
+        let _ = writeln!(
+            out,
+            "- {}: {}",
+            r["peer"].as_str().unwrap_or_default(),
+            r["why"].as_str().unwrap_or_default()
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// Scenario 3: a row per kind of leave and percentile, a column per peer.
 fn presence_table(out: &mut String, rows: &[Value]) {
     let modes = ["clean leave", "dead peer"];
@@ -550,6 +605,23 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("Each load ran 3 times"), "{md}");
+    }
+
+    #[test]
+    fn the_inspector_table_has_a_column_per_tool_and_says_what_was_skipped() {
+        let rows = vec![
+            json!({"scenario": "inspect", "peer": "tether", "mode": "skipped", "why": "no inspector yet"}),
+            json!({"scenario": "inspect", "peer": "none", "mode": "bytes", "gzip": 0}),
+            json!({"scenario": "inspect", "peer": "vconsole", "mode": "bytes", "gzip": 78149}),
+            json!({"scenario": "inspect", "peer": "vconsole", "mode": "per call", "log_over_floor_us": 530.9,
+                   "fetch_over_floor_us": 12.0, "fetch_p50_ms": 6.7, "heap_after_logs": 4577456}),
+        ];
+        let mut out = String::new();
+        inspect_table(&mut out, &rows);
+        assert!(out.contains("| figure | none | vconsole |"), "{out}");
+        assert!(out.contains("| bytes loaded, gzip -9 | 0 | 78,149 |"), "{out}");
+        assert!(out.contains("530.9"), "{out}");
+        assert!(out.contains("- tether: no inspector yet"), "{out}");
     }
 
     #[test]
