@@ -155,6 +155,13 @@ async fn a_device_over_its_inspect_rate_loses_the_excess_is_told_once_a_second_a
     assert_eq!(told[0]["msg"]["code"], "rate_limited");
     assert!(told[0]["msg"]["message"].as_str().unwrap().contains("--inspect-rate"), "{told:?}");
     let passed = of_type(&to_pc, "inspect").len() as u64;
+    println!(
+        "inspect rate: 40 batches of ~2 KB at once against --inspect-rate 10000: {passed} delivered, \
+         {} dropped, the device told {} time(s), in {} ms",
+        40 - passed,
+        told.len(),
+        started.elapsed().as_millis()
+    );
     // A second's worth at once (10 KB: about 5), one more into debt, and the rate meanwhile.
     assert!((5..=6 + 5 * secs).contains(&passed), "{passed} of 40 in about {secs} s");
     let ns: Vec<u64> =
@@ -188,6 +195,7 @@ async fn a_pc_that_does_not_read_loses_inspect_frames_never_its_connection() {
     // The PC reads nothing while 2,000 batches of ~8 KB (16 MB, more than the socket buffers
     // hold) come; then the device says a name, a frame the PC must get.
     let sent = 2_000u64;
+    let flood = Instant::now();
     for n in 0..sent {
         dev.send(batch(n, 8_000)).await;
     }
@@ -195,6 +203,12 @@ async fn a_pc_that_does_not_read_loses_inspect_frames_never_its_connection() {
     until_named(&mut dev, "after").await;
     let to_pc = until_named(&mut pc, "after").await;
     let got = of_type(&to_pc, "inspect").len() as u64;
+    println!(
+        "inspect to a PC reading nothing: {sent} batches of ~8 KB, {got} delivered once it read, {} dropped, \
+         no kick; {} ms",
+        sent - got,
+        flood.elapsed().as_millis()
+    );
     assert!(got > 0 && got < sent, "{got} of {sent}");
     let dropped = metric(relay.addr, "tether_drops_total{reason=\"inspect_queue\"}").await.unwrap()
         + metric(relay.addr, "tether_drops_total{reason=\"inspect_budget\"}").await.unwrap();
