@@ -26,7 +26,8 @@ pub const MAX_APP_INFO: usize = 16 * 1024;
 /// Longest request id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 /// Default `--inspect-rate`: bytes of `inspect` frames per second one device may send
-/// (sustained; the SDK paces itself at half of it). Over it, frames are dropped.
+/// (sustained; told to each device in `welcome.inspectRate`, the SDK is to pace itself below
+/// it). Over it, frames are dropped.
 pub const DEFAULT_INSPECT_RATE: u32 = 512 * 1024;
 /// Longest `eval.code`, in bytes.
 pub const MAX_EVAL_CODE: usize = 64 * 1024;

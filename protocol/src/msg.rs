@@ -40,6 +40,10 @@ pub struct Welcome {
     /// The largest frame the relay accepts.
     #[serde(default)]
     pub max_frame: u64,
+    /// To a device only: bytes of `inspect` batches per second it may send (`--inspect-rate`);
+    /// the SDK paces itself below it. Absent from relays before inspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect_rate: Option<u64>,
     /// To a PC only: the room's device key, for the QR link (`/d/{room}?secret=<deviceKey>`).
     /// It joins as a device and nothing more; the PC secret never leaves the PC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,12 +225,14 @@ mod tests {
             heartbeat_ms: 2000,
             grace_ms: 30000,
             max_frame: 1 << 20,
+            inspect_rate: Some(524_288),
             device_key: None,
         };
         let v = serde_json::to_value(&w).unwrap();
         assert_eq!(v["heartbeatMs"], 2000);
         assert!(v.get("deviceKey").is_none(), "a device is never told the key");
         assert_eq!(v["role"], "device");
+        assert_eq!(v["inspectRate"], 524_288);
         assert_eq!(serde_json::from_value::<Welcome>(v).unwrap(), w);
     }
 

@@ -74,8 +74,9 @@ pub struct Config {
 
     /// Bytes of `inspect` frames one device may send per second (sustained; one second's worth
     /// at once). Over it the frames are dropped (`tether_drops_total{reason="inspect_rate"}`)
-    /// and the device is told `rate_limited`, at most once a second. The SDK paces itself at
-    /// half of it. On top of `--rate-limit`, which counts every frame.
+    /// and the device is told `rate_limited`, at most once a second. A device is told it in
+    /// `welcome.inspectRate`, so its SDK paces itself below it. On top of `--rate-limit`, which
+    /// counts every frame.
     #[arg(long, env = "TETHER_INSPECT_RATE", default_value_t = limits::DEFAULT_INSPECT_RATE,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub inspect_rate: u32,

@@ -1,5 +1,9 @@
 //! One task per room WebSocket: it `select!`s over reading the socket, writing its bounded
 //! outbound queue, the heartbeat, the dead-peer deadline, a kick, and shutdown.
+//!
+//! Over 500 lines: the task's loop and its dispatch of every frame kind (who may send it, what
+//! of its body is checked, which rate it counts against) read best together; the rooms decide
+//! the rest.
 
 use crate::cluster::Cluster;
 use crate::history::Store;
@@ -344,11 +348,14 @@ impl Connection {
             End::Kicked(_) => Leave::Kicked,
         };
         // At shutdown, what was queued but not written waits in the member's resume buffer,
-        // which the restart snapshot carries to the next process.
+        // which the restart snapshot carries to the next process; `inspect` batches excepted
+        // (they are never buffered).
         let mut unsent = std::collections::VecDeque::new();
         if matches!(end, End::Shutdown) {
             while let Some(f) = inbox.try_recv() {
-                unsent.push_back(f);
+                if !crate::room::inspect::is_inspect_frame(&f) {
+                    unsent.push_back(f);
+                }
             }
         }
         // A lost member keeps its address's slot while away: an address cannot hold more

@@ -139,6 +139,7 @@ async fn a_device_over_its_inspect_rate_loses_the_excess_is_told_once_a_second_a
     let relay = Relay::with(|c| c.inspect_rate = 10_000).await;
     let mut pc = relay.join("r", "pc", SECRET).await;
     let mut dev = relay.join("r", "device", SECRET).await;
+    assert_eq!(dev.welcome["inspectRate"], 10_000, "the device is told, to pace itself");
     pc.send(json!({"type": "hello", "msg": {"inspect": "live"}})).await;
     dev.devices_until(|m| m.iter().any(|x| x["inspect"] == "live")).await;
     // 40 batches of ~2 KB at once: 80 KB against 10 KB/s.

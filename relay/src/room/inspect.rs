@@ -27,6 +27,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use tether_protocol::msg::{InspectMode, Inspection};
 use tether_protocol::{ErrorCode, Kind, OutEnvelope, Role};
 
+/// Whether `frame` is an `inspect` batch as [`Room::inspect`] writes it (`type` first): such a
+/// frame is never carried into a resume buffer, also not at shutdown.
+pub fn is_inspect_frame(frame: &Frame) -> bool {
+    frame.as_str().starts_with(r#"{"type":"inspect","#)
+}
+
 /// What became of one `inspect` batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Spread {

@@ -46,8 +46,12 @@ fn an_inspect_batch_goes_only_to_the_watching_pcs_connected_now_and_is_never_buf
     let (live, mut live_in) = join_as(&h, Role::Pc, SECRET, None, now).unwrap();
     let (plain, mut plain_in) = join_as(&h, Role::Pc, SECRET, None, now).unwrap();
     let (keeper, mut keeper_in) = join_as(&h, Role::Pc, SECRET, None, now).unwrap();
-    let keeper_token = welcome(&mut keeper_in)["resume"].as_str().unwrap().to_owned();
+    let keeper_welcome = welcome(&mut keeper_in);
+    let keeper_token = keeper_welcome["resume"].as_str().unwrap().to_owned();
     let (dev, mut dev_in) = join_as(&h, Role::Device, SECRET, None, now).unwrap();
+    // A device is told its byte rate, to pace itself; a PC sends no batches.
+    assert_eq!(welcome(&mut dev_in)["inspectRate"], 524_288);
+    assert!(keeper_welcome.get("inspectRate").is_none());
     say(&h, &live, json!({"inspect": "live"}), now).unwrap();
     say(&h, &keeper, json!({"inspect": "keep"}), now).unwrap();
     say(&h, &dev, json!({"inspect": {"console": true, "network": true}}), now).unwrap();
@@ -72,6 +76,11 @@ fn an_inspect_batch_goes_only_to_the_watching_pcs_connected_now_and_is_never_buf
 
     let spread = h.inspect(&dev, &batch(1), None).unwrap();
     assert_eq!(spread, Spread { sent: 1, dropped: 0 });
+    let frame = live_in.try_recv().expect("the batch");
+    assert!(super::inspect::is_inspect_frame(&frame), "told apart (kept out of a shutdown's buffers)");
+    assert!(!super::inspect::is_inspect_frame(&Frame::from(r#"{"type":"inspectX"}"#)));
+    assert!(!super::inspect::is_inspect_frame(&Frame::from(r#"{"type":"postCb","msg":{"type":"inspect"}}"#)));
+    assert_eq!(h.inspect(&dev, &batch(1), None).unwrap(), spread);
     let got = drain(&mut live_in);
     assert_eq!(got.len(), 1);
     assert_eq!((got[0]["type"].as_str(), got[0]["from"].as_str()), (Some("inspect"), Some(&*dev.member)));
@@ -106,7 +115,7 @@ fn an_inspect_batch_goes_only_to_the_watching_pcs_connected_now_and_is_never_buf
     assert_eq!(h.inspect(&dev, &batch(5), None).unwrap(), Spread::default());
     assert_eq!(drops(&h, "inspect_nobody"), nobody + 2);
     assert!(inspect_ns(&drain(&mut live_in)).is_empty());
-    assert_eq!(h.metrics.inspect_frames.load(Relaxed), 4, "1 + 2 + 1 queued");
+    assert_eq!(h.metrics.inspect_frames.load(Relaxed), 5, "1 + 1 + 2 + 1 queued");
     assert!(h.metrics.inspect_bytes.load(Relaxed) > 4 * batch(1).get().len() as u64);
 }
 
