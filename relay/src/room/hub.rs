@@ -232,8 +232,9 @@ impl Hub {
         lock(&j.room).inspect(&j.member, msg, to)
     }
 
-    /// A PC's `post`, `call`, `storage` or `eval`: forwarded to `to`, or to every device. Returns the request id
-    /// used and what went wrong per device (the PC hears of each as an `error`).
+    /// A PC's `post`, `call`, `storage` or `eval`: forwarded to `to`, or to every device.
+    /// Returns the request id used and what went wrong per device (the PC hears of each as an
+    /// `error`).
     #[allow(clippy::too_many_arguments)]
     pub fn request(
         &self,
