@@ -9,7 +9,7 @@
 use serde_json::Value;
 use tether_protocol::Kind;
 use tether_protocol::envelope::{Envelope, OutEnvelope};
-use tether_protocol::msg::{Call, CallCb, Hello, Post, PostCb};
+use tether_protocol::msg::{Call, CallCb, Eval, EvalCb, Hello, Inspect, Post, PostCb, Storage, StorageCb};
 use tether_relay::alarm;
 use tether_relay::cs::xmlrpc::{self, Response};
 
@@ -27,6 +27,11 @@ pub fn envelope(data: &[u8]) {
             Kind::PostCb => drop(serde_json::from_str::<PostCb>(raw.get())),
             Kind::Call => drop(serde_json::from_str::<Call>(raw.get())),
             Kind::CallCb => drop(serde_json::from_str::<CallCb>(raw.get())),
+            Kind::Inspect => drop(serde_json::from_str::<Inspect>(raw.get())),
+            Kind::Storage => drop(serde_json::from_str::<Storage>(raw.get())),
+            Kind::StorageCb => drop(serde_json::from_str::<StorageCb>(raw.get())),
+            Kind::Eval => drop(serde_json::from_str::<Eval>(raw.get())),
+            Kind::EvalCb => drop(serde_json::from_str::<EvalCb>(raw.get())),
             _ => {}
         }
     }

@@ -46,11 +46,15 @@ pub enum ErrorCode {
     BadUpstream,
     /// Cluster mode: the target is on another relay and the bus between relays (Redis) is down.
     ClusterUnavailable,
+    /// The device's page refused a `storage` edit or an `eval` (its `allow` hook said no, or
+    /// it has none). Never sent by the relay: the device puts it in its `storageCb`/`evalCb`
+    /// `error`, and the PC SDK rejects with it.
+    NotAllowed,
 }
 
 impl ErrorCode {
     /// Every code, in a fixed order (used to index per-code counters).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadFrame,
         ErrorCode::TooLarge,
         ErrorCode::UnknownType,
@@ -67,6 +71,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::BadUpstream,
         ErrorCode::ClusterUnavailable,
+        ErrorCode::NotAllowed,
     ];
 
     /// The wire spelling.
@@ -88,6 +93,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::BadUpstream => "bad_upstream",
             ErrorCode::ClusterUnavailable => "cluster_unavailable",
+            ErrorCode::NotAllowed => "not_allowed",
         }
     }
 

@@ -24,6 +24,18 @@ pub enum Kind {
     Call,
     /// device → pc: the reply to a `call`.
     CallCb,
+    /// device → relay → the room's watching PCs: a batch of what the page did (console,
+    /// errors, network, storage writes, page info). Droppable: never buffered, never stored
+    /// unless a PC keeps it, dropped rather than slowing anyone down.
+    Inspect,
+    /// pc → device: read or edit the page's localStorage, sessionStorage or cookies.
+    Storage,
+    /// device → pc: the reply to a `storage`.
+    StorageCb,
+    /// pc → device: run JavaScript in the page (only if the page allows it).
+    Eval,
+    /// device → pc: the reply to an `eval`.
+    EvalCb,
     /// relay → sender: a frame could not be handled.
     Error,
     /// relay → `/alarms` subscriber: one alarm datagram.
@@ -36,7 +48,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a fixed order (used to index per-kind counters).
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Welcome,
         Kind::Hello,
         Kind::Devices,
@@ -44,6 +56,11 @@ impl Kind {
         Kind::PostCb,
         Kind::Call,
         Kind::CallCb,
+        Kind::Inspect,
+        Kind::Storage,
+        Kind::StorageCb,
+        Kind::Eval,
+        Kind::EvalCb,
         Kind::Error,
         Kind::Alarm,
         Kind::AlarmGap,
@@ -60,6 +77,11 @@ impl Kind {
             Kind::PostCb => "postCb",
             Kind::Call => "call",
             Kind::CallCb => "callCb",
+            Kind::Inspect => "inspect",
+            Kind::Storage => "storage",
+            Kind::StorageCb => "storageCb",
+            Kind::Eval => "eval",
+            Kind::EvalCb => "evalCb",
             Kind::Error => "error",
             Kind::Alarm => "alarm",
             Kind::AlarmGap => "alarmGap",
@@ -79,12 +101,12 @@ impl Kind {
 
     /// A request a PC sends to devices, whose reply comes back to that PC alone.
     pub fn is_request(self) -> bool {
-        matches!(self, Kind::Post | Kind::Call)
+        matches!(self, Kind::Post | Kind::Call | Kind::Storage | Kind::Eval)
     }
 
     /// A device's reply to a request.
     pub fn is_reply(self) -> bool {
-        matches!(self, Kind::PostCb | Kind::CallCb)
+        matches!(self, Kind::PostCb | Kind::CallCb | Kind::StorageCb | Kind::EvalCb)
     }
 
     /// The reply kind that answers this request kind.
@@ -92,8 +114,16 @@ impl Kind {
         match self {
             Kind::Post => Some(Kind::PostCb),
             Kind::Call => Some(Kind::CallCb),
+            Kind::Storage => Some(Kind::StorageCb),
+            Kind::Eval => Some(Kind::EvalCb),
             _ => None,
         }
+    }
+
+    /// Inspecting the page: `inspect`, and the `storage`/`eval` requests with their replies.
+    /// Their pairs are not written to history unless a PC of the room said `inspect: "keep"`.
+    pub fn is_inspection(self) -> bool {
+        matches!(self, Kind::Inspect | Kind::Storage | Kind::StorageCb | Kind::Eval | Kind::EvalCb)
     }
 
     /// Kinds only the relay may send; a client sending one gets `bad_frame`.
@@ -166,7 +196,22 @@ mod tests {
     fn only_requests_have_replies() {
         assert_eq!(Kind::Post.reply_kind(), Some(Kind::PostCb));
         assert_eq!(Kind::Call.reply_kind(), Some(Kind::CallCb));
-        assert!(Kind::ALL.iter().filter(|k| k.is_request()).count() == 2);
+        assert_eq!(Kind::Storage.reply_kind(), Some(Kind::StorageCb));
+        assert_eq!(Kind::Eval.reply_kind(), Some(Kind::EvalCb));
+        assert_eq!(Kind::ALL.iter().filter(|k| k.is_request()).count(), 4);
+        for k in Kind::ALL {
+            assert_eq!(k.is_request(), k.reply_kind().is_some(), "{k}");
+            assert_eq!(k.is_reply(), Kind::ALL.iter().any(|r| r.reply_kind() == Some(k)), "{k}");
+        }
         assert!(Kind::Hello.reply_kind().is_none());
+        assert!(Kind::Inspect.reply_kind().is_none(), "inspect is one-way");
+    }
+
+    #[test]
+    fn inspection_kinds_are_the_five_new_ones_and_none_is_relay_only() {
+        let inspection: Vec<&str> =
+            Kind::ALL.iter().filter(|k| k.is_inspection()).map(|k| k.as_str()).collect();
+        assert_eq!(inspection, ["inspect", "storage", "storageCb", "eval", "evalCb"]);
+        assert!(Kind::ALL.iter().all(|k| !(k.is_inspection() && k.is_relay_only())));
     }
 }

@@ -12,8 +12,10 @@
 //! - [`envelope`]: the frame around every message, parsed without copying `msg`.
 //! - [`kind`]: the message kinds ([`Kind`]) and member roles ([`Role`]).
 //! - [`msg`]: the typed bodies: [`msg::Welcome`], [`msg::Hello`], [`msg::Devices`],
-//!   [`msg::Post`], [`msg::PostCb`], [`msg::Call`], [`msg::CallCb`], [`msg::ErrorMsg`], and the
-//!   alarm stream's [`msg::Alarm`], [`msg::AlarmGap`], [`msg::AlarmSource`].
+//!   [`msg::Post`], [`msg::PostCb`], [`msg::Call`], [`msg::CallCb`], [`msg::ErrorMsg`]; for
+//!   inspecting the page [`msg::Inspection`] (`hello.inspect`), [`msg::Inspect`],
+//!   [`msg::Storage`], [`msg::StorageCb`], [`msg::Eval`], [`msg::EvalCb`]; and the alarm
+//!   stream's [`msg::Alarm`], [`msg::AlarmGap`], [`msg::AlarmSource`].
 //! - [`error`]: [`ErrorCode`], the codes an `error` frame carries, and the WebSocket close
 //!   codes the relay uses when it ends a connection.
 //! - [`limits`]: sizes and timings both ends agree on.

@@ -25,6 +25,12 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_APP_INFO: usize = 16 * 1024;
 /// Longest request id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
+/// Default `--inspect-rate`: bytes of `inspect` frames per second one device may send
+/// (sustained; told to each device in `welcome.inspectRate`, the SDK is to pace itself below
+/// it). Over it, frames are dropped.
+pub const DEFAULT_INSPECT_RATE: u32 = 512 * 1024;
+/// Longest `eval.code`, in bytes.
+pub const MAX_EVAL_CODE: usize = 64 * 1024;
 
 /// Whether a room name is acceptable: 1..=128 bytes, no control characters, no `/`.
 pub fn valid_room(room: &str) -> bool {

@@ -2,12 +2,20 @@
 //!
 //! Field names are camelCase on the wire. Bodies that carry app data the relay does not
 //! interpret (`result`, `appInfo`, `params`, …) are `serde_json::Value` here; the relay
-//! itself reads them as raw JSON and forwards them untouched.
+//! itself reads them as raw JSON and forwards them untouched. An `inspect` batch's events
+//! are raw JSON (`serde_json::value::RawValue`): their shape (docs/protocol.md, "Inspecting the page") is a
+//! contract between the device SDK and the PC SDK that the relay does not look into.
 
 use crate::error::ErrorCode;
 use crate::kind::Role;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+mod inspect;
+pub use inspect::{
+    Captures, Eval, EvalCb, Inspect, InspectDropped, InspectError, InspectMode, Inspection, Storage,
+    StorageCb,
+};
 
 /// `welcome`, relay → joiner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,13 +40,18 @@ pub struct Welcome {
     /// The largest frame the relay accepts.
     #[serde(default)]
     pub max_frame: u64,
+    /// To a device only: bytes of `inspect` batches per second it may send (`--inspect-rate`);
+    /// the SDK paces itself below it. Absent from relays before inspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect_rate: Option<u64>,
     /// To a PC only: the room's device key, for the QR link (`/d/{room}?secret=<deviceKey>`).
     /// It joins as a device and nothing more; the PC secret never leaves the PC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_key: Option<String>,
 }
 
-/// `hello`, member → relay. Both fields are optional and replace what was said before.
+/// `hello`, member → relay. Every field is optional; one given replaces what was said
+/// before, one absent keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hello {
@@ -48,6 +61,10 @@ pub struct Hello {
     /// Whatever the app tells about itself (version, platform, user agent, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_info: Option<Value>,
+    /// Inspecting the page: from a PC, whether it watches (`"live"`, `"keep"`, `"off"`);
+    /// from a device, what its page captures (or `"off"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect: Option<Inspection>,
 }
 
 /// One entry of `devices`.
@@ -67,6 +84,9 @@ pub struct MemberInfo {
     /// The connection dropped or stopped answering pings; the member keeps its place until its
     /// grace window ends.
     pub away: bool,
+    /// From `hello.inspect`; `null` until said (and after `"off"`). Absent from older relays.
+    #[serde(default)]
+    pub inspect: Option<Inspection>,
 }
 
 /// `devices`, relay → every member.
@@ -205,12 +225,14 @@ mod tests {
             heartbeat_ms: 2000,
             grace_ms: 30000,
             max_frame: 1 << 20,
+            inspect_rate: Some(524_288),
             device_key: None,
         };
         let v = serde_json::to_value(&w).unwrap();
         assert_eq!(v["heartbeatMs"], 2000);
         assert!(v.get("deviceKey").is_none(), "a device is never told the key");
         assert_eq!(v["role"], "device");
+        assert_eq!(v["inspectRate"], 524_288);
         assert_eq!(serde_json::from_value::<Welcome>(v).unwrap(), w);
     }
 
@@ -240,6 +262,17 @@ mod tests {
         assert_eq!(call.params, vec![json!("qqorweixin")]);
         let post: Post = serde_json::from_value(json!({"url": "https://x/?q=1"})).unwrap();
         assert!(post.method.is_none());
+    }
+
+    #[test]
+    fn a_members_inspect_is_null_until_said_and_absent_from_older_relays_reads_as_null() {
+        let older =
+            json!({"id": "p-1", "role": "pc", "name": null, "appInfo": null, "since": 1, "away": false});
+        let m: MemberInfo = serde_json::from_value(older).unwrap();
+        assert_eq!(m.inspect, None);
+        assert_eq!(serde_json::to_value(&m).unwrap()["inspect"], Value::Null, "always said");
+        let m = MemberInfo { inspect: Some(Inspection::Mode(InspectMode::Live)), ..m };
+        assert_eq!(serde_json::to_value(&m).unwrap()["inspect"], "live");
     }
 
     #[test]

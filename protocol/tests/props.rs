@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tether_protocol::Kind;
 use tether_protocol::envelope::Envelope;
-use tether_protocol::msg::{Call, CallCb, Hello, Post, PostCb};
+use tether_protocol::msg::{Call, CallCb, Eval, EvalCb, Hello, Inspect, Post, PostCb, Storage, StorageCb};
 
 /// Any JSON value, a few levels deep.
 fn any_json() -> impl Strategy<Value = Value> {
@@ -35,6 +35,11 @@ fn read(text: &str) {
         Some(Kind::PostCb) => drop(serde_json::from_str::<PostCb>(raw.get())),
         Some(Kind::Call) => drop(serde_json::from_str::<Call>(raw.get())),
         Some(Kind::CallCb) => drop(serde_json::from_str::<CallCb>(raw.get())),
+        Some(Kind::Inspect) => drop(serde_json::from_str::<Inspect>(raw.get())),
+        Some(Kind::Storage) => drop(serde_json::from_str::<Storage>(raw.get())),
+        Some(Kind::StorageCb) => drop(serde_json::from_str::<StorageCb>(raw.get())),
+        Some(Kind::Eval) => drop(serde_json::from_str::<Eval>(raw.get())),
+        Some(Kind::EvalCb) => drop(serde_json::from_str::<EvalCb>(raw.get())),
         _ => {}
     }
 }

@@ -1,4 +1,7 @@
 //! The relay's configuration: every flag also reads `TETHER_<FLAG>`.
+//!
+//! Over 500 lines: one struct holding every flag with its documentation (what `--help` and the
+//! README say), its `defaults()` twin, and the tests that keep the two equal.
 
 use clap::Parser;
 use std::net::SocketAddr;
@@ -68,6 +71,15 @@ pub struct Config {
     #[arg(long, env = "TETHER_RATE_BURST", default_value_t = 400,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_burst: u32,
+
+    /// Bytes of `inspect` frames one device may send per second (sustained; one second's worth
+    /// at once). Over it the frames are dropped (`tether_drops_total{reason="inspect_rate"}`)
+    /// and the device is told `rate_limited`, at most once a second. A device is told it in
+    /// `welcome.inspectRate`, so its SDK paces itself below it. On top of `--rate-limit`, which
+    /// counts every frame.
+    #[arg(long, env = "TETHER_INSPECT_RATE", default_value_t = limits::DEFAULT_INSPECT_RATE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub inspect_rate: u32,
 
     /// Frames queued toward one connection before it counts as a slow consumer and is closed.
     #[arg(long, env = "TETHER_QUEUE_FRAMES", default_value_t = 512,
@@ -289,6 +301,7 @@ impl Config {
             grace_ms: limits::DEFAULT_GRACE_MS,
             rate_limit: 200,
             rate_burst: 400,
+            inspect_rate: limits::DEFAULT_INSPECT_RATE,
             queue_frames: 512,
             queue_bytes: 8 * 1024 * 1024,
             resume_buffer: 256,
@@ -488,6 +501,9 @@ mod tests {
         assert_eq!(c.heartbeat(), Duration::from_millis(500));
         assert_eq!(c.max_frame, 4096);
         assert!(Config::try_parse_from(["tether-relay", "--heartbeat-ms", "0"]).is_err());
+        let c = Config::try_parse_from(["tether-relay", "--inspect-rate", "65536"]).unwrap();
+        assert_eq!((c.inspect_rate, Config::defaults().inspect_rate), (65_536, 524_288));
+        assert!(Config::try_parse_from(["tether-relay", "--inspect-rate", "0"]).is_err());
         let c = Config::try_parse_from(["tether-relay", "--alarm-token", "t0k", "--alarms-public"]).unwrap();
         assert_eq!((c.alarm_token.as_deref(), c.alarms_public), (Some("t0k"), true));
     }

@@ -22,15 +22,33 @@ pub enum Dropped {
     /// The relay (`--max-buffered-bytes`) or the room (`--max-room-buffered-bytes`) already
     /// held all it may for its members.
     OverBudget,
+    /// An `inspect` frame with no live watching PC to go to (counted once per frame).
+    InspectNobody,
+    /// An `inspect` frame not queued toward a watching PC whose queue was over half full (or
+    /// whose connection was closing): one per PC.
+    InspectQueue,
+    /// An `inspect` frame not queued toward a watching PC: the relay held all it may
+    /// (`--max-buffered-bytes`). One per PC.
+    InspectBudget,
+    /// An `inspect` frame over its device's `--inspect-rate`.
+    InspectRate,
+    /// Cluster mode: an `inspect` frame not sent toward a watching PC on another relay (the
+    /// bus is down, or its queue over half full). One per PC.
+    InspectBus,
 }
 
 impl Dropped {
-    const ALL: [Dropped; 5] = [
+    const ALL: [Dropped; 10] = [
         Dropped::SlowConsumer,
         Dropped::BufferFull,
         Dropped::RateLimited,
         Dropped::NoTarget,
         Dropped::OverBudget,
+        Dropped::InspectNobody,
+        Dropped::InspectQueue,
+        Dropped::InspectBudget,
+        Dropped::InspectRate,
+        Dropped::InspectBus,
     ];
     fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +57,11 @@ impl Dropped {
             Dropped::RateLimited => "rate_limited",
             Dropped::NoTarget => "no_target",
             Dropped::OverBudget => "over_budget",
+            Dropped::InspectNobody => "inspect_nobody",
+            Dropped::InspectQueue => "inspect_queue",
+            Dropped::InspectBudget => "inspect_budget",
+            Dropped::InspectRate => "inspect_rate",
+            Dropped::InspectBus => "inspect_bus",
         }
     }
 }
@@ -87,6 +110,11 @@ pub struct Metrics {
     pub frames_in_unknown: AtomicU64,
     /// Frames queued toward members.
     pub frames_out: AtomicU64,
+    /// `inspect` frames queued toward watching PCs (one per PC; on the bus for a PC on
+    /// another relay).
+    pub inspect_frames: AtomicU64,
+    /// Their bytes.
+    pub inspect_bytes: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
     drops: [AtomicU64; Dropped::ALL.len()],
     /// CS sessions open (gauge).
@@ -263,6 +291,16 @@ impl Metrics {
         );
         counter("tether_frames_out_total", "Frames queued toward members.", self.frames_out.load(Relaxed));
         counter(
+            "tether_inspect_frames_total",
+            "inspect frames queued toward watching PCs (one per PC, those on other relays included).",
+            self.inspect_frames.load(Relaxed),
+        );
+        counter(
+            "tether_inspect_bytes_total",
+            "Bytes of the inspect frames counted in tether_inspect_frames_total.",
+            self.inspect_bytes.load(Relaxed),
+        );
+        counter(
             "tether_refused_origin_total",
             "Requests refused for their Origin (--allow-origin).",
             self.refused_origin.load(Relaxed),
@@ -373,7 +411,10 @@ impl Metrics {
             let _ =
                 writeln!(out, "tether_errors_total{{code=\"{c}\"}} {}", self.errors[c.index()].load(Relaxed));
         }
-        let _ = writeln!(out, "# HELP tether_drops_total Frames not delivered, by reason.");
+        let _ = writeln!(
+            out,
+            "# HELP tether_drops_total Frames not delivered, by reason (inspect_*: inspect frames, dropped by design rather than slowing anyone down)."
+        );
         let _ = writeln!(out, "# TYPE tether_drops_total counter");
         for (i, d) in Dropped::ALL.iter().enumerate() {
             let _ = writeln!(

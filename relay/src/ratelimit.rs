@@ -1,4 +1,6 @@
-//! A per-connection token bucket, with time passed in so it is tested without sleeping.
+//! Per-connection token buckets, with time passed in so they are tested without sleeping:
+//! [`TokenBucket`] counts frames (every frame), [`ByteBucket`] bytes (a device's `inspect`
+//! frames, `--inspect-rate`).
 
 use std::time::{Duration, Instant};
 
@@ -59,9 +61,101 @@ impl TokenBucket {
     }
 }
 
+/// What to do with one `inspect` frame, by its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteVerdict {
+    /// Deliver it.
+    Pass,
+    /// Drop it; `tell`: say `rate_limited` to the sender (at most once per [`TELL_EVERY`]).
+    Drop {
+        /// Whether to tell the sender this time.
+        tell: bool,
+    },
+}
+
+/// The least time between two `rate_limited` said to a device over its byte rate: it is told
+/// that frames are being dropped, not once per frame.
+pub const TELL_EVERY: Duration = Duration::from_secs(1);
+
+/// `rate` bytes per second sustained, holding at most one second's worth. A frame passes
+/// while the bucket is not in debt, and its bytes are then taken, into debt if it is larger
+/// than what is left: so a frame larger than a second's worth still goes, once, and the
+/// sender waits for the debt to clear. Over any span `t`, a sender gets at most
+/// `rate × (1 + t)` bytes plus one frame through. A frame that does not pass costs nothing.
+#[derive(Debug)]
+pub struct ByteBucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    told: Option<Instant>,
+}
+
+impl ByteBucket {
+    /// A full bucket of `rate` bytes per second (at least 1).
+    pub fn new(rate: u32, now: Instant) -> Self {
+        let rate = f64::from(rate.max(1));
+        ByteBucket { rate, tokens: rate, last: now, told: None }
+    }
+
+    /// Takes `bytes` for a frame arriving at `now`.
+    pub fn take(&mut self, bytes: usize, now: Instant) -> ByteVerdict {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens > 0.0 {
+            self.tokens -= bytes as f64;
+            return ByteVerdict::Pass;
+        }
+        let tell = self.told.is_none_or(|t| now.saturating_duration_since(t) >= TELL_EVERY);
+        if tell {
+            self.told = Some(now);
+        }
+        ByteVerdict::Drop { tell }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_over_the_rate_are_dropped_the_sender_told_once_a_second_and_the_rate_holds_over_time() {
+        let t0 = Instant::now();
+        let mut b = ByteBucket::new(1000, t0);
+        // A second's worth passes at once; the frame that overdraws it too (once).
+        assert_eq!(b.take(600, t0), ByteVerdict::Pass);
+        assert_eq!(b.take(600, t0), ByteVerdict::Pass, "400 were left: it goes, into debt");
+        assert_eq!(b.take(1, t0), ByteVerdict::Drop { tell: true });
+        assert_eq!(
+            b.take(1, t0 + Duration::from_millis(100)),
+            ByteVerdict::Drop { tell: false },
+            "debt of 200"
+        );
+        let t1 = t0 + Duration::from_millis(999);
+        assert_eq!(b.take(2000, t1), ByteVerdict::Pass, "the debt cleared at 200 ms");
+        // Told again only a second after the last time.
+        assert_eq!(b.take(1, t1), ByteVerdict::Drop { tell: false });
+        assert_eq!(b.take(1, t0 + Duration::from_millis(1000)), ByteVerdict::Drop { tell: true });
+        // Over 60 simulated seconds of a sender trying 10 KB every 10 ms (1 MB/s), what passes
+        // is the rate, plus the first second's worth and one frame.
+        let mut b = ByteBucket::new(100_000, t0);
+        let mut passed = 0;
+        let mut told = 0;
+        for i in 0..6000u64 {
+            match b.take(10_000, t0 + Duration::from_millis(10 * i)) {
+                ByteVerdict::Pass => passed += 10_000,
+                ByteVerdict::Drop { tell } => told += u32::from(tell),
+            }
+        }
+        assert!(passed <= 100_000 * 60 + 100_000 + 10_000, "{passed}");
+        assert!(passed >= 100_000 * 59, "{passed}");
+        assert!((58..=60).contains(&told), "about once a second: {told}");
+        // A sender within the rate never loses a frame.
+        let mut b = ByteBucket::new(100_000, t0);
+        for i in 0..6000u64 {
+            assert_eq!(b.take(900, t0 + Duration::from_millis(10 * i)), ByteVerdict::Pass, "frame {i}");
+        }
+    }
 
     #[test]
     fn a_burst_passes_then_the_rate_holds() {

@@ -20,8 +20,28 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The start of `s`, at most `max` bytes, cut on a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cut_keeps_whole_characters() {
+        assert_eq!(super::cut("abc", 5), "abc");
+        assert_eq!(super::cut("abc", 2), "ab");
+        assert_eq!(super::cut("aé", 2), "a", "é is two bytes");
+        assert_eq!(super::cut("", 0), "");
+    }
+
     #[test]
     fn hex_is_lowercase_two_digits_a_byte() {
         assert_eq!(super::hex(&[0, 0x0f, 0xa0, 0xff]), "000fa0ff");

@@ -1,10 +1,14 @@
 //! One task per room WebSocket: it `select!`s over reading the socket, writing its bounded
 //! outbound queue, the heartbeat, the dead-peer deadline, a kick, and shutdown.
+//!
+//! Over 500 lines: the task's loop and its dispatch of every frame kind (who may send it, what
+//! of its body is checked, which rate it counts against) read best together; the rooms decide
+//! the rest.
 
 use crate::cluster::Cluster;
 use crate::history::Store;
 use crate::metrics::Metrics;
-use crate::ratelimit::{TokenBucket, Verdict};
+use crate::ratelimit::{ByteBucket, ByteVerdict, TokenBucket, Verdict};
 use crate::room::{Holding, Hub, Inbox, JoinRequest, Joined, Leave, Now, Outbox, Refusal};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tether_protocol::envelope::error_frame;
-use tether_protocol::msg::{Call, Hello, Post};
+use tether_protocol::msg::{Call, Eval, Hello, Post, Storage};
 use tether_protocol::{Envelope, ErrorCode, Kind, Role, limits};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -246,6 +250,8 @@ impl Connection {
         let deadline = sleep_until(Instant::now() + silence);
         tokio::pin!(deadline);
         let mut bucket = TokenBucket::new(limits.rate, limits.burst, std::time::Instant::now());
+        // A device's `inspect` bytes (`--inspect-rate`), on top of the frame rate.
+        let mut inspect_bytes = ByteBucket::new(limits.inspect_rate, std::time::Instant::now());
         let kick = self.outbox.kick.clone();
         // Whether the client has sent anything on this connection yet (see `Hub::confirm`).
         let mut heard = false;
@@ -313,7 +319,7 @@ impl Connection {
                         Message::Text(text) => {
                             let at = std::time::Instant::now();
                             match bucket.take(at) {
-                            Verdict::Allow => self.on_text(text.as_str(), at).await,
+                            Verdict::Allow => self.on_text(text.as_str(), at, &mut inspect_bytes).await,
                             Verdict::Limit => {
                                 self.cx.metrics.dropped(crate::metrics::Dropped::RateLimited);
                                 self.refuse(None, ErrorCode::RateLimited, "too many frames; slow down");
@@ -342,11 +348,14 @@ impl Connection {
             End::Kicked(_) => Leave::Kicked,
         };
         // At shutdown, what was queued but not written waits in the member's resume buffer,
-        // which the restart snapshot carries to the next process.
+        // which the restart snapshot carries to the next process; `inspect` batches excepted
+        // (they are never buffered).
         let mut unsent = std::collections::VecDeque::new();
         if matches!(end, End::Shutdown) {
             while let Some(f) = inbox.try_recv() {
-                unsent.push_back(f);
+                if !crate::room::inspect::is_inspect_frame(&f) {
+                    unsent.push_back(f);
+                }
             }
         }
         // A lost member keeps its address's slot while away: an address cannot hold more
@@ -380,8 +389,9 @@ impl Connection {
         room.deliver(&self.joined.member, frame.into(), Now::read());
     }
 
-    /// A text frame that arrived at `at`.
-    async fn on_text(&self, text: &str, at: std::time::Instant) {
+    /// A text frame that arrived at `at`; `inspect_bytes` meters the connection's `inspect`
+    /// frames.
+    async fn on_text(&self, text: &str, at: std::time::Instant, inspect_bytes: &mut ByteBucket) {
         let max = self.cx.hub.limits().max_frame;
         if text.len() > max {
             let msg = format!("frame of {} bytes is over the {max}-byte limit", text.len());
@@ -414,8 +424,9 @@ impl Connection {
                 self.refuse(id, ErrorCode::BadFrame, &format!("only the relay sends {kind}"));
             }
             Kind::Hello => {
+                // Room for the name, the appInfo, a device's `inspect` flags and the JSON around.
                 if let Some(m) =
-                    env.msg.filter(|m| m.get().len() > limits::MAX_APP_INFO + limits::MAX_NAME_LEN + 64)
+                    env.msg.filter(|m| m.get().len() > limits::MAX_APP_INFO + limits::MAX_NAME_LEN + 256)
                 {
                     let msg = format!(
                         "hello of {} bytes: appInfo may be at most {} bytes, as it is sent to every member",
@@ -431,26 +442,48 @@ impl Connection {
                         return self.refuse(id, ErrorCode::BadFrame, &format!("bad hello: {e}"));
                     }
                 };
-                self.cx.hub.hello(&self.joined, hello, now());
+                if let Err(r) = self.cx.hub.hello(&self.joined, hello, now()) {
+                    self.refuse(id, r.code, &r.message);
+                }
             }
-            Kind::Post | Kind::Call => {
+            Kind::Inspect => {
+                if role != Role::Device {
+                    return self.refuse(id, ErrorCode::BadFrame, "only a device sends inspect");
+                }
+                if let ByteVerdict::Drop { tell } = inspect_bytes.take(text.len(), at) {
+                    self.cx.metrics.dropped(crate::metrics::Dropped::InspectRate);
+                    if tell {
+                        let rate = self.cx.hub.limits().inspect_rate;
+                        let msg = format!(
+                            "inspect frames over {rate} bytes/s (--inspect-rate) are dropped; slow down"
+                        );
+                        self.refuse(None, ErrorCode::RateLimited, &msg);
+                    }
+                    return;
+                }
+                let Some(msg) = env.msg.filter(|m| inspect_shape(m.get())) else {
+                    return self.refuse(id, ErrorCode::BadFrame, "inspect needs msg.events, an array");
+                };
+                if let Err(r) = self.cx.hub.inspect(&self.joined, msg, env.to.as_deref()) {
+                    self.refuse(id, r.code, &r.message);
+                }
+            }
+            Kind::Post | Kind::Call | Kind::Storage | Kind::Eval => {
                 if role != Role::Pc {
                     return self.refuse(id, ErrorCode::BadFrame, &format!("only a pc sends {kind}"));
                 }
                 let Some(msg) = env.msg else {
-                    let need = if kind == Kind::Post { "msg.url" } else { "msg.method" };
+                    let need = match kind {
+                        Kind::Post => "msg.url",
+                        Kind::Call => "msg.method",
+                        Kind::Storage => "msg.op",
+                        _ => "msg.code",
+                    };
                     return self.refuse(id, ErrorCode::BadFrame, &format!("{kind} needs {need}"));
                 };
-                let parsed = if kind == Kind::Post {
-                    serde_json::from_str::<Post>(msg.get()).map(|p| (p.url, p.timeout_ms))
-                } else {
-                    serde_json::from_str::<Call>(msg.get()).map(|c| (c.method, c.timeout_ms))
-                };
-                let (target, timeout_ms) = match parsed {
+                let (target, timeout_ms) = match request_target(kind, msg.get()) {
                     Ok(t) => t,
-                    Err(e) => {
-                        return self.refuse(id, ErrorCode::BadFrame, &format!("bad {kind}: {e}"));
-                    }
+                    Err(e) => return self.refuse(id, ErrorCode::BadFrame, &format!("bad {kind}: {e}")),
                 };
                 let timeout = Duration::from_millis(
                     timeout_ms
@@ -464,7 +497,7 @@ impl Connection {
                     self.refuse(Some(&id), r.code, &r.message);
                 }
             }
-            Kind::PostCb | Kind::CallCb => {
+            Kind::PostCb | Kind::CallCb | Kind::StorageCb | Kind::EvalCb => {
                 if role != Role::Device {
                     return self.refuse(id, ErrorCode::BadFrame, &format!("only a device sends {kind}"));
                 }
@@ -476,4 +509,40 @@ impl Connection {
             }
         }
     }
+}
+
+/// A request's target (what history shows: the url, the method, the storage op, the start of
+/// the code) and its `timeoutMs`, from its body; `Err` says what is wrong with it.
+fn request_target(kind: Kind, msg: &str) -> Result<(String, Option<u64>), String> {
+    let parsed = match kind {
+        Kind::Post => serde_json::from_str::<Post>(msg).map(|p| (p.url, p.timeout_ms)),
+        Kind::Call => serde_json::from_str::<Call>(msg).map(|c| (c.method, c.timeout_ms)),
+        Kind::Storage => serde_json::from_str::<Storage>(msg).map(|s| (s.op, s.timeout_ms)),
+        _ => {
+            let e = serde_json::from_str::<Eval>(msg).map_err(|e| e.to_string())?;
+            if e.code.len() > limits::MAX_EVAL_CODE {
+                return Err(format!(
+                    "code of {} bytes is over the {}-byte limit",
+                    e.code.len(),
+                    limits::MAX_EVAL_CODE
+                ));
+            }
+            return Ok((crate::util::cut(&e.code, EVAL_TARGET_LEN).to_owned(), e.timeout_ms));
+        }
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
+/// How much of an `eval`'s code names it in history (the whole code is the request body).
+const EVAL_TARGET_LEN: usize = 200;
+
+/// Whether an `inspect` body is an object with an `events` array (all the relay checks of
+/// it; the events themselves are for the PC). Reads it without keeping anything.
+fn inspect_shape(msg: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        #[allow(dead_code)]
+        events: Vec<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Shape>(msg).is_ok()
 }

@@ -54,10 +54,16 @@ impl Bus {
     }
 
     fn push(&self, out: Out) -> bool {
+        self.push_within(out, QUEUE_BYTES)
+    }
+
+    /// Queues `out`; a frame for another node only while the bus is up and the queue's bytes
+    /// stay within `cap`.
+    fn push_within(&self, out: Out, cap: usize) -> bool {
         let size = out.size();
         if let Out::Publish { channel, .. } = &out {
             if channel.starts_with("tether:node:")
-                && (!self.is_up() || self.queued_bytes.load(Relaxed) + size > QUEUE_BYTES)
+                && (!self.is_up() || self.queued_bytes.load(Relaxed) + size > cap)
             {
                 // A frame for another node that cannot go now: say so, do not queue it.
                 self.dropped.fetch_add(1, Relaxed);
@@ -75,8 +81,16 @@ impl Bus {
 
     /// Sends `frame` to member `to` of `room`, held by `node`.
     pub fn send_frame(&self, node: &str, room: &str, to: &str, frame: &str) -> bool {
-        let msg = NodeMsg::Frame { room: room.into(), to: to.into(), frame: frame.into() };
+        let msg = NodeMsg::Frame { room: room.into(), to: to.into(), frame: frame.into(), droppable: false };
         self.publish_to(node, &msg)
+    }
+
+    /// Sends an `inspect` batch to member `to` of `room`, held by `node`: only while the bus
+    /// is up and its queue holds less than half of [`QUEUE_BYTES`]; `false`: dropped.
+    pub fn send_droppable(&self, node: &str, room: &str, to: &str, frame: &str) -> bool {
+        let msg = NodeMsg::Frame { room: room.into(), to: to.into(), frame: frame.into(), droppable: true };
+        let payload = serde_json::to_string(&msg).unwrap_or_default();
+        self.push_within(Out::Publish { channel: node_channel(node), payload }, QUEUE_BYTES / 2)
     }
 
     /// Sends a request to the node that holds its device.
@@ -152,6 +166,10 @@ impl Peers for Bus {
 
     fn send_frame(&self, node: &str, room: &str, to: &str, frame: &str) -> bool {
         Bus::send_frame(self, node, room, to, frame)
+    }
+
+    fn send_droppable(&self, node: &str, room: &str, to: &str, frame: &str) -> bool {
+        Bus::send_droppable(self, node, room, to, frame)
     }
 
     fn send_request(&self, node: &str, req: RemoteRequest) -> bool {

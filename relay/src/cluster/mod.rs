@@ -50,7 +50,8 @@ use tasks::{Subscriber, liveness, subscribe};
 
 /// Publishes waiting to go out, at most; and their bytes, at most (frames are up to
 /// `--max-frame` each). Past either, a frame for another node is refused to its sender with
-/// `cluster_unavailable`.
+/// `cluster_unavailable`; an `inspect` batch is dropped past half of the bytes, so that it never
+/// takes the room other frames need.
 const QUEUE: usize = 65_536;
 const QUEUE_BYTES: usize = 64 << 20;
 const PRESENCE: &str = "tether:presence";
@@ -118,6 +119,10 @@ pub enum NodeMsg {
         to: String,
         /// The frame's text.
         frame: String,
+        /// An `inspect` batch: dropped rather than queued past half the member's queue, never
+        /// buffered (absent from older relays: a frame that must be delivered).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        droppable: bool,
     },
     /// A PC's request for a device held by the receiving node.
     Request(Box<RemoteRequest>),
@@ -331,6 +336,18 @@ mod tests {
 
     fn roundtrip(msg: &NodeMsg) -> NodeMsg {
         serde_json::from_str(&serde_json::to_string(msg).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_frame_says_whether_it_may_be_dropped_and_an_older_relays_frame_may_not() {
+        let old = r#"{"op":"frame","room":"r","to":"p-1","frame":"{}"}"#;
+        let Ok(NodeMsg::Frame { droppable, .. }) = serde_json::from_str(old) else { panic!("a frame") };
+        assert!(!droppable);
+        let msg = NodeMsg::Frame { room: "r".into(), to: "p-1".into(), frame: "{}".into(), droppable: false };
+        assert_eq!(serde_json::to_string(&msg).unwrap(), old, "unchanged for older relays");
+        let msg = NodeMsg::Frame { room: "r".into(), to: "p-1".into(), frame: "{}".into(), droppable: true };
+        let NodeMsg::Frame { droppable, .. } = roundtrip(&msg) else { panic!("a frame") };
+        assert!(droppable);
     }
 
     #[test]

@@ -148,7 +148,9 @@ impl Subscriber {
             return;
         }
         match serde_json::from_str::<NodeMsg>(&payload) {
-            Ok(NodeMsg::Frame { room, to, frame }) => self.hub.bus_frame(&room, &to, frame, Now::read()),
+            Ok(NodeMsg::Frame { room, to, frame, droppable }) => {
+                self.hub.bus_frame(&room, &to, frame, droppable, Now::read())
+            }
             Ok(NodeMsg::Request(req)) => self.hub.bus_request(*req, Now::read()),
             Ok(NodeMsg::CsAnswer(answer)) => self.bus.cs_answered(*answer),
             Ok(NodeMsg::Cs(req)) => {

@@ -70,7 +70,7 @@ impl Stored {
     /// `max_record` bytes (0: never cut).
     pub(crate) fn of(rec: Record, max_record: usize) -> Stored {
         let ReplyParts { result, cookie, app_info, error } = ReplyParts::of(&rec.reply);
-        let target_name = if rec.kind == Kind::Call { "method" } else { "url" };
+        let target_name = if rec.kind == Kind::Post { "url" } else { "method" };
         let mut s = Stored {
             room: rec.room,
             tag: rec.tag,
@@ -256,6 +256,18 @@ mod tests {
         for v in [&s.request, &s.result] {
             let v: Value = serde_json::from_str(v).unwrap();
             assert!(v.as_str().unwrap().len() > 2000);
+        }
+    }
+
+    #[test]
+    fn a_cut_target_is_named_as_the_history_api_shows_it() {
+        let long = "k".repeat(5000);
+        for (kind, name) in
+            [(Kind::Post, "url"), (Kind::Call, "method"), (Kind::Storage, "method"), (Kind::Eval, "method")]
+        {
+            let s = Stored::of(Record { kind, target: long.clone(), ..record("{}", "{}") }, 1024);
+            let marker: Value = serde_json::from_str(s.cut.as_deref().unwrap()).unwrap();
+            assert_eq!(marker, json!({name: 5000}), "{kind}");
         }
     }
 

@@ -155,7 +155,8 @@ pub struct Record {
 pub struct Item {
     /// Row id; pass it as `before` to get older rows.
     pub id: i64,
-    /// `post` or `call`.
+    /// `post`, `call`, `storage` or `eval` (the last two only while a PC of the room kept
+    /// inspection).
     #[serde(rename = "type")]
     pub kind: String,
     /// Request id.
@@ -169,7 +170,7 @@ pub struct Item {
     /// For a post: the URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// For a call: the JS-API method.
+    /// For a call: the JS-API method; for a storage, its op; for an eval, the start of its code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// The request body as sent.

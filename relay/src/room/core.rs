@@ -14,7 +14,7 @@ use crate::metrics::{Dropped as DropReason, Metrics};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use tether_protocol::msg::{Devices, Hello};
+use tether_protocol::msg::{Devices, Hello, InspectMode, Inspection};
 use tether_protocol::{ErrorCode, Kind, OutEnvelope, limits};
 
 /// One room.
@@ -332,12 +332,20 @@ impl Room {
         }
     }
 
-    /// A member said `hello`: its name and app info change, and everyone hears of it.
-    pub fn hello(&mut self, member: &str, hello: Hello, now: Now) {
+    /// A member said `hello`: what it gave (name, app info, inspect) replaces what it said
+    /// before, and everyone hears of it. An `inspect` its role may not say refuses the whole
+    /// `hello` (`bad_frame`), changing nothing.
+    pub fn hello(&mut self, member: &str, hello: Hello, now: Now) -> Result<(), Refusal> {
         let Some(i) = self.index_of(member) else {
-            return;
+            return Ok(());
         };
         let m = &mut self.members[i];
+        if let Some(inspect) = hello.inspect {
+            inspect
+                .check(m.role)
+                .map_err(|e| Refusal::new(ErrorCode::BadFrame, format!("bad hello: {e}")))?;
+            m.inspect = (inspect != Inspection::Mode(InspectMode::Off)).then_some(inspect);
+        }
         if let Some(name) = hello.name {
             m.name = Some(truncate(&name, limits::MAX_NAME_LEN));
         }
@@ -346,6 +354,7 @@ impl Room {
         }
         self.announce(member);
         self.broadcast_devices(now);
+        Ok(())
     }
 
     /// Upkeep at `now`: away members whose grace window has ended are removed (requests they

@@ -223,12 +223,18 @@ impl Hub {
     }
 
     /// A member said `hello` (see [`Room::hello`]).
-    pub fn hello(&self, j: &Joined, hello: Hello, now: Now) {
-        lock(&j.room).hello(&j.member, hello, now);
+    pub fn hello(&self, j: &Joined, hello: Hello, now: Now) -> Result<(), Refusal> {
+        lock(&j.room).hello(&j.member, hello, now)
     }
 
-    /// A PC's `post` or `call`: forwarded to `to`, or to every device. Returns the request id
-    /// used and what went wrong per device (the PC hears of each as an `error`).
+    /// A device's `inspect` batch (see [`Room::inspect`]).
+    pub fn inspect(&self, j: &Joined, msg: &RawValue, to: Option<&str>) -> Result<super::Spread, Refusal> {
+        lock(&j.room).inspect(&j.member, msg, to)
+    }
+
+    /// A PC's `post`, `call`, `storage` or `eval`: forwarded to `to`, or to every device.
+    /// Returns the request id used and what went wrong per device (the PC hears of each as an
+    /// `error`).
     #[allow(clippy::too_many_arguments)]
     pub fn request(
         &self,
@@ -249,9 +255,11 @@ impl Hub {
         (id, refusals)
     }
 
-    /// A device's `postCb` or `callCb`: queued for history in `store` and forwarded to the PC
-    /// that asked (and only to it) once its pair is committed. Returns when it is queued; what
-    /// goes wrong after that (the PC left, say) reaches the device as an `error` then.
+    /// A device's reply (`postCb`, `callCb`, `storageCb`, `evalCb`): queued for history in
+    /// `store` and forwarded to the PC that asked (and only to it) once its pair is committed.
+    /// Returns when it is queued; what goes wrong after that (the PC left, say) reaches the
+    /// device as an `error` then. A `storageCb`/`evalCb` while no PC of the room keeps
+    /// inspection ([`Room::keeps_inspection`]) is not stored: it is forwarded at once.
     pub async fn reply(
         &self,
         store: &Store,
@@ -267,16 +275,26 @@ impl Hub {
                 format!("{kind} needs the id of the request it answers"),
             ));
         };
-        let (pending, record) = lock(&j.room).take_reply(&j.member, kind, id, msg, now)?;
-        let frame: Frame = OutEnvelope {
-            kind,
-            id: Some(&pending.pc_id),
-            to: Some(&pending.pc),
-            from: Some(&j.member),
-            msg: Some(msg),
-        }
-        .to_text()
-        .into();
+        let (pending, record, frame) = {
+            let mut room = lock(&j.room);
+            let (pending, record) = room.take_reply(&j.member, kind, id, msg, now)?;
+            let frame: Frame = OutEnvelope {
+                kind,
+                id: Some(&pending.pc_id),
+                to: Some(&pending.pc),
+                from: Some(&j.member),
+                msg: Some(msg),
+            }
+            .to_text()
+            .into();
+            // A `storageCb`/`evalCb` is stored only while a PC of the room keeps inspection;
+            // otherwise it goes to its PC at once and is not written anywhere.
+            if kind.is_inspection() && !room.keeps_inspection() {
+                room.forward_reply(&pending.pc, frame, &j.member, id, now);
+                return Ok(());
+            }
+            (pending, record, frame)
+        };
         // The reply goes to the PC once its pair is committed, from the history writer; this
         // connection goes on reading meanwhile, so one device's replies share commits. It is
         // delivered as of `now`, the reply's arrival (only a PC found gone meanwhile notices:
@@ -358,10 +376,21 @@ impl Hub {
         lock(&r).set_remote(peers.node(), members, now);
     }
 
-    /// Cluster mode: a frame from another node for a member held here.
-    pub fn bus_frame(&self, room: &str, to: &str, frame: String, now: Now) {
-        let Some(r) = self.room(room) else { return };
-        lock(&r).bus_frame(to, frame.into(), now);
+    /// Cluster mode: a frame from another node for a member held here; `droppable`: an
+    /// `inspect` batch, dropped rather than queued past half its member's queue.
+    pub fn bus_frame(&self, room: &str, to: &str, frame: String, droppable: bool, now: Now) {
+        let Some(r) = self.room(room) else {
+            if droppable {
+                self.metrics.dropped(crate::metrics::Dropped::InspectNobody);
+            }
+            return;
+        };
+        let mut r = lock(&r);
+        if droppable {
+            r.deliver_droppable(to, frame.into());
+        } else {
+            r.bus_frame(to, frame.into(), now);
+        }
     }
 
     /// Cluster mode: a PC on another node asks a device held here.

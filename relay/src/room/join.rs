@@ -205,6 +205,7 @@ impl Room {
             heartbeat_ms: self.limits.heartbeat.as_millis() as u64,
             grace_ms: self.limits.grace.as_millis() as u64,
             max_frame: self.limits.max_frame as u64,
+            inspect_rate: (req.role == Role::Device).then_some(u64::from(self.limits.inspect_rate)),
             device_key,
         };
         let welcome: Frame = OutEnvelope::new(Kind::Welcome, welcome).to_text().into();

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 use tether_protocol::Role;
-use tether_protocol::msg::MemberInfo;
+use tether_protocol::msg::{InspectMode, Inspection, MemberInfo};
 
 /// How a member is reached.
 pub enum Link {
@@ -123,6 +123,9 @@ pub(super) struct Member {
     pub(super) role: Role,
     pub(super) name: Option<String>,
     pub(super) app_info: Option<serde_json::Value>,
+    /// From `hello.inspect`: a PC that watches (`live`, `keep`) is sent the room's `inspect`
+    /// batches; a device's says what its page captures.
+    pub(super) inspect: Option<Inspection>,
     /// When it first joined (ms since the epoch), shown in `devices`.
     pub(super) since: u64,
     /// When its current connection attached (ms since the epoch): in cluster mode, of two nodes
@@ -147,6 +150,7 @@ impl Member {
             role,
             name: None,
             app_info: None,
+            inspect: None,
             since: now.ms,
             attached: now.ms,
             link: Link::Live(outbox.clone()),
@@ -155,6 +159,11 @@ impl Member {
 
     pub(super) fn is_away(&self) -> bool {
         matches!(self.link, Link::Away { .. })
+    }
+
+    /// A PC's `hello.inspect` mode, when it watches (`live` or `keep`).
+    pub(super) fn watching(&self) -> Option<InspectMode> {
+        self.inspect.and_then(Inspection::watching).filter(|_| self.role == Role::Pc)
     }
 
     /// Bytes held in its resume buffer (0 when live).
@@ -174,18 +183,12 @@ impl Member {
             app_info: self.app_info.clone(),
             since: self.since,
             away: self.is_away(),
+            inspect: self.inspect,
         }
     }
 }
 
 /// `s` cut to at most `max` bytes, on a character boundary.
 pub(super) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+    crate::util::cut(s, max).to_owned()
 }

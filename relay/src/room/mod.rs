@@ -20,7 +20,10 @@
 //!   types that cross nodes ([`RemoteMember`], [`RemoteRequest`]).
 //! - [`core`]: one [`Room`]: delivering a frame, the member list, presence and grace expiry.
 //! - [`join`]: who may join as whom, and resuming a member with a one-use token.
-//! - [`route`]: a PC's `post`/`call` to devices, and a device's reply to the PC that asked.
+//! - [`route`]: a PC's `post`/`call`/`storage`/`eval` to devices, and a device's reply to the
+//!   PC that asked.
+//! - [`inspect`]: a device's `inspect` batches to the room's watching PCs, as frames that may
+//!   be dropped; whether `storage`/`eval` pairs are kept.
 //! - [`remote`]: a room's members and requests on other nodes (cluster mode).
 //! - [`hub`]: the map of rooms: finds or makes a room, then lets the room decide.
 //! - [`snapshot`]: the rooms saved on SIGTERM and restored by the next process.
@@ -28,6 +31,9 @@
 pub mod budget;
 pub mod core;
 pub mod hub;
+pub mod inspect;
+#[cfg(test)]
+mod inspect_tests;
 pub mod join;
 pub mod member;
 pub mod peers;
@@ -42,6 +48,7 @@ mod tests;
 pub use self::core::{Leave, Room};
 pub use budget::Budget;
 pub use hub::{Hub, Joined};
+pub use inspect::Spread;
 pub use join::JoinRequest;
 pub use member::{Holding, Link, ResumeBuffer};
 pub use peers::{Peers, RemoteMember, RemoteRequest};
@@ -161,6 +168,8 @@ pub struct Limits {
     pub rate: u32,
     /// Burst above the rate.
     pub burst: u32,
+    /// Bytes of `inspect` frames per second one device may send (`--inspect-rate`).
+    pub inspect_rate: u32,
 }
 
 impl Limits {
@@ -182,6 +191,7 @@ impl Limits {
             max_frame: c.max_frame,
             rate: c.rate_limit,
             burst: c.rate_burst,
+            inspect_rate: c.inspect_rate,
         }
     }
 }

@@ -17,6 +17,11 @@ pub trait Peers: Send + Sync {
     /// Sends `frame` to member `to` of `room`, held by `node`.
     fn send_frame(&self, node: &str, room: &str, to: &str, frame: &str) -> bool;
 
+    /// Sends `frame`, which may be dropped (an `inspect` batch), to member `to` of `room`, held
+    /// by `node`: only while the bus has room to spare (`false`: dropped), and the node that
+    /// holds `to` drops it too rather than slow anyone down.
+    fn send_droppable(&self, node: &str, room: &str, to: &str, frame: &str) -> bool;
+
     /// Sends a request to the node that holds its device, which keeps the pending entry and
     /// routes the reply back.
     fn send_request(&self, node: &str, req: RemoteRequest) -> bool;

@@ -22,6 +22,11 @@ impl Kick {
         self.token.cancel();
     }
 
+    /// Whether it has been fired.
+    pub fn is_fired(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
     /// Resolves once fired.
     pub async fn fired(&self) {
         self.token.cancelled().await;
@@ -152,6 +157,33 @@ impl Outbox {
         self.queue.ready.notify_one();
         Push::Queued
     }
+
+    /// Queues `f`, a frame that may be dropped (an `inspect` batch): only while the queue holds
+    /// less than half its caps in frames and bytes (one frame still fits an empty queue), and
+    /// only if it fits the relay's budget. Else it is dropped ([`Push::Full`],
+    /// [`Push::OverBudget`]) and nobody is kicked: the other half of the queue stays for what
+    /// must not be lost (replies, requests, member lists).
+    pub(super) fn push_droppable(&self, f: Frame) -> Push {
+        let len = f.len();
+        {
+            let mut state = lock(&self.queue.state);
+            if state.closed {
+                return Push::Closed;
+            }
+            let before = state.bytes;
+            if state.frames.len() >= self.max_frames / 2 || (before > 0 && before + len > self.max_bytes / 2)
+            {
+                return Push::Full;
+            }
+            if !self.queue.budget.try_take(len) {
+                return Push::OverBudget;
+            }
+            state.bytes += len;
+            state.frames.push_back(f);
+        }
+        self.queue.ready.notify_one();
+        Push::Queued
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +220,36 @@ mod tests {
         drop(inbox);
         assert_eq!(budget.used(), 0, "what was queued is given back with the reader");
         assert!(matches!(out.push(frame(1), true), Push::Closed), "its reader is gone");
+    }
+
+    #[test]
+    fn a_droppable_frame_takes_only_the_first_half_of_a_queue_and_the_budget_and_never_kicks() {
+        let budget = Budget::new(1000, Arc::default());
+        let (out, mut inbox) = channel(10, 100, 1, budget.clone());
+        let frame = |n: usize| Frame::from("x".repeat(n));
+        // One always fits an empty queue; then only up to half the bytes (50) ...
+        assert!(matches!(out.push_droppable(frame(70)), Push::Queued));
+        assert!(matches!(out.push_droppable(frame(1)), Push::Full), "over half the bytes");
+        assert!(matches!(out.push(frame(25), true), Push::Queued), "the other half is for the rest");
+        assert!(!out.kick.is_fired(), "a dropped frame kicks nobody");
+        inbox.try_recv();
+        inbox.try_recv();
+        // ... and up to half the frames (5).
+        for _ in 0..5 {
+            assert!(matches!(out.push_droppable(frame(1)), Push::Queued));
+        }
+        assert!(matches!(out.push_droppable(frame(1)), Push::Full), "over half the frames");
+        for _ in 0..5 {
+            assert!(matches!(out.push(frame(1), true), Push::Queued), "the other half still takes frames");
+        }
+        while inbox.try_recv().is_some() {}
+        // Past the relay's budget it is dropped, not forced in like the relay's own frames.
+        budget.take(990);
+        assert!(matches!(out.push_droppable(frame(20)), Push::OverBudget));
+        assert_eq!(budget.used(), 990, "nothing taken for it");
+        budget.give(990);
+        drop(inbox);
+        assert!(matches!(out.push_droppable(frame(1)), Push::Closed));
     }
 
     #[test]

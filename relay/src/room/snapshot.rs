@@ -58,6 +58,9 @@ struct SnapMember {
     role: Role,
     name: Option<String>,
     app_info: Option<serde_json::Value>,
+    /// Its `hello.inspect` (absent from relays before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inspect: Option<tether_protocol::msg::Inspection>,
     since: u64,
     buffer: Vec<String>,
     /// The nonces of the tokens it may resume with (see `Member::nonce`).
@@ -133,6 +136,7 @@ impl Hub {
                         role: m.role,
                         name: m.name.clone(),
                         app_info: m.app_info.clone(),
+                        inspect: m.inspect,
                         since: m.since,
                         buffer: match &m.link {
                             Link::Away { buffer, .. } => {
@@ -207,6 +211,7 @@ impl Hub {
                         role: m.role,
                         name: m.name,
                         app_info: m.app_info,
+                        inspect: m.inspect,
                         since: m.since,
                         attached: m.since,
                         // conn 0 is never a live connection's: no late leave applies to it.

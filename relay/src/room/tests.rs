@@ -25,7 +25,7 @@ pub(super) fn hub_with(change: impl FnOnce(&mut Limits)) -> (Hub, Now) {
     (Hub::new(limits, [7; 32], Arc::default(), None, now), now)
 }
 
-fn join_as(
+pub(super) fn join_as(
     h: &Hub,
     role: Role,
     secret: &str,
@@ -50,12 +50,12 @@ fn join(h: &Hub, role: Role, secret: &str, resume: Option<&str>) -> Result<(Join
 }
 
 /// Everything queued for a member, as JSON.
-fn drain(inbox: &mut Inbox) -> Vec<Value> {
+pub(super) fn drain(inbox: &mut Inbox) -> Vec<Value> {
     std::iter::from_fn(|| inbox.try_recv()).map(|f| serde_json::from_str(f.as_str()).unwrap()).collect()
 }
 
 /// The `welcome` at the head of a fresh connection's queue.
-fn welcome(inbox: &mut Inbox) -> Value {
+pub(super) fn welcome(inbox: &mut Inbox) -> Value {
     let f = inbox.try_recv().expect("a welcome");
     let v: Value = serde_json::from_str(f.as_str()).unwrap();
     assert_eq!(v["type"], "welcome");
@@ -63,7 +63,7 @@ fn welcome(inbox: &mut Inbox) -> Value {
 }
 
 /// The last `devices` list in `frames`: (member id, away) pairs.
-fn last_devices(frames: &[Value]) -> Vec<(String, bool)> {
+pub(super) fn last_devices(frames: &[Value]) -> Vec<(String, bool)> {
     let d = frames.iter().rev().find(|f| f["type"] == "devices").expect("a devices list");
     d["msg"]["members"]
         .as_array()
@@ -73,12 +73,19 @@ fn last_devices(frames: &[Value]) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn raw(v: Value) -> Box<serde_json::value::RawValue> {
+pub(super) fn raw(v: Value) -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string(v.to_string()).unwrap()
 }
 
 /// PC `pc` posts `url` with id `id` to `to` (every device when `None`).
-fn post(h: &Hub, pc: &Joined, id: &str, to: Option<&str>, timeout_ms: u64, now: Now) -> Vec<Refusal> {
+pub(super) fn post(
+    h: &Hub,
+    pc: &Joined,
+    id: &str,
+    to: Option<&str>,
+    timeout_ms: u64,
+    now: Now,
+) -> Vec<Refusal> {
     let msg = raw(json!({"url": "https://x/"}));
     let timeout = Duration::from_millis(timeout_ms);
     h.request(pc, Kind::Post, Some(id), to, &msg, "https://x/".into(), timeout, now).1
@@ -86,7 +93,7 @@ fn post(h: &Hub, pc: &Joined, id: &str, to: Option<&str>, timeout_ms: u64, now: 
 
 /// Device `dev` answers request `wire_id` as the socket task and the history writer would,
 /// without a store: the pending entry is taken, then the reply forwarded.
-fn answer(dev: &Joined, wire_id: &str, now: Now) -> Result<(), Refusal> {
+pub(super) fn answer(dev: &Joined, wire_id: &str, now: Now) -> Result<(), Refusal> {
     let msg = raw(json!({"result": 1}));
     let mut room = crate::util::lock(&dev.room);
     let (p, _record) = room.take_reply(&dev.member, Kind::PostCb, wire_id, &msg, now)?;

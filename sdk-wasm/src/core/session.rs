@@ -332,7 +332,10 @@ impl Session {
                     None => self.events.push_back(Event::Error(err)),
                 }
             }
+            // Inspection (#18) is not handled by this SDK yet: ignored, as an older SDK ignores
+            // the kinds it does not know (a `storage`/`eval` sent here times out on the PC).
             Kind::Hello | Kind::Alarm | Kind::AlarmGap | Kind::AlarmSource => {}
+            Kind::Inspect | Kind::Storage | Kind::StorageCb | Kind::Eval | Kind::EvalCb => {}
         }
     }
 
