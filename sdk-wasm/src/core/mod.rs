@@ -8,14 +8,18 @@
 //! # Layout
 //! - [`alarms`]: the `/alarms` feed, resuming from the last seq.
 //! - [`backoff`]: retry delays with jitter, from a seeded generator.
+//! - [`device`]: a device's command log entries and reply bodies.
 //! - [`pending`]: requests awaiting replies, by id, with deadlines.
 //! - [`json`]: a small JSON value (why not serde_json: size).
 //! - [`history`]: the local history of URLs and methods run.
+//! - [`http`]: what a failed answer of the relay's HTTP API means.
 //! - [`session`]: the connection state machine both ends use.
 
 pub mod alarms;
 pub mod backoff;
+pub mod device;
 pub mod history;
+pub mod http;
 pub mod json;
 pub mod pending;
 pub mod session;
