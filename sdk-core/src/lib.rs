@@ -1,5 +1,10 @@
 //! The SDK's sans-IO core: plain Rust, no `web_sys`, `js_sys` or timers.
 //!
+//! Its own crate so that each of the SDK's WebAssembly modules (`tether-sdk`, the base, and the
+//! inspector to come, loaded only with `inspect`) can link it: a cdylib that depended on
+//! another cdylib's rlib would export all of that one's `#[wasm_bindgen]` functions too.
+//! `tether-sdk` re-exports it as `tether_sdk::core`.
+//!
 //! Time comes in as milliseconds from the caller's clock ([`Millis`]); the core says when it
 //! next wants to be woken ([`session::Session::poll_timeout`]) and what it wants done
 //! ([`session::Action`]: open a socket, send a frame, close). The `web` layer carries those
