@@ -1,7 +1,7 @@
 //! The SDK's sans-IO core: plain Rust, no `web_sys`, `js_sys` or timers.
 //!
-//! Its own crate so that each of the SDK's WebAssembly modules (`tether-sdk`, the base, and the
-//! inspector to come, loaded only with `inspect`) can link it: a cdylib that depended on
+//! Its own crate so that each of the SDK's WebAssembly modules (`tether-sdk`, the base, and
+//! `tether-sdk-inspect`, loaded only with `inspect`) can link it: a cdylib that depended on
 //! another cdylib's rlib would export all of that one's `#[wasm_bindgen]` functions too.
 //! `tether-sdk` re-exports it as `tether_sdk::core`.
 //!
@@ -18,6 +18,7 @@
 //! - [`json`]: a small JSON value (why not serde_json: size).
 //! - [`history`]: the local history of URLs and methods run.
 //! - [`http`]: what a failed answer of the relay's HTTP API means.
+//! - [`inspect`]: the inspector's events, as the second wasm module writes them.
 //! - [`session`]: the connection state machine both ends use.
 
 pub mod alarms;
@@ -25,6 +26,7 @@ pub mod backoff;
 pub mod device;
 pub mod history;
 pub mod http;
+pub mod inspect;
 pub mod json;
 pub mod pending;
 pub mod session;

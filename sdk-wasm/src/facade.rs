@@ -61,6 +61,10 @@ export interface DeviceOptions {
   retries?: number;
   retryDelayMs?: number;
   connectTimeoutMs?: number;
+  /** Loads the inspector (a second module, fetched only then) and hooks the page's console
+   *  (`console: false` leaves it alone); `close()` takes the hooks out. Work in progress
+   *  (#18): nothing captured is sent to the PC yet. */
+  inspect?: boolean | { console?: boolean };
 }
 export interface Member { id: string; role: "pc" | "device"; name: string | null; appInfo: unknown; since: number; away: boolean }
 export interface Reply {
@@ -143,6 +147,8 @@ extern "C" {
     pub type Members;
     #[wasm_bindgen(typescript_type = "{ limit?: number; before?: number } | undefined")]
     pub type PageOptions;
+    #[wasm_bindgen(typescript_type = "unknown")]
+    pub type InspectorModule;
     #[wasm_bindgen(typescript_type = "AlarmOptions")]
     pub type AlarmOptions;
     #[wasm_bindgen(typescript_type = "(frame: AlarmFrame) => void")]
@@ -410,9 +416,12 @@ fn on_status(driver: &Rc<Driver>, cb: Function) {
     let _ = cb.call1(&JsValue::NULL, &status.into());
 }
 
-/// Connects an app's H5 page to a room as a device. Resolves once linked.
+/// Connects an app's H5 page to a room as a device. Resolves once linked. `inspector` is the
+/// inspector's module (`tether_inspect.js`, initialised), which `index.js` passes when
+/// `options.inspect` is set: it is started here, before the first await, and stopped when
+/// the session ends.
 #[wasm_bindgen(js_name = connectDevice)]
-pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
+pub fn connect_device(options: DeviceOptions, inspector: InspectorModule) -> DeviceSessionPromise {
     let js_options: JsValue = options.into();
     let options = from_js(&js_options);
     let Some(secret) = text(&options, "secret").filter(|s| !s.is_empty()) else {
@@ -440,6 +449,15 @@ pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
     let runner =
         device::command_runner(Rc::downgrade(&driver), bridge.clone(), log.clone(), app_info.clone());
     driver.inner().on_command = Some(Rc::new(runner));
+    if let Some(start) = get_fn(&inspector, "start") {
+        match start.call1(&JsValue::NULL, &get(&js_options, "inspect")) {
+            Ok(running) => driver.inner().inspector = Some(running),
+            Err(e) => {
+                driver.with(Session::close);
+                return Promise::reject(&e).unchecked_into();
+            }
+        }
+    }
     driver.with(|s| s.hello(name, Some(app_info)));
     let device = DeviceSession { driver: driver.clone(), bridge, log };
     connect_promise(&driver, device.into()).unchecked_into()
