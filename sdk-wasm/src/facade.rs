@@ -10,14 +10,14 @@
 use crate::core::backoff::Policy;
 use crate::core::history::{DEFAULT_CAP, LocalHistory};
 use crate::core::json::Json;
-use crate::core::num;
-use crate::core::session::{self, Command, Options, Session};
+use crate::core::session::{self, Options, Session};
 use crate::web::bridge::Bridge;
 use crate::web::driver::Driver;
-use crate::web::{from_js, js_error, load, now, once, random_hex128, random_seed, save, then, to_js};
+use crate::web::{device, http};
+use crate::web::{from_js, js_error, load, now, random_hex128, random_seed, save, to_js};
 use js_sys::{Function, Promise, Reflect};
 use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use tether_protocol::{Kind, Role};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -61,6 +61,10 @@ export interface DeviceOptions {
   retries?: number;
   retryDelayMs?: number;
   connectTimeoutMs?: number;
+  /** Loads the inspector (a second module, fetched only then) and hooks the page's console
+   *  (`console: false` leaves it alone); `close()` takes the hooks out. Work in progress
+   *  (#18): nothing captured is sent to the PC yet. */
+  inspect?: boolean | { console?: boolean };
 }
 export interface Member { id: string; role: "pc" | "device"; name: string | null; appInfo: unknown; since: number; away: boolean }
 export interface Reply {
@@ -143,6 +147,8 @@ extern "C" {
     pub type Members;
     #[wasm_bindgen(typescript_type = "{ limit?: number; before?: number } | undefined")]
     pub type PageOptions;
+    #[wasm_bindgen(typescript_type = "unknown")]
+    pub type InspectorModule;
     #[wasm_bindgen(typescript_type = "AlarmOptions")]
     pub type AlarmOptions;
     #[wasm_bindgen(typescript_type = "(frame: AlarmFrame) => void")]
@@ -349,7 +355,7 @@ impl PcSession {
         let limit = o["limit"].as_u64().map(|l| l.min(500) as u32);
         let before = o["before"].as_u64().map(|b| b.min(i64::MAX as u64) as i64);
         let url = session::history_url(&base, &room, limit, before);
-        fetch_json(&url, &secret).unchecked_into()
+        http::fetch_json(&url, &secret).unchecked_into()
     }
 
     /// The link for the QR code: `{base}/d/{room}?secret=<device key>`; `base` defaults to
@@ -410,54 +416,12 @@ fn on_status(driver: &Rc<Driver>, cb: Function) {
     let _ = cb.call1(&JsValue::NULL, &status.into());
 }
 
-/// `fetch(url)` with `secret` as a Bearer token, resolving with the JSON body, or rejecting
-/// with the relay's `{"error": {"code", "message"}}`. Chained by hand: an async executor
-/// would cost the wasm several KB for this one call.
-fn fetch_json(url: &str, secret: &str) -> Promise {
-    let Some(window) = web_sys::window() else { return rejected("internal", "no window") };
-    let headers = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&headers, &"Authorization".into(), &["Bearer ", secret].concat().into());
-    let init = web_sys::RequestInit::new();
-    init.set_headers(&headers);
-    let fetched: JsValue = window.fetch_with_str_and_init(url, &init).into();
-    Promise::new(&mut |resolve, reject| {
-        let unreachable = reject.clone();
-        let on_response = once(move |resp| {
-            let resp: web_sys::Response = resp.unchecked_into();
-            let (ok, status) = (resp.ok(), resp.status());
-            let Ok(body) = resp.json() else {
-                let _ = reject.call1(&JsValue::NULL, &js_error("internal", "unreadable response"));
-                return;
-            };
-            let not_json = reject.clone();
-            let on_body = once(move |body| {
-                if ok {
-                    let _ = resolve.call1(&JsValue::NULL, &body);
-                    return;
-                }
-                let err = from_js(&body).take("error").unwrap_or_default();
-                let code = text(&err, "code").unwrap_or_else(|| "internal".into());
-                let message =
-                    text(&err, "message").unwrap_or_else(|| ["HTTP ", &num(status.into())].concat());
-                let _ = reject.call1(&JsValue::NULL, &js_error(&code, &message));
-            });
-            let on_bad = once(move |_| {
-                let msg = ["the relay answered ", &num(status.into()), " without JSON"].concat();
-                let _ = not_json.call1(&JsValue::NULL, &js_error("internal", &msg));
-            });
-            then(&body.into(), &on_body, &on_bad);
-        });
-        let on_unreachable = once(move |_| {
-            let _ = unreachable
-                .call1(&JsValue::NULL, &js_error("disconnected", "the relay could not be reached"));
-        });
-        then(&fetched, &on_response, &on_unreachable);
-    })
-}
-
-/// Connects an app's H5 page to a room as a device. Resolves once linked.
+/// Connects an app's H5 page to a room as a device. Resolves once linked. `inspector` is the
+/// inspector's module (`tether_inspect.js`, initialised), which `index.js` passes when
+/// `options.inspect` is set: it is started here, before the first await, and stopped when
+/// the session ends.
 #[wasm_bindgen(js_name = connectDevice)]
-pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
+pub fn connect_device(options: DeviceOptions, inspector: InspectorModule) -> DeviceSessionPromise {
     let js_options: JsValue = options.into();
     let options = from_js(&js_options);
     let Some(secret) = text(&options, "secret").filter(|s| !s.is_empty()) else {
@@ -479,90 +443,24 @@ pub fn connect_device(options: DeviceOptions) -> DeviceSessionPromise {
         on_post: get_fn(&js_options, "onPost"),
         on_call: get_fn(&js_options, "onCall"),
     }));
-    let app_info = options.get("appInfo").cloned().unwrap_or_else(default_app_info);
+    let app_info = options.get("appInfo").cloned().unwrap_or_else(device::default_app_info);
     let name = text(&options, "name");
     let log: Rc<RefCell<Vec<Function>>> = Rc::default();
-    let runner = command_runner(Rc::downgrade(&driver), bridge.clone(), log.clone(), app_info.clone());
+    let runner =
+        device::command_runner(Rc::downgrade(&driver), bridge.clone(), log.clone(), app_info.clone());
     driver.inner().on_command = Some(Rc::new(runner));
+    if let Some(start) = get_fn(&inspector, "start") {
+        match start.call1(&JsValue::NULL, &get(&js_options, "inspect")) {
+            Ok(running) => driver.inner().inspector = Some(running),
+            Err(e) => {
+                driver.with(Session::close);
+                return Promise::reject(&e).unchecked_into();
+            }
+        }
+    }
     driver.with(|s| s.hello(name, Some(app_info)));
     let device = DeviceSession { driver: driver.clone(), bridge, log };
     connect_promise(&driver, device.into()).unchecked_into()
-}
-
-fn default_app_info() -> Json {
-    let Some(w) = web_sys::window() else { return Json::Null };
-    let nav = w.navigator();
-    Json::obj([("userAgent", nav.user_agent().ok().into()), ("url", w.location().href().ok().into())])
-}
-
-fn cookie() -> Json {
-    web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| Reflect::get(&d, &"cookie".into()).ok())
-        .and_then(|c| c.as_string())
-        .into()
-}
-
-/// What the device does with each command: log it, run it, reply, log the outcome.
-fn command_runner(
-    driver: Weak<Driver>,
-    bridge: Rc<RefCell<Bridge>>,
-    log: Rc<RefCell<Vec<Function>>>,
-    app_info: Json,
-) -> impl Fn(Command) {
-    move |cmd: Command| {
-        let started = now();
-        let mut entry = Json::obj([
-            ("id", cmd.id.as_str().into()),
-            ("type", cmd.kind.as_str().into()),
-            ("from", cmd.from.as_str().into()),
-            ("msg", cmd.msg.clone()),
-            ("state", "running".into()),
-        ]);
-        emit(&log, &entry);
-        let (driver, log, app_info) = (driver.clone(), log.clone(), app_info.clone());
-        let c = cmd.clone();
-        let b = bridge.borrow().clone();
-        b.run(&cmd, move |outcome| {
-            let method = if c.kind == Kind::Post { "post".into() } else { c.msg["method"].clone() };
-            let mut body = Json::obj([("method", method)]);
-            match outcome {
-                Ok(result) => {
-                    let result = from_js(&result);
-                    entry.set("state", "done".into());
-                    entry.set("result", result.clone());
-                    body.set("result", result);
-                }
-                Err(message) => {
-                    body.set("result", Json::Null);
-                    body.set("error", Json::obj([("message", message.as_str().into())]));
-                    entry.set("state", "failed".into());
-                    entry.set("error", message.into());
-                }
-            }
-            if c.kind == Kind::Post {
-                body.set("cookie", cookie());
-                body.set("appInfo", app_info);
-            }
-            entry.set("ms", Json::uint(now().saturating_sub(started)));
-            let reply = c.kind.reply_kind().unwrap_or(Kind::PostCb);
-            if let Some(d) = driver.upgrade() {
-                if let Err(e) = d.with(|s| s.reply(&c.id, reply, body)) {
-                    entry.set("state", "failed".into());
-                    entry.set("error", ["the reply could not be sent: ", &e.message].concat().into());
-                }
-            }
-            emit(&log, &entry);
-        });
-    }
-}
-
-fn emit(log: &Rc<RefCell<Vec<Function>>>, entry: &Json) {
-    let handlers = log.borrow().clone();
-    let v = to_js(entry);
-    for h in handlers {
-        let _ = h.call1(&JsValue::NULL, &v);
-    }
 }
 
 /// The H5 page's session in a room.

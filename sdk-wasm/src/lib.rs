@@ -6,14 +6,15 @@
 //! and shipped as the npm package `tether-sdk`; the core is plain Rust and is tested natively.
 //!
 //! # Layout
-//! - [`core`]: the sans-IO core: session state machine, reconnect backoff, pending requests,
-//!   local history. No `web_sys`, `js_sys` or timers.
+//! - [`core`]: the sans-IO core (the `tether-sdk-core` crate, `sdk-core/`): session state
+//!   machine, reconnect backoff, pending requests, local history. No `web_sys`, `js_sys` or
+//!   timers; its tests run natively (`cargo test -p tether-sdk-core`).
 //! - `web` (wasm only): the adapters: WebSocket, timers, localStorage, the native bridge,
 //!   `fetch`, and the driver that feeds the core.
 //! - `facade` (wasm only): the `#[wasm_bindgen]` API: `connectPc`, `connectDevice`,
 //!   `PcSession`, `DeviceSession`.
 
-pub mod core;
+pub use tether_sdk_core as core;
 
 /// A free-list allocator (sorted, coalescing) a few KB smaller than the default dlmalloc;
 /// the SDK allocates little and briefly, so its simplicity costs nothing here.

@@ -13,6 +13,7 @@ use gloo_timers::callback::Timeout;
 use js_sys::Function;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 /// The page's callbacks, by kind.
@@ -50,6 +51,9 @@ pub struct Inner {
     pub on_command: Option<Rc<dyn Fn(Command)>>,
     /// Runs once, when the session first links (the PC remembers its secret only then).
     pub on_first_link: Option<Box<dyn FnOnce()>>,
+    /// Device side, with `inspect`: the running inspector (the other wasm module's
+    /// `Inspector`), stopped when the session ends.
+    pub inspector: Option<JsValue>,
 }
 
 thread_local! {
@@ -82,6 +86,7 @@ impl Driver {
                 last_error: None,
                 on_command: None,
                 on_first_link: None,
+                inspector: None,
             }),
             me: me.clone(),
         });
@@ -129,6 +134,7 @@ impl Driver {
     /// Carries out the core's actions and dispatches its events until it has nothing more.
     pub fn pump(&self) {
         loop {
+            let mut stop = None;
             let events: Vec<Event> = {
                 let mut guard = self.inner.borrow_mut();
                 let inner = &mut *guard;
@@ -158,6 +164,7 @@ impl Driver {
                 }
                 if inner.session.is_closed() {
                     inner.wake = None;
+                    stop = inner.inspector.take();
                     // The caller still holds this driver, so it is not dropped here.
                     let me = self.me.as_ptr();
                     OPEN.with(|o| o.borrow_mut().retain(|d| !std::ptr::eq(Rc::as_ptr(d), me)));
@@ -176,6 +183,12 @@ impl Driver {
                 });
                 events
             };
+            if let Some(inspector) = stop {
+                // Its hooks come out with no borrow held: the page's code may run meanwhile.
+                if let Ok(f) = js_sys::Reflect::get(&inspector, &"stop".into()) {
+                    let _ = f.unchecked_ref::<Function>().call0(&inspector);
+                }
+            }
             if events.is_empty() {
                 return;
             }

@@ -1,10 +1,13 @@
 //! The adapters between the sans-IO core and the browser: the WebSocket, timers, storage,
-//! page-lifecycle listeners, and the [`driver::Driver`] that feeds the core and carries out
-//! what it asks. Each adapter owns its `Closure`s and removes its listeners on drop.
+//! page-lifecycle listeners, the native bridge and the device's command runner, `fetch`, and
+//! the [`driver::Driver`] that feeds the core and carries out what it asks. Each adapter owns
+//! its `Closure`s and removes its listeners on drop.
 
 pub mod alarms;
 pub mod bridge;
+pub mod device;
 pub mod driver;
+pub mod http;
 pub mod socket;
 
 use crate::core::json::Json;

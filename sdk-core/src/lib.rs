@@ -1,5 +1,10 @@
 //! The SDK's sans-IO core: plain Rust, no `web_sys`, `js_sys` or timers.
 //!
+//! Its own crate so that each of the SDK's WebAssembly modules (`tether-sdk`, the base, and
+//! `tether-sdk-inspect`, loaded only with `inspect`) can link it: a cdylib that depended on
+//! another cdylib's rlib would export all of that one's `#[wasm_bindgen]` functions too.
+//! `tether-sdk` re-exports it as `tether_sdk::core`.
+//!
 //! Time comes in as milliseconds from the caller's clock ([`Millis`]); the core says when it
 //! next wants to be woken ([`session::Session::poll_timeout`]) and what it wants done
 //! ([`session::Action`]: open a socket, send a frame, close). The `web` layer carries those
@@ -8,14 +13,20 @@
 //! # Layout
 //! - [`alarms`]: the `/alarms` feed, resuming from the last seq.
 //! - [`backoff`]: retry delays with jitter, from a seeded generator.
+//! - [`device`]: a device's command log entries and reply bodies.
 //! - [`pending`]: requests awaiting replies, by id, with deadlines.
 //! - [`json`]: a small JSON value (why not serde_json: size).
 //! - [`history`]: the local history of URLs and methods run.
+//! - [`http`]: what a failed answer of the relay's HTTP API means.
+//! - [`inspect`]: the inspector's events, as the second wasm module writes them.
 //! - [`session`]: the connection state machine both ends use.
 
 pub mod alarms;
 pub mod backoff;
+pub mod device;
 pub mod history;
+pub mod http;
+pub mod inspect;
 pub mod json;
 pub mod pending;
 pub mod session;
