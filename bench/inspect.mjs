@@ -2,10 +2,10 @@
 // npm, pinned in bench/peers), in the same headless Chromium and the same test page, served by a
 // plain Node server of its own (no CSP, one origin). For each tool:
 //
-// - bytes: what the page downloads for the tool (JS and wasm), gzip -9, cross-checked against
-//   the page's own resource list (so nothing else loaded);
+// - bytes: every file the page loaded for the tool (from its own resource list), GNU gzip -9;
 // - ready: navigation start to the tool ready (vConsole: `new VConsole()` returned; eruda:
-//   `eruda.init()` returned), p50/p99 over fresh contexts;
+//   `eruda.init()` returned; Tether: `connectDevice({inspect: true})` resolved, linked to a relay
+//   this script starts), p50/p99 over fresh contexts;
 // - per console.log and per fetch: the page's main-thread time (CDP `Performance.getMetrics`,
 //   TaskDuration) over N calls plus a second of settling (a tool that renders later pays then),
 //   divided by N, less the same with no tool (the floor: Chromium's own console and fetch);
@@ -16,10 +16,10 @@
 //   node bench/inspect.mjs --samples 20 --logs 5000 --fetches 300 --out bench/results/raw.jsonl
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { join } from "node:path";
+import { join, normalize } from "node:path";
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
-import { launchBrowser, ROOT, WAIT } from "../tests/browser/harness.mjs";
+import { launchBrowser, ROOT, startRelay, WAIT } from "../tests/browser/harness.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -58,14 +58,20 @@ const TOOLS = {
     boot: `eruda.init(); window.ready = performance.now();`,
   },
 };
-// Tether's inspector, once the SDK package carries it (issue #18): its files are in size.json.
+// Tether's inspector, once the SDK package carries it (issue #18): the page connects as a
+// device with `inspect: true` to a relay of its own (no PC watching: events go to the phone's
+// ring), and counts as ready when `connectDevice` resolved (linked, hooks in).
 const size = existsSync(join(PKG, "size.json")) ? JSON.parse(readFileSync(join(PKG, "size.json"), "utf8")) : {};
-if (size.inspect) {
+let relay;
+if (size.inspect && opts.tools.split(",").includes("tether")) {
+  relay = await startRelay({ args: ["--max-conns-per-ip", "0", "--max-new-rooms-per-ip", "0"] });
   TOOLS.tether = {
-    files: Object.fromEntries(
-      (size.inspect.loads ?? []).map((f) => [`/sdk/${f}`, join(PKG, f)]),
-    ),
-    boot: `import("/sdk/index.js").then((t) => t.startInspector()).then(() => { window.ready = performance.now(); });`,
+    // Whatever the page loads under /sdk/ is served from the package and counted.
+    files: {},
+    dir: PKG,
+    boot: `import("/sdk/index.js").then((t) => t.connectDevice({ url: ${JSON.stringify(relay.ws)},
+      room: "bench-" + Math.random().toString(36).slice(2), secret: "bench-secret-0123456789", inspect: true }))
+      .then((s) => { window.session = s; window.ready = performance.now(); });`,
     module: true,
   };
 }
@@ -89,16 +95,27 @@ const server = createServer((req, res) => {
     res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
     return res.end(JSON.stringify({ id: 1, name: "small", tags: ["a", "b"], nested: { x: 1, y: [1, 2, 3] } }));
   }
-  for (const t of Object.values(TOOLS)) {
-    const file = t.files[url.pathname];
-    if (file) {
-      const type = file.endsWith(".wasm") ? "application/wasm" : "text/javascript";
-      res.writeHead(200, { "content-type": type });
-      return res.end(readFileSync(file));
-    }
+  const file = fileFor(url.pathname);
+  if (file) {
+    const type = file.endsWith(".wasm") ? "application/wasm" : "text/javascript";
+    res.writeHead(200, { "content-type": type });
+    return res.end(readFileSync(file));
   }
   res.writeHead(404).end();
 });
+
+/** The file behind a served path: a tool's own, or one of the SDK package under /sdk/. */
+function fileFor(path) {
+  for (const t of Object.values(TOOLS)) {
+    if (t.files[path]) return t.files[path];
+    if (t.dir && path.startsWith("/sdk/")) {
+      const file = normalize(join(t.dir, path.slice(5)));
+      if (file.startsWith(t.dir) && existsSync(file)) return file;
+    }
+  }
+  return undefined;
+}
+
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
 const origin = `http://127.0.0.1:${server.address().port}`;
 
@@ -113,16 +130,10 @@ const browser = await launchBrowser();
 const floor = {};
 try {
   for (const tool of tools) {
-    // Bytes: each file the tool loads, gzip -9 (the page is checked to load exactly these).
-    let gzip = 0;
-    let raw = 0;
-    for (const file of Object.values(TOOLS[tool].files)) {
-      const bytes = readFileSync(file);
-      raw += bytes.length;
-      gzip += execFileSync("gzip", ["-9c", file], { maxBuffer: 64 << 20 }).length; // GNU gzip, as build-sdk
-    }
-    // Ready: a fresh context (empty cache) per sample.
+    // Ready: a fresh context (empty cache) per sample. The first also lists what the page
+    // loaded: those files are the tool's bytes (each gzip -9 with GNU gzip, as build-sdk).
     const ready = [];
+    let loaded = [];
     for (let i = 0; i < SAMPLES; i++) {
       const context = await browser.newContext();
       const p = await context.newPage();
@@ -130,16 +141,23 @@ try {
       await p.waitForFunction(() => typeof window.ready === "number", null, { timeout: WAIT });
       ready.push(await p.evaluate(() => window.ready));
       if (i === 0) {
-        const loaded = await p.evaluate(() =>
-          performance.getEntriesByType("resource").map((e) => new URL(e.name).pathname).filter((n) => n !== "/favicon.ico"),
+        loaded = await p.evaluate(() =>
+          performance.getEntriesByType("resource").map((e) => new URL(e.name)).filter((u) => u.port === location.port)
+            .map((u) => u.pathname).filter((n) => n !== "/favicon.ico"),
         );
-        const expected = Object.keys(TOOLS[tool].files);
-        const extra = loaded.filter((n) => !expected.includes(n));
-        if (extra.length) emit({ peer: tool, mode: "warning", why: `loaded more than counted: ${extra.join(", ")}` });
       }
       await context.close();
     }
-    emit({ peer: tool, mode: "bytes", gzip, raw, files: Object.keys(TOOLS[tool].files) });
+    let gzip = 0;
+    let raw = 0;
+    for (const path of new Set(loaded)) {
+      const file = fileFor(path);
+      if (!file) continue; // the test page's own /small.json is not the tool's
+      raw += readFileSync(file).length;
+      gzip += execFileSync("gzip", ["-9c", file], { maxBuffer: 64 << 20 }).length;
+    }
+    const files = [...new Set(loaded)].filter((f) => fileFor(f));
+    emit({ peer: tool, mode: "bytes", gzip, raw, files });
     emit({ peer: tool, mode: "ready", samples: ready.length, p50_ms: pct(ready, 0.5), p99_ms: pct(ready, 0.99) });
 
     // Per-call costs, in one page with the tool ready.
@@ -203,4 +221,5 @@ try {
 } finally {
   await browser.close();
   server.close();
+  await relay?.stop?.();
 }
