@@ -4,6 +4,7 @@
 //! obeys these.
 //!
 //! # Layout
+//! - [`value`]: what the walker knows of a page's value ([`Kind`], a string's [`Text`]).
 //! - [`writer`]: the [`Writer`] (an event's JSON text within the caps below; the Value tags).
 //! - [`event`]: each event kind's fields; the console levels; the caller's stack.
 //! - [`capture`]: what each hook reports (a console call, an error, the page) as an event.
@@ -14,6 +15,7 @@
 pub mod capture;
 pub mod event;
 pub mod redact;
+pub mod value;
 pub mod walk;
 pub mod writer;
 
