@@ -7,7 +7,7 @@ use crate::web::{Hooks, Js, kind};
 use js_sys::Function;
 use tether_sdk_core::inspect::event::{LEVELS, STACKED};
 use tether_sdk_core::inspect::walk::{Page, string};
-use tether_sdk_core::inspect::{Kind, Own, Recorder};
+use tether_sdk_core::inspect::{Kind, Own};
 use wasm_bindgen::prelude::*;
 
 /// Starts inspecting the page. `config` is what the base builds from `connectDevice`'s
@@ -20,7 +20,7 @@ pub fn start(config: JsValue, sink: Option<Function>) -> Inspector {
     let own = get(&config, "own").map_or_else(Vec::new, |list| {
         (0..Js.len(&list)).filter_map(|i| Js.index(&list, i).ok()).map(|u| string(&Js, &u).head).collect()
     });
-    let mut capture = Capture { rec: Recorder::default(), sink, filter, own: Own(own) };
+    let mut capture = Capture::new(sink, filter, Own(own));
     let hooks =
         Hooks::install(move |kind, a, b| capture.on(kind, a, b), LEVELS, STACKED, part(&config, "console"));
     Inspector { hooks: Some(hooks) }

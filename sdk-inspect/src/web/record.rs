@@ -21,19 +21,26 @@ pub struct Capture {
     /// The page's `filter(event)`.
     pub filter: Option<JsValue>,
     pub own: Own,
+    /// The sink's kinds, made JS strings once (each event's own text crosses anyway).
+    pub kinds: [JsValue; 3],
+}
+
+impl Capture {
+    pub fn new(sink: Option<Function>, filter: Option<JsValue>, own: Own) -> Capture {
+        let kinds = ["console", "error", "page"].map(JsValue::from_str);
+        Capture { rec: Recorder::default(), sink, filter, own, kinds }
+    }
 }
 
 impl Capture {
     /// One report of the shim (see hooks.js): at most one event to the sink.
     pub fn on(&mut self, report: u32, a: JsValue, b: JsValue) {
         let (p, at, n) = (&Js, now(), self.rec.next());
-        let (name, draft) = match report {
-            ERROR => ("error", capture::error(p, at, n, &a, &self.own)),
-            REJECTION => ("error", Some(capture::rejection(p, at, n, &a))),
-            PAGE => {
-                ("page", Some(capture::page(p, at, n, &a, Some(&b).filter(|b| kind(b) == Kind::Instance))))
-            }
-            i => ("console", capture::console(p, at, n, i, &a, &b)),
+        let (k, draft) = match report {
+            ERROR => (1, capture::error(p, at, n, &a, &self.own)),
+            REJECTION => (1, Some(capture::rejection(p, at, n, &a))),
+            PAGE => (2, Some(capture::page(p, at, n, &a, Some(&b).filter(|b| kind(b) == Kind::Instance)))),
+            i => (0, capture::console(p, at, n, i, &a, &b)),
         };
         let Some(draft) = draft else { return };
         let text = match &self.filter {
@@ -42,7 +49,7 @@ impl Capture {
         };
         if let (Some(text), Some(sink)) = (text, &self.sink) {
             // A sink that throws loses that event, not the hook.
-            call(sink, &name.into(), &text.into());
+            call(sink, &self.kinds[k], &text.into());
         }
     }
 }
