@@ -5,18 +5,18 @@
 // one call each, where JS answers them with `typeof` and `instanceof`; what to do with the
 // answers is decided in Rust (tether-sdk-core's inspect::walk and writer).
 
-// Wraps the page: each console method named in `levels` (space-separated) calls
-// `rec(i, args, stack)` first (`i` its index there; `stack` is `new Error().stack` for the
-// methods named in `stacked`), then the original with the same `this` and arguments,
-// returning its result; `error` (capture phase: script errors and elements that failed to
-// load) and `unhandledrejection` call `rec(100, event)` and `rec(101, event)`. Without
-// `console`, only page info: `rec(102, globalThis, navigationTimingEntry)` now and at `load`.
+// Hooks the page. With `withConsole`: each console method named in `levels` (space-separated)
+// calls `rec(i, args, stack)` first (`i` its index there; `stack` is `new Error().stack` for
+// the methods named in `stacked`), then the original with the same `this` and arguments,
+// returning its result; `error` (capture phase: script errors, and elements that failed to
+// load) and `unhandledrejection` call `rec(100, event)` and `rec(101, event)`. Always: page
+// info, `rec(102, globalThis, navigationTimingEntry)`, now and at `load`.
 // `rec` never runs inside itself (whatever it causes — a filter or sink that logs — is not
 // recorded); if it throws (the wasm trapped), every hook passes through from then on.
 // Returns the function that undoes it all: each original comes back where our wrapper is
 // still the one installed; where another tool wrapped ours since, ours stays in its chain,
 // passing through.
-export function hook(rec, levels, stacked, console) {
+export function hook(rec, levels, stacked, withConsole) {
   const g = globalThis;
   const c = g.console;
   const undo = [];
@@ -32,7 +32,7 @@ export function hook(rec, levels, stacked, console) {
     g.addEventListener(type, f, capture);
     undo.push(() => g.removeEventListener(type, f, capture));
   };
-  if (console) {
+  if (withConsole) {
     stacked = stacked.split(" ");
     levels.split(" ").forEach((level, i) => {
       const orig = c && c[level];

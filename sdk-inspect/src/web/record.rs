@@ -15,24 +15,24 @@ pub const PAGE: u32 = 102;
 
 /// One inspector session's recording.
 pub struct Capture {
-    pub rec: Recorder,
+    rec: Recorder,
     /// The base SDK's `sink(kind, text)`.
-    pub sink: Option<Function>,
+    sink: Option<Function>,
     /// The page's `filter(event)`.
-    pub filter: Option<JsValue>,
-    pub own: Own,
+    filter: Option<JsValue>,
+    /// The SDK's own URLs, never recorded.
+    own: Own,
     /// The sink's kinds, made JS strings once (each event's own text crosses anyway).
-    pub kinds: [JsValue; 3],
+    kinds: [JsValue; 3],
 }
 
 impl Capture {
+    /// A recording for `sink`, through the page's `filter` if it has one.
     pub fn new(sink: Option<Function>, filter: Option<JsValue>, own: Own) -> Capture {
         let kinds = ["console", "error", "page"].map(JsValue::from_str);
         Capture { rec: Recorder::default(), sink, filter, own, kinds }
     }
-}
 
-impl Capture {
     /// One report of the shim (see hooks.js): at most one event to the sink.
     pub fn on(&mut self, report: u32, a: JsValue, b: JsValue) {
         let (p, at, n) = (&Js, now(), self.rec.next());
