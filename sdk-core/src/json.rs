@@ -237,7 +237,8 @@ impl<T: Into<Json>> From<Option<T>> for Json {
     }
 }
 
-fn write_str(out: &mut String, s: &str) {
+/// Writes `s` as a JSON string (quoted, escaped) onto `out`.
+pub fn write_str(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let mut start = 0;

@@ -2,46 +2,52 @@
 //! Bindings only: what is recorded and how it is written is decided in
 //! `tether_sdk_core::inspect`.
 
-use crate::web::console::ConsoleHook;
-use crate::web::now;
-use js_sys::{Function, Reflect};
-use tether_sdk_core::inspect::Recorder;
+use crate::web::record::Capture;
+use crate::web::{Hooks, Js, kind};
+use js_sys::Function;
+use tether_sdk_core::inspect::event::{LEVELS, STACKED};
+use tether_sdk_core::inspect::walk::{Page, string};
+use tether_sdk_core::inspect::{Kind, Own};
 use wasm_bindgen::prelude::*;
 
-/// Starts inspecting the page. `config` is `connectDevice`'s `inspect` option (`true`, or
-/// `{console?}`, each part on unless `false`); `sink(kind, text)` gets each event as JSON text.
-/// The hooks are in when this returns.
+/// Starts inspecting the page. `config` is what the base builds from `connectDevice`'s
+/// `inspect` option (`true`, or `{console?, filter?, own?, …}`; each part on unless `false`);
+/// `sink(kind, text)` gets each event as one JSON text. The hooks are in when this returns,
+/// and the first `page` event has been sent.
 #[wasm_bindgen]
 pub fn start(config: JsValue, sink: Option<Function>) -> Inspector {
-    let console = part(&config, "console").then(|| {
-        let mut recorder = Recorder::default();
-        ConsoleHook::install(move |level| {
-            let text = recorder.console(now(), &level);
-            if let Some(sink) = &sink {
-                // A sink that throws loses that event, not the hook.
-                let _ = sink.call2(&JsValue::NULL, &"console".into(), &text.into());
-            }
-        })
+    let filter = get(&config, "filter").filter(|f| kind(f) == Kind::Function);
+    let own = get(&config, "own").map_or_else(Vec::new, |list| {
+        (0..Js.len(&list)).filter_map(|i| Js.index(&list, i).ok()).map(|u| string(&Js, &u).head).collect()
     });
-    Inspector { console }
+    let mut capture = Capture::new(sink, filter, Own(own));
+    let hooks =
+        Hooks::install(move |kind, a, b| capture.on(kind, a, b), LEVELS, STACKED, part(&config, "console"));
+    Inspector { hooks: Some(hooks) }
+}
+
+/// `config[name]` when the config is an object and has it.
+fn get(config: &JsValue, name: &str) -> Option<JsValue> {
+    let v = Js.prop(config, name).ok().filter(|_| kind(config) == Kind::Object)?;
+    (kind(&v) != Kind::Undefined).then_some(v)
 }
 
 /// Whether the part `name` of the config is on: it is unless the config says `false`.
 fn part(config: &JsValue, name: &str) -> bool {
-    !config.is_object() || Reflect::get(config, &name.into()).ok().and_then(|v| v.as_bool()) != Some(false)
+    get(config, name).is_none_or(|v| kind(&v) != Kind::False)
 }
 
 /// A running inspector: its hooks stay in until `stop()`.
 #[wasm_bindgen]
 pub struct Inspector {
-    console: Option<ConsoleHook>,
+    hooks: Option<Hooks>,
 }
 
 #[wasm_bindgen]
 impl Inspector {
     /// Takes every hook out; the page's own functions are back (or, where another tool
-    /// wrapped ours since, ours pass through). Calling it again does nothing.
+    /// wrapped them since, ours pass through). Calling it again does nothing.
     pub fn stop(&mut self) {
-        drop(self.console.take());
+        drop(self.hooks.take());
     }
 }

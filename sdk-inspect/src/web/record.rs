@@ -1,0 +1,67 @@
+//! The recorder: what the shim's hooks report, made into events by the core
+//! (`inspect::capture`), put through the redaction order (`inspect::Recorder`: the page's
+//! filter among it) and handed to the base SDK's sink.
+
+use super::{Js, call, kind, now, run};
+use js_sys::Function;
+use tether_sdk_core::inspect::walk::Page;
+use tether_sdk_core::inspect::{EVENT, Filtered, Kind, Own, Recorder, capture};
+use wasm_bindgen::prelude::*;
+
+/// The shim's kinds besides console calls (which are their level's index).
+pub const ERROR: u32 = 100;
+pub const REJECTION: u32 = 101;
+pub const PAGE: u32 = 102;
+
+/// One inspector session's recording.
+pub struct Capture {
+    rec: Recorder,
+    /// The base SDK's `sink(kind, text)`.
+    sink: Option<Function>,
+    /// The page's `filter(event)`.
+    filter: Option<JsValue>,
+    /// The SDK's own URLs, never recorded.
+    own: Own,
+    /// The sink's kinds, made JS strings once (each event's own text crosses anyway).
+    kinds: [JsValue; 3],
+}
+
+impl Capture {
+    /// A recording for `sink`, through the page's `filter` if it has one.
+    pub fn new(sink: Option<Function>, filter: Option<JsValue>, own: Own) -> Capture {
+        let kinds = ["console", "error", "page"].map(JsValue::from_str);
+        Capture { rec: Recorder::default(), sink, filter, own, kinds }
+    }
+
+    /// One report of the shim (see hooks.js): at most one event to the sink.
+    pub fn on(&mut self, report: u32, a: JsValue, b: JsValue) {
+        let (p, at, n) = (&Js, now(), self.rec.next());
+        let (k, draft) = match report {
+            ERROR => (1, capture::error(p, at, n, &a, &self.own)),
+            REJECTION => (1, Some(capture::rejection(p, at, n, &a))),
+            PAGE => (2, Some(capture::page(p, at, n, &a, Some(&b).filter(|b| kind(b) == Kind::Instance)))),
+            i => (0, capture::console(p, at, n, i, &a, &b)),
+        };
+        let Some(draft) = draft else { return };
+        let text = match &self.filter {
+            Some(f) => self.rec.finish(draft, Some(&mut |t: &str| filter(f, t))),
+            None => self.rec.finish(draft, None),
+        };
+        if let (Some(text), Some(sink)) = (text, &self.sink) {
+            // A sink that throws loses that event, not the hook.
+            call(sink, &self.kinds[k], &text.into());
+        }
+    }
+}
+
+/// Runs the page's filter on an event: it gets a plain object (`JSON.parse`) and what it
+/// returns is written back with `JSON.stringify` (in the shim). An output longer than an event
+/// may be is cut as it is copied: it will be sent as the event's stub anyway.
+fn filter(f: &JsValue, text: &str) -> Filtered {
+    let out = run(f, text);
+    match kind(&out) {
+        Kind::String => Filtered::Keep(Js.text(&out, Kind::String, EVENT + 1)),
+        Kind::False => Filtered::Threw,
+        _ => Filtered::Drop,
+    }
+}
