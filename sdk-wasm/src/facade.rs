@@ -379,11 +379,10 @@ impl PcSession {
     /// page allows it. Rejects with the device's code (`not_allowed`, `inspect_off`, …).
     pub fn storage(&self, options: StorageOptions) -> StoragePromise {
         let o = from_js(&options.into());
-        let mut msg = Json::obj([("op", o.get("op").cloned().unwrap_or_else(|| "read".into()))]);
-        for key in ["area", "key", "value"] {
-            if let Some(v) = o.get(key) {
-                msg.set(key, v.clone());
-            }
+        let mut msg = if o.is_object() { o.clone() } else { Json::obj([]) };
+        msg.take("to");
+        if msg["op"].is_null() {
+            msg.set("op", "read".into());
         }
         self.request(Kind::Storage, msg, &o).unchecked_into()
     }
