@@ -131,7 +131,11 @@ export interface StorageResult {
 export interface EvalOptions { to?: string; timeoutMs?: number }
 /** `result` is a Value: JSON where it can be, else tagged (`{"$": "undefined"}`, …). */
 export interface EvalResult { device: string; ms: number; result: unknown }
-export interface Member { id: string; role: "pc" | "device"; name: string | null; appInfo: unknown; since: number; away: boolean }
+export interface Member {
+  id: string; role: "pc" | "device"; name: string | null; appInfo: unknown; since: number; away: boolean;
+  /** A PC: "live" or "keep" while it watches the devices' pages; a device: what its page captures. */
+  inspect: "live" | "keep" | { console: boolean; network: boolean; storage: boolean; allow: boolean } | null;
+}
 export interface Reply {
   id: string; type: "postCb" | "callCb";
   /** The member id of the device that answered. */
@@ -169,7 +173,7 @@ export type AlarmFrame =
   | { type: "alarmGap"; msg: { dropped: number } }
   | { type: "alarmSource"; msg: { state: "unreachable" | "up"; service: string | null } };
 export interface CommandLog {
-  id: string; type: "post" | "call"; from: string; msg: any;
+  id: string; type: "post" | "call" | "storage" | "eval"; from: string; msg: any;
   state: "running" | "done" | "failed"; result?: unknown; error?: string; ms?: number;
 }
 "#;
