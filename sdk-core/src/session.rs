@@ -359,9 +359,12 @@ impl Session {
                         self.pending.take(&id);
                         self.events.push_back(Event::Rejected(id, err));
                     }
-                    // A relay older than inspection: only `inspect` batches go without an id
-                    // and with a kind it may not know. Stop them; the page needs no error.
-                    None if err.code == "unknown_type" && self.outbox.is_some() => {
+                    // A relay older than inspection: of what a member that inspects sends, only
+                    // `inspect` batches go without an id and with a kind it may not know.
+                    // Stop them; the page needs no error.
+                    None if err.code == "unknown_type"
+                        && self.hello.as_ref().is_some_and(|h| !h["inspect"].is_null()) =>
+                    {
                         if let Some(o) = &mut self.outbox {
                             o.turn_off();
                         }
