@@ -347,7 +347,10 @@ fn an_older_relay_that_does_not_know_inspect_stops_the_batches_quietly() {
     let mut pc = Session::new(opts(Role::Pc), 0, 7).unwrap();
     pc.watch("live");
     pc.handle_text(0, &welcome("p-1", false, RATE));
-    pc.handle_text(1, r#"{"type":"error","msg":{"code":"unknown_type","message":"unknown type \"inspect\""}}"#);
+    pc.handle_text(
+        1,
+        r#"{"type":"error","msg":{"code":"unknown_type","message":"unknown type \"inspect\""}}"#,
+    );
     assert!(!std::iter::from_fn(|| pc.poll_event()).any(|e| matches!(e, Event::Error(_))));
     // A member that does not inspect still hears of it (it sent something the relay did not know).
     let mut plain = Session::new(opts(Role::Device), 0, 7).unwrap();
