@@ -1,6 +1,7 @@
 //! What a device writes around each command it carries out: the entries of its command log
 //! (what `onCommand` hands the page: `running`, then `done` or `failed`) and the reply body sent
-//! back to the PC. The web layer runs the command and reads the page's cookie; what goes where
+//! back to the PC (for `storage` and `eval`, the page's inspector writes it: see
+//! [`inspection_reply`]). The web layer runs the command and reads the page's cookie; what goes where
 //! is decided here.
 
 use super::Millis;
@@ -84,6 +85,38 @@ pub fn reply(
     (cmd.kind.reply_kind().unwrap_or(Kind::PostCb), body)
 }
 
+/// The body of a `storage` or `eval` command's reply (`storageCb`, `evalCb`): what the page's
+/// inspector answered (`Some(Ok(text))`, the text of a JSON object, `insp.handle`'s value), or
+/// `inspect_off` when the page did not turn inspection on (`None`). Anything else the inspector
+/// did (answered no JSON object, threw, never answered) is an `internal` error: the PC is
+/// told, rather than left to time out.
+pub fn inspection_reply(answer: Option<Outcome>) -> Json {
+    let error = |code: &str, message: &str| {
+        Json::obj([("error", Json::obj([("code", code.into()), ("message", message.into())]))])
+    };
+    match answer {
+        None => error("inspect_off", "inspection is off on this page (connectDevice without inspect)"),
+        Some(Ok(Json::Str(text))) => match Json::parse(&text) {
+            Ok(body @ Json::Obj(_)) => body,
+            _ => error("internal", "the page's inspector answered something other than a JSON object"),
+        },
+        Some(Ok(_)) => error("internal", "the page's inspector answered something other than JSON text"),
+        Some(Err(message)) => error("internal", &message),
+    }
+}
+
+/// How a `storage` or `eval` reply body shows in the page's command log: its `result`, or its
+/// error as `code: message`.
+pub fn inspection_outcome(body: &Json) -> Outcome {
+    match body.get("error") {
+        Some(e) => {
+            Err([e["code"].as_str().unwrap_or("error"), ": ", e["message"].as_str().unwrap_or_default()]
+                .concat())
+        }
+        None => Ok(body["result"].clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +192,24 @@ mod tests {
         log.reply_failed("the session is closed");
         assert_eq!(log.entry()["state"].as_str(), Some("failed"));
         assert_eq!(log.entry()["error"].as_str(), Some("the reply could not be sent: the session is closed"));
+    }
+
+    #[test]
+    fn an_inspection_reply_is_the_inspector_s_answer_or_says_why_not() {
+        assert_eq!(
+            text(&inspection_reply(None)),
+            r#"{"error":{"code":"inspect_off","message":"inspection is off on this page (connectDevice without inspect)"}}"#
+        );
+        let answer = r#"{"error":{"code":"not_allowed","message":"eval is off on this phone"}}"#;
+        let body = inspection_reply(Some(Ok(Json::str(answer))));
+        assert_eq!(text(&body), answer);
+        assert_eq!(inspection_outcome(&body), Err("not_allowed: eval is off on this phone".into()));
+        let body = inspection_reply(Some(Ok(Json::str(r#"{"result":{"$":"undefined"}}"#))));
+        assert_eq!(inspection_outcome(&body).unwrap().to_json(), r#"{"$":"undefined"}"#);
+        for bad in [Ok(Json::str("[1]")), Ok(Json::str("{")), Ok(Json::uint(2)), Ok(Json::Null)] {
+            assert_eq!(inspection_reply(Some(bad))["error"]["code"].as_str(), Some("internal"));
+        }
+        let body = inspection_reply(Some(Err("no answer within 5000 ms".into())));
+        assert_eq!(body["error"]["message"].as_str(), Some("no answer within 5000 ms"));
     }
 }

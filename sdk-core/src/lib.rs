@@ -16,10 +16,14 @@
 //! - [`device`]: a device's command log entries and reply bodies.
 //! - [`pending`]: requests awaiting replies, by id, with deadlines.
 //! - [`json`]: a small JSON value (why not serde_json: size).
+//! - [`outbox`]: a device's inspector ring: what it keeps while no PC watches, the batches and
+//!   their pace.
 //! - [`history`]: the local history of URLs and methods run.
 //! - [`http`]: what a failed answer of the relay's HTTP API means.
 //! - [`inspect`]: the inspector's events, as the second wasm module writes them.
 //! - [`session`]: the connection state machine both ends use.
+//! - [`watch`]: a PC watching: `inspect` batches as `onInspect` gets them, `storage`/`eval`
+//!   replies as their Promises settle.
 
 pub mod alarms;
 pub mod backoff;
@@ -28,8 +32,10 @@ pub mod history;
 pub mod http;
 pub mod inspect;
 pub mod json;
+pub mod outbox;
 pub mod pending;
 pub mod session;
+pub mod watch;
 
 /// Milliseconds on the caller's clock (the web layer uses `Date.now()`).
 pub type Millis = u64;

@@ -12,11 +12,16 @@
 //! (`visibilitychange` to visible, `online`) starts a fresh round. Each reconnect presents the
 //! resume token, so the member keeps its id and what was sent to it meanwhile.
 //!
-//! Over 500 lines: one state machine (connect, welcome, resume, retries, requests, replies);
-//! its tests are in `session_tests.rs`.
+//! A device started with `inspect` also owns the inspector's ring ([`InspectOutbox`]): the
+//! session opens its gate when a member list shows a watching PC, and sends its batches
+//! straight to the socket, never into the reconnect queue.
+//!
+//! Over 500 lines: one state machine (connect, welcome, resume, retries, requests, replies,
+//! the inspector's gate); its tests are in `session_tests.rs` and `session_inspect_tests.rs`.
 
 use super::backoff::{Backoff, Policy};
 use super::json::Json;
+use super::outbox::InspectOutbox;
 use super::pending::{Entry, Pending};
 use super::{Millis, hex2, num};
 use std::collections::VecDeque;
@@ -85,7 +90,7 @@ pub enum Action {
 pub struct Reply {
     /// The request id.
     pub id: String,
-    /// `postCb` or `callCb`.
+    /// `postCb`, `callCb`, `storageCb` or `evalCb`.
     pub kind: Kind,
     /// The device's member id.
     pub device: String,
@@ -100,7 +105,7 @@ pub struct Reply {
 pub struct Command {
     /// Echo this id in the reply.
     pub id: String,
-    /// `post` or `call`.
+    /// `post`, `call`, `storage` or `eval`.
     pub kind: Kind,
     /// The PC's member id.
     pub from: String,
@@ -128,8 +133,15 @@ pub enum Event {
     Resolved(Reply),
     /// A pending request failed: reject its Promise.
     Rejected(String, SdkError),
-    /// A request for this device to run.
+    /// A request for this device to run (`post`, `call`, `storage`, `eval`).
     Command(Command),
+    /// A PC watching: an `inspect` batch from `device` (`{events, dropped?, droppedBytes?}`).
+    Inspect {
+        /// The device's member id.
+        device: String,
+        /// The batch.
+        msg: Json,
+    },
     /// An `error` from the relay not tied to a pending request, or the reason for `unlink`.
     Error(SdkError),
 }
@@ -184,7 +196,10 @@ pub struct Session {
     pending: Pending,
     sent_times: VecDeque<(String, Millis)>,
     next_id: u64,
-    hello: Option<String>,
+    /// Everything said in `hello` so far, re-sent after every (re)join.
+    hello: Option<Json>,
+    /// A device's inspector ring, when the page turned inspection on.
+    outbox: Option<InspectOutbox>,
     backoff: Backoff,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -215,6 +230,7 @@ impl Session {
             sent_times: VecDeque::new(),
             next_id: 1,
             hello: None,
+            outbox: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -285,6 +301,11 @@ impl Session {
 
     /// A text frame arrived.
     pub fn handle_text(&mut self, now: Millis, text: &str) {
+        self.on_text(now, text);
+        self.flush_inspect(now, false);
+    }
+
+    fn on_text(&mut self, now: Millis, text: &str) {
         let Ok(mut frame) = Json::parse(text) else { return };
         let Some(kind) = frame["type"].as_str().and_then(Kind::parse) else { return }; // newer relay: ignore
         let id = frame["id"].as_str().map(str::to_owned);
@@ -298,14 +319,20 @@ impl Session {
                 if let Some(key) = text_of("deviceKey") {
                     self.device_key = Some(key);
                 }
+                if let Some(o) = &mut self.outbox {
+                    o.linked(now, msg["inspectRate"].as_u64(), msg["maxFrame"].as_u64());
+                }
                 self.on_welcome(member, resume, resumed);
             }
             Kind::Devices => {
                 if let Some(members) = msg.get("members").filter(|m| m.as_array().is_some()) {
+                    if let Some(o) = &mut self.outbox {
+                        o.set_watching(watched(members));
+                    }
                     self.events.push_back(Event::Devices(members.clone()));
                 }
             }
-            Kind::PostCb | Kind::CallCb => {
+            Kind::PostCb | Kind::CallCb | Kind::StorageCb | Kind::EvalCb => {
                 let Some(id) = id else { return };
                 let sent = self.sent_times.iter().rev().find(|(i, _)| *i == id).map(|(_, t)| *t);
                 let first = self.pending.take(&id);
@@ -316,10 +343,13 @@ impl Session {
                 }
                 self.events.push_back(Event::Reply(reply));
             }
-            Kind::Post | Kind::Call => {
+            Kind::Post | Kind::Call | Kind::Storage | Kind::Eval => {
                 if let Some(id) = id {
                     self.events.push_back(Event::Command(Command { id, kind, from, msg }));
                 }
+            }
+            Kind::Inspect if self.opts.role == Role::Pc => {
+                self.events.push_back(Event::Inspect { device: from, msg });
             }
             Kind::Error => {
                 let code = text_of("code").unwrap_or_else(|| "internal".into());
@@ -329,13 +359,20 @@ impl Session {
                         self.pending.take(&id);
                         self.events.push_back(Event::Rejected(id, err));
                     }
+                    // A relay older than inspection: of what a member that inspects sends, only
+                    // `inspect` batches go without an id and with a kind it may not know.
+                    // Stop them; the page needs no error.
+                    None if err.code == "unknown_type"
+                        && self.hello.as_ref().is_some_and(|h| !h["inspect"].is_null()) =>
+                    {
+                        if let Some(o) = &mut self.outbox {
+                            o.turn_off();
+                        }
+                    }
                     None => self.events.push_back(Event::Error(err)),
                 }
             }
-            // Inspection (#18) is not handled by this SDK yet: ignored, as an older SDK ignores
-            // the kinds it does not know (a `storage`/`eval` sent here times out on the PC).
-            Kind::Hello | Kind::Alarm | Kind::AlarmGap | Kind::AlarmSource => {}
-            Kind::Inspect | Kind::Storage | Kind::StorageCb | Kind::Eval | Kind::EvalCb => {}
+            Kind::Hello | Kind::Alarm | Kind::AlarmGap | Kind::AlarmSource | Kind::Inspect => {}
         }
     }
 
@@ -353,8 +390,9 @@ impl Session {
         }
         self.events.push_back(Event::Welcome { member, resumed });
         self.set_status(Status::Linked);
-        if let Some(hello) = self.hello.clone() {
-            self.actions.push_back(Action::Send(hello));
+        if let Some(hello) = &self.hello {
+            let frame = Json::obj([("type", "hello".into()), ("msg", hello.clone())]).to_json();
+            self.actions.push_back(Action::Send(frame));
         }
         while let Some(frame) = self.queue.pop_front() {
             self.actions.push_back(Action::Send(frame));
@@ -367,6 +405,9 @@ impl Session {
             return;
         }
         self.sock = Sock::None;
+        if let Some(o) = &mut self.outbox {
+            o.set_watching(false);
+        }
         if let Some(code) = code.map(CloseCode).filter(|c| !c.should_reconnect()) {
             let err = match code {
                 CloseCode::UNAUTHORIZED => {
@@ -446,6 +487,7 @@ impl Session {
                 SdkError::new("timeout", ["no reply within ", &num(e.deadline - e.sent_at), " ms"].concat());
             self.events.push_back(Event::Rejected(id, err));
         }
+        self.flush_inspect(now, false);
     }
 
     /// When [`Session::handle_timeout`] should next be called.
@@ -454,7 +496,8 @@ impl Session {
             Sock::Joining { deadline } => Some(deadline),
             _ => None,
         };
-        [sock, self.retry_at, self.pending.next_deadline()].into_iter().flatten().min()
+        let inspect = self.outbox.as_ref().filter(|_| self.sock == Sock::Linked).and_then(|o| o.wake_at());
+        [sock, self.retry_at, self.pending.next_deadline(), inspect].into_iter().flatten().min()
     }
 
     /// The next thing to do.
@@ -539,8 +582,8 @@ impl Session {
         Ok(())
     }
 
-    /// A device's reply to a [`Command`]. Queued while reconnecting: the relay keeps the
-    /// request for a member that resumes.
+    /// A device's reply to a [`Command`] (`postCb`, `callCb`, `storageCb`, `evalCb`). Queued
+    /// while reconnecting: the relay keeps the request for a member that resumes.
     pub fn reply(&mut self, id: &str, kind: Kind, msg: Json) -> Result<(), SdkError> {
         if !kind.is_reply() {
             return Err(SdkError::new("bad_frame", [kind.as_str(), " is not a reply"].concat()));
@@ -557,9 +600,76 @@ impl Session {
         if let Some(a) = app_info {
             msg.set("appInfo", a);
         }
-        let frame = Json::obj([("type", "hello".into()), ("msg", msg)]).to_json();
-        self.hello = Some(frame.clone());
+        self.say(msg);
+    }
+
+    /// Sends `msg` in a `hello` now (if linked), and adds its fields to what is re-sent after
+    /// every (re)join (the relay keeps the fields a `hello` leaves out).
+    fn say(&mut self, msg: Json) {
+        let all = self.hello.get_or_insert_with(|| Json::obj([]));
+        if let Json::Obj(pairs) = &msg {
+            for (k, v) in pairs {
+                all.set(k, v.clone());
+            }
+        }
         if self.sock == Sock::Linked {
+            let frame = Json::obj([("type", "hello".into()), ("msg", msg)]).to_json();
+            self.actions.push_back(Action::Send(frame));
+        }
+    }
+
+    /// A PC: asks for the room's devices' `inspect` batches, `mode` `"live"` or `"keep"` (which
+    /// also keeps `storage`/`eval` pairs in history). `"keep"` is not taken back by a later
+    /// `"live"`.
+    pub fn watch(&mut self, mode: &str) {
+        let said = self.hello.as_ref().map(|h| &h["inspect"]);
+        if self.opts.role != Role::Pc || said.is_some_and(|s| *s == mode || *s == "keep") {
+            return;
+        }
+        self.say(Json::obj([("inspect", mode.into())]));
+    }
+
+    /// A device: the page turned inspection on. Keeps what its inspector captures in a ring of
+    /// `ring_bytes` ([`InspectOutbox`]) and says in `hello` what it captures (`captures`:
+    /// `{console, network, storage, allow}`).
+    pub fn inspect_start(&mut self, now: Millis, ring_bytes: usize, captures: Json) {
+        if self.opts.role != Role::Device || self.closed {
+            return;
+        }
+        self.outbox = Some(InspectOutbox::new(ring_bytes, now));
+        self.say(Json::obj([("inspect", captures)]));
+    }
+
+    /// One event from the inspector (`kind`, one JSON object's text), captured at `now`.
+    pub fn inspect_push(&mut self, now: Millis, kind: &str, text: String) {
+        if let Some(o) = &mut self.outbox {
+            o.push(now, kind, text);
+        }
+        self.flush_inspect(now, false);
+    }
+
+    /// Events the web layer could not hand over (it was busy): counted as dropped, by kind
+    /// (in the order of [`crate::outbox::KINDS`]), with their bytes.
+    pub fn inspect_missed(&mut self, counts: [u64; 5], bytes: u64) {
+        if let Some(o) = &mut self.outbox {
+            o.add_dropped(counts, bytes);
+        }
+    }
+
+    /// The page is being hidden (the webview may freeze it): send what is waiting now, as far
+    /// as the pace allows, without waiting for the flush delay.
+    pub fn inspect_hide(&mut self, now: Millis) {
+        self.flush_inspect(now, true);
+    }
+
+    /// The inspector's ring, if the page turned inspection on.
+    pub fn inspect_outbox(&self) -> Option<&InspectOutbox> {
+        self.outbox.as_ref()
+    }
+
+    fn flush_inspect(&mut self, now: Millis, now_anyway: bool) {
+        let Some(o) = self.outbox.as_mut().filter(|_| self.sock == Sock::Linked) else { return };
+        while let Some(frame) = o.poll(now, now_anyway) {
             self.actions.push_back(Action::Send(frame));
         }
     }
@@ -575,6 +685,9 @@ impl Session {
         self.sock = Sock::None;
         self.retry_at = None;
         self.queue.clear();
+        if let Some(o) = &mut self.outbox {
+            o.turn_off();
+        }
         self.reject_all("disconnected", "the session was closed");
         self.closed = true;
         self.set_status(Status::Unlink);
@@ -584,6 +697,16 @@ impl Session {
     pub fn is_closed(&self) -> bool {
         self.closed
     }
+}
+
+/// Whether a member list shows a PC that watches (its `hello` said `inspect` `"live"` or
+/// `"keep"`) and is connected now (not `away`).
+fn watched(members: &Json) -> bool {
+    members.as_array().unwrap_or_default().iter().any(|m| {
+        m["role"] == "pc"
+            && m["away"].as_bool() != Some(true)
+            && (m["inspect"] == "live" || m["inspect"] == "keep")
+    })
 }
 
 /// Percent-encodes a query value.
@@ -665,3 +788,7 @@ pub fn history_url(base: &str, room: &str, limit: Option<u32>, before: Option<i6
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_inspect_tests.rs"]
+mod inspect_tests;

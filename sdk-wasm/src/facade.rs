@@ -10,6 +10,7 @@
 use crate::core::backoff::Policy;
 use crate::core::history::{DEFAULT_CAP, LocalHistory};
 use crate::core::json::Json;
+use crate::core::outbox;
 use crate::core::session::{self, Options, Session};
 use crate::web::bridge::Bridge;
 use crate::web::driver::Driver;
@@ -26,8 +27,10 @@ use wasm_bindgen::prelude::*;
 const TYPES: &str = r#"
 /** Connection status: `linked` in the room; `reconnecting` after a drop; `unlink` when it gave up. */
 export type Status = "connecting" | "linked" | "reconnecting" | "unlink";
-/** Every rejection is an Error with a `code`: a protocol error code, `timeout` or `disconnected`. */
-export interface TetherError extends Error { code: string }
+/** Every rejection is an Error with a `code`: a protocol error code, `timeout` or `disconnected`;
+ *  `eval` also rejects with the device's `not_allowed`, `eval_blocked`, `threw` (then `value` is
+ *  what the code threw, as a Value) or `inspect_off`. */
+export interface TetherError extends Error { code: string; value?: unknown }
 export interface PcOptions {
   /** The room WebSocket, e.g. `ws://127.0.0.1:8080/ws` (an `http(s)://` base works too). */
   url: string;
@@ -42,6 +45,34 @@ export interface PcOptions {
   /** Default request timeout (default 15000). */
   timeoutMs?: number;
   connectTimeoutMs?: number;
+  /** Watch the devices' pages from the start: `true` or `"live"`; `"keep"` also keeps the room's
+   *  `storage`/`eval` pairs in the relay's history. `onInspect` alone says `"live"`. */
+  inspect?: boolean | "live" | "keep";
+}
+/** What the page's inspector captured, as it has it (the `filter` hook gets and returns these). */
+export interface PageEvent {
+  k: "console" | "error" | "network" | "storage" | "page";
+  /** The phone's time, ms since the epoch. */
+  at: number;
+  /** Counts the device session's events: a gap means events lost on the way. */
+  n: number;
+  [field: string]: unknown;
+}
+export type InspectRequest =
+  | { type: "eval"; code: string }
+  | { type: "storage"; op: "set" | "remove" | "clear"; area: "local" | "session" | "cookie"; key?: string; value?: string };
+export interface InspectOptions {
+  /** Each part is on unless `false`. */
+  console?: boolean; network?: boolean; storage?: boolean;
+  /** Grants `eval` and storage edits from the PC (without it, they are always `not_allowed`). */
+  allow?: (request: InspectRequest) => boolean | Promise<boolean>;
+  /** Sees every event before it is kept: return it (edited or not), or null to drop it. */
+  filter?: (event: PageEvent) => PageEvent | null | undefined;
+  /** Request and response headers whose values never leave the phone (default: authorization,
+   *  cookie, set-cookie, proxy-authorization). */
+  redactHeaders?: string[];
+  /** What the phone keeps while no PC watches, newest first (default 262144; 65536 to 4194304). */
+  ringBytes?: number;
 }
 export interface DeviceOptions {
   url: string;
@@ -61,12 +92,50 @@ export interface DeviceOptions {
   retries?: number;
   retryDelayMs?: number;
   connectTimeoutMs?: number;
-  /** Loads the inspector (a second module, fetched only then) and hooks the page's console
-   *  (`console: false` leaves it alone); `close()` takes the hooks out. Work in progress
-   *  (#18): nothing captured is sent to the PC yet. */
-  inspect?: boolean | { console?: boolean };
+  /** Loads the inspector (a second module, fetched only then): what the page does is kept on the
+   *  phone and sent to the room's watching PCs; `close()` takes the hooks out. */
+  inspect?: boolean | InspectOptions;
 }
-export interface Member { id: string; role: "pc" | "device"; name: string | null; appInfo: unknown; since: number; away: boolean }
+/** An event of a device's page, on the PC (`onInspect`): the device's member id and the kind. */
+export interface InspectEvent {
+  device: string;
+  kind: "console" | "error" | "network" | "storage" | "page";
+  at: number;
+  n: number;
+  [field: string]: unknown;
+}
+/** Said before the events of a batch when the phone let older events go (its ring was full). */
+export interface InspectDropped {
+  device: string;
+  kind: "dropped";
+  at: number;
+  counts: { console?: number; error?: number; network?: number; storage?: number; page?: number };
+  bytes: number;
+}
+export interface StorageOptions {
+  /** The device (without it: every device, and the first answer wins). */
+  to?: string;
+  /** Default "read" (without `area`: all three); edits need the page's `allow`. */
+  op?: "read" | "set" | "remove" | "clear";
+  area?: "local" | "session" | "cookie";
+  key?: string;
+  value?: string;
+  timeoutMs?: number;
+}
+/** The page's storage (after an edit, as it is then); `cut` when it was larger than the SDK sends. */
+export interface StorageResult {
+  device: string; ms: number;
+  local?: [string, string][]; session?: [string, string][]; cookie?: [string, string][];
+  cut?: boolean;
+}
+export interface EvalOptions { to?: string; timeoutMs?: number }
+/** `result` is a Value: JSON where it can be, else tagged (`{"$": "undefined"}`, …). */
+export interface EvalResult { device: string; ms: number; result: unknown }
+export interface Member {
+  id: string; role: "pc" | "device"; name: string | null; appInfo: unknown; since: number; away: boolean;
+  /** A PC: "live" or "keep" while it watches the devices' pages; a device: what its page captures. */
+  inspect: "live" | "keep" | { console: boolean; network: boolean; storage: boolean; allow: boolean } | null;
+}
 export interface Reply {
   id: string; type: "postCb" | "callCb";
   /** The member id of the device that answered. */
@@ -104,7 +173,7 @@ export type AlarmFrame =
   | { type: "alarmGap"; msg: { dropped: number } }
   | { type: "alarmSource"; msg: { state: "unreachable" | "up"; service: string | null } };
 export interface CommandLog {
-  id: string; type: "post" | "call"; from: string; msg: any;
+  id: string; type: "post" | "call" | "storage" | "eval"; from: string; msg: any;
   state: "running" | "done" | "failed"; result?: unknown; error?: string; ms?: number;
 }
 "#;
@@ -151,6 +220,16 @@ extern "C" {
     pub type InspectorModule;
     #[wasm_bindgen(typescript_type = "AlarmOptions")]
     pub type AlarmOptions;
+    #[wasm_bindgen(typescript_type = "(event: InspectEvent | InspectDropped) => void")]
+    pub type InspectCallback;
+    #[wasm_bindgen(typescript_type = "StorageOptions | undefined")]
+    pub type StorageOptions;
+    #[wasm_bindgen(typescript_type = "Promise<StorageResult>")]
+    pub type StoragePromise;
+    #[wasm_bindgen(typescript_type = "EvalOptions | undefined")]
+    pub type EvalOptions;
+    #[wasm_bindgen(typescript_type = "Promise<EvalResult>")]
+    pub type EvalPromise;
     #[wasm_bindgen(typescript_type = "(frame: AlarmFrame) => void")]
     pub type AlarmCallback;
 }
@@ -237,6 +316,14 @@ pub fn connect_pc(options: PcOptions) -> PcSessionPromise {
     };
     // Remembered only once the relay accepted it: a mistyped secret must not replace a good one.
     driver.inner().on_first_link = Some(Box::new(move || save(&secret_key(&room), &secret)));
+    let mode = match &options["inspect"] {
+        Json::Bool(true) => Some("live"),
+        m if *m == "live" || *m == "keep" => m.as_str(),
+        _ => None,
+    };
+    if let Some(mode) = mode {
+        driver.inner().session.watch(mode);
+    }
     let history = LocalHistory::from_json(load(HISTORY_KEY).as_deref(), DEFAULT_CAP);
     let pc = PcSession { driver: driver.clone(), history: Rc::new(RefCell::new(history)) };
     connect_promise(&driver, pc.into()).unchecked_into()
@@ -281,6 +368,34 @@ impl PcSession {
     #[wasm_bindgen(js_name = onError)]
     pub fn on_error(&self, cb: ErrorCallback) {
         self.driver.inner().handlers.error.push(cb.unchecked_into());
+    }
+
+    /// Calls `cb` with each event of the devices' pages (`{device, kind, at, n, …}`), and with a
+    /// `{device, kind: "dropped", at, counts, bytes}` notice when a phone had to let older ones
+    /// go. The first call tells the relay this PC watches (`hello.inspect: "live"`).
+    #[wasm_bindgen(js_name = onInspect)]
+    pub fn on_inspect(&self, cb: InspectCallback) {
+        self.driver.inner().handlers.inspect.push(cb.unchecked_into());
+        self.driver.with(|s| s.watch("live"));
+    }
+
+    /// Reads a device page's localStorage, sessionStorage and cookies, or edits them if the
+    /// page allows it. Rejects with the device's code (`not_allowed`, `inspect_off`, …).
+    pub fn storage(&self, options: StorageOptions) -> StoragePromise {
+        let o = from_js(&options.into());
+        let mut msg = if o.is_object() { o.clone() } else { Json::obj([]) };
+        msg.take("to");
+        if msg["op"].is_null() {
+            msg.set("op", "read".into());
+        }
+        self.request(Kind::Storage, msg, &o).unchecked_into()
+    }
+
+    /// Runs `code` in a device's page, if the page allows it; resolves with its value. Rejects
+    /// with the device's code: `not_allowed`, `eval_blocked`, `threw` (`err.value`), `inspect_off`.
+    pub fn eval(&self, code: String, options: EvalOptions) -> EvalPromise {
+        let o = from_js(&options.into());
+        self.request(Kind::Eval, Json::obj([("code", code.into())]), &o).unchecked_into()
     }
 
     /// Makes a request through a device's native network stack. Resolves with the first reply.
@@ -442,6 +557,7 @@ pub fn connect_device(options: DeviceOptions, inspector: InspectorModule) -> Dev
         name: bridge_name,
         on_post: get_fn(&js_options, "onPost"),
         on_call: get_fn(&js_options, "onCall"),
+        inspector: None,
     }));
     let app_info = options.get("appInfo").cloned().unwrap_or_else(device::default_app_info);
     let name = text(&options, "name");
@@ -450,8 +566,30 @@ pub fn connect_device(options: DeviceOptions, inspector: InspectorModule) -> Dev
         device::command_runner(Rc::downgrade(&driver), bridge.clone(), log.clone(), app_info.clone());
     driver.inner().on_command = Some(Rc::new(runner));
     if let Some(start) = get_fn(&inspector, "start") {
-        match start.call1(&JsValue::NULL, &get(&js_options, "inspect")) {
-            Ok(running) => driver.inner().inspector = Some(running),
+        // The ring first, so that what the inspector captures as it starts is kept.
+        let js_inspect = get(&js_options, "inspect");
+        let ws = driver.inner().session.url().to_owned();
+        let setup = outbox::setup(&options["inspect"], &ws, get_fn(&js_inspect, "allow").is_some());
+        let config = to_js(&setup.config);
+        for key in ["allow", "filter"] {
+            if let Some(f) = get_fn(&js_inspect, key) {
+                let _ = Reflect::set(&config, &key.into(), &f);
+            }
+        }
+        driver.inner().session.inspect_start(now(), setup.ring_bytes, setup.captures);
+        let weak = Rc::downgrade(&driver);
+        let sink = Closure::<dyn FnMut(String, String)>::new(move |kind: String, text: String| {
+            if let Some(d) = weak.upgrade() {
+                d.inspect_push(&kind, text);
+            }
+        });
+        let started = start.call2(&JsValue::NULL, &config, sink.as_ref());
+        driver.inner().sink = Some(sink);
+        match started {
+            Ok(running) => {
+                bridge.borrow_mut().inspector = Some(running.clone());
+                driver.inner().inspector = Some(running);
+            }
             Err(e) => {
                 driver.with(Session::close);
                 return Promise::reject(&e).unchecked_into();

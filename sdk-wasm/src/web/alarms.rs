@@ -33,8 +33,8 @@ impl AlarmDriver {
             me: me.clone(),
         });
         let weak = d.me.clone();
-        d.inner.borrow_mut().wake = WakeListeners::new(Rc::new(move || {
-            if let Some(d) = weak.upgrade() {
+        d.inner.borrow_mut().wake = WakeListeners::new(Rc::new(move |back| {
+            if let Some(d) = weak.upgrade().filter(|_| back) {
                 d.with(|f| f.handle_wake(now()));
             }
         }));

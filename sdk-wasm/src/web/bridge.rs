@@ -14,6 +14,9 @@
 //! Which global is the bridge is the page's configuration (`connectDevice`'s `bridge`, checked
 //! there), never something a link or a PC names.
 //!
+//! `storage` and `eval` go to the page's inspector, `insp.handle(kind, msgText)`, whose
+//! Promise gives the reply body as JSON text.
+//!
 //! Exactly one outcome is reported per command: the first of the callback, a thrown error,
 //! or the timeout (the request's `timeoutMs`), so a native API that never answers cannot leave
 //! the PC waiting forever.
@@ -38,6 +41,8 @@ pub struct Bridge {
     pub on_post: Option<Function>,
     /// The page's own `call` handler.
     pub on_call: Option<Function>,
+    /// The running inspector (`connectDevice({inspect})`): answers `storage` and `eval`.
+    pub inspector: Option<JsValue>,
 }
 
 /// How long a command may take when its request does not say.
@@ -119,6 +124,7 @@ impl Bridge {
         .forget();
         let outcome = match cmd.kind {
             Kind::Post => self.post(cmd, &done),
+            Kind::Storage | Kind::Eval => self.inspect(cmd, &done),
             _ => self.call(cmd, &done),
         };
         if let Err(e) = outcome {
@@ -194,6 +200,21 @@ impl Bridge {
             return Ok(());
         }
         Err(missing())
+    }
+
+    /// The inspector's `handle` for `storage` and `eval`, if the page has one.
+    pub fn handler(&self) -> Option<Function> {
+        get_fn(self.inspector.as_ref()?, "handle")
+    }
+
+    fn inspect(&self, cmd: &Command, done: &Done) -> Result<(), String> {
+        let handle = self.handler().ok_or_else(String::new)?;
+        let this = self.inspector.clone().unwrap_or_default();
+        let v = handle
+            .call2(&this, &cmd.kind.as_str().into(), &cmd.msg.to_json().into())
+            .map_err(|e| describe(&e))?;
+        settle(v, done);
+        Ok(())
     }
 
     fn call(&self, cmd: &Command, done: &Done) -> Result<(), String> {

@@ -1,10 +1,11 @@
-//! The device's side of a command: log it, run it through the [`Bridge`], reply, log the
-//! outcome. What the log entries and the reply say is decided in [`crate::core::device`].
+//! The device's side of a command: log it, run it through the [`Bridge`] (`storage` and
+//! `eval`: the page's inspector, or `inspect_off` without one), reply, log the outcome. What
+//! the log entries and the reply say is decided in [`crate::core::device`].
 
 use super::bridge::Bridge;
 use super::driver::Driver;
 use super::{from_js, now, to_js};
-use crate::core::device::{CommandLog, reply};
+use crate::core::device::{CommandLog, Outcome, inspection_outcome, inspection_reply, reply};
 use crate::core::json::Json;
 use crate::core::session::Command;
 use js_sys::{Function, Reflect};
@@ -42,17 +43,28 @@ pub fn command_runner(
         let (driver, log, app_info) = (driver.clone(), log.clone(), app_info.clone());
         let c = cmd.clone();
         let b = bridge.borrow().clone();
-        b.run(&cmd, move |outcome| {
-            let outcome = outcome.map(|r| from_js(&r));
-            entry.finish(&outcome, now());
-            let (kind, body) = reply(&c, outcome, cookie, &app_info);
+        let inspection = cmd.kind.is_inspection();
+        let mut answer = move |outcome: Option<Outcome>| {
+            let (kind, body) = if inspection {
+                let body = inspection_reply(outcome);
+                entry.finish(&inspection_outcome(&body), now());
+                (c.kind.reply_kind().unwrap_or(c.kind), body)
+            } else {
+                let outcome = outcome.unwrap_or(Ok(Json::Null));
+                entry.finish(&outcome, now());
+                reply(&c, outcome, cookie, &app_info)
+            };
             if let Some(d) = driver.upgrade() {
                 if let Err(e) = d.with(|s| s.reply(&c.id, kind, body)) {
                     entry.reply_failed(&e.message);
                 }
             }
             emit(&log, entry.entry());
-        });
+        };
+        if inspection && b.handler().is_none() {
+            return answer(None);
+        }
+        b.run(&cmd, move |outcome| answer(Some(outcome.map(|r| from_js(&r)))));
     }
 }
 

@@ -8,10 +8,12 @@
 use super::socket::{Socket, SocketEvent};
 use super::{WakeListeners, js_error, now, to_js};
 use crate::core::json::Json;
+use crate::core::outbox::kind_index;
 use crate::core::session::{Action, Command, Event, Reply, SdkError, Session, Status};
+use crate::core::watch;
 use gloo_timers::callback::Timeout;
-use js_sys::Function;
-use std::cell::RefCell;
+use js_sys::{Function, Reflect};
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -27,6 +29,8 @@ pub struct Handlers {
     pub reply: Vec<Function>,
     /// `onError`.
     pub error: Vec<Function>,
+    /// `onInspect` (a PC watching).
+    pub inspect: Vec<Function>,
 }
 
 /// What the driver holds.
@@ -35,6 +39,9 @@ pub struct Inner {
     pub session: Session,
     socket: Option<Socket>,
     timer: Option<Timeout>,
+    /// When `timer` fires: it is re-armed only when the core's next deadline changes (an
+    /// inspected page pumps on every event it captures).
+    timer_at: Option<u64>,
     generation: u64,
     wake: Option<WakeListeners>,
     /// Callbacks.
@@ -54,6 +61,8 @@ pub struct Inner {
     /// Device side, with `inspect`: the running inspector (the other wasm module's
     /// `Inspector`), stopped when the session ends.
     pub inspector: Option<JsValue>,
+    /// The `sink(kind, text)` the inspector calls with each event; freed after `stop()`.
+    pub sink: Option<Closure<dyn FnMut(String, String)>>,
 }
 
 thread_local! {
@@ -67,6 +76,9 @@ thread_local! {
 pub struct Driver {
     inner: RefCell<Inner>,
     me: Weak<Driver>,
+    /// Events the inspector captured while the driver was busy (the page's code ran inside
+    /// one of its calls): counted by kind, with their bytes, and reported as dropped.
+    missed: Cell<([u64; 5], u64)>,
 }
 
 impl Driver {
@@ -77,6 +89,7 @@ impl Driver {
                 session,
                 socket: None,
                 timer: None,
+                timer_at: None,
                 generation: 0,
                 wake: None,
                 handlers: Handlers::default(),
@@ -87,13 +100,15 @@ impl Driver {
                 on_command: None,
                 on_first_link: None,
                 inspector: None,
+                sink: None,
             }),
             me: me.clone(),
+            missed: Cell::default(),
         });
         let weak = d.me.clone();
-        d.inner.borrow_mut().wake = WakeListeners::new(std::rc::Rc::new(move || {
+        d.inner.borrow_mut().wake = WakeListeners::new(std::rc::Rc::new(move |back| {
             if let Some(d) = weak.upgrade() {
-                d.with(|s| s.handle_wake(now()));
+                d.with(|s| if back { s.handle_wake(now()) } else { s.inspect_hide(now()) });
             }
         }));
         OPEN.with(|o| o.borrow_mut().push(d.clone()));
@@ -110,6 +125,27 @@ impl Driver {
         let r = f(&mut self.inner.borrow_mut().session);
         self.pump();
         r
+    }
+
+    /// One event from the inspector's `sink`. It may come while the driver is busy (the page's
+    /// code runs inside a socket or timer call): then it is counted as dropped rather than
+    /// waited for.
+    pub fn inspect_push(&self, kind: &str, text: String) {
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+            let (mut counts, bytes) = self.missed.get();
+            if let Some(k) = kind_index(kind) {
+                counts[k] += 1;
+                self.missed.set((counts, bytes + text.len() as u64));
+            }
+            return;
+        };
+        let (counts, bytes) = self.missed.take();
+        if bytes > 0 {
+            inner.session.inspect_missed(counts, bytes);
+        }
+        inner.session.inspect_push(now(), kind, text);
+        drop(inner);
+        self.pump();
     }
 
     fn on_socket(&self, generation: u64, ev: SocketEvent) {
@@ -164,30 +200,37 @@ impl Driver {
                 }
                 if inner.session.is_closed() {
                     inner.wake = None;
-                    stop = inner.inspector.take();
+                    stop = inner.inspector.take().map(|i| (i, inner.sink.take()));
                     // The caller still holds this driver, so it is not dropped here.
                     let me = self.me.as_ptr();
                     OPEN.with(|o| o.borrow_mut().retain(|d| !std::ptr::eq(Rc::as_ptr(d), me)));
                 }
                 let events: Vec<Event> = std::iter::from_fn(|| inner.session.poll_event()).collect();
-                inner.timer = inner.session.poll_timeout().map(|at| {
-                    let weak = self.me.clone();
-                    super::timeout(
-                        at.saturating_sub(now()),
-                        Box::new(move || {
-                            if let Some(d) = weak.upgrade() {
-                                d.with(|s| s.handle_timeout(now()));
-                            }
-                        }),
-                    )
-                });
+                let next = inner.session.poll_timeout();
+                if next != inner.timer_at {
+                    inner.timer_at = next;
+                    inner.timer = next.map(|at| {
+                        let weak = self.me.clone();
+                        super::timeout(
+                            at.saturating_sub(now()),
+                            Box::new(move || {
+                                if let Some(d) = weak.upgrade() {
+                                    d.inner().timer_at = None;
+                                    d.with(|s| s.handle_timeout(now()));
+                                }
+                            }),
+                        )
+                    });
+                }
                 events
             };
-            if let Some(inspector) = stop {
+            if let Some((inspector, sink)) = stop {
                 // Its hooks come out with no borrow held: the page's code may run meanwhile.
-                if let Ok(f) = js_sys::Reflect::get(&inspector, &"stop".into()) {
+                // The sink is freed only then, once nothing calls it.
+                if let Ok(f) = Reflect::get(&inspector, &"stop".into()) {
                     let _ = f.unchecked_ref::<Function>().call0(&inspector);
                 }
+                drop(sink);
             }
             if events.is_empty() {
                 return;
@@ -245,14 +288,33 @@ impl Driver {
             }
             Event::Reply(r) => {
                 let handlers = self.inner.borrow().handlers.reply.clone();
-                if !handlers.is_empty() {
+                // `onReply` is for `post` and `call`; `storage`/`eval` settle their Promise only.
+                if !handlers.is_empty() && !r.kind.is_inspection() {
                     call_all(&handlers, &reply_object(&r));
                 }
             }
             Event::Resolved(r) => {
                 let p = self.take_promise(&r.id);
-                if let Some((resolve, _)) = p {
-                    let _ = resolve.call1(&JsValue::NULL, &reply_object(&r));
+                if let Some((resolve, reject)) = p {
+                    let _ = match r.kind.is_inspection().then(|| watch::settle(&r)) {
+                        None => resolve.call1(&JsValue::NULL, &reply_object(&r)),
+                        Some(Ok(v)) => resolve.call1(&JsValue::NULL, &to_js(&v)),
+                        Some(Err((err, value))) => {
+                            let e = js_error(&err.code, &err.message);
+                            if let Some(v) = value {
+                                let _ = Reflect::set(&e, &"value".into(), &to_js(&v));
+                            }
+                            reject.call1(&JsValue::NULL, &e)
+                        }
+                    };
+                }
+            }
+            Event::Inspect { device, msg } => {
+                let handlers = self.inner.borrow().handlers.inspect.clone();
+                if !handlers.is_empty() {
+                    for e in watch::events(&device, &msg, now()) {
+                        call_all(&handlers, &to_js(&e));
+                    }
                 }
             }
             Event::Rejected(id, err) => {

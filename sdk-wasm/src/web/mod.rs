@@ -109,29 +109,30 @@ pub fn then(promise: &JsValue, on_ok: &JsValue, on_err: &JsValue) {
     }
 }
 
-/// Listens for the page coming back (visible again, network back) until dropped.
+/// Listens for the page coming back (visible again, network back) and going away (hidden,
+/// `pagehide`: the webview may freeze it next) until dropped.
 pub struct WakeListeners {
     on_visible: Closure<dyn FnMut(JsValue)>,
     on_online: Closure<dyn FnMut(JsValue)>,
+    on_hide: Closure<dyn FnMut(JsValue)>,
 }
 
 impl WakeListeners {
-    /// Calls `wake` whenever the page becomes visible or the browser goes online.
-    pub fn new(wake: std::rc::Rc<dyn Fn()>) -> Option<WakeListeners> {
+    /// Calls `wake(true)` whenever the page becomes visible or the browser goes online, and
+    /// `wake(false)` when the page is hidden or being left.
+    pub fn new(wake: std::rc::Rc<dyn Fn(bool)>) -> Option<WakeListeners> {
         let window = web_sys::window()?;
         let document = window.document()?;
         let doc = document.clone();
-        let w = wake.clone();
-        let on_visible = listener(move |_| {
-            if doc.visibility_state() == web_sys::VisibilityState::Visible {
-                w();
-            }
-        });
-        let on_online = listener(move |_| wake());
+        let (w, h) = (wake.clone(), wake.clone());
+        let on_visible = listener(move |_| w(doc.visibility_state() == web_sys::VisibilityState::Visible));
+        let on_online = listener(move |_| wake(true));
+        let on_hide = listener(move |_| h(false));
         let _ = document
             .add_event_listener_with_callback("visibilitychange", on_visible.as_ref().unchecked_ref());
         let _ = window.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
-        Some(WakeListeners { on_visible, on_online })
+        let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+        Some(WakeListeners { on_visible, on_online, on_hide })
     }
 }
 
@@ -146,6 +147,8 @@ impl Drop for WakeListeners {
             }
             let _ =
                 window.remove_event_listener_with_callback("online", self.on_online.as_ref().unchecked_ref());
+            let _ =
+                window.remove_event_listener_with_callback("pagehide", self.on_hide.as_ref().unchecked_ref());
         }
     }
 }
