@@ -207,13 +207,14 @@ test("storage and eval: inspect_off without an inspector, the device's code when
 test("with the real inspector: the page's console reaches the PC", async () => {
   const pc = await pcPage("real", { inspect: true });
   const key = await pc.evaluate(() => s.deviceKey);
+  // Listening before the phone joins: a batch may arrive as soon as the phone links.
+  await pc.evaluate(() => s.onInspect((e) => seen.push(e)));
   const device = await sdkPage(browser, relay);
   await device.evaluate(async ({ url, key }) => {
     window.d = await tether.connectDevice({ url, room: "real", secret: key, inspect: true });
     console.warn("from the phone");
   }, { url: relay.ws, key });
   const id = await device.evaluate(() => d.member);
-  await pc.evaluate(() => s.onInspect((e) => seen.push(e)));
   await pc.waitForFunction(() => seen.some((e) => e.kind === "console" && e.level === "warn"), null, { timeout: WAIT });
   const warn = await pc.evaluate(() => seen.find((e) => e.level === "warn"));
   assert.equal(warn.device, id);
