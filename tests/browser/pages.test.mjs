@@ -1,5 +1,6 @@
 // The pages a developer uses, end to end in Chromium: the PC page and the device page served
 // by a real relay, the QR code read back from a screenshot, screenshots saved for people.
+// Over 500 lines: one test per thing a developer does with the two pages, sharing one relay.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";

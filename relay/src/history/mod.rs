@@ -11,6 +11,9 @@
 //! `--history-max-record` before they are queued ([`cut`]), and the writers keep the store
 //! within `--history-max-bytes` and `--history-max-age`, oldest pairs first ([`upkeep`]).
 //!
+//! Over 500 lines: the store's one API for both backends, the write queue they share and the
+//! row and value helpers both use; a fifth of it is tests.
+//!
 //! # Layout
 //! - this module: the store's API ([`Store`], [`Record`], [`Item`], [`StoreError`]), the write
 //!   queue both writers drain, and what the two backends share: the history columns, a row
