@@ -1,6 +1,7 @@
 //! The session's part in inspecting the page (#18): a device's ring, its gate and pacing; a
 //! PC's `hello.inspect`, its batches and the `storage`/`eval` replies. Time moves by hand.
 
+use super::tests::run_until;
 use super::*;
 use crate::outbox::{BATCH, FLUSH_MS, RING_MIN};
 use serde_json::{Value, json};
@@ -79,16 +80,6 @@ fn pc(inspect: Value, away: bool) -> Value {
 fn me() -> Value {
     json!({"id": "d-1", "role": "device", "name": null, "appInfo": null, "since": 1, "away": false,
         "inspect": {"console": true, "network": true, "storage": true, "allow": false}})
-}
-
-/// Fires every timer up to `t`.
-fn run_until(s: &mut Session, t: Millis) {
-    while let Some(at) = s.poll_timeout() {
-        if at > t {
-            break;
-        }
-        s.handle_timeout(at);
-    }
 }
 
 #[test]

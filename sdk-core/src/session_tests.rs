@@ -67,8 +67,8 @@ fn linked(role: Role) -> Session {
     s
 }
 
-/// Fires every timer up to `t` in order, returning the time reached.
-fn run_until(s: &mut Session, t: Millis) {
+/// Fires every timer up to `t` in order (the inspector's tests use it too).
+pub(super) fn run_until(s: &mut Session, t: Millis) {
     while let Some(at) = s.poll_timeout() {
         if at > t {
             break;
