@@ -241,6 +241,9 @@ struct HistoryQuery {
     secret: Option<String>,
     limit: Option<String>,
     before: Option<String>,
+    /// Comma-separated row types (`post,call,storage,eval,inspect`); default the pairs.
+    #[serde(rename = "type")]
+    types: Option<String>,
 }
 
 /// Most rows one page returns.
@@ -277,6 +280,13 @@ async fn history(
             AppError::new(StatusCode::BAD_REQUEST, "bad_request", "before must be the id of a history row")
         })?),
     };
+    let types = crate::history::Types::parse(q.types.as_deref().unwrap_or("")).map_err(|bad| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("type {bad:?} is none of {}", crate::history::Types::NAMES.join(", ")),
+        )
+    })?;
     if crate::token::is_device_key(&secret) {
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
@@ -296,7 +306,7 @@ async fn history(
         strike.fail();
         return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong secret for this room"));
     }
-    let items = s.store.page(&room, &tag, limit, before).await?;
+    let items = s.store.page(&room, &tag, limit, before, &types).await?;
     let next = if items.len() as u32 == limit { items.last().map(|i| i.id) } else { None };
     let mut resp = Json(items).into_response();
     if let Some(next) = next {

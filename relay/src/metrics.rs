@@ -35,10 +35,13 @@ pub enum Dropped {
     /// Cluster mode: an `inspect` frame not sent toward a watching PC on another relay (the
     /// bus is down, or its queue over half full). One per PC.
     InspectBus,
+    /// An `inspect` batch a keeping PC asked to keep that the history write queue had no
+    /// room for: delivered, but not stored.
+    InspectHistory,
 }
 
 impl Dropped {
-    const ALL: [Dropped; 10] = [
+    const ALL: [Dropped; 11] = [
         Dropped::SlowConsumer,
         Dropped::BufferFull,
         Dropped::RateLimited,
@@ -49,6 +52,7 @@ impl Dropped {
         Dropped::InspectBudget,
         Dropped::InspectRate,
         Dropped::InspectBus,
+        Dropped::InspectHistory,
     ];
     fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +66,7 @@ impl Dropped {
             Dropped::InspectBudget => "inspect_budget",
             Dropped::InspectRate => "inspect_rate",
             Dropped::InspectBus => "inspect_bus",
+            Dropped::InspectHistory => "inspect_history",
         }
     }
 }

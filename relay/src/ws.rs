@@ -464,7 +464,9 @@ impl Connection {
                 let Some(msg) = env.msg.filter(|m| inspect_shape(m.get())) else {
                     return self.refuse(id, ErrorCode::BadFrame, "inspect needs msg.events, an array");
                 };
-                if let Err(r) = self.cx.hub.inspect(&self.joined, msg, env.to.as_deref()) {
+                if let Err(r) =
+                    self.cx.hub.inspect(&self.cx.store, &self.joined, msg, env.to.as_deref(), now())
+                {
                     self.refuse(id, r.code, &r.message);
                 }
             }

@@ -46,7 +46,7 @@ export interface PcOptions {
   timeoutMs?: number;
   connectTimeoutMs?: number;
   /** Watch the devices' pages from the start: `true` or `"live"`; `"keep"` also keeps the room's
-   *  `storage`/`eval` pairs in the relay's history. `onInspect` alone says `"live"`. */
+   *  `storage`/`eval` pairs and the pages' batches in the relay's history. `onInspect` alone says `"live"`. */
   inspect?: boolean | "live" | "keep";
 }
 /** What the page's inspector captured, as it has it (the `filter` hook gets and returns these). */

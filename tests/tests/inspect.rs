@@ -131,7 +131,38 @@ async fn storage_and_eval_round_trip_and_reach_history_only_while_a_pc_keeps() {
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!((items[0]["type"].as_str(), items[0]["method"].as_str()), (Some("eval"), Some("1 + 1")));
     assert_eq!((items[0]["reqId"].as_str(), items[0]["result"].as_i64()), (Some("e2"), Some(2)));
+
+    // While it keeps, the device's batches are stored too: listed with `type=inspect`, never
+    // among the pairs by default; an unknown type is refused.
+    dev.send(batch(7, 0)).await;
+    assert_eq!(pc.expect("inspect").await["msg"]["events"][0]["n"], 7);
+    let rows = wait_rows(relay.addr, &format!("{history}&type=inspect"), 1).await;
+    assert_eq!(
+        (rows[0]["type"].as_str(), rows[0]["result"]["events"][0]["n"].as_u64()),
+        (Some("inspect"), Some(7))
+    );
+    let (_, items) = get_json(relay.addr, &history).await;
+    assert_eq!(items.as_array().unwrap().len(), 1, "the pairs only: {items}");
+    let (_, items) = get_json(relay.addr, &format!("{history}&type=eval,inspect")).await;
+    assert_eq!(items.as_array().unwrap().len(), 2, "{items}");
+    let (status, e) = get_json(relay.addr, &format!("{history}&type=post,pcap")).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("bad_request")), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("\"pcap\""), "{e}");
     relay.stop().await;
+}
+
+/// The rows of history page `path` once it has `n` of them (a kept batch is written after it
+/// is forwarded, so a PC may see it before it is committed). Bounded: 5 s.
+async fn wait_rows(addr: std::net::SocketAddr, path: &str, n: usize) -> Vec<Value> {
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, items) = get_json(addr, path).await;
+        let rows = items.as_array().cloned().unwrap_or_default();
+        if rows.len() >= n || tokio::time::Instant::now() > end {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

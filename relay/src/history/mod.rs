@@ -158,8 +158,9 @@ pub struct Record {
 pub struct Item {
     /// Row id; pass it as `before` to get older rows.
     pub id: i64,
-    /// `post`, `call`, `storage` or `eval` (the last two only while a PC of the room kept
-    /// inspection).
+    /// `post`, `call`, `storage`, `eval` or `inspect` (the last three only while a PC of the
+    /// room kept inspection). An `inspect` row is one batch of a device's page: its `result`
+    /// is the batch as the device sent it, `request` is null, `pc` and `reqId` are empty.
     #[serde(rename = "type")]
     pub kind: String,
     /// Request id.
@@ -294,12 +295,7 @@ impl Store {
     /// record). Continuations run in queue order. The bodies are cut to `--history-max-record` here, on the caller's task, so the
     /// queue holds at most that much per record beyond its small columns.
     pub async fn record_then(&self, rec: Box<Record>, then: Then) {
-        let rec = Box::new(cut::Stored::of(*rec, self.max_record));
-        if rec.cut.is_some() {
-            self.counters.cut.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        // Its bytes are held until its transaction has ended (or the store closed).
-        let size = u32::try_from(rec.bytes().clamp(1, WRITE_QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let (rec, size) = self.prepare(*rec);
         let permit = match self.queued.clone().try_acquire_many_owned(size) {
             Ok(p) => p,
             // Boxed, as the wait below: rare, and every connection's future holds this one.
@@ -308,19 +304,8 @@ impl Store {
                 Err(_) => return then(Err(StoreError::Closed.to_string())), // never closed
             },
         };
-        let counters = self.counters.clone();
-        counters.queued_bytes.fetch_add(u64::from(size), std::sync::atomic::Ordering::Relaxed);
-        let then: Then = Box::new(move |outcome| {
-            counters.queued_bytes.fetch_sub(u64::from(size), std::sync::atomic::Ordering::Relaxed);
-            drop(permit);
-            then(outcome)
-        });
-        let closed = |op: Op| {
-            if let Op::Record(_, then) = op {
-                then(Err(StoreError::Closed.to_string()));
-            }
-        };
-        let op = match self.writer.try_send(Op::Record(rec, then)) {
+        let op = Op::Record(rec, self.holding(permit, size, then));
+        let op = match self.writer.try_send(op) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(op)) => op,
             Err(mpsc::error::TrySendError::Closed(op)) => return closed(op),
@@ -330,6 +315,51 @@ impl Store {
         if let Err(e) = Box::pin(self.writer.send(op)).await {
             closed(e.0);
         }
+    }
+
+    /// Queues a record only if the write queue has room for it now; never waits. For what may
+    /// be lost rather than slow its sender down (a kept `inspect` batch): `false` when it was
+    /// not queued (`then` is then never called). Otherwise as [`Store::record_then`].
+    pub fn offer(&self, rec: Record, then: Then) -> bool {
+        let Ok(slot) = self.writer.try_reserve() else { return false };
+        let rec = Box::new(cut::Stored::of(rec, self.max_record));
+        let size = Self::size(&rec);
+        let Ok(permit) = self.queued.clone().try_acquire_many_owned(size) else { return false };
+        self.count_cut(&rec);
+        slot.send(Op::Record(rec, self.holding(permit, size, then)));
+        true
+    }
+
+    /// `rec` as stored (cut to `--history-max-record`, counted if it was) and the bytes it
+    /// holds in the write queue.
+    fn prepare(&self, rec: Record) -> (Box<cut::Stored>, u32) {
+        let rec = Box::new(cut::Stored::of(rec, self.max_record));
+        self.count_cut(&rec);
+        let size = Self::size(&rec);
+        (rec, size)
+    }
+
+    /// The bytes `rec` holds in the write queue.
+    fn size(rec: &cut::Stored) -> u32 {
+        u32::try_from(rec.bytes().clamp(1, WRITE_QUEUE_BYTES)).unwrap_or(u32::MAX)
+    }
+
+    fn count_cut(&self, rec: &cut::Stored) {
+        if rec.cut.is_some() {
+            self.counters.cut.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// `then`, holding the record's bytes of the write queue (`permit`) until its transaction
+    /// has ended (or the store closed).
+    fn holding(&self, permit: tokio::sync::OwnedSemaphorePermit, size: u32, then: Then) -> Then {
+        let counters = self.counters.clone();
+        counters.queued_bytes.fetch_add(u64::from(size), std::sync::atomic::Ordering::Relaxed);
+        Box::new(move |outcome| {
+            counters.queued_bytes.fetch_sub(u64::from(size), std::sync::atomic::Ordering::Relaxed);
+            drop(permit);
+            then(outcome)
+        })
     }
 
     /// Returns once every record queued before this call has been committed (or refused)
@@ -374,19 +404,52 @@ impl Store {
         }
     }
 
-    /// A page of a room's history, newest first: at most `limit` rows older than `before`.
+    /// A page of a room's history, newest first: at most `limit` rows older than `before`,
+    /// of the types in `types` (see [`Types`]).
     pub async fn page(
         &self,
         room: &str,
         tag: &str,
         limit: u32,
         before: Option<i64>,
+        types: &Types,
     ) -> Result<Vec<Item>, StoreError> {
         let before = before.unwrap_or(i64::MAX);
         match &self.backend {
-            Backend::Sqlite(b) => b.page(room, tag, limit, before).await,
-            Backend::Postgres(b) => b.page(room, tag, limit, before).await,
+            Backend::Sqlite(b) => b.page(room, tag, limit, before, &types.0).await,
+            Backend::Postgres(b) => b.page(room, tag, limit, before, &types.0).await,
         }
+    }
+}
+
+/// Which rows' types a page of history holds: by default the request/reply pairs (`post`,
+/// `call`, `storage`, `eval`); `inspect` batches only when asked, as they are many and of
+/// another shape. Held as `,a,b,` for the queries' `instr`/`strpos`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Types(String);
+
+impl Types {
+    /// The row types there are.
+    pub const NAMES: [&str; 5] = ["post", "call", "storage", "eval", "inspect"];
+
+    /// `list`, comma-separated names of [`Types::NAMES`] (none: the default); an unknown one
+    /// is refused (`Err` names it).
+    pub fn parse(list: &str) -> Result<Types, String> {
+        let mut out = String::from(",");
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !Self::NAMES.contains(&name) {
+                return Err(name.to_owned());
+            }
+            out.push_str(name);
+            out.push(',');
+        }
+        Ok(if out == "," { Types::default() } else { Types(out) })
+    }
+}
+
+impl Default for Types {
+    fn default() -> Types {
+        Types(",post,call,storage,eval,".into())
     }
 }
 
@@ -411,7 +474,11 @@ struct Row {
 
 impl Item {
     fn from_row(r: Row) -> Item {
-        let (url, method) = if r.kind == "post" { (Some(r.target), None) } else { (None, Some(r.target)) };
+        let (url, method) = match r.kind.as_str() {
+            "post" => (Some(r.target), None),
+            "inspect" => (None, None),
+            _ => (None, Some(r.target)),
+        };
         Item {
             id: r.id,
             kind: r.kind,
@@ -443,6 +510,13 @@ fn raw(text: String) -> Box<RawValue> {
             RawValue::from_string(serde_json::to_string(&format!("<unreadable: {e}>")).unwrap_or_default())
                 .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
         }
+    }
+}
+
+/// Tells the writer of a record that the store closed before it was queued.
+fn closed(op: Op) {
+    if let Op::Record(_, then) = op {
+        then(Err(StoreError::Closed.to_string()));
     }
 }
 
@@ -550,12 +624,12 @@ mod tests {
         store.record(rec("a", "t2", 100)).await.unwrap();
         store.record(rec("b", "t1", 200)).await.unwrap();
 
-        let first = store.page("a", "t1", 3, None).await.unwrap();
+        let first = store.page("a", "t1", 3, None, &Types::default()).await.unwrap();
         let ids: Vec<_> = first.iter().map(|i| i.req_id.as_str()).collect();
         assert_eq!(ids, ["r6", "r5", "r4"]);
-        let next = store.page("a", "t1", 3, Some(first[2].id)).await.unwrap();
+        let next = store.page("a", "t1", 3, Some(first[2].id), &Types::default()).await.unwrap();
         assert_eq!(next.iter().map(|i| i.req_id.as_str()).collect::<Vec<_>>(), ["r3", "r2", "r1"]);
-        let last = store.page("a", "t1", 3, Some(next[2].id)).await.unwrap();
+        let last = store.page("a", "t1", 3, Some(next[2].id), &Types::default()).await.unwrap();
         assert_eq!(last.len(), 1);
 
         let item = &first[0];
@@ -564,8 +638,8 @@ mod tests {
         assert_eq!(item.cookie.as_deref(), Some("c=6"));
         assert_eq!(item.url.as_deref(), Some("https://x/6"));
         // Rows of another secret or another room never show.
-        assert_eq!(store.page("a", "t2", 50, None).await.unwrap().len(), 1);
-        assert_eq!(store.page("b", "t1", 50, None).await.unwrap().len(), 1);
+        assert_eq!(store.page("a", "t2", 50, None, &Types::default()).await.unwrap().len(), 1);
+        assert_eq!(store.page("b", "t1", 50, None, &Types::default()).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -580,7 +654,7 @@ mod tests {
         assert_eq!(key1, key2);
         assert!(store.knows_room("a", "t").await.unwrap());
         assert!(!store.knows_room("a", "u").await.unwrap());
-        assert_eq!(store.page("a", "t", 10, None).await.unwrap().len(), 1);
+        assert_eq!(store.page("a", "t", 10, None, &Types::default()).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -601,12 +675,59 @@ mod tests {
         }
         assert_eq!(store.queued_bytes(), 0, "every record's bytes are given back once committed");
         assert_eq!(store.counters.queued_bytes.load(std::sync::atomic::Ordering::Relaxed), 0);
-        assert_eq!(store.page("big", "t", 500, None).await.unwrap().len(), 100);
+        assert_eq!(store.page("big", "t", 500, None, &Types::default()).await.unwrap().len(), 100);
         // One record larger than the whole queue still goes through, alone.
         let mut r = rec("big", "t", 1000);
         r.reply = format!(r#"{{"method":"post","result":"{}"}}"#, "z".repeat(WRITE_QUEUE_BYTES + 10));
         store.record(r).await.unwrap();
         assert_eq!(store.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_offer_is_queued_only_while_the_queue_has_room_now_and_types_pick_rows() {
+        let (store, _) = Store::open("sqlite::memory:", Budget::UNLIMITED).await.unwrap();
+        let inspect = |n: u64| {
+            let mut r = rec("a", "t", n);
+            (r.kind, r.target, r.request) = (Kind::Inspect, String::new(), "null".into());
+            r.reply = format!(r#"{{"result":{{"events":[{{"k":"console","n":{n}}}]}}}}"#);
+            r
+        };
+        // The queue's bytes all taken (as by records waiting for a slow disk): not queued, and
+        // its continuation is never run; nothing is held for it.
+        let held = store.queued.clone().try_acquire_many_owned(WRITE_QUEUE_BYTES as u32).unwrap();
+        let ran = Arc::new(AtomicU64::new(0));
+        let then = |ran: &Arc<AtomicU64>| -> Then {
+            let ran = ran.clone();
+            Box::new(move |o| {
+                o.unwrap();
+                ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+        };
+        assert!(!store.offer(inspect(1), then(&ran)));
+        assert_eq!(store.counters.queued_bytes.load(std::sync::atomic::Ordering::Relaxed), 0);
+        drop(held);
+        assert!(store.offer(inspect(2), then(&ran)));
+        store.record(rec("a", "t", 3)).await.unwrap();
+        store.settled().await;
+        assert_eq!(ran.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(store.queued_bytes(), 0);
+
+        // By default a page holds the pairs; `inspect` rows only when asked.
+        let page = |types: &'static str| {
+            let store = &store;
+            async move {
+                let types = Types::parse(types).unwrap();
+                let rows = store.page("a", "t", 50, None, &types).await.unwrap();
+                rows.into_iter().map(|i| (i.kind, i.method, i.result.get().to_owned())).collect::<Vec<_>>()
+            }
+        };
+        let pair = ("call".to_owned(), Some("https://x/3".to_owned()), r#"{"n":3}"#.to_owned());
+        let batch = ("inspect".to_owned(), None, r#"{"events":[{"k":"console","n":2}]}"#.to_owned());
+        assert_eq!(page("").await, [pair.clone()]);
+        assert_eq!(page("inspect").await, [batch.clone()]);
+        assert_eq!(page("post, inspect,call").await, [pair, batch]);
+        assert_eq!(page("post").await, []);
+        assert_eq!(Types::parse("post,pcap"), Err("pcap".to_owned()));
     }
 
     #[tokio::test]

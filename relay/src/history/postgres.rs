@@ -393,6 +393,7 @@ impl Reader {
         tag: &str,
         limit: u32,
         before: i64,
+        types: &str,
     ) -> Result<Vec<Item>, StoreError> {
         let rows = self
             .0
@@ -400,9 +401,10 @@ impl Reader {
                 concat!(
                     "SELECT ",
                     row_columns!(),
-                    " FROM history WHERE room = $1 AND tag = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
+                    " FROM history WHERE room = $1 AND tag = $2 AND id < $3",
+                    " AND strpos($5, ',' || kind || ',') > 0 ORDER BY id DESC LIMIT $4"
                 ),
-                &[&room, &tag, &before, &i64::from(limit)],
+                &[&room, &tag, &before, &i64::from(limit), &types],
             )
             .await?;
         let items: Result<Vec<Item>, tokio_postgres::Error> =

@@ -245,16 +245,19 @@ impl Reader {
         tag: &str,
         limit: u32,
         before: i64,
+        types: &str,
     ) -> Result<Vec<Item>, StoreError> {
-        let (room, tag) = (room.to_owned(), tag.to_owned());
+        let (room, tag, types) = (room.to_owned(), tag.to_owned(), types.to_owned());
         self.read(move |c| {
             let mut stmt = c.prepare_cached(concat!(
                 "SELECT ",
                 row_columns!(),
-                " FROM history WHERE room = ?1 AND tag = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4"
+                " FROM history WHERE room = ?1 AND tag = ?2 AND id < ?3",
+                " AND instr(?5, ',' || kind || ',') > 0 ORDER BY id DESC LIMIT ?4"
             ))?;
-            let rows =
-                stmt.query_map(params![room, tag, before, limit], |r| Ok(Item::from_row(read_row!(r, get))))?;
+            let rows = stmt.query_map(params![room, tag, before, limit, types], |r| {
+                Ok(Item::from_row(read_row!(r, get)))
+            })?;
             rows.collect()
         })
         .await

@@ -39,7 +39,13 @@ fn rec(room: &str, n: u64, replied_at: u64, result_bytes: usize) -> Record {
 }
 
 async fn ids(store: &Store, room: &str) -> Vec<String> {
-    store.page(room, "t", 500, None).await.unwrap().into_iter().map(|i| i.req_id).collect()
+    store
+        .page(room, "t", 500, None, &Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.req_id)
+        .collect()
 }
 
 fn file_store(dir: &tempfile::TempDir) -> (String, std::path::PathBuf) {
@@ -161,7 +167,7 @@ async fn a_cut_record_reads_back_as_json_with_its_marker() {
     let result_len = original["result"].to_string().len();
     store.record(big).await.unwrap();
     store.record(rec("a", 2, 1_001, 10)).await.unwrap();
-    let items = store.page("a", "t", 10, None).await.unwrap();
+    let items = store.page("a", "t", 10, None, &Default::default()).await.unwrap();
     let v: Value = serde_json::to_value(&items).unwrap();
     assert!(v[0].get("cut").is_none(), "a small pair has no marker: {}", v[0]);
     assert_eq!(v[0]["result"]["n"], 2);
@@ -200,7 +206,7 @@ async fn a_database_made_before_retention_is_migrated_and_converted() {
     }
     let (store, _) = Store::open(&url, Budget { max_age_ms: 7 * DAY, ..Budget::UNLIMITED }).await.unwrap();
     assert_eq!(pragma(&path, "auto_vacuum"), 2, "small: converted at open");
-    let items = store.page("old", "t", 10, None).await.unwrap();
+    let items = store.page("old", "t", 10, None, &Default::default()).await.unwrap();
     assert_eq!((items.len(), items[0].result.get(), items[0].cut.is_none()), (1, "[1]", true));
     // The room's seen_at came from its created_at: with its history gone by age, it goes too.
     let done = store.upkeep(1000 + 8 * DAY, open(&[])).await.unwrap();

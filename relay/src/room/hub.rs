@@ -227,9 +227,39 @@ impl Hub {
         lock(&j.room).hello(&j.member, hello, now)
     }
 
-    /// A device's `inspect` batch (see [`Room::inspect`]).
-    pub fn inspect(&self, j: &Joined, msg: &RawValue, to: Option<&str>) -> Result<super::Spread, Refusal> {
-        lock(&j.room).inspect(&j.member, msg, to)
+    /// A device's `inspect` batch (see [`Room::inspect`]); and, while the room keeps
+    /// inspection, offered to `store` as a history row ([`Room::kept_batch`]): if the write
+    /// queue is full it is not kept (`tether_drops_total{reason="inspect_history"}`), rather
+    /// than the device be slowed down.
+    pub fn inspect(
+        &self,
+        store: &Store,
+        j: &Joined,
+        msg: &RawValue,
+        to: Option<&str>,
+        now: Now,
+    ) -> Result<super::Spread, Refusal> {
+        let (spread, kept) = {
+            let mut room = lock(&j.room);
+            let spread = room.inspect(&j.member, msg, to)?;
+            (spread, room.kept_batch(&j.member, msg, now))
+        };
+        if let Some(record) = kept {
+            let metrics = self.metrics.clone();
+            let then = move |outcome: Result<(), String>| match outcome {
+                Ok(()) => {
+                    metrics.history_writes.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    metrics.history_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(error = %e, "history write of an inspect batch failed");
+                }
+            };
+            if !store.offer(*record, Box::new(then)) {
+                self.metrics.dropped(crate::metrics::Dropped::InspectHistory);
+            }
+        }
+        Ok(spread)
     }
 
     /// A PC's `post`, `call`, `storage` or `eval`: forwarded to `to`, or to every device.

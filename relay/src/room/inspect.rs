@@ -14,12 +14,15 @@
 //!
 //! The device's byte rate (`--inspect-rate`) is checked before, by its connection (`ws.rs`).
 //! The `storage` and `eval` requests take the request path (`route.rs`) like `post` and
-//! `call`; whether their pairs are written to history is [`Room::keeps_inspection`].
+//! `call`. Whether their pairs, and the batches, are written to history is
+//! [`Room::keeps_inspection`]: a batch kept is one history row ([`Room::kept_batch`]), offered
+//! to the store without waiting, so that keeping never slows the device down.
 
 use super::core::Room;
 use super::member::Link;
 use super::queue::Push;
-use super::{Frame, Refusal};
+use super::{Frame, Now, Refusal};
+use crate::history::Record;
 use crate::metrics::Dropped as DropReason;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -147,5 +150,28 @@ impl Room {
                 .remote
                 .iter()
                 .any(|r| r.info.role == Role::Pc && r.info.inspect.and_then(Inspection::watching) == keep)
+    }
+
+    /// The history row of device `device`'s batch `msg` received `now`, while the room keeps
+    /// inspection (and knows its history tag): `type: "inspect"`, the batch as its `result`,
+    /// no request, no PC (it went to every watching one). `None` otherwise.
+    pub fn kept_batch(&self, device: &str, msg: &RawValue, now: Now) -> Option<Box<Record>> {
+        let tag = self.tag.clone().filter(|_| self.keeps_inspection())?;
+        let i = self.index_of(device)?;
+        Some(Box::new(Record {
+            room: self.name.to_string(),
+            tag: tag.to_string(),
+            kind: Kind::Inspect,
+            req_id: String::new(),
+            pc: String::new(),
+            device: device.to_owned(),
+            device_name: self.members[i].name.clone(),
+            target: String::new(),
+            request: "null".into(),
+            // As a reply body, so that the batch is the row's `result`.
+            reply: [r#"{"result":"#, msg.get(), "}"].concat(),
+            sent_at: now.ms,
+            replied_at: now.ms,
+        }))
     }
 }

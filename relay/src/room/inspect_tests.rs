@@ -24,6 +24,18 @@ fn batch(n: u64) -> Box<serde_json::value::RawValue> {
     )
 }
 
+/// Device `j`'s batch `msg`, the room's part (history aside: see
+/// `batches_reach_history_only_while_a_pc_keeps`).
+fn inspect(
+    h: &Hub,
+    j: &Joined,
+    msg: &serde_json::value::RawValue,
+    to: Option<&str>,
+) -> Result<Spread, Refusal> {
+    let _ = h;
+    crate::util::lock(&j.room).inspect(&j.member, msg, to)
+}
+
 /// The `inspect` frames among `frames`, by their first event's `n`.
 fn inspect_ns(frames: &[Value]) -> Vec<u64> {
     frames
@@ -74,13 +86,13 @@ fn an_inspect_batch_goes_only_to_the_watching_pcs_connected_now_and_is_never_buf
         drain(i);
     }
 
-    let spread = h.inspect(&dev, &batch(1), None).unwrap();
+    let spread = inspect(&h, &dev, &batch(1), None).unwrap();
     assert_eq!(spread, Spread { sent: 1, dropped: 0 });
     let frame = live_in.try_recv().expect("the batch");
     assert!(super::inspect::is_inspect_frame(&frame), "told apart (kept out of a shutdown's buffers)");
     assert!(!super::inspect::is_inspect_frame(&Frame::from(r#"{"type":"inspectX"}"#)));
     assert!(!super::inspect::is_inspect_frame(&Frame::from(r#"{"type":"postCb","msg":{"type":"inspect"}}"#)));
-    assert_eq!(h.inspect(&dev, &batch(1), None).unwrap(), spread);
+    assert_eq!(inspect(&h, &dev, &batch(1), None).unwrap(), spread);
     let got = drain(&mut live_in);
     assert_eq!(got.len(), 1);
     assert_eq!((got[0]["type"].as_str(), got[0]["from"].as_str()), (Some("inspect"), Some(&*dev.member)));
@@ -96,23 +108,23 @@ fn an_inspect_batch_goes_only_to_the_watching_pcs_connected_now_and_is_never_buf
         drain(&mut back_in).iter().map(|f| f["type"].as_str().unwrap().to_owned()).collect();
     assert_eq!(kinds, ["welcome", "devices"]);
     // Back and still watching (what it said is kept across the resume).
-    assert_eq!(h.inspect(&dev, &batch(2), None).unwrap(), Spread { sent: 2, dropped: 0 });
+    assert_eq!(inspect(&h, &dev, &batch(2), None).unwrap(), Spread { sent: 2, dropped: 0 });
     assert_eq!(inspect_ns(&drain(&mut back_in)), [2]);
     assert_eq!(inspect_ns(&drain(&mut live_in)), [2]);
 
     // `to` picks one watching PC; one that does not watch gets nothing, and nobody else does.
-    assert_eq!(h.inspect(&dev, &batch(3), Some(&live.member)).unwrap().sent, 1);
+    assert_eq!(inspect(&h, &dev, &batch(3), Some(&live.member)).unwrap().sent, 1);
     assert_eq!(inspect_ns(&drain(&mut live_in)), [3]);
     assert!(drain(&mut back_in).is_empty());
     let nobody = drops(&h, "inspect_nobody");
-    assert_eq!(h.inspect(&dev, &batch(4), Some(&plain.member)).unwrap(), Spread::default());
+    assert_eq!(inspect(&h, &dev, &batch(4), Some(&plain.member)).unwrap(), Spread::default());
     assert_eq!(drops(&h, "inspect_nobody"), nobody + 1);
     assert!(inspect_ns(&drain(&mut plain_in)).is_empty() && drain(&mut live_in).is_empty());
 
     // "off" stops it; with no watcher left the batch goes nowhere, and says so in /metrics.
     say(&h, &live, json!({"inspect": "off"}), now).unwrap();
     say(&h, &back, json!({"inspect": "off"}), now).unwrap();
-    assert_eq!(h.inspect(&dev, &batch(5), None).unwrap(), Spread::default());
+    assert_eq!(inspect(&h, &dev, &batch(5), None).unwrap(), Spread::default());
     assert_eq!(drops(&h, "inspect_nobody"), nobody + 2);
     assert!(inspect_ns(&drain(&mut live_in)).is_empty());
     assert_eq!(h.metrics.inspect_frames.load(Relaxed), 5, "1 + 1 + 2 + 1 queued");
@@ -131,7 +143,7 @@ fn a_watching_pc_that_does_not_read_loses_inspect_frames_never_its_connection_no
     // rest are dropped, and nobody is kicked.
     let mut spread = Spread::default();
     for n in 0..20 {
-        let s = h.inspect(&dev, &batch(n), None).unwrap();
+        let s = inspect(&h, &dev, &batch(n), None).unwrap();
         spread.sent += s.sent;
         spread.dropped += s.dropped;
     }
@@ -154,7 +166,7 @@ fn a_watching_pc_that_does_not_read_loses_inspect_frames_never_its_connection_no
     assert!(got.iter().any(|f| f["type"] == "devices"));
     assert_eq!(drops(&h, "slow_consumer"), 0);
     // Read again: inspect frames flow again.
-    assert_eq!(h.inspect(&dev, &batch(99), None).unwrap().sent, 1);
+    assert_eq!(inspect(&h, &dev, &batch(99), None).unwrap().sent, 1);
     assert_eq!(inspect_ns(&drain(&mut pc_in)), [99]);
 }
 
@@ -169,11 +181,11 @@ fn past_the_relays_budget_an_inspect_frame_is_dropped_not_forced_in() {
     assert_eq!(h.metrics.buffered_bytes.load(Relaxed), 0, "every queue written");
     let held = Budget::new(10_000, h.metrics.clone());
     held.take(9_950);
-    assert_eq!(h.inspect(&dev, &batch(1), None).unwrap(), Spread { sent: 0, dropped: 1 });
+    assert_eq!(inspect(&h, &dev, &batch(1), None).unwrap(), Spread { sent: 0, dropped: 1 });
     assert_eq!(drops(&h, "inspect_budget"), 1);
     assert_eq!(h.metrics.buffered_bytes.load(Relaxed), 9_950, "nothing taken for it");
     held.give(9_950);
-    assert_eq!(h.inspect(&dev, &batch(2), None).unwrap().sent, 1);
+    assert_eq!(inspect(&h, &dev, &batch(2), None).unwrap().sent, 1);
     assert_eq!(inspect_ns(&drain(&mut pc_in)), [2]);
 }
 
@@ -184,7 +196,7 @@ fn only_a_device_sends_inspect_and_each_role_says_only_its_own_kind_of_inspect()
     let (dev, _dev_in) = join_as(&h, Role::Device, SECRET, None, now).unwrap();
     say(&h, &pc, json!({"inspect": "live"}), now).unwrap();
     drain(&mut pc_in);
-    let e = h.inspect(&pc, &batch(1), None).unwrap_err();
+    let e = inspect(&h, &pc, &batch(1), None).unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (ErrorCode::BadFrame, "only a device sends inspect"));
     assert!(drain(&mut pc_in).is_empty(), "and it went nowhere");
     // A device cannot watch; a PC has no captures. The whole hello is refused: its name too.
@@ -278,7 +290,7 @@ async fn storage_and_eval_pairs_reach_only_the_pc_that_asked_and_history_only_wh
     reply(&h, &store, &dev, Kind::StorageCb, &format!("{}:s2", a.member), json!({"result": {}}))
         .await
         .unwrap();
-    let rows = store.page("r", &tag, 50, None).await.unwrap();
+    let rows = store.page("r", &tag, 50, None, &Default::default()).await.unwrap();
     let rows: Vec<(&str, Option<&str>)> =
         rows.iter().map(|r| (r.kind.as_str(), r.method.as_deref())).collect();
     assert_eq!(rows, [("eval", Some("1 + 1"))], "only the pair made while a PC kept");
@@ -292,7 +304,53 @@ async fn storage_and_eval_pairs_reach_only_the_pc_that_asked_and_history_only_wh
             break;
         }
     }
-    assert_eq!(store.page("r", &tag, 50, None).await.unwrap().len(), 2);
+    assert_eq!(store.page("r", &tag, 50, None, &Default::default()).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn batches_reach_history_only_while_a_pc_keeps_and_never_wait_for_it() {
+    let (store, _) = Store::open("sqlite::memory:", crate::history::Budget::UNLIMITED).await.unwrap();
+    let (h, now) = hub();
+    let (pc, mut pc_in) = join_as(&h, Role::Pc, SECRET, None, now).unwrap();
+    let tag = pc.new_room_tag.clone().unwrap();
+    let (dev, _dev_in) = join_as(&h, Role::Device, SECRET, None, now).unwrap();
+    say(&h, &dev, json!({"name": "Pixel"}), now).unwrap();
+    let kept = |types: &str| {
+        let (store, tag) = (&store, tag.clone());
+        let types = crate::history::Types::parse(types).unwrap();
+        async move {
+            store.settled().await;
+            let rows = store.page("r", &tag, 50, None, &types).await.unwrap();
+            rows.iter().map(|r| r.result.get().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    // "live": delivered, not stored.
+    say(&h, &pc, json!({"inspect": "live"}), now).unwrap();
+    assert_eq!(h.inspect(&store, &dev, &batch(1), None, now).unwrap().sent, 1);
+    assert!(kept("inspect").await.is_empty());
+    // "keep": delivered and stored, one row per batch, with the device's name.
+    say(&h, &pc, json!({"inspect": "keep"}), now).unwrap();
+    assert_eq!(h.inspect(&store, &dev, &batch(2), None, now).unwrap().sent, 1);
+    assert_eq!(kept("inspect").await, [batch(2).get().to_owned()]);
+    let row =
+        &store.page("r", &tag, 1, None, &crate::history::Types::parse("inspect").unwrap()).await.unwrap()[0];
+    assert_eq!(
+        (row.kind.as_str(), row.device.as_str(), row.device_name.as_deref()),
+        ("inspect", &*dev.member, Some("Pixel"))
+    );
+    assert_eq!(
+        (row.pc.as_str(), row.request.get(), row.url.is_none(), row.method.is_none()),
+        ("", "null", true, true)
+    );
+    // Not among the pairs a plain history page lists.
+    assert!(kept("").await.is_empty());
+    // The keeper away still keeps (it will want them when it is back), and a batch nobody
+    // live gets is still kept.
+    h.leave(&pc, pc.conn, Leave::Lost, now);
+    assert_eq!(h.inspect(&store, &dev, &batch(3), None, now).unwrap(), Spread::default());
+    assert_eq!(kept("inspect").await.len(), 2);
+    drain(&mut pc_in);
+    assert_eq!(drops(&h, "inspect_history"), 0);
 }
 
 #[test]
@@ -386,12 +444,12 @@ fn in_cluster_mode_a_batch_goes_to_watching_pcs_on_other_relays_as_a_droppable_f
     bus.sent.lock().unwrap().clear();
     drain(&mut pc_in);
     drain(&mut dev_in);
-    assert_eq!(h.inspect(&dev, &batch(1), None).unwrap(), Spread { sent: 2, dropped: 0 });
+    assert_eq!(inspect(&h, &dev, &batch(1), None).unwrap(), Spread { sent: 2, dropped: 0 });
     assert_eq!(*bus.sent.lock().unwrap(), [("there".to_owned(), "p-watching".to_owned(), true)]);
     assert_eq!(inspect_ns(&drain(&mut pc_in)), [1]);
     // A bus with no room to spare drops it, counted.
     bus.full.store(true, Relaxed);
-    assert_eq!(h.inspect(&dev, &batch(2), None).unwrap(), Spread { sent: 1, dropped: 1 });
+    assert_eq!(inspect(&h, &dev, &batch(2), None).unwrap(), Spread { sent: 1, dropped: 1 });
     assert_eq!(drops(&h, "inspect_bus"), 1);
     assert_eq!(inspect_ns(&drain(&mut pc_in)), [2]);
     // Arriving from another relay: queued only within half the PC's queue, never kicking;
