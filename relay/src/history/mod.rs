@@ -723,8 +723,8 @@ mod tests {
         };
         let pair = ("call".to_owned(), Some("https://x/3".to_owned()), r#"{"n":3}"#.to_owned());
         let batch = ("inspect".to_owned(), None, r#"{"events":[{"k":"console","n":2}]}"#.to_owned());
-        assert_eq!(page("").await, [pair.clone()]);
-        assert_eq!(page("inspect").await, [batch.clone()]);
+        assert_eq!(page("").await, std::slice::from_ref(&pair));
+        assert_eq!(page("inspect").await, std::slice::from_ref(&batch));
         assert_eq!(page("post, inspect,call").await, [pair, batch]);
         assert_eq!(page("post").await, []);
         assert_eq!(Types::parse("post,pcap"), Err("pcap".to_owned()));
