@@ -771,16 +771,29 @@ pub fn device_link(base: &str, room: &str, secret: &str) -> String {
 }
 
 /// The history API URL for a room (the secret goes in an `Authorization` header, never in
-/// the URL, which proxies log).
-pub fn history_url(base: &str, room: &str, limit: Option<u32>, before: Option<i64>) -> String {
+/// the URL, which proxies log): `limit`, `before`, and `types` (comma-separated row types,
+/// e.g. `"inspect"`; the relay refuses one it does not know).
+pub fn history_url(
+    base: &str,
+    room: &str,
+    limit: Option<u32>,
+    before: Option<i64>,
+    types: Option<&str>,
+) -> String {
     let mut u = [base.trim_end_matches('/'), "/api/rooms/", &encode(room), "/history"].concat();
     let mut sep = "?";
-    if let Some(l) = limit {
-        u.push_str(&[sep, "limit=", &num(l.into())].concat());
+    let mut param = |name: &str, value: &str| {
+        u.push_str(&[sep, name, "=", value].concat());
         sep = "&";
+    };
+    if let Some(l) = limit {
+        param("limit", &num(l.into()));
     }
     if let Some(b) = before {
-        u.push_str(&[sep, "before=", &num(b.max(0) as u64)].concat());
+        param("before", &num(b.max(0) as u64));
+    }
+    if let Some(t) = types.filter(|t| !t.is_empty()) {
+        param("type", &encode(t));
     }
     u
 }

@@ -377,9 +377,13 @@ fn urls() {
         "http://10.0.0.5:8080/d/%E6%96%B0%E9%97%BB%201?secret=a%26b"
     );
     assert_eq!(
-        history_url("http://h", "r", Some(5), Some(9)),
+        history_url("http://h", "r", Some(5), Some(9), None),
         "http://h/api/rooms/r/history?limit=5&before=9"
     );
-    assert_eq!(history_url("http://h/", "r", None, Some(9)), "http://h/api/rooms/r/history?before=9");
-    assert_eq!(history_url("http://h", "r", None, None), "http://h/api/rooms/r/history");
+    assert_eq!(history_url("http://h/", "r", None, Some(9), None), "http://h/api/rooms/r/history?before=9");
+    assert_eq!(history_url("http://h", "r", None, None, Some("")), "http://h/api/rooms/r/history");
+    assert_eq!(
+        history_url("http://h", "r", None, None, Some("inspect&x=1")),
+        "http://h/api/rooms/r/history?type=inspect%26x%3D1"
+    );
 }

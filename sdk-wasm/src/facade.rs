@@ -151,7 +151,7 @@ export interface CallOptions { to?: string; timeoutMs?: number }
 export interface PostRequest { url: string; method?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number }
 export interface HistoryEntry { type: "post" | "call"; target: string; options: any; at: number; count: number }
 export interface ServerHistoryItem {
-  id: number; type: "post" | "call"; reqId: string; pc: string; device: string; deviceName: string | null;
+  id: number; type: "post" | "call" | "storage" | "eval" | "inspect"; reqId: string; pc: string; device: string; deviceName: string | null;
   url?: string; method?: string; request: any; result: unknown; cookie: string | null; appInfo: unknown;
   error: unknown; sentAt: number; repliedAt: number; ms: number;
   /** Set when the relay stored this pair cut (`--history-max-record`): each cut field (`url` or
@@ -214,7 +214,7 @@ extern "C" {
     pub type HistoryEntries;
     #[wasm_bindgen(typescript_type = "Member[]")]
     pub type Members;
-    #[wasm_bindgen(typescript_type = "{ limit?: number; before?: number } | undefined")]
+    #[wasm_bindgen(typescript_type = "{ limit?: number; before?: number; type?: string } | undefined")]
     pub type PageOptions;
     #[wasm_bindgen(typescript_type = "unknown")]
     pub type InspectorModule;
@@ -461,7 +461,9 @@ impl PcSession {
         save(HISTORY_KEY, "[]");
     }
 
-    /// The relay's stored history of this room, newest first.
+    /// The relay's stored history of this room, newest first: its request/reply pairs, or
+    /// with `type` the row types asked for (`"inspect"`: the batches kept while a PC said
+    /// `inspect: "keep"`).
     #[wasm_bindgen(js_name = serverHistory)]
     pub fn server_history(&self, options: PageOptions) -> ServerHistoryPromise {
         let o = from_js(&options.into());
@@ -469,7 +471,7 @@ impl PcSession {
             self.driver.with(|s| (session::http_base(s.url()), s.room().to_owned(), s.secret().to_owned()));
         let limit = o["limit"].as_u64().map(|l| l.min(500) as u32);
         let before = o["before"].as_u64().map(|b| b.min(i64::MAX as u64) as i64);
-        let url = session::history_url(&base, &room, limit, before);
+        let url = session::history_url(&base, &room, limit, before, o["type"].as_str());
         http::fetch_json(&url, &secret).unchecked_into()
     }
 
