@@ -145,6 +145,12 @@ test("a PC that said inspect: 'keep' is listed so and gets batches; one that did
   await quiet.waitForFunction(() => s.devices.every((m) => m.role !== "device"), null, { timeout: WAIT });
   const frames = await quiet.evaluate(() => received);
   assert.ok(frames.includes("devices") && !frames.includes("inspect"), frames.join());
+  // The keeper's room kept the batches: the SDK reads them back with `type: "inspect"` (a
+  // batch is stored as it is forwarded, so it may land just after the PC saw it).
+  await keeper.waitForFunction(async () => (await s.serverHistory({ type: "inspect" }))
+    .flatMap((r) => r.result.events).filter((e) => e.k === "network").length === 3, null, { timeout: WAIT, polling: 100 });
+  const pairsOnly = await keeper.evaluate(() => s.serverHistory());
+  assert.ok(pairsOnly.every((r) => r.type !== "inspect"), JSON.stringify(pairsOnly));
   for (const p of [keeper, quiet, device]) await p.context().close();
 });
 
