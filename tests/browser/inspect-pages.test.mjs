@@ -20,7 +20,8 @@ const HOSTILE = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</s
 let browser, relay;
 before(async () => {
   browser = await launchBrowser();
-  relay = await startRelay({ www: WWW });
+  // A higher --inspect-rate: the bounds test sends 5,000 events at once.
+  relay = await startRelay({ www: WWW, args: ["--inspect-rate", "16777216"] });
 });
 after(async () => {
   await relay?.stop();
@@ -370,5 +371,27 @@ test("storage: read; edits greyed without allow, sent right with it; eval: resul
   await pc.screenshot({ path: join(ROOT, "test-artifacts", "pc-inspect-eval.png"), fullPage: true });
   await locked.close();
   await open.close();
+  await pc.context().close();
+});
+
+test("the page keeps the latest 5,000 rows and 1,000 requests per device, and says how many it let go", async () => {
+  const { pc, key } = await pcPage("insp-bounds");
+  const phone = await fakeDevice("insp-bounds", key, "phone", false);
+  for (let from = 1; from <= 5003; from += 1000) {
+    const events = [];
+    for (let i = from; i < Math.min(from + 1000, 5004); i++) events.push({ k: "console", level: "log", args: [`row ${i}`] });
+    await phone.batch(events);
+  }
+  const requests = [];
+  for (let i = 1; i <= 1002; i++) requests.push({ k: "network", id: `r${i}`, type: "fetch", phase: "start", method: "GET", url: `https://x.example/${i}` });
+  await phone.batch(requests);
+  await waitText(pc, "console-notes", "3 older rows let go here (this page keeps the latest 5000 per device, 64 MB in all)");
+  assert.equal(await pc.locator('[data-testid="console-list"] li.crow').count(), 5000);
+  assert.match(await pc.locator('[data-testid="console-list"] li.crow').first().innerText(), /row 4$/);
+  await pc.getByTestId("tab-network").click();
+  await waitText(pc, "network-notes", "2 older requests let go here (this page keeps the latest 1000 per device, 64 MB in all)");
+  assert.equal(await pc.locator('[data-testid="network-list"] tr').count(), 1000);
+  assert.match(await pc.locator('[data-testid="network-list"] tr').first().innerText(), /\/3\b/);
+  await phone.close();
   await pc.context().close();
 });

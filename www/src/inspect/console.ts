@@ -2,8 +2,8 @@
 // with level chips, a search, and the losses said (on the phone, on the way, and here).
 import type { InspectEvent } from "tether-sdk";
 import { clock, el } from "../ui";
-import { badge, coalesce, download, stamp, type Ctx } from "./panel";
-import { LIMITS, type Row } from "./store";
+import { badge, coalesce, download, mb, stamp, type Ctx } from "./panel";
+import type { Row } from "./store";
 import { argsView, errorView, valueView } from "./values";
 
 const LEVELS = ["error", "warn", "info", "log", "debug"] as const;
@@ -147,10 +147,11 @@ export function consolePanel(root: HTMLElement, ctx: Ctx) {
 
   function drawNotes() {
     const l = ctx.store.losses(ctx.picked());
+    const lim = ctx.store.limits;
     const parts: string[] = [];
     if (l.phone) parts.push(`${l.phone} events lost on the phone`);
     if (l.way) parts.push(`${l.way} lost on the way`);
-    if (l.rows) parts.push(`${l.rows} older rows let go here (this page keeps the latest ${LIMITS.rows} per device)`);
+    if (l.rows) parts.push(`${l.rows} older rows let go here (this page keeps the latest ${lim.rows} per device, ${mb(lim.bytes)} in all)`);
     notes.textContent = parts.join(" · ");
     notes.hidden = parts.length === 0;
   }

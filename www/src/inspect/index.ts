@@ -33,6 +33,8 @@ export function mountInspector(host: Host) {
   const names = new Map<string, string>();
 
   const member = (id: string) => members.find((m) => m.id === id && m.role === "device");
+  store.present = (id) => member(id) !== undefined;
+  store.listen((c) => c.t === "forgot" && drawPicker());
   const ctx: Ctx = {
     store,
     picked: () => picker.value,

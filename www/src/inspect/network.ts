@@ -4,9 +4,9 @@
 // and Export HAR.
 import { clock, el, toast } from "../ui";
 import { toHar } from "./har";
-import { badge, coalesce, copyText, download, stamp, type Ctx } from "./panel";
+import { badge, coalesce, copyText, download, mb, stamp, type Ctx } from "./panel";
 import { captured, header, toCurl, toReplay, type Captured, type Pair } from "./request";
-import { LIMITS, type Entry } from "./store";
+import type { Entry } from "./store";
 import { bodyView, tagOf, valueView } from "./values";
 
 const TYPES = ["fetch", "xhr", "ws", "sse", "beacon"];
@@ -132,7 +132,8 @@ export function networkPanel(root: HTMLElement, ctx: Ctx) {
 
   function drawNotes() {
     const l = ctx.store.losses(ctx.picked());
-    notes.textContent = l.requests ? `${l.requests} older requests let go here (this page keeps the latest ${LIMITS.requests} per device)` : "";
+    const lim = ctx.store.limits;
+    notes.textContent = l.requests ? `${l.requests} older requests let go here (this page keeps the latest ${lim.requests} per device, ${mb(lim.bytes)} in all)` : "";
     notes.hidden = !l.requests;
   }
 
@@ -220,7 +221,7 @@ export function networkPanel(root: HTMLElement, ctx: Ctx) {
       sec("Response headers", kvTable(c.responseHeaders)),
       c.responseBody !== undefined ? sec("Response body", bodyView(c.responseBody, header(c.responseHeaders, "content-type"))) : null,
       e.messages.length || c.type === "ws" || c.type === "sse" ? sec("Messages",
-        e.messagesLetGo ? el("p", { class: "hint" }, `${e.messagesLetGo} older messages let go (this page keeps the latest ${LIMITS.messages})`) : null,
+        e.messagesLetGo ? el("p", { class: "hint" }, `${e.messagesLetGo} older messages let go (this page keeps the latest ${ctx.store.limits.messages})`) : null,
         el("ol", { class: "messages", "data-testid": "net-messages" }, ...e.messages.map((m) =>
           el("li", { class: m.dir === "send" ? "send" : "recv" },
             el("span", { class: "muted" }, `${m.dir === "send" ? "↑" : "↓"} ${clock(m.at)}`), " ",

@@ -63,6 +63,9 @@ export function stamp(ms = Date.now()): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
+/** `64 MB`. */
+export const mb = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MB`;
+
 /** A device's name as a small badge. */
 export function badge(ctx: Ctx, device: string): HTMLElement {
   return el("span", { class: "pill dev", title: device }, ctx.name(device));

@@ -5,8 +5,10 @@
 import type { InspectDropped, InspectEvent } from "tether-sdk";
 
 /** Per device: console rows (console, error and page events, loss notices), requests, the
- *  messages of one WebSocket or EventSource, the page's own storage writes. */
-export const LIMITS = { rows: 5000, requests: 1000, messages: 200, writes: 200 } as const;
+ *  messages of one WebSocket or EventSource, the page's own storage writes; and the bytes of
+ *  all of it, all devices together (as JSON text, about what it holds in memory). */
+export const LIMITS = { rows: 5000, requests: 1000, messages: 200, writes: 200, bytes: 64 * 1024 * 1024 };
+export type Limits = typeof LIMITS;
 
 /** A line of the Console panel: a console, error or page event, or a notice of loss. */
 export interface Row {
@@ -21,6 +23,8 @@ export interface Row {
   e?: InspectEvent;
   /** A notice's words. */
   text?: string;
+  /** What it holds, in bytes of JSON (about). */
+  size: number;
   /** Set when the store let the row go (its element should go too). */
   gone?: boolean;
 }
@@ -31,6 +35,7 @@ export interface Message {
   dir: string;
   event?: string;
   data: unknown;
+  size: number;
 }
 
 /** One request (or socket, or event stream) of a device's page: its events merged by `id`. */
@@ -48,6 +53,8 @@ export interface Entry {
   messages: Message[];
   /** Older messages let go past LIMITS.messages. */
   messagesLetGo: number;
+  /** Its events' bytes (about), its messages' included. */
+  size: number;
   gone?: boolean;
 }
 
@@ -58,15 +65,21 @@ export interface Losses {
    *  phone and this page (the relay drops batches for a slow PC), or refused by a page's
    *  filter that threw. */
   way: number;
-  /** What this page let go to stay within LIMITS. */
+  /** What this page let go to stay within its limits. */
   rows: number;
   requests: number;
+}
+
+interface Write {
+  seq: number;
+  size: number;
+  e: InspectEvent;
 }
 
 interface Device {
   rows: Row[];
   requests: Map<string, Entry>;
-  writes: InspectEvent[];
+  writes: Write[];
   page?: InspectEvent;
   lost: Losses;
   writesLetGo: number;
@@ -86,6 +99,8 @@ export type Change =
   /** The console rows, or the requests, were cleared: draw them again. */
   | { t: "rowsCleared" }
   | { t: "entriesCleared" }
+  /** A device that left and has nothing left here was forgotten. */
+  | { t: "forgot"; device: string }
   /** Everything was forgotten (another room). */
   | { t: "reset" };
 
@@ -98,10 +113,29 @@ const KINDS = new Set(["console", "error", "network", "storage", "page"]);
 /** The fields of a network event that say where it belongs, not what it carries. */
 const OWN = new Set(["device", "kind", "at", "n", "id", "phase"]);
 
+/** Room for the bookkeeping of one row, request or message. */
+const OVERHEAD = 64;
+
+/** About what a thing from a device holds: its JSON text's length. A value too deep for
+ *  JSON.stringify counts as an event at the SDK's cap. */
+function sizeOf(v: unknown): number {
+  try {
+    return (JSON.stringify(v)?.length ?? 0) + OVERHEAD;
+  } catch {
+    return 32768;
+  }
+}
+
 export class InspectStore {
   private devices = new Map<string, Device>();
   private seq = 0;
+  private bytes = 0;
   private listeners: ((c: Change) => void)[] = [];
+  /** Whether a device is in the room now (a device that is not, and has nothing left here
+   *  once older things go, is forgotten). */
+  present: (device: string) => boolean = () => false;
+
+  constructor(readonly limits: Limits = LIMITS) {}
 
   /** Calls `cb` with every change, as it happens (panels batch their own drawing). */
   listen(cb: (c: Change) => void) {
@@ -138,37 +172,42 @@ export class InspectStore {
       if (total === 0) return;
       d.lost.phone += total;
       d.explained += total;
-      this.addRow(d, { seq: 0, device: ev.device, at, kind: "notice", depth: 0,
-        text: `${total} events lost on the phone (its buffer was full: ${parts.map(([k, v]) => `${v} ${k}`).join(", ")})` });
+      const text = `${total} events lost on the phone (its buffer was full: ${parts.map(([k, v]) => `${v} ${k}`).join(", ")})`;
+      this.addRow(d, { seq: 0, device: ev.device, at, kind: "notice", depth: 0, text, size: text.length + OVERHEAD });
+      this.trim();
       return;
     }
     const e = ev as InspectEvent;
     this.numbering(d, e, at);
+    this.take(d, e, at);
+    this.trim();
+  }
+
+  private take(d: Device, e: InspectEvent, at: number) {
+    const size = sizeOf(e);
     switch (e.kind) {
       case "console":
         if (e.level === "groupEnd") {
           d.depth = Math.max(0, d.depth - 1);
           return;
         }
-        this.addRow(d, { seq: 0, device: e.device, at, kind: "console", depth: d.depth, e });
+        this.addRow(d, { seq: 0, device: e.device, at, kind: "console", depth: d.depth, e, size });
         if (e.level === "group") d.depth = Math.min(d.depth + 1, 16);
         return;
       case "error":
-        this.addRow(d, { seq: 0, device: e.device, at, kind: "error", depth: 0, e });
+        this.addRow(d, { seq: 0, device: e.device, at, kind: "error", depth: 0, e, size });
         return;
       case "page":
         d.page = e;
-        this.addRow(d, { seq: 0, device: e.device, at, kind: "page", depth: 0, e });
+        this.addRow(d, { seq: 0, device: e.device, at, kind: "page", depth: 0, e, size });
         return;
       case "network":
-        this.network(d, e, at);
+        this.network(d, e, at, size);
         return;
       case "storage":
-        d.writes.push(e);
-        if (d.writes.length > LIMITS.writes) {
-          d.writes.shift();
-          d.writesLetGo += 1;
-        }
+        d.writes.push({ seq: ++this.seq, size, e });
+        this.bytes += size;
+        if (d.writes.length > this.limits.writes) this.dropWrite(d);
         this.emit({ t: "writes", device: e.device });
         return;
       default:
@@ -186,8 +225,8 @@ export class InspectStore {
       const missing = Math.max(0, gap - d.explained);
       if (missing > 0) {
         d.lost.way += missing;
-        this.addRow(d, { seq: 0, device: e.device, at, kind: "notice", depth: 0,
-          text: `${missing} events lost on the way (missing from the device's numbering: dropped for a slow PC, or by a page filter that threw)` });
+        const text = `${missing} events lost on the way (missing from the device's numbering: dropped for a slow PC, or by a page filter that threw)`;
+        this.addRow(d, { seq: 0, device: e.device, at, kind: "notice", depth: 0, text, size: text.length + OVERHEAD });
       }
     }
     // A dropped notice accounts only for the numbers just before the event that follows it.
@@ -198,35 +237,29 @@ export class InspectStore {
   private addRow(d: Device, row: Row) {
     row.seq = ++this.seq;
     d.rows.push(row);
+    this.bytes += row.size;
     this.emit({ t: "row", row });
-    if (d.rows.length > LIMITS.rows) {
-      const old = d.rows.shift()!;
-      old.gone = true;
-      d.lost.rows += 1;
-      this.emit({ t: "rowGone", row: old });
-    }
+    if (d.rows.length > this.limits.rows) this.dropRow(d);
   }
 
-  private network(d: Device, e: InspectEvent, at: number) {
+  private network(d: Device, e: InspectEvent, at: number, size: number) {
     const id = typeof e.id === "string" || typeof e.id === "number" ? String(e.id) : `n${String(e.n)}`;
     let entry = d.requests.get(id);
     if (!entry) {
-      entry = { seq: ++this.seq, device: e.device, id, phase: "", startAt: at, f: {}, messages: [], messagesLetGo: 0 };
+      entry = { seq: ++this.seq, device: e.device, id, phase: "", startAt: at, f: {}, messages: [], messagesLetGo: 0, size: 0 };
       d.requests.set(id, entry);
-      if (d.requests.size > LIMITS.requests) {
-        const [oldId, old] = d.requests.entries().next().value!;
-        d.requests.delete(oldId);
-        old.gone = true;
-        d.lost.requests += 1;
-        this.emit({ t: "entryGone", entry: old });
-      }
+      if (d.requests.size > this.limits.requests) this.dropEntry(d);
     }
+    entry.size += size;
+    this.bytes += size;
     const phase = typeof e.phase === "string" ? e.phase : "";
     if (phase === "message") {
-      entry.messages.push({ at, dir: typeof e.dir === "string" ? e.dir : "", event: typeof e.event === "string" ? e.event : undefined, data: e.data });
-      if (entry.messages.length > LIMITS.messages) {
-        entry.messages.shift();
+      entry.messages.push({ at, dir: typeof e.dir === "string" ? e.dir : "", event: typeof e.event === "string" ? e.event : undefined, data: e.data, size });
+      if (entry.messages.length > this.limits.messages) {
+        const old = entry.messages.shift()!;
         entry.messagesLetGo += 1;
+        entry.size -= old.size;
+        this.bytes -= old.size;
       }
     } else {
       for (const [k, v] of Object.entries(e)) if (!OWN.has(k)) entry.f[k] = v;
@@ -235,6 +268,56 @@ export class InspectStore {
       entry.phase = phase;
     }
     this.emit({ t: "entry", entry });
+  }
+
+  private dropRow(d: Device) {
+    const old = d.rows.shift()!;
+    old.gone = true;
+    d.lost.rows += 1;
+    this.bytes -= old.size;
+    this.emit({ t: "rowGone", row: old });
+  }
+
+  private dropEntry(d: Device) {
+    const [id, old] = d.requests.entries().next().value!;
+    d.requests.delete(id);
+    old.gone = true;
+    d.lost.requests += 1;
+    this.bytes -= old.size;
+    this.emit({ t: "entryGone", entry: old });
+  }
+
+  private dropWrite(d: Device) {
+    this.bytes -= d.writes.shift()!.size;
+    d.writesLetGo += 1;
+  }
+
+  /** Over the byte budget, the oldest things go first, whatever their device or kind. A
+   *  device that left and has nothing left here is forgotten. */
+  private trim() {
+    while (this.bytes > this.limits.bytes) {
+      let oldest: { seq: number; id: string; d: Device; drop: (d: Device) => void } | undefined;
+      for (const [id, d] of this.devices) {
+        const heads: [number | undefined, (d: Device) => void][] = [
+          [d.rows[0]?.seq, (x) => this.dropRow(x)],
+          [d.requests.values().next().value?.seq, (x) => this.dropEntry(x)],
+          [d.writes[0]?.seq, (x) => { this.dropWrite(x); this.emit({ t: "writes", device: id }); }],
+        ];
+        for (const [seq, drop] of heads) if (seq !== undefined && (!oldest || seq < oldest.seq)) oldest = { seq, id, d, drop };
+      }
+      if (!oldest) break;
+      oldest.drop(oldest.d);
+      const d = oldest.d;
+      if (d.rows.length === 0 && d.requests.size === 0 && d.writes.length === 0 && !this.present(oldest.id)) {
+        this.devices.delete(oldest.id);
+        this.emit({ t: "forgot", device: oldest.id });
+      }
+    }
+  }
+
+  /** The bytes held now (about), all devices together. */
+  held(): number {
+    return this.bytes;
   }
 
   /** Console rows of one device, or of all of them interleaved in arrival order (""). */
@@ -252,7 +335,7 @@ export class InspectStore {
   /** The page's own storage writes (newest last) and how many older ones were let go. */
   writes(device: string): { list: InspectEvent[]; letGo: number } {
     const d = this.devices.get(device);
-    return { list: d?.writes.slice() ?? [], letGo: d?.writesLetGo ?? 0 };
+    return { list: d?.writes.map((w) => w.e) ?? [], letGo: d?.writesLetGo ?? 0 };
   }
 
   /** The last page info a device sent. */
@@ -277,7 +360,10 @@ export class InspectStore {
   clearRows(device: string) {
     for (const [id, d] of this.devices) {
       if (device && id !== device) continue;
-      for (const r of d.rows) r.gone = true;
+      for (const r of d.rows) {
+        r.gone = true;
+        this.bytes -= r.size;
+      }
       d.rows = [];
     }
     this.emit({ t: "rowsCleared" });
@@ -287,7 +373,10 @@ export class InspectStore {
   clearEntries(device: string) {
     for (const [id, d] of this.devices) {
       if (device && id !== device) continue;
-      for (const e of d.requests.values()) e.gone = true;
+      for (const e of d.requests.values()) {
+        e.gone = true;
+        this.bytes -= e.size;
+      }
       d.requests.clear();
     }
     this.emit({ t: "entriesCleared" });
@@ -296,6 +385,7 @@ export class InspectStore {
   /** Forgets everything (another room). */
   reset() {
     this.devices.clear();
+    this.bytes = 0;
     this.emit({ t: "reset" });
   }
 }
