@@ -61,16 +61,16 @@ export function storagePanel(root: HTMLElement, ctx: Ctx) {
     for (const [area, title] of AREAS) {
       const rows = result?.[area];
       const section = el("section", { class: "storage-area", "data-area": area });
-      const edit = cannotEdit === undefined;
+      // Edit controls are there either way, greyed with the reason when the page cannot edit.
+      const off = cannotEdit;
       section.append(el("h3", {}, title,
-        edit && rows ? el("button", { type: "button", class: "small", "data-testid": `storage-clear-${area}`, onclick: () => {
+        rows ? el("button", { type: "button", class: "small", "data-testid": `storage-clear-${area}`, disabled: off !== undefined, title: off, onclick: () => {
           if (confirm(`Clear all of ${title} on ${ctx.name(to!)}? (The phone keeps the SDK's own tether. keys.)`)) void run({ op: "clear", area });
         } }, "Clear") : null));
       if (!rows) {
         section.append(el("p", { class: "muted" }, result ? "(not sent)" : "Not read yet."));
       } else {
-        section.append(table(area, rows, edit));
-        if (edit) section.append(addForm(area));
+        section.append(table(area, rows, off), addForm(area, off));
       }
       if (area === "cookie" && rows) section.append(el("p", { class: "hint" }, "HttpOnly cookies are not visible to the page, so they are not listed."));
       areas.append(section);
@@ -78,19 +78,18 @@ export function storagePanel(root: HTMLElement, ctx: Ctx) {
     drawWrites();
   }
 
-  function table(area: Area, rows: [string, string][], edit: boolean): HTMLElement {
+  function table(area: Area, rows: [string, string][], off: string | undefined): HTMLElement {
     if (!Array.isArray(rows) || rows.length === 0) return el("p", { class: "muted" }, "(empty)");
     return el("table", { class: "kv-table storage-table", "data-testid": `storage-${area}` }, el("tbody", {}, ...rows.map((pair) => {
       const key = String(pair?.[0] ?? "");
       const value = String(pair?.[1] ?? "");
       const cell = el("td", { class: "value" }, value);
       const tr = el("tr", { "data-key": key }, el("th", {}, key), cell);
-      if (!edit) return tr;
       if (own(key)) {
         tr.append(el("td", { class: "hint" }, "the SDK's own: never editable"));
         return tr;
       }
-      const editButton = el("button", { type: "button", class: "small", "data-testid": "storage-edit" }, "Edit");
+      const editButton = el("button", { type: "button", class: "small", "data-testid": "storage-edit", disabled: off !== undefined, title: off }, "Edit");
       editButton.addEventListener("click", () => {
         const box = el("textarea", { rows: "2", "data-testid": "storage-value" });
         box.value = value;
@@ -100,15 +99,17 @@ export function storagePanel(root: HTMLElement, ctx: Ctx) {
         box.focus();
       });
       tr.append(el("td", { class: "actions" }, editButton,
-        el("button", { type: "button", class: "small", "data-testid": "storage-remove", onclick: () => void run({ op: "remove", area, key }) }, "Remove")));
+        el("button", { type: "button", class: "small", "data-testid": "storage-remove", disabled: off !== undefined, title: off, onclick: () => void run({ op: "remove", area, key }) }, "Remove")));
       return tr;
     })));
   }
 
-  function addForm(area: Area): HTMLElement {
-    const key = el("input", { placeholder: "key", "data-testid": `storage-new-key-${area}` });
-    const value = el("input", { placeholder: "value", "data-testid": `storage-new-value-${area}`, class: "grow" });
-    const form = el("form", { class: "row storage-add" }, key, value, el("button", { type: "submit", class: "small", "data-testid": `storage-set-${area}` }, "Set"));
+  function addForm(area: Area, off: string | undefined): HTMLElement {
+    const disabled = off !== undefined;
+    const key = el("input", { placeholder: "key", "data-testid": `storage-new-key-${area}`, disabled, title: off });
+    const value = el("input", { placeholder: "value", "data-testid": `storage-new-value-${area}`, class: "grow", disabled, title: off });
+    const form = el("form", { class: "row storage-add" }, key, value,
+      el("button", { type: "submit", class: "small", "data-testid": `storage-set-${area}`, disabled, title: off }, "Set"));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       const k = key.value;
