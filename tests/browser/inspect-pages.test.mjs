@@ -170,6 +170,12 @@ test("console: levels, values, errors and page info as text; search, filters, de
   await waitText(pc, "console-list", "after a gap");
   assert.match(await textOf(pc, "console-list"), /5 events lost on the phone \(its buffer was full: 4 console, 1 network\)[\s\S]*after the ring[\s\S]*6 events lost on the way/);
   assert.equal(await textOf(pc, "console-notes"), "5 events lost on the phone · 6 lost on the way");
+  // Export JSON: the rows shown, as the events came (and the notices).
+  const [saved] = await Promise.all([pc.waitForEvent("download"), pc.getByTestId("console-export").click()]);
+  const exported = JSON.parse(readFileSync(await saved.path(), "utf8"));
+  assert.equal(exported.length, 12);
+  assert.deepEqual(exported[1].args, [HOSTILE]);
+  assert.equal(exported.filter((r) => r.kind === "notice").length, 2);
   await assertInert(pc);
   await pc.screenshot({ path: join(ROOT, "test-artifacts", "pc-inspect-console.png"), fullPage: true });
   await phone.close();

@@ -79,6 +79,9 @@ export function mountInspector(host: Host) {
     members(list: Member[]) {
       members = list;
       for (const m of list) if (m.role === "device" && m.name) names.set(m.id, m.name);
+      // A name is kept while its device is here or has rows here.
+      const known = new Set(store.known());
+      for (const id of names.keys()) if (!known.has(id) && !member(id)) names.delete(id);
       drawPicker();
       networkView.members();
       storageView.redraw();
