@@ -206,12 +206,15 @@ test("network: list, filters, detail, cURL (inert), Send through the app, HAR", 
     { k: "network", id: "r3", type: "fetch", phase: "start", method: "PUT", url: "https://api.example/v1/upload",
       requestBody: { $: "str", head: "abc", len: 100000 } },
     { k: "network", id: "r3", type: "fetch", phase: "end", status: 201, ms: 300 },
+    { k: "network", id: "r4", type: "fetch", phase: "start", method: "GET", url: "https://api.example/a\r\nX-Injected: 1" },
+    { k: "network", id: "r5", type: "fetch", phase: "start", method: "GET\r\nX-Injected: 1", url: "https://api.example/b" },
     { k: "network", id: "w1", type: "ws", phase: "open", url: "wss://ws.example/socket" },
     { k: "network", id: "w1", type: "ws", phase: "message", dir: "send", data: "hi" },
     { k: "network", id: "w1", type: "ws", phase: "message", dir: "recv", data: HOSTILE },
   ]);
-  await pc.waitForFunction(() => document.querySelectorAll('[data-testid="network-list"] tr').length === 4, null, { timeout: WAIT });
-  const rows = await pc.locator('[data-testid="network-list"] tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.innerText)));
+  await pc.waitForFunction(() => document.querySelectorAll('[data-testid="network-list"] tr').length === 6, null, { timeout: WAIT });
+  const rows = await pc.locator('[data-testid="network-list"] tr').evaluateAll((trs) =>
+    trs.filter((tr) => !["r4", "r5"].includes(tr.dataset.id)).map((tr) => [...tr.cells].map((td) => td.innerText)));
   const hostilePath = rows[1][2]; // as the browser's URL parser encodes it
   assert.ok(hostilePath.startsWith("/a'$(touch") && hostilePath.includes("?q=[1-9]"), hostilePath);
   rows[1][2] = "(path)";
@@ -221,6 +224,13 @@ test("network: list, filters, detail, cURL (inert), Send through the app, HAR", 
     ["201", "PUT", "/v1/upload", "fetch", "", "300 ms", "phone"],
     ["open", "GET", "/socket", "ws", "", "", "phone"],
   ]);
+  // A line break in the URL or the method (no browser sends one): neither cURL nor replay.
+  for (const [id, why] of [["r4", "its URL has control characters"], ["r5", "its method is not a valid method name"]]) {
+    await pc.locator(`[data-testid="network-list"] tr[data-id="${id}"]`).click();
+    assert.equal(await pc.getByTestId("net-curl").isDisabled(), true, id);
+    assert.equal(await pc.getByTestId("net-replay").isDisabled(), true, id);
+    assert.equal(await textOf(pc, "net-replay-why"), `Cannot send through the app: ${why}.`);
+  }
 
   // Filters: text, type, failures.
   const count = () => pc.locator('[data-testid="network-list"] tr').count();
@@ -295,9 +305,10 @@ test("network: list, filters, detail, cURL (inert), Send through the app, HAR", 
   assert.match(download.suggestedFilename(), /^tether-.*\.har$/);
   const har = JSON.parse(readFileSync(await download.path(), "utf8"));
   assert.equal(har.log.version, "1.2");
-  assert.deepEqual(har.log.entries.map((e) => [e.request.method, e.response.status, e._device, e._type]),
-    [["GET", 200, "phone", "fetch"], ["POST", 500, "phone", "xhr"], ["PUT", 201, "phone", "fetch"], ["GET", 101, "phone", "ws"]]);
-  const [r1, r2, r3, w1] = har.log.entries;
+  assert.deepEqual(har.log.entries.map((e) => [e._id, e.request.method, e.response.status, e._device, e._type]), [
+    ["r1", "GET", 200, "phone", "fetch"], ["r2", "POST", 500, "phone", "xhr"], ["r3", "PUT", 201, "phone", "fetch"],
+    ["r4", "GET", 0, "phone", "fetch"], ["r5", "GET\r\nX-Injected: 1", 0, "phone", "fetch"], ["w1", "GET", 101, "phone", "ws"]]);
+  const [r1, r2, r3, , , w1] = har.log.entries;
   assert.deepEqual(r1.request.queryString, [{ name: "page", value: "2" }]);
   assert.deepEqual(r1.response.content, { size: 15, mimeType: "application/json; charset=utf-8", text: HAR_BODY });
   assert.equal(r1.time, 42);

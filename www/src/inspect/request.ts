@@ -44,7 +44,7 @@ export function captured(e: Entry): Captured {
   const ms = typeof f.ms === "number" && Number.isFinite(f.ms) && f.ms >= 0 ? f.ms : undefined;
   return {
     type: text(f.type),
-    method: text(f.method).toUpperCase() || (f.type === "ws" || f.type === "sse" ? "GET" : ""),
+    method: text(f.method) || (f.type === "ws" || f.type === "sse" ? "GET" : ""),
     url: text(f.url),
     status,
     statusText: text(f.statusText),
@@ -106,10 +106,13 @@ function body(v: unknown): { ok: true; text?: string } | { ok: false; reason: st
   return { ok: true, text: JSON.stringify(v) };
 }
 
-/** Why a request cannot be sent again at all (a socket, not http(s)). */
+/** Why a request cannot be sent again at all: a socket, not http(s), or a URL or method that
+ *  no browser would have sent (a line break in them could split the request the app makes). */
 function unsendable(c: Captured): string | undefined {
   if (c.type === "ws") return "a WebSocket is not a request that can be sent again";
   if (!/^https?:\/\//i.test(c.url)) return "only http(s) requests can be sent again";
+  if (/[\u0000-\u001f\u007f]/.test(c.url)) return "its URL has control characters";
+  if (c.method && !TOKEN.test(c.method)) return "its method is not a valid method name";
   return undefined;
 }
 
