@@ -212,8 +212,8 @@ test("network: list, filters, detail, cURL (inert), Send through the app, HAR", 
     { k: "network", id: "w1", type: "ws", phase: "message", dir: "send", data: "hi" },
     { k: "network", id: "w1", type: "ws", phase: "message", dir: "recv", data: HOSTILE },
   ]);
-  await pc.waitForFunction(() => document.querySelectorAll('[data-testid="network-list"] tr').length === 6, null, { timeout: WAIT });
-  const rows = await pc.locator('[data-testid="network-list"] tr').evaluateAll((trs) =>
+  await pc.waitForFunction(() => document.querySelectorAll('[data-testid="network-list"] tr[data-id]').length === 6, null, { timeout: WAIT });
+  const rows = await pc.locator('[data-testid="network-list"] tr[data-id]').evaluateAll((trs) =>
     trs.filter((tr) => !["r4", "r5"].includes(tr.dataset.id)).map((tr) => [...tr.cells].map((td) => td.innerText)));
   const hostilePath = rows[1][2]; // as the browser's URL parser encodes it
   assert.ok(hostilePath.startsWith("/a'$(touch") && hostilePath.includes("?q=[1-9]"), hostilePath);
@@ -233,7 +233,7 @@ test("network: list, filters, detail, cURL (inert), Send through the app, HAR", 
   }
 
   // Filters: text, type, failures.
-  const count = () => pc.locator('[data-testid="network-list"] tr').count();
+  const count = () => pc.locator('[data-testid="network-list"] tr[data-id]').count();
   await pc.getByTestId("network-search").fill("items");
   assert.equal(await count(), 1);
   await pc.getByTestId("network-search").fill("");
@@ -241,7 +241,7 @@ test("network: list, filters, detail, cURL (inert), Send through the app, HAR", 
   assert.equal(await count(), 1);
   await pc.getByTestId("network-type").selectOption("");
   await pc.getByTestId("network-errors").check();
-  assert.deepEqual(await pc.locator('[data-testid="network-list"] tr td:nth-child(1)').allInnerTexts(), ["500"]);
+  assert.deepEqual(await pc.locator('[data-testid="network-list"] tr[data-id] td:nth-child(1)').allInnerTexts(), ["500"]);
   await pc.getByTestId("network-errors").uncheck();
 
   // Detail: JSON pretty-printed; a WebSocket's messages, the hostile one as text.
@@ -415,8 +415,8 @@ test("the page keeps the latest 5,000 rows and 1,000 requests per device, and sa
   assert.match(await pc.locator('[data-testid="console-list"] li.crow').first().innerText(), /row 4$/);
   await pc.getByTestId("tab-network").click();
   await waitText(pc, "network-notes", "2 older requests let go here (this page keeps the latest 1000 per device, 64 MB in all)");
-  assert.equal(await pc.locator('[data-testid="network-list"] tr').count(), 1000);
-  assert.match(await pc.locator('[data-testid="network-list"] tr').first().innerText(), /\/3\b/);
+  assert.equal(await pc.locator('[data-testid="network-list"] tr[data-id]').count(), 1000);
+  assert.match(await pc.locator('[data-testid="network-list"] tr[data-id]').first().innerText(), /\/3\b/);
   await phone.close();
   await pc.context().close();
 });

@@ -146,7 +146,10 @@ export function networkPanel(root: HTMLElement, ctx: Ctx) {
       }
       const tr = rowView(e);
       if (old) old.replaceWith(tr);
-      else list.append(tr);
+      else {
+        list.querySelector(":scope > .empty")?.remove();
+        list.append(tr);
+      }
     }
     if (detailDirty) drawDetail();
     detailDirty = false;
@@ -156,7 +159,12 @@ export function networkPanel(root: HTMLElement, ctx: Ctx) {
 
   function redraw() {
     pending = new Set();
-    list.replaceChildren(...ctx.store.entries(ctx.picked()).filter(matches).map(rowView));
+    const all = ctx.store.entries(ctx.picked());
+    list.replaceChildren(...all.filter(matches).map(rowView));
+    if (list.childElementCount === 0) {
+      list.append(el("tr", { class: "empty" }, el("td", { colspan: "7" },
+        all.length ? "No request matches the filters." : "No request yet. Pages that connect with inspect show their requests here.")));
+    }
     if (selected && (selected.gone || !matches(selected))) selected = undefined;
     drawDetail();
     drawNotes();
