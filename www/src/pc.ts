@@ -1,8 +1,11 @@
 // The PC debug page: open a room, show its QR code, watch the devices, send requests and
-// JS-API calls through them, see every reply, and run things again from history.
+// JS-API calls through them, see every reply, and run things again from history; and see
+// inside the devices' pages (console, network, storage, eval: inspect/).
 import { connectPc, subscribeAlarms, type AlarmFrame, type AlarmSubscription, type Member, type PcSession, type Reply, type HistoryEntry, type ServerHistoryItem } from "tether-sdk";
 import QRCode from "qrcode";
 import { byTestId, clock, describeError, el, jsonView, looseJson, setStatus, toast } from "./ui";
+import { mountInspector, PANELS } from "./inspect";
+import type { Replay } from "./inspect/request";
 
 const LAST_ROOM = "tether.page.room";
 const SCHEME = "tether.page.scheme";
@@ -18,12 +21,15 @@ const early = new Map<string, Reply[]>();
 
 const relayUrl = () => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 
+/** The inspection panels: what the devices' pages log, fetch and store. */
+const inspector = mountInspector({ session: () => session, replay });
 
 
 async function connect(room: string) {
   session?.close();
   session = null;
   cards.clear();
+  inspector.reset();
   setStatus("connecting");
   try {
     const s = await connectPc({ url: relayUrl(), room, name: "PC" });
@@ -36,6 +42,8 @@ async function connect(room: string) {
     s.onDevices((list) => renderDevices(list));
     s.onReply(onReply);
     s.onError((e) => toast(describeError(e)));
+    // Watching: the devices' pages that inspect send their events to this page from now on.
+    s.onInspect((e) => inspector.push(e));
     await renderQr();
     renderRecent();
   } catch (e) {
@@ -60,6 +68,7 @@ async function renderQr() {
 
 function renderDevices(list: Member[]) {
   members = list;
+  inspector.members(list);
   const ul = byTestId("device-list");
   ul.replaceChildren();
   const devices = list.filter((m) => m.role === "device");
@@ -138,6 +147,21 @@ async function run(kind: "post" | "call", target: string, send: (s: PcSession) =
     card.append(el("p", { class: "error-text" }, describeError(e)));
   }
   renderRecent();
+}
+
+/** Sends a request the Network panel captured again, through `device`'s app: the Request tab
+ *  shows it filled in, and its reply lands with the others. */
+function replay(device: string, r: Replay) {
+  selectTab("post");
+  (document.getElementById("post-url") as HTMLInputElement).value = r.url;
+  const method = document.getElementById("post-method") as HTMLSelectElement;
+  if (![...method.options].some((o) => o.value === r.method)) method.append(el("option", {}, r.method));
+  method.value = r.method;
+  (document.getElementById("post-body") as HTMLTextAreaElement).value = r.body ?? "";
+  (document.getElementById("post-headers") as HTMLTextAreaElement).value = r.headers ? JSON.stringify(r.headers) : "";
+  byTestId<HTMLSelectElement>("target").value = device;
+  if (r.notes.length) toast(r.notes.join("; "));
+  void sendPost(r.url, { method: r.method, ...(r.body === undefined ? {} : { body: r.body }), ...(r.headers ? { headers: r.headers } : {}) });
 }
 
 function sendPost(url: string, options: { method?: string; body?: unknown; headers?: Record<string, string> }) {
@@ -266,6 +290,11 @@ async function startAlarms() {
 function selectTab(name: string) {
   for (const t of document.querySelectorAll<HTMLElement>("[data-tab]")) t.classList.toggle("active", t.dataset.tab === name);
   for (const p of document.querySelectorAll<HTMLElement>("[data-panel]")) p.hidden = p.dataset.panel !== name;
+  // The inspection panels pick a device of their own, and have no use for the replies below.
+  const inspecting = (PANELS as readonly string[]).includes(name);
+  document.getElementById("send-to")!.hidden = inspecting;
+  document.getElementById("inspect-to")!.hidden = !inspecting;
+  byTestId("result").hidden = inspecting;
 }
 
 function wire() {
