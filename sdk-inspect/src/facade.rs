@@ -7,22 +7,27 @@ use crate::web::{Hooks, Js, kind};
 use js_sys::Function;
 use tether_sdk_core::inspect::event::{LEVELS, STACKED};
 use tether_sdk_core::inspect::walk::{Page, string};
-use tether_sdk_core::inspect::{Kind, Own};
+use tether_sdk_core::inspect::{Kind, Masks, Own};
 use wasm_bindgen::prelude::*;
 
 /// Starts inspecting the page. `config` is what the base builds from `connectDevice`'s
-/// `inspect` option (`true`, or `{console?, filter?, own?, …}`; each part on unless `false`);
+/// `inspect` option (`true`, or `{console?, network?, filter?, redactHeaders?, own?, …}`; each
+/// part on unless `false`);
 /// `sink(kind, text)` gets each event as one JSON text. The hooks are in when this returns,
 /// and the first `page` event has been sent.
 #[wasm_bindgen]
 pub fn start(config: JsValue, sink: Option<Function>) -> Inspector {
     let filter = get(&config, "filter").filter(|f| kind(f) == Kind::Function);
-    let own = get(&config, "own").map_or_else(Vec::new, |list| {
-        (0..Js.len(&list)).filter_map(|i| Js.index(&list, i).ok()).map(|u| string(&Js, &u).head).collect()
-    });
-    let mut capture = Capture::new(sink, filter, Own(own));
-    let hooks =
-        Hooks::install(move |kind, a, b| capture.on(kind, a, b), LEVELS, STACKED, part(&config, "console"));
+    let own = Own(strings(&config, "own").unwrap_or_default());
+    let masks = Masks::new(strings(&config, "redactHeaders"));
+    let mut capture = Capture::new(sink, filter, own, masks);
+    let hooks = Hooks::install(
+        move |kind, a, b| capture.on(kind, a, b),
+        LEVELS,
+        STACKED,
+        part(&config, "console"),
+        part(&config, "network"),
+    );
     Inspector { hooks: Some(hooks) }
 }
 
@@ -30,6 +35,19 @@ pub fn start(config: JsValue, sink: Option<Function>) -> Inspector {
 fn get(config: &JsValue, name: &str) -> Option<JsValue> {
     let v = Js.prop(config, name).ok().filter(|_| kind(config) == Kind::Object)?;
     (kind(&v) != Kind::Undefined).then_some(v)
+}
+
+/// `config[name]` when it is a list: its strings.
+fn strings(config: &JsValue, name: &str) -> Option<Vec<String>> {
+    let list = get(config, name).filter(|l| kind(l) == Kind::Array)?;
+    let mut out = Vec::new();
+    for i in 0..Js.len(&list) {
+        match Js.index(&list, i) {
+            Ok(x) if kind(&x) == Kind::String => out.push(string(&Js, &x).head),
+            _ => {}
+        }
+    }
+    Some(out)
 }
 
 /// Whether the part `name` of the config is on: it is unless the config says `false`.

@@ -8,16 +8,19 @@
 //! that takes any number of arguments, or needs its `this`), a small JS shim does only that
 //! (`src/web/hooks.js`).
 //!
-//! So far (#18, increment 5) it records every console level with its arguments (as Values,
+//! So far (#18, increments 5–7) it records every console level with its arguments (as Values,
 //! walked under the core's caps), uncaught errors, unhandled rejections, resources that failed
-//! to load, and page info (at start and at `load`), each put through the page's `filter`; the
-//! page's console still runs as before, and `stop()` takes every hook out again. Network,
-//! storage and eval come next.
+//! to load, page info (at start and at `load`), and the page's own network — fetch,
+//! XMLHttpRequest, sendBeacon, WebSocket, EventSource (`core::inspect::net`: bodies, masks, the
+//! SDK's own traffic left out) — each put through the page's `filter`; the page's console and
+//! network still run as before, and `stop()` takes every hook out again. Storage and eval
+//! come next.
 //!
 //! # Layout
 //! - `facade` (wasm only): the `#[wasm_bindgen]` API the base calls: `start`, `Inspector`.
-//! - `web` (wasm only): the hooks and the walker's questions, through the shim (`hooks.js`);
-//!   `web::record`: each report made an event (by the core) and handed to the sink.
+//! - `web` (wasm only): the hooks and the walker's questions, through the shim (`hooks.js`:
+//!   `hook`, and `hookNet` for the network); `web::record`: each report made an event (by the
+//!   core) and handed to the sink.
 
 /// The same small allocator as the base module (this module has its own linear memory).
 #[cfg(target_arch = "wasm32")]

@@ -58,6 +58,29 @@ export interface PageEvent {
   n: number;
   [field: string]: unknown;
 }
+/** A `network` event (`k: "network"` to the filter, `kind: "network"` on the PC): one of a
+ *  request's or socket's events, all sharing its `id`. fetch/xhr: `start` then `end` or `error`;
+ *  beacon: `start` only; ws: `start`, `open`, `message`s (`dir`), `close`, `error`; sse: `start`,
+ *  `open`, `message`s (`event`), `error`, `close`. Bodies and `data` are Values: text, or
+ *  `{$: "str", head, len?}` when cut, or `{$: "bin", type, len?}` when not read. */
+export interface NetworkEvent extends PageEvent {
+  k: "network";
+  id: number;
+  type: "fetch" | "xhr" | "beacon" | "ws" | "sse";
+  phase: "start" | "end" | "open" | "message" | "close" | "error";
+  method?: string; url?: string;
+  /** The page's own headers; values of `redactHeaders` masked. */
+  requestHeaders?: [string, string][]; requestBody?: unknown;
+  status?: number; statusText?: string; responseHeaders?: [string, string][]; responseBody?: unknown;
+  /** From the call to the response's head (fetch) or `loadend` (XHR). */
+  ms?: number;
+  /** A WebSocket message's direction; an EventSource message's event name. */
+  dir?: "send" | "recv"; event?: string; data?: unknown;
+  /** A WebSocket's close; a failed request's message. */
+  code?: number; reason?: string; message?: string;
+  /** `false`: the browser refused to queue the beacon. */
+  queued?: false;
+}
 export type InspectRequest =
   | { type: "eval"; code: string }
   | { type: "storage"; op: "set" | "remove" | "clear"; area: "local" | "session" | "cookie"; key?: string; value?: string };

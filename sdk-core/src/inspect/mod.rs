@@ -9,11 +9,14 @@
 //! - [`event`]: each event kind's fields; the console levels; the caller's stack.
 //! - [`capture`]: what each hook reports (a console call, an error, the page) as an event.
 //! - [`walk`]: the value walker, over the questions it asks the page ([`walk::Page`]).
+//! - [`net`]: the page's own network (fetch, XHR, beacons, WebSockets, EventSources) as
+//!   `network` events: which bodies are read and how far, masks, the SDK's own traffic.
 //! - [`redact`]: the [`Recorder`] (numbering and the redaction order), built-in masks, the
 //!   SDK's own URLs.
 
 pub mod capture;
 pub mod event;
+pub mod net;
 pub mod redact;
 pub mod value;
 pub mod walk;

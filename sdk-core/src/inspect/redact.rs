@@ -16,7 +16,7 @@
 //! inspector's own code runs (the shim's re-entrancy flag: a filter or sink that logs).
 
 use super::EVENT;
-use super::writer::Draft;
+use super::writer::{Draft, utf16_len};
 use crate::num;
 
 /// What the page's `filter` made of an event.
@@ -118,14 +118,16 @@ impl Default for Masks {
 impl Masks {
     /// From the config's `redactHeaders` (`None`: the default list; an empty list masks none).
     pub fn new(headers: Option<Vec<String>>) -> Masks {
-        let headers = headers.unwrap_or_else(|| REDACT_HEADERS.iter().map(|h| (*h).to_owned()).collect());
-        Masks { headers: headers.into_iter().map(|h| h.to_ascii_lowercase()).collect() }
+        // Compared without case, so kept as given (no second list made in lower case).
+        Masks { headers: headers.unwrap_or_else(|| REDACT_HEADERS.map(String::from).into()) }
     }
 
-    /// The value to write for header `name`: itself, or `‹redacted N chars›`.
+    /// The value to write for header `name`: itself, or `‹redacted N chars›` (`N`: its
+    /// length in UTF-16 units, JS's `length`).
     pub fn header<'a>(&self, name: &str, value: &'a str) -> std::borrow::Cow<'a, str> {
         if self.headers.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-            ["‹redacted ", &num(value.chars().count() as u64), " chars›"].concat().into()
+            // Its length as JS counts it (`chars().count()` would bring core's large counter).
+            ["‹redacted ", &num(utf16_len(value) as u64), " chars›"].concat().into()
         } else {
             value.into()
         }

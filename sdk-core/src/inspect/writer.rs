@@ -167,19 +167,31 @@ impl Writer {
     /// A string: as is when whole and within [`STRING`] bytes, else
     /// `{"$":"str","head","len"}` with its head cut to [`STRING`] bytes on a char boundary.
     pub fn string(&mut self, t: &Text) {
+        self.text(t, STRING, true);
+    }
+
+    /// A string capped at `max` bytes (a body's cap is not a console string's): as [`string`]
+    /// does; but when `whole` is false, `t` is known to be only the head of something longer
+    /// whose length is not known (a body read only up to the cap), so it is written
+    /// `{"$":"str","head"}`, without `len`.
+    ///
+    /// [`string`]: Self::string
+    pub fn text(&mut self, t: &Text, max: usize, whole: bool) {
         if self.full {
             return self.cut();
         }
         let mark = self.out.len();
-        if t.len <= STRING && t.head.len() <= STRING {
+        if whole && t.len <= max && t.head.len() <= max {
             self.sep();
             write_str(&mut self.out, &t.head);
         } else {
             self.tag("str");
             self.field("head");
-            write_str(&mut self.out, cut(&t.head, STRING));
-            self.field("len");
-            self.uint(t.len as u64);
+            write_str(&mut self.out, cut(&t.head, max));
+            if whole {
+                self.field("len");
+                self.uint(t.len as u64);
+            }
             self.end();
         }
         self.check(mark);

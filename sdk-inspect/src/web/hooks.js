@@ -10,22 +10,24 @@
 // the methods named in `stacked`), then the original with the same `this` and arguments,
 // returning its result; `error` (capture phase: script errors, and elements that failed to
 // load) and `unhandledrejection` call `rec(100, event)` and `rec(101, event)`. Always: page
-// info, `rec(102, globalThis, navigationTimingEntry)`, now and at `load`.
+// info, `rec(102, globalThis, navigationTimingEntry)`, now and at `load`. With `withNet`: the
+// page's own network (see hookNet).
 // `rec` never runs inside itself (whatever it causes — a filter or sink that logs — is not
 // recorded); if it throws (the wasm trapped), every hook passes through from then on.
 // Returns the function that undoes it all: each original comes back where our wrapper is
 // still the one installed; where another tool wrapped ours since, ours stays in its chain,
 // passing through.
-export function hook(rec, levels, stacked, withConsole) {
+export function hook(rec, levels, stacked, withConsole, withNet) {
   const g = globalThis;
   const c = g.console;
   const undo = [];
   let on = true;
   let busy = false;
+  // rec's answer (0 when it did not run).
   const call = (kind, a, b) => {
     if (on && !busy) {
       busy = true;
-      try { rec(kind, a, b); } catch { on = false; } finally { busy = false; }
+      try { return rec(kind, a, b); } catch { on = false; } finally { busy = false; }
     }
   };
   const listen = (type, f, capture) => {
@@ -48,10 +50,169 @@ export function hook(rec, levels, stacked, withConsole) {
     listen("error", (e) => call(100, e), true);
     listen("unhandledrejection", (e) => call(101, e));
   }
+  if (withNet) hookNet(g, call, undo);
   const page = () => call(102, g, g.performance?.getEntriesByType?.("navigation")[0]);
   listen("load", page);
   page();
   return () => { on = false; undo.forEach((u) => u()); };
+}
+
+// The page's own network: fetch, XMLHttpRequest, navigator.sendBeacon, WebSocket and
+// EventSource, each still the page's own doing what it did (the original called with the same
+// `this` and arguments, its result returned as is: fetch's own promise; subclasses keep
+// `instanceof` and statics). A request or socket is reported at its start as `info` =
+// `[id, type, method, url, headers, body]` (type: 0 fetch, 1 xhr, 2 beacon, 3 ws, 4 sse, as
+// tether-sdk-core's inspect::net numbers them), `call(110, info, queued)`; only if rec answers
+// it (not the SDK's own) is it followed: fetch's response head `call(111, info, head)`, whose
+// answer is how many bytes of the body to read from a clone (then `call(112, info, head +
+// [text, cut])`); XHR's end at `loadend` `call(112, …)` (one per request, never one per
+// readystatechange); a failure `call(113, info, [message, ms])`; a socket's open, messages
+// (both ways; an EventSource's named events once the page listens to them), close and error
+// `call(114, info, [phase, data, dir or event])`. Our side chains catch their own errors,
+// so they never raise `unhandledrejection` or an error on the page.
+function hookNet(g, call, undo) {
+  let seq = 0;
+  // An XHR's [method, url, headers] from open() to send(); a socket's info.
+  const M = new WeakMap();
+  const noop = () => {};
+  const since = (t0) => Date.now() - t0;
+  const abs = (u) => { try { return new URL(u, g.document?.baseURI).href; } catch { return String(u); } };
+  const pairs = (h) => { try { return [...new g.Headers(h)]; } catch { return []; } };
+  const start = (type, method, url, headers, body, queued) => {
+    const info = [++seq, type, method, abs(url), headers, body instanceof g.URLSearchParams ? "" + body : body];
+    return call(110, info, queued) && info;
+  };
+  // o[k] = wrap(o[k]), named as the original (`fetch.name`, `WebSocket.name`: minifiers drop
+  // a class's own name), until undone; undone only while it is still ours.
+  const swap = (o, k, wrap) => {
+    const orig = o?.[k];
+    if (typeof orig != "function") return;
+    const ours = (o[k] = Object.defineProperty(wrap(orig), "name", { value: orig.name }));
+    undo.push(() => { if (o[k] === ours) o[k] = orig; });
+  };
+  // The first `max` bytes of a response's body, from a clone made now, then cancelled:
+  // [text, cut]. Never rejects.
+  const read = async (res, max) => {
+    const d = new TextDecoder();
+    let text = "", n = 0;
+    try {
+      const r = res.clone().body?.getReader();
+      for (let c; r && !(c = await r.read()).done;) {
+        text += d.decode(c.value, { stream: true });
+        if ((n += c.value.length) > max) {
+          r.cancel().catch(noop);
+          return [text, true];
+        }
+      }
+      return [text + d.decode(), false];
+    } catch {
+      return [text, true];
+    }
+  };
+  swap(g, "fetch", (F) => function (input, init) {
+    const t0 = Date.now();
+    const p = F.apply(this, arguments);
+    try {
+      const req = input instanceof g.Request ? input : undefined;
+      const info = start(0, init?.method ?? req?.method ?? "GET", req ? req.url : input,
+        pairs(init?.headers ?? req?.headers), init?.body);
+      if (info) {
+        p.then((res) => {
+          const head = [res.status, res.statusText, pairs(res.headers), since(t0)];
+          const max = call(111, info, head);
+          if (max) return read(res, max).then((body) => call(112, info, head.concat(body)));
+        }, (e) => call(113, info, [String(e?.message ?? e), since(t0)])).catch(noop);
+      }
+    } catch {}
+    return p;
+  });
+  const X = g.XMLHttpRequest?.prototype;
+  swap(X, "open", (f) => function (method, url) {
+    const r = f.apply(this, arguments);
+    M.set(this, [method, abs(url), []]);
+    return r;
+  });
+  swap(X, "setRequestHeader", (f) => function (k, v) {
+    const r = f.apply(this, arguments);
+    M.get(this)?.[2].push([String(k), String(v)]);
+    return r;
+  });
+  const ENDS = ["error", "abort", "timeout", "loadend"];
+  swap(X, "send", (f) => function (body) {
+    const x = this, o = M.get(x), t0 = Date.now();
+    M.delete(x);
+    const info = o && start(1, o[0], o[1], o[2], body);
+    if (info) {
+      let why;
+      const end = (e) => {
+        if (e.type != "loadend") return (why = e.type);
+        ENDS.forEach((t) => x.removeEventListener(t, end));
+        try {
+          call(why ? 113 : 112, info, why ? [why, since(t0)] : [x.status, x.statusText,
+            x.getAllResponseHeaders().split("\r\n").filter(Boolean).map((l) => {
+              const i = l.indexOf(":");
+              return [l.slice(0, i), l.slice(i + 1).trim()];
+            }), since(t0), x.response, false]);
+        } catch {}
+      };
+      ENDS.forEach((t) => x.addEventListener(t, end));
+    }
+    return f.apply(this, arguments);
+  });
+  swap(g.navigator, "sendBeacon", (f) => function (url, data) {
+    const queued = f.apply(this, arguments);
+    start(2, "POST", url, [], data, queued);
+    return queued;
+  });
+  // A socket's events as `call(114, …)`: [phase, data (a close's code), a message's direction
+  // (true: received) or an EventSource event's name (a close's reason)].
+  const PHASE = { __proto__: null, open: 2, message: 3, close: 4, error: 5 };
+  const follow = (s, info, types, recv) => types.forEach((t) => s.addEventListener(t,
+    (e) => call(114, info, [PHASE[t] ?? 3, e.code ?? e.data, e.reason ?? recv ?? t])));
+  swap(g, "WebSocket", (W) => class extends W {
+    constructor() {
+      super(...arguments);
+      const info = start(3, undefined, this.url);
+      if (info) {
+        M.set(this, info);
+        follow(this, info, ["open", "message", "close", "error"], true);
+      }
+    }
+    send(data) {
+      const r = super.send(...arguments);
+      const info = M.get(this);
+      if (info) call(114, info, [3, data, false]);
+      return r;
+    }
+  });
+  const OWN = ["open", "message", "error"];
+  swap(g, "EventSource", (E) => class extends E {
+    constructor() {
+      super(...arguments);
+      const info = start(4, undefined, this.url);
+      if (info) {
+        info.s = new Set(OWN);
+        M.set(this, info);
+        follow(this, info, OWN);
+      }
+    }
+    // A named event is seen once the page listens to it.
+    addEventListener(type) {
+      const info = M.get(this);
+      if (info && !info.s.has(type)) {
+        info.s.add(type);
+        follow(this, info, [type]);
+      }
+      return super.addEventListener(...arguments);
+    }
+    close() {
+      const r = super.close(...arguments);
+      const info = M.get(this);
+      M.delete(this);
+      if (info) call(114, info, [4]);
+      return r;
+    }
+  });
 }
 
 // Runs the page's `filter` on an event's JSON text: what it returns, as JSON text (anything

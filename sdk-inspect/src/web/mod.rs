@@ -9,13 +9,14 @@ use wasm_bindgen::prelude::*;
 pub mod record;
 
 /// What the shim's hooks call: `(kind, a, b)` — a console method's index in
-/// `inspect::event::LEVELS` with its arguments and stack, or one of [`record`]'s kinds.
-pub type Rec = Closure<dyn FnMut(u32, JsValue, JsValue)>;
+/// `inspect::event::LEVELS` with its arguments and stack, or one of [`record`]'s kinds; its
+/// answer is for the network hooks (see `record::NET_START`), 0 for the rest.
+pub type Rec = Closure<dyn FnMut(u32, JsValue, JsValue) -> u32>;
 
 #[wasm_bindgen(module = "/src/web/hooks.js")]
 extern "C" {
     /// Hooks the page around `rec`; returns the function that undoes it (see hooks.js).
-    fn hook(rec: &Rec, levels: &str, stacked: &str, console: bool) -> Function;
+    fn hook(rec: &Rec, levels: &str, stacked: &str, console: bool, network: bool) -> Function;
     fn what(v: &JsValue) -> u32;
     fn text(v: &JsValue, kind: u32, max: u32) -> String;
     fn len(v: &JsValue) -> f64;
@@ -44,16 +45,18 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// Hooks the page (the console and its errors only with `console`; page info always):
-    /// `rec` runs before the page's own console does.
+    /// Hooks the page (the console and its errors only with `console`, its own fetch, XHR,
+    /// beacons, WebSockets and EventSources only with `network`; page info always): `rec`
+    /// runs before the page's own console does.
     pub fn install(
-        rec: impl FnMut(u32, JsValue, JsValue) + 'static,
+        rec: impl FnMut(u32, JsValue, JsValue) -> u32 + 'static,
         levels: &str,
         stacked: &str,
         console: bool,
+        network: bool,
     ) -> Hooks {
         let rec: Rec = Closure::new(rec);
-        Hooks { undo: hook(&rec, levels, stacked, console), _rec: rec }
+        Hooks { undo: hook(&rec, levels, stacked, console, network), _rec: rec }
     }
 }
 

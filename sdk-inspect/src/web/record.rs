@@ -5,13 +5,22 @@
 use super::{Js, call, kind, now, run};
 use js_sys::Function;
 use tether_sdk_core::inspect::walk::Page;
-use tether_sdk_core::inspect::{EVENT, Filtered, Kind, Own, Recorder, capture};
+use tether_sdk_core::inspect::{EVENT, Filtered, Kind, Masks, Own, Recorder, capture, net};
 use wasm_bindgen::prelude::*;
 
 /// The shim's kinds besides console calls (which are their level's index).
 pub const ERROR: u32 = 100;
 pub const REJECTION: u32 = 101;
 pub const PAGE: u32 = 102;
+/// The network hooks' reports (`inspect::net` says what each carries). `NET_START` is
+/// answered 1 when the request or socket is followed (0: the SDK's own, never followed);
+/// `NET_HEAD` (fetch's response head) with how many bytes of its body to read (0: none, and
+/// its `end` is already written); the shim then reports `NET_END` with what it read.
+pub const NET_START: u32 = 110;
+pub const NET_HEAD: u32 = 111;
+pub const NET_END: u32 = 112;
+pub const NET_FAIL: u32 = 113;
+pub const NET_SOCKET: u32 = 114;
 
 /// One inspector session's recording.
 pub struct Capture {
@@ -22,27 +31,43 @@ pub struct Capture {
     filter: Option<JsValue>,
     /// The SDK's own URLs, never recorded.
     own: Own,
+    /// The headers whose values are masked (`redactHeaders`).
+    masks: Masks,
     /// The sink's kinds, made JS strings once (each event's own text crosses anyway).
-    kinds: [JsValue; 3],
+    kinds: [JsValue; 4],
 }
 
 impl Capture {
     /// A recording for `sink`, through the page's `filter` if it has one.
-    pub fn new(sink: Option<Function>, filter: Option<JsValue>, own: Own) -> Capture {
-        let kinds = ["console", "error", "page"].map(JsValue::from_str);
-        Capture { rec: Recorder::default(), sink, filter, own, kinds }
+    pub fn new(sink: Option<Function>, filter: Option<JsValue>, own: Own, masks: Masks) -> Capture {
+        let kinds = ["console", "error", "page", "network"].map(JsValue::from_str);
+        Capture { rec: Recorder::default(), sink, filter, own, masks, kinds }
     }
 
-    /// One report of the shim (see hooks.js): at most one event to the sink.
-    pub fn on(&mut self, report: u32, a: JsValue, b: JsValue) {
+    /// One report of the shim (see hooks.js): at most one event to the sink. The answer is
+    /// for the network hooks (see [`NET_START`]).
+    pub fn on(&mut self, report: u32, a: JsValue, b: JsValue) -> u32 {
         let (p, at, n) = (&Js, now(), self.rec.next());
+        let mut answer = 0;
         let (k, draft) = match report {
             ERROR => (1, capture::error(p, at, n, &a, &self.own)),
             REJECTION => (1, Some(capture::rejection(p, at, n, &a))),
             PAGE => (2, Some(capture::page(p, at, n, &a, Some(&b).filter(|b| kind(b) == Kind::Instance)))),
+            NET_START => {
+                let draft = net::start(p, at, n, &a, &b, &self.own, &self.masks);
+                answer = u32::from(draft.is_some());
+                (3, draft)
+            }
+            NET_HEAD => {
+                answer = net::to_read(p, &b) as u32;
+                (3, if answer > 0 { None } else { net::end(p, at, n, &a, &b, &self.masks) })
+            }
+            NET_END => (3, net::end(p, at, n, &a, &b, &self.masks)),
+            NET_FAIL => (3, net::fail(p, at, n, &a, &b)),
+            NET_SOCKET => (3, net::socket(p, at, n, &a, &b)),
             i => (0, capture::console(p, at, n, i, &a, &b)),
         };
-        let Some(draft) = draft else { return };
+        let Some(draft) = draft else { return answer };
         let text = match &self.filter {
             Some(f) => self.rec.finish(draft, Some(&mut |t: &str| filter(f, t))),
             None => self.rec.finish(draft, None),
@@ -51,6 +76,7 @@ impl Capture {
             // A sink that throws loses that event, not the hook.
             call(sink, &self.kinds[k], &text.into());
         }
+        answer
     }
 }
 
