@@ -211,7 +211,7 @@ test("the PC sees WebSockets and EventSources both ways, named events included; 
   await Promise.all([page.context().close(), pc.context().close()]);
 });
 
-test("the page's fetch is untouched: the very promise it returned, an unread body; failures its own, never unhandled", async () => {
+test("the page's fetch is untouched: the very Response, an unread body; failures its own, unhandled only when the page left them so", async () => {
   const pc = await pcPage("net-untouched");
   // The page (or a tool before us) wrapped fetch and keeps every promise it returns.
   const page = await appPage(pc, "net-untouched", {
@@ -223,8 +223,8 @@ test("the page's fetch is untouched: the very promise it returned, an unread bod
   });
   const out = await page.evaluate(async () => {
     const p = fetch("/api/echo?same");
-    const same = p === returned.at(-1);
     const res = await p;
+    const same = res === await returned.at(-1);
     const unread = res.bodyUsed === false;
     const body = await res.json();
     const failed = await fetch("http://127.0.0.1:1/nothing").then(() => "resolved", (e) => e.name);
@@ -251,6 +251,11 @@ test("the page's fetch is untouched: the very promise it returned, an unread bod
   const aborted = one(byId, "xhr", `${o}/hold/never`);
   assert.deepEqual(aborted.map((e) => [e.phase, e.message]), [["start", undefined], ["error", "abort"]]);
   assert.deepEqual(await page.evaluate(() => unhandled), [], "our side chains raised nothing");
+  // A failed fetch the page never handles raises `unhandledrejection` as it would without us
+  // (watching the original promise would have marked it handled), once, with its own error.
+  await page.evaluate(() => { fetch("http://127.0.0.1:1/unhandled"); });
+  await page.waitForFunction(() => unhandled.length > 0, null, { timeout: WAIT });
+  assert.deepEqual(await page.evaluate(() => unhandled), ["TypeError: Failed to fetch"]);
   await page.evaluate(() => d.close());
   await Promise.all([page.context().close(), pc.context().close()]);
 });

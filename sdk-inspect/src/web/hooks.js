@@ -59,8 +59,8 @@ export function hook(rec, levels, stacked, withConsole, withNet) {
 
 // The page's own network: fetch, XMLHttpRequest, navigator.sendBeacon, WebSocket and
 // EventSource, each still the page's own doing what it did (the original called with the same
-// `this` and arguments, its result returned as is: fetch's own promise; subclasses keep
-// `instanceof` and statics). A request or socket is reported at its start as `info` =
+// `this` and arguments, its result returned as is — fetch's settles as the original's does,
+// with the same Response or error; subclasses keep `instanceof` and statics). A request or socket is reported at its start as `info` =
 // `[id, type, method, url, headers, body]` (type: 0 fetch, 1 xhr, 2 beacon, 3 ws, 4 sse, as
 // tether-sdk-core's inspect::net numbers them), `call(110, info, queued)`; only if rec answers
 // it (not the SDK's own) is it followed: fetch's response head `call(111, info, head)`, whose
@@ -69,7 +69,8 @@ export function hook(rec, levels, stacked, withConsole, withNet) {
 // readystatechange); a failure `call(113, info, [message, ms])`; a socket's open, messages
 // (both ways; an EventSource's named events once the page listens to them), close and error
 // `call(114, info, [phase, data, dir or event])`. Our side chains catch their own errors,
-// so they never raise `unhandledrejection` or an error on the page.
+// so they never raise `unhandledrejection` or an error on the page; a fetch failure the page
+// leaves unhandled still raises its own, as it would without us.
 function hookNet(g, call, undo) {
   let seq = 0;
   // An XHR's [method, url, headers] from open() to send(); a socket's info.
@@ -109,22 +110,31 @@ function hookNet(g, call, undo) {
       return [text, true];
     }
   };
+  // fetch: the page gets a promise that settles as the original does, with the same Response
+  // or the same error, once we have looked (the body is cloned before the page can read it).
+  // Not the original promise itself: watching that one would mark it handled, and a failed
+  // fetch the page never handles would no longer raise `unhandledrejection` (error monitors,
+  // and our own `rejection` events, listen for it).
   swap(g, "fetch", (F) => function (input, init) {
     const t0 = Date.now();
     const p = F.apply(this, arguments);
+    let info;
     try {
       const req = input instanceof g.Request ? input : undefined;
-      const info = start(0, init?.method ?? req?.method ?? "GET", req ? req.url : input,
+      info = start(0, init?.method ?? req?.method ?? "GET", req ? req.url : input,
         pairs(init?.headers ?? req?.headers), init?.body);
-      if (info) {
-        p.then((res) => {
-          const head = [res.status, res.statusText, pairs(res.headers), since(t0)];
-          const max = call(111, info, head);
-          if (max) return read(res, max).then((body) => call(112, info, head.concat(body)));
-        }, (e) => call(113, info, [String(e?.message ?? e), since(t0)])).catch(noop);
-      }
     } catch {}
-    return p;
+    return !info ? p : p.then((res) => {
+      try {
+        const head = [res.status, res.statusText, pairs(res.headers), since(t0)];
+        const max = call(111, info, head);
+        if (max) read(res, max).then((body) => call(112, info, head.concat(body))).catch(noop);
+      } catch {}
+      return res;
+    }, (e) => {
+      try { call(113, info, [String(e?.message ?? e), since(t0)]); } catch {}
+      throw e;
+    });
   });
   const X = g.XMLHttpRequest?.prototype;
   swap(X, "open", (f) => function (method, url) {
