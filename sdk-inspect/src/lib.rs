@@ -29,3 +29,23 @@ static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
 mod facade;
 #[cfg(target_arch = "wasm32")]
 mod web;
+
+#[cfg(test)]
+mod tests {
+    use tether_sdk_core::inspect::{STRING, storage};
+
+    /// The shim checks, reads and edits a page's storage under the core's caps and spells them
+    /// out itself (`hooks.js`): they must be the same.
+    #[test]
+    fn the_shim_has_the_cores_caps() {
+        let shim = include_str!("web/hooks.js");
+        for line in [
+            ["const OWN = \"", storage::OWN, "\";"].concat(),
+            ["const MAX = ", &STRING.to_string(), ";"].concat(),
+            ["const TOTAL = ", &storage::TOTAL.to_string(), ";"].concat(),
+            ["const COOKIE = ", &storage::COOKIE.to_string(), ";"].concat(),
+        ] {
+            assert!(shim.contains(&line), "hooks.js should say {line}");
+        }
+    }
+}

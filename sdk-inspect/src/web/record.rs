@@ -5,13 +5,16 @@
 use super::{Js, call, kind, now, run};
 use js_sys::Function;
 use tether_sdk_core::inspect::walk::Page;
-use tether_sdk_core::inspect::{EVENT, Filtered, Kind, Own, Recorder, capture};
+use tether_sdk_core::inspect::{EVENT, Filtered, Kind, Own, Recorder, capture, storage};
 use wasm_bindgen::prelude::*;
 
 /// The shim's kinds besides console calls (which are their level's index).
 pub const ERROR: u32 = 100;
 pub const REJECTION: u32 = 101;
 pub const PAGE: u32 = 102;
+/// The page's storage writes, with the area and `[op, key?, value?]`
+/// (`inspect::storage::event`); 120–129 are storage's.
+pub const STORAGE: u32 = 120;
 
 /// One inspector session's recording.
 pub struct Capture {
@@ -23,13 +26,13 @@ pub struct Capture {
     /// The SDK's own URLs, never recorded.
     own: Own,
     /// The sink's kinds, made JS strings once (each event's own text crosses anyway).
-    kinds: [JsValue; 3],
+    kinds: [JsValue; 4],
 }
 
 impl Capture {
     /// A recording for `sink`, through the page's `filter` if it has one.
     pub fn new(sink: Option<Function>, filter: Option<JsValue>, own: Own) -> Capture {
-        let kinds = ["console", "error", "page"].map(JsValue::from_str);
+        let kinds = ["console", "error", "page", "storage"].map(JsValue::from_str);
         Capture { rec: Recorder::default(), sink, filter, own, kinds }
     }
 
@@ -40,6 +43,7 @@ impl Capture {
             ERROR => (1, capture::error(p, at, n, &a, &self.own)),
             REJECTION => (1, Some(capture::rejection(p, at, n, &a))),
             PAGE => (2, Some(capture::page(p, at, n, &a, Some(&b).filter(|b| kind(b) == Kind::Instance)))),
+            STORAGE..=129 => (3, storage::event(p, at, n, &a, &b)),
             i => (0, capture::console(p, at, n, i, &a, &b)),
         };
         let Some(draft) = draft else { return };
