@@ -167,7 +167,8 @@ test("command: eval runs only if allow says exactly true, then its result, throw
   const asked = [];
   const yes = (req) => { asked.push(req); return true; };
   assert.deepEqual(JSON.parse(await run("eval", { code: "1 + 1" }, yes)), { result: 2 });
-  assert.deepEqual(asked, [{ code: "1 + 1", type: "eval" }]);
+  await run("eval", { code: "2", timeoutMs: 5 }, yes);
+  assert.deepEqual(asked, [{ type: "eval", code: "1 + 1" }, { type: "eval", code: "2" }], "the request, and no more");
   for (const no of [() => false, () => "yes", () => 1, () => { throw new Error("no"); }, () => Promise.reject(true),
     () => Promise.resolve(false)]) {
     assert.deepEqual(JSON.parse(await run("eval", { code: "globalThis.ran = 1" }, no)),
@@ -183,7 +184,7 @@ test("command: eval runs only if allow says exactly true, then its result, throw
   // Global code: a `var` lands on the global object, not in the shim's scope.
   await run("eval", { code: "var fromEval = 5" }, yes);
   assert.equal(globalThis.fromEval, 5);
-  // What allow does to the object it is shown does not change what runs.
+  // What allow does to the object it is shown does not change what runs (it is a copy).
   const meddler = (req) => { req.code = "'changed'"; return true; };
   assert.deepEqual(JSON.parse(await run("eval", { code: "'sent'" }, meddler)), { result: "sent" });
   // Without allow: refused, nothing asked.

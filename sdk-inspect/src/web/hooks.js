@@ -136,8 +136,9 @@ export function check(m, storage, allow) {
 }
 
 // Carries out a PC's `storage` or `eval` command (`kind`, its msg as JSON `text`) if `check`
-// lets it, and the page's `allow` (given the msg with `type` set to `kind`) says true or a
-// Promise of true; a throw, a rejection or anything else is a no. A storage edit edits, then
+// lets it, and the page's `allow` says true or a Promise of true to it ({type: "eval", code}
+// or {type: "storage", op, area, key, value}, a copy); a throw, a rejection or anything else
+// is a no. A storage edit edits, then
 // answers as a read does (what the page's storage threw: `value(0, thrown)`); an eval first
 // evaluates "" indirectly, which shows whether the page's CSP forbids eval, then the code, as
 // global code, and awaits what it returns. `value(1, result)` and `value(0, thrown)` are
@@ -147,9 +148,9 @@ export function command(kind, text, allow, storage, value) {
   try { m = JSON.parse(text); m.type = kind; } catch {}
   const now = check(m, storage, allow);
   if (now != "ask") return Promise.resolve(now == "read" ? read() : now);
-  // Taken before `allow` runs: it may change the object it is shown.
   const { op, area, key, value: v, code } = m;
-  return new Promise((r) => r(allow(m)))
+  const req = kind == "eval" ? { type: kind, code } : { type: kind, op, area, key, value: v };
+  return new Promise((r) => r(allow(req)))
     .then((yes) => yes === true, () => false)
     .then((yes) => {
       if (!yes) return fail("not_allowed", "the page's allow said no");
