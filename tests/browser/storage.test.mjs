@@ -3,7 +3,8 @@
 // loads the SDK from there and joins as a device with `inspect`, its `allow` in the test's hand.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startRelay, launchBrowser, sdkPage, WAIT } from "./harness.mjs";
+import { join } from "node:path";
+import { ROOT, startRelay, launchBrowser, sdkPage, WAIT } from "./harness.mjs";
 import { startAppServer } from "./fixture/app-server.mjs";
 
 // The app's page: the SDK from its own origin, as an H5 page in the app would load it.
@@ -225,4 +226,59 @@ test("a page whose CSP forbids eval answers eval_blocked, and its storage still 
   assert.equal(await page.evaluate(() => window.ran), undefined);
   assert.deepEqual((await storageOn(pc, id)).local, [["k", "v"]]);
   for (const p of [pc, page]) await p.context().close();
+});
+
+test("the device page's Guard: eval and storage edits only while its toggles are on, and they are off after a reload", async () => {
+  // The relay serving the built pages (scripts/build-www); the PC is the app's page, with the SDK.
+  const pages = await startRelay({ www: join(ROOT, "www", "dist") });
+  try {
+    const pc = await (await browser.newContext()).newPage();
+    await pc.goto(app.origin + "/phone.html");
+    await pc.waitForFunction(() => window.tetherReady === true, null, { timeout: WAIT });
+    await pc.evaluate(async (url) => { window.s = await tether.connectPc({ url, room: "guarded" }); }, pages.ws);
+    const key = await pc.evaluate(() => s.deviceKey);
+    const phone = await (await browser.newContext()).newPage();
+    phone.on("pageerror", (e) => assert.fail(`device page error: ${e}`));
+    /** Opens (or reloads) the device page; resolves with its member id once the PC lists it. */
+    const open = async (go) => {
+      const before = await pc.evaluate(() => s.devices.map((m) => m.id));
+      await go();
+      await phone.waitForFunction(() => document.querySelector('[data-testid="status"]')?.dataset.status === "linked", null, { timeout: WAIT });
+      const handle = await pc.waitForFunction((before) => s.devices.find((m) => m.role === "device" && !m.away
+        && !before.includes(m.id) && m.inspect?.allow === true)?.id, before, { timeout: WAIT });
+      return handle.jsonValue();
+    };
+    let id = await open(() => phone.goto(`${pages.http}/d/guarded?secret=${encodeURIComponent(key)}`));
+    const boxes = () => phone.evaluate(() => ["eval", "storage"].map((w) => document.querySelector(`[data-testid="guard-${w}"]`).checked));
+    const set = { op: "set", area: "local", key: "k", value: "v" };
+
+    assert.deepEqual(await boxes(), [false, false], "off by default");
+    assert.deepEqual(await storageOn(pc, id, set), { code: "not_allowed", message: "the page's allow said no" });
+    assert.equal((await evalOn(pc, id, "1")).code, "not_allowed");
+    assert.deepEqual((await storageOn(pc, id)).local, [], "reads need no grant; the Guard's own keys are not shown");
+
+    await phone.getByTestId("guard").click(); // opens the <details>
+    await phone.getByTestId("guard-storage").check();
+    assert.deepEqual((await storageOn(pc, id, set)).local, [["k", "v"]]);
+    assert.equal((await evalOn(pc, id, "1")).code, "not_allowed", "storage edits do not grant eval");
+    await phone.getByTestId("guard-eval").check();
+    // Granted, but this page's own CSP forbids eval: the PC is told so.
+    assert.deepEqual(await evalOn(pc, id, "1"), { code: "eval_blocked", message: "the page's CSP forbids eval", value: undefined });
+
+    // "Ask first" asks for these too; a reload turns the grants off again.
+    await phone.evaluate(() => localStorage.setItem("tether.device.guard", JSON.stringify({ confirm: true })));
+    id = await open(() => phone.reload());
+    assert.deepEqual(await boxes(), [false, false], "not remembered");
+    assert.equal((await storageOn(pc, id, { ...set, key: "k2" })).code, "not_allowed");
+    await phone.getByTestId("guard").click();
+    await phone.getByTestId("guard-storage").check();
+    const dialogs = [];
+    phone.on("dialog", (d) => { dialogs.push(d.message()); return dialogs.length === 1 ? d.dismiss() : d.accept(); });
+    assert.equal((await storageOn(pc, id, { ...set, key: "k2" })).code, "not_allowed", "declined on the phone");
+    assert.deepEqual((await storageOn(pc, id, { ...set, key: "k2" })).local, [["k", "v"], ["k2", "v"]], "accepted");
+    assert.deepEqual(dialogs, Array(2).fill('The PC asks to set localStorage "k2" on this phone\n\nAllow it?'));
+    for (const p of [pc, phone]) await p.context().close();
+  } finally {
+    await pages.stop();
+  }
 });
