@@ -106,6 +106,13 @@ test("eval: not_allowed until the page's allow says yes; then results, throws an
   assert.deepEqual(await evalOn(pc, id, "new Promise((r) => setTimeout(() => r({ late: [1, 2n] }), 50))"),
     { result: { late: [1, { $: "bigint", v: "2" }] } });
   assert.deepEqual(await evalOn(pc, id, "Promise.reject(42)"), { code: "threw", message: "threw (see value)", value: 42 });
+  // One that never settles is bounded by the request's timeout.
+  const started = Date.now();
+  const never = await pc.evaluate((id) => s.eval("new Promise(() => {})", { to: id, timeoutMs: 1000 })
+    .then(() => "resolved", (e) => ({ code: e.code, message: e.message })), id);
+  assert.deepEqual(never, { code: "timeout", message: "no reply within 1000 ms" });
+  assert.ok(Date.now() - started < 1000 + WAIT / 2, `${Date.now() - started} ms`);
+  // …and the page goes on answering.
   assert.deepEqual(await evalOn(pc, id, "undefined"), { result: { $: "undefined" } });
   assert.deepEqual(await evalOn(pc, id, "document.body"), { result: { $: "node", d: "body" } });
 
