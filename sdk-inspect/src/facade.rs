@@ -1,7 +1,9 @@
-//! The JavaScript API the base SDK calls: `start(config, sink)` and `Inspector.stop()`.
+//! The JavaScript API the base SDK calls: `start(config, sink)`, `Inspector.handle(kind,
+//! msgText)` and `Inspector.stop()`.
 //! Bindings only: what is recorded and how it is written is decided in
 //! `tether_sdk_core::inspect`.
 
+use crate::web::command::Commands;
 use crate::web::record::Capture;
 use crate::web::{Hooks, Js, kind};
 use js_sys::Function;
@@ -11,8 +13,8 @@ use tether_sdk_core::inspect::{Kind, Masks, Own};
 use wasm_bindgen::prelude::*;
 
 /// Starts inspecting the page. `config` is what the base builds from `connectDevice`'s
-/// `inspect` option (`true`, or `{console?, network?, filter?, redactHeaders?, own?, …}`; each
-/// part on unless `false`);
+/// `inspect` option (`true`, or `{console?, network?, storage?, allow?, filter?, redactHeaders?,
+/// own?, …}`; each part on unless `false`);
 /// `sink(kind, text)` gets each event as one JSON text. The hooks are in when this returns,
 /// and the first `page` event has been sent.
 #[wasm_bindgen]
@@ -21,14 +23,17 @@ pub fn start(config: JsValue, sink: Option<Function>) -> Inspector {
     let own = Own(strings(&config, "own").unwrap_or_default());
     let masks = Masks::new(strings(&config, "redactHeaders"));
     let mut capture = Capture::new(sink, filter, own, masks);
+    let storage = part(&config, "storage");
     let hooks = Hooks::install(
         move |kind, a, b| capture.on(kind, a, b),
         LEVELS,
         STACKED,
         part(&config, "console"),
         part(&config, "network"),
+        storage,
     );
-    Inspector { hooks: Some(hooks) }
+    let allow = get(&config, "allow").filter(|f| kind(f) == Kind::Function).unwrap_or_default();
+    Inspector { hooks: Some(hooks), commands: Commands::new(allow, storage) }
 }
 
 /// `config[name]` when the config is an object and has it.
@@ -59,6 +64,7 @@ fn part(config: &JsValue, name: &str) -> bool {
 #[wasm_bindgen]
 pub struct Inspector {
     hooks: Option<Hooks>,
+    commands: Commands,
 }
 
 #[wasm_bindgen]
@@ -67,5 +73,13 @@ impl Inspector {
     /// wrapped them since, ours pass through). Calling it again does nothing.
     pub fn stop(&mut self) {
         drop(self.hooks.take());
+    }
+
+    /// Answers a PC's `storage` or `eval` command (`kind`, and its msg as JSON text): a
+    /// Promise of the reply body's JSON text, never rejected (a refusal, a throw, a page that
+    /// forbids eval are replies). Eval and storage edits run only if the page's `allow` says
+    /// `true`.
+    pub fn handle(&self, kind: JsValue, msg: JsValue) -> JsValue {
+        self.commands.handle(&kind, &msg)
     }
 }

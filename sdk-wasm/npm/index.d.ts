@@ -4,7 +4,7 @@ import type { PcOptions, DeviceOptions, PcSession, DeviceSession, AlarmOptions, 
 export type {
   Status, TetherError, PcOptions, DeviceOptions, Member, Reply, PostOptions, CallOptions, PostRequest,
   HistoryEntry, ServerHistoryItem, CommandLog, AlarmOptions, AlarmFrame,
-  InspectOptions, InspectRequest, PageEvent, InspectEvent, InspectDropped, StorageOptions, StorageResult,
+  InspectOptions, InspectRequest, PageEvent, InspectEvent, InspectDropped, StorageOptions, StorageResult, StorageText,
   EvalOptions, EvalResult,
 } from "./tether_sdk.js";
 export { PcSession, DeviceSession, AlarmSubscription } from "./tether_sdk.js";

@@ -138,7 +138,7 @@ export interface InspectDropped {
 export interface StorageOptions {
   /** The device (without it: every device, and the first answer wins). */
   to?: string;
-  /** Default "read" (without `area`: all three); edits need the page's `allow`. */
+  /** Default "read" (which reads all three areas); edits need the page's `allow`. */
   op?: "read" | "set" | "remove" | "clear";
   area?: "local" | "session" | "cookie";
   key?: string;
@@ -146,9 +146,15 @@ export interface StorageOptions {
   timeoutMs?: number;
 }
 /** The page's storage (after an edit, as it is then); `cut` when it was larger than the SDK sends. */
+/** A stored key or value: the string, or, over 8,192 characters, the cut-string Value. */
+export type StorageText = string | { $: "str"; head: string; len: number };
 export interface StorageResult {
   device: string; ms: number;
-  local?: [string, string][]; session?: [string, string][]; cookie?: [string, string][];
+  /** `[key, value]` in the browser's order; `null` where the page may not use that area. The
+   *  SDK's own `tether.*` keys never come. */
+  local?: [StorageText, StorageText][] | null; session?: [StorageText, StorageText][] | null;
+  cookie?: [StorageText, StorageText][] | null;
+  /** The storage was larger than a reply holds (262,144 characters of JSON): pairs were left out. */
   cut?: boolean;
 }
 export interface EvalOptions { to?: string; timeoutMs?: number }

@@ -7,7 +7,7 @@
 // bridge is the relay's configuration (`--bridge-names`, in a <meta> tag of this page); a
 // `call` reaches only that object's own functions; what the PC may run at all is the Guard's,
 // set on the phone.
-import { connectDevice, type CommandLog, type DeviceSession, type PostRequest } from "tether-sdk";
+import { connectDevice, type CommandLog, type DeviceSession, type InspectRequest, type PostRequest } from "tether-sdk";
 import { byTestId, clock, describeError, el, jsonView, setStatus, toast } from "./ui";
 
 const params = new URLSearchParams(location.search);
@@ -206,6 +206,34 @@ function guardedPost(guard: Guard, run: (req: PostRequest) => unknown) {
   };
 }
 
+/**
+ * What the phone's user lets the PC do to this page beyond reading it: run JavaScript, edit
+ * its storage. Off each time the page opens, never remembered: a grant lasts while the user
+ * watches this page, and nothing a PC writes into storage can turn it on for the next visit
+ * (the SDK's `tether.*` keys are not editable from the PC anyway). The checkboxes take effect
+ * at once, without the reload the Guard's Save does.
+ */
+const grants = { eval: false, storage: false };
+
+function renderGrants() {
+  for (const what of ["eval", "storage"] as const) {
+    const box = byTestId(`guard-${what}`) as HTMLInputElement;
+    box.checked = grants[what];
+    box.addEventListener("change", () => { grants[what] = box.checked; });
+  }
+}
+
+/** The SDK's `inspect.allow`: a PC's eval or storage edit, behind the grants (and "ask first"). */
+function allowInspect(guard: Guard) {
+  return (req: InspectRequest): boolean => {
+    if (!(req.type === "eval" ? grants.eval : grants.storage)) return false;
+    const what = req.type === "eval"
+      ? `run this JavaScript on this phone:\n\n${req.code.slice(0, 500)}`
+      : `${req.op} ${req.area === "cookie" ? "cookies" : `${req.area}Storage`}${req.key === undefined ? "" : ` ${JSON.stringify(req.key)}`} on this phone`;
+    return !guard.confirm || window.confirm(`The PC asks to ${what}\n\nAllow it?`);
+  };
+}
+
 /** A readable name for this phone, from its user agent. */
 function deviceName(): string {
   const ua = navigator.userAgent;
@@ -303,6 +331,7 @@ async function main() {
   });
   const guard = loadGuard();
   renderGuard(guard);
+  renderGrants();
   const checked = guardOn(guard);
   // Commands go to the simulation, or to the app (through the SDK's own bridge unless the
   // guard must look at them first).
@@ -318,6 +347,9 @@ async function main() {
       secret,
       name: deviceName(),
       bridge: bridgeName,
+      // The PC sees this page's console, errors, network and storage; eval and storage edits
+      // only as the grants above allow.
+      inspect: { allow: allowInspect(guard) },
       ...(onPost ? { onPost } : {}),
       ...(onCall ? { onCall } : {}),
     });

@@ -13,11 +13,16 @@
 //!   `network` events: which bodies are read and how far, masks, the SDK's own traffic.
 //! - [`redact`]: the [`Recorder`] (numbering and the redaction order), built-in masks, the
 //!   SDK's own URLs.
+//! - [`storage`]: the SDK's own keys, the page's own storage writes as events, the caps of what
+//!   a PC reads and writes there.
+//! - [`command`]: the replies to a PC's `eval` that carry a value of the page.
 
 pub mod capture;
+pub mod command;
 pub mod event;
 pub mod net;
 pub mod redact;
+pub mod storage;
 pub mod value;
 pub mod walk;
 pub mod writer;

@@ -32,7 +32,8 @@ impl Draft {
     /// `{"k":…,"at":…,"n":…,"$":"cut"}`: the event, said to have been too large to send.
     pub fn stub(&self) -> String {
         let mut s = self.text[..self.head].to_owned();
-        s.push_str(",\"$\":\"cut\"}");
+        // A reply body's head is its `{` alone.
+        s.push_str(&",\"$\":\"cut\"}"[usize::from(self.head == 1)..]);
         s
     }
 }
@@ -61,6 +62,11 @@ impl Writer {
         w.uint(n);
         w.head = w.out.len();
         w
+    }
+
+    /// Starts a reply body (an `evalCb`'s msg, `{`): its fields follow, under an event's caps.
+    pub fn body() -> Writer {
+        Writer { out: "{".into(), head: 1, depth: 0, full: false }
     }
 
     /// Ends the event. Never longer than [`EVENT`] bytes: an event that would be is its stub.

@@ -1,9 +1,11 @@
-// The inspector's JS shim: only what wasm-bindgen cannot express, and nothing it decides.
+// The inspector's JS shim: what wasm-bindgen cannot express, and (below) what is far smaller here.
 // A console method takes any number of arguments and runs with a `this`, and a stack is only
 // the caller's if taken inside the wrapper; a Rust closure has a fixed arity and never sees
 // `this`. And the value walker's questions (what is this value? its text?) are asked here in
 // one call each, where JS answers them with `typeof` and `instanceof`; what to do with the
-// answers is decided in Rust (tether-sdk-core's inspect::walk and writer).
+// answers is decided in Rust (tether-sdk-core's inspect::walk and writer). The exception: a
+// PC's storage and eval commands are checked and carried out here, under the core's caps,
+// because that string work measured 2.5 times larger in wasm (see web/command.rs).
 
 // Hooks the page. With `withConsole`: each console method named in `levels` (space-separated)
 // calls `rec(i, args, stack)` first (`i` its index there; `stack` is `new Error().stack` for
@@ -11,13 +13,14 @@
 // returning its result; `error` (capture phase: script errors, and elements that failed to
 // load) and `unhandledrejection` call `rec(100, event)` and `rec(101, event)`. Always: page
 // info, `rec(102, globalThis, navigationTimingEntry)`, now and at `load`. With `withNet`: the
-// page's own network (see hookNet).
+// page's own network (see hookNet). With `withStorage`: the page's own storage writes (see
+// hookStorage).
 // `rec` never runs inside itself (whatever it causes — a filter or sink that logs — is not
 // recorded); if it throws (the wasm trapped), every hook passes through from then on.
 // Returns the function that undoes it all: each original comes back where our wrapper is
 // still the one installed; where another tool wrapped ours since, ours stays in its chain,
 // passing through.
-export function hook(rec, levels, stacked, withConsole, withNet) {
+export function hook(rec, levels, stacked, withConsole, withNet, withStorage) {
   const g = globalThis;
   const c = g.console;
   const undo = [];
@@ -51,6 +54,7 @@ export function hook(rec, levels, stacked, withConsole, withNet) {
     listen("unhandledrejection", (e) => call(101, e));
   }
   if (withNet) hookNet(g, call, undo);
+  if (withStorage) undo.push(hookStorage(call));
   const page = () => call(102, g, g.performance?.getEntriesByType?.("navigation")[0]);
   listen("load", page);
   page();
@@ -60,8 +64,8 @@ export function hook(rec, levels, stacked, withConsole, withNet) {
 // The page's own network: fetch, XMLHttpRequest, navigator.sendBeacon, WebSocket and
 // EventSource, each still the page's own doing what it did (the original called with the same
 // `this` and arguments, its result returned as is — fetch's settles as the original's does,
-// with the same Response or error; subclasses keep `instanceof` and statics). A request or socket is reported at its start as `info` =
-// `[id, type, method, url, headers, body]` (type: 0 fetch, 1 xhr, 2 beacon, 3 ws, 4 sse, as
+// with the same Response or error; subclasses keep `instanceof` and statics). A request or
+// socket is reported at its start as `info` = `[id, type, method, url, headers, body]` (type: 0 fetch, 1 xhr, 2 beacon, 3 ws, 4 sse, as
 // tether-sdk-core's inspect::net numbers them), `call(110, info, queued)`; only if rec answers
 // it (not the SDK's own) is it followed: fetch's response head `call(111, info, head)`, whose
 // answer is how many bytes of the body to read from a clone (then `call(112, info, head +
@@ -223,6 +227,182 @@ function hookNet(g, call, undo) {
       return r;
     }
   });
+}
+
+// The page's own storage writes: Storage.prototype's setItem, removeItem and clear call
+// `call(120, area, [op, key?, value?])` (strings; `area` "local" or "session") once the
+// original has done its work; a write of document.cookie calls `call(120, "cookie", ["set",
+// name, rest])` (the text split at its first "="). Writes by property (`localStorage.k = v`)
+// are not seen. Returns what takes the hooks out: each original back where ours is still the
+// one installed, else ours stays in the other tool's chain, passing through (`call` is off
+// by then).
+export function hookStorage(call) {
+  const g = globalThis;
+  const undo = [];
+  const S = g.Storage?.prototype;
+  ["set", "remove", "clear"].forEach((op) => {
+    const m = op == "clear" ? op : op + "Item";
+    const orig = S?.[m];
+    if (typeof orig != "function") return;
+    const wrap = function (...a) {
+      const r = orig.apply(this, a);
+      let area = "local";
+      try { if (this === g.sessionStorage) area = "session"; } catch {}
+      call(120, area, [op, ...a.slice(0, 2).map(String)]);
+      return r;
+    };
+    S[m] = wrap;
+    undo.push(() => { if (S[m] === wrap) S[m] = orig; });
+  });
+  // document.cookie: an accessor of Document.prototype.
+  const D = g.Document?.prototype;
+  const d = D && Object.getOwnPropertyDescriptor(D, "cookie");
+  if (d?.set) {
+    const set = function (v) { d.set.call(this, v); call(120, "cookie", ["set", ...nameValue(String(v))]); };
+    Object.defineProperty(D, "cookie", { ...d, set });
+    undo.push(() => {
+      if (Object.getOwnPropertyDescriptor(D, "cookie")?.set === set) Object.defineProperty(D, "cookie", d);
+    });
+  }
+  return () => undo.forEach((u) => u());
+}
+
+// --- a PC's storage and eval commands (see sdk-inspect's web/command.rs) ---
+
+// tether-sdk-core's storage::OWN, inspect::STRING, storage::TOTAL and storage::COOKIE (a
+// native test of sdk-inspect checks that they are the same).
+const OWN = "tether.";
+const MAX = 8192;
+const TOTAL = 262144;
+const COOKIE = 4096;
+
+const fail = (code, message) => JSON.stringify({ error: { code, message } });
+
+// Whether a PC's storage or eval request `m` may go ahead: "read" (a read: no allow needed),
+// "ask" (an edit or an eval: if the page's `allow` says yes), else the reply that refuses it.
+// `storage`: whether the page captures storage; `allow`: whether it has an `allow` hook. In
+// this order: a malformed request is bad_frame; a storage request to a page that does not
+// capture storage inspect_off; an edit of one of the SDK's own keys not_allowed (the page is
+// not even asked); without an `allow`, an edit or an eval is not_allowed.
+export function check(m, storage, allow) {
+  const bad = fail("bad_frame", "not a storage or eval request (docs/protocol.md)");
+  if (!m || typeof m != "object" || Array.isArray(m)) return bad;
+  const { type, op, area, key, value, code } = m;
+  // Each field a string or absent (null is absent).
+  if ([op, area, key, value, code].some((v) => v != null && typeof v != "string")) return bad;
+  const eval_ = type == "eval";
+  if (eval_ ? code == null : !["read", "set", "remove", "clear", null, undefined].includes(op)) return bad;
+  if (!eval_) {
+    if (!storage) return fail("inspect_off", "this page does not inspect storage");
+    if (op == null || op == "read") return "read";
+    if (!["local", "session", "cookie"].includes(area) || (op != "clear" && key == null) || (op == "set" && value == null)) return bad;
+    // A cookie is a name (visible ASCII but ; and =, or beyond ASCII: the class reads
+    // "! to :", "<", "> to ~") and a value without ; or control characters: nothing that would
+    // add attributes of its own (a domain, an expiry).
+    if (area == "cookie" && op != "clear"
+      && (!/^[!-:<>-~\x80-\uffff]+$/.test(key) || /[;\x00-\x1f\x7f]/.test(value ?? "") || key.length + (value ?? "").length > COOKIE)) {
+      return fail("bad_frame", "a cookie is a name and a value, no ; (4 KiB)");
+    }
+    if (key?.startsWith(OWN)) return fail("not_allowed", "tether.* keys are the SDK's own");
+  }
+  return allow ? "ask" : fail("not_allowed", `the page has no allow: ${eval_ ? "eval is" : "storage edits are"} off`);
+}
+
+// Carries out a PC's `storage` or `eval` command (`kind`, its msg as JSON `text`) if `check`
+// lets it, and the page's `allow` says true or a Promise of true to it ({type: "eval", code}
+// or {type: "storage", op, area, key, value}, a copy); a throw, a rejection or anything else
+// is a no. A storage edit edits, then answers as a read does (what the page's storage threw:
+// `value(0, thrown)`); an eval first evaluates "" indirectly, which shows whether the page's
+// CSP forbids eval, then the code, as global code, and awaits what it returns. `value(1, result)` and `value(0, thrown)` are
+// tether-sdk-core's reply bodies. Returns the Promise of the reply's JSON text.
+export function command(kind, text, allow, storage, value) {
+  let m;
+  try { m = JSON.parse(text); m.type = kind; } catch {}
+  const now = check(m, storage, allow);
+  if (now != "ask") return Promise.resolve(now == "read" ? read() : now);
+  const { op, area, key, value: v, code } = m;
+  const req = kind == "eval" ? { type: kind, code } : { type: kind, op, area, key, value: v };
+  return new Promise((r) => r(allow(req)))
+    .then((yes) => yes === true, () => false)
+    .then((yes) => {
+      if (!yes) return fail("not_allowed", "the page's allow said no");
+      if (kind != "eval") {
+        try { edit(op, area, key, v); } catch (x) { return value(0, x); }
+        return read();
+      }
+      const e = globalThis.eval;
+      try { e(""); } catch { return fail("eval_blocked", "the page's CSP forbids eval"); }
+      return new Promise((r) => r(e(code))).then((v) => value(1, v), (x) => value(0, x));
+    });
+}
+
+// The cookies in document.cookie's text `t`, as [name, value] (not URL-decoded); one without
+// "=" is a value without a name, as browsers read it.
+export const cookies = (t) => t.split(";").map((c) => c.trimStart()).filter((c) => c).map(nameValue);
+
+// A cookie's text split at its first "=": [name, the rest]; ["", text] without one.
+const nameValue = (c) => { const i = c.indexOf("="); return i < 0 ? ["", c] : [c.slice(0, i), c.slice(i + 1)]; };
+
+const storageOf = (area) => globalThis[area + "Storage"];
+
+// What the page's storage `area` ("local", "session" or "cookie") holds, as [key, value] in its
+// order. Throws where the page may not use it (a sandboxed frame, storage turned off).
+function pairs(area) {
+  if (area == "cookie") return cookies(globalThis.document.cookie);
+  const s = storageOf(area);
+  const out = [];
+  for (let i = 0; i < s.length; i++) {
+    const k = s.key(i);
+    out.push([k, s.getItem(k)]);
+  }
+  return out;
+}
+
+// A storage read's reply, {result: {cookie, session, local, cut?}}: each area's [[key, value],
+// …], or null where the page may not use it; never the SDK's own keys (starting OWN); a key
+// or value longer than MAX UTF-16 units as the cut-string Value {$: "str", head, len}. The
+// small areas first, so that a large localStorage cannot crowd the cookies out: a pair that
+// would take the reply's JSON past TOTAL units is left out, and the rest of its area, and the
+// reply says cut: true.
+export function read() {
+  const result = {};
+  let size = 64;
+  let cut;
+  const val = (s) => (s.length > MAX ? { $: "str", head: s.slice(0, MAX), len: s.length } : s);
+  for (const area of ["cookie", "session", "local"]) {
+    let list = null;
+    try {
+      const all = pairs(area);
+      list = [];
+      for (const [k, v] of all) {
+        if (k.startsWith(OWN)) continue;
+        const p = [val(k), val(v)];
+        if ((size += JSON.stringify(p).length + 1) > TOTAL) { cut = true; break; }
+        list.push(p);
+      }
+    } catch {}
+    result[area] = list;
+  }
+  if (cut) result.cut = true;
+  return JSON.stringify({ result });
+}
+
+// Carries out a storage edit the SDK checked and the page allowed: `op` "set", "remove" or
+// "clear" on `area`. A cookie is set as "key=value; path=/" (the path most sites use: one of
+// another path gets a sibling, which the reply shows) and removed by expiring its name for the
+// path / and for the page's own (one of another path or domain survives, and the reply shows
+// it). "clear" removes every key (every cookie) but the SDK's own. Throws what the page's
+// storage threw (a full quota).
+export function edit(op, area, key, value) {
+  const d = globalThis.document;
+  const some = (names) => names.filter(([n]) => !n.startsWith(OWN));
+  if (area == "cookie") {
+    if (op == "set") d.cookie = key + "=" + value + "; path=/";
+    else for (const [n] of some(op == "remove" ? [[key]] : cookies(d.cookie))) {
+      for (const path of ["; path=/", ""]) d.cookie = n + "=; max-age=0" + path;
+    }
+  } else if (op == "set") storageOf(area).setItem(key, value);
+  else for (const [k] of some(op == "remove" ? [[key]] : pairs(area))) storageOf(area).removeItem(k);
 }
 
 // Runs the page's `filter` on an event's JSON text: what it returns, as JSON text (anything

@@ -6,6 +6,7 @@ use tether_sdk_core::inspect::Kind;
 use tether_sdk_core::inspect::walk::{Page, Threw};
 use wasm_bindgen::prelude::*;
 
+pub mod command;
 pub mod record;
 
 /// What the shim's hooks call: `(kind, a, b)` — a console method's index in
@@ -16,7 +17,7 @@ pub type Rec = Closure<dyn FnMut(u32, JsValue, JsValue) -> u32>;
 #[wasm_bindgen(module = "/src/web/hooks.js")]
 extern "C" {
     /// Hooks the page around `rec`; returns the function that undoes it (see hooks.js).
-    fn hook(rec: &Rec, levels: &str, stacked: &str, console: bool, network: bool) -> Function;
+    fn hook(rec: &Rec, levels: &str, stacked: &str, console: bool, network: bool, storage: bool) -> Function;
     fn what(v: &JsValue) -> u32;
     fn text(v: &JsValue, kind: u32, max: u32) -> String;
     fn len(v: &JsValue) -> f64;
@@ -46,17 +47,18 @@ pub struct Hooks {
 
 impl Hooks {
     /// Hooks the page (the console and its errors only with `console`, its own fetch, XHR,
-    /// beacons, WebSockets and EventSources only with `network`; page info always): `rec`
-    /// runs before the page's own console does.
+    /// beacons, WebSockets and EventSources only with `network`, its storage writes only with
+    /// `storage`; page info always): `rec` runs before the page's own console does.
     pub fn install(
         rec: impl FnMut(u32, JsValue, JsValue) -> u32 + 'static,
         levels: &str,
         stacked: &str,
         console: bool,
         network: bool,
+        storage: bool,
     ) -> Hooks {
         let rec: Rec = Closure::new(rec);
-        Hooks { undo: hook(&rec, levels, stacked, console, network), _rec: rec }
+        Hooks { undo: hook(&rec, levels, stacked, console, network, storage), _rec: rec }
     }
 }
 

@@ -5,7 +5,7 @@
 use super::{Js, call, kind, now, run};
 use js_sys::Function;
 use tether_sdk_core::inspect::walk::Page;
-use tether_sdk_core::inspect::{EVENT, Filtered, Kind, Masks, Own, Recorder, capture, net};
+use tether_sdk_core::inspect::{EVENT, Filtered, Kind, Masks, Own, Recorder, capture, net, storage};
 use wasm_bindgen::prelude::*;
 
 /// The shim's kinds besides console calls (which are their level's index).
@@ -21,6 +21,9 @@ pub const NET_HEAD: u32 = 111;
 pub const NET_END: u32 = 112;
 pub const NET_FAIL: u32 = 113;
 pub const NET_SOCKET: u32 = 114;
+/// The page's storage writes, with the area and `[op, key?, value?]`
+/// (`inspect::storage::event`); 120–129 are storage's.
+pub const STORAGE: u32 = 120;
 
 /// One inspector session's recording.
 pub struct Capture {
@@ -34,13 +37,13 @@ pub struct Capture {
     /// The headers whose values are masked (`redactHeaders`).
     masks: Masks,
     /// The sink's kinds, made JS strings once (each event's own text crosses anyway).
-    kinds: [JsValue; 4],
+    kinds: [JsValue; 5],
 }
 
 impl Capture {
     /// A recording for `sink`, through the page's `filter` if it has one.
     pub fn new(sink: Option<Function>, filter: Option<JsValue>, own: Own, masks: Masks) -> Capture {
-        let kinds = ["console", "error", "page", "network"].map(JsValue::from_str);
+        let kinds = ["console", "error", "page", "network", "storage"].map(JsValue::from_str);
         Capture { rec: Recorder::default(), sink, filter, own, masks, kinds }
     }
 
@@ -65,6 +68,7 @@ impl Capture {
             NET_END => (3, net::end(p, at, n, &a, &b, &self.masks)),
             NET_FAIL => (3, net::fail(p, at, n, &a, &b)),
             NET_SOCKET => (3, net::socket(p, at, n, &a, &b)),
+            STORAGE..=129 => (4, storage::event(p, at, n, &a, &b)),
             i => (0, capture::console(p, at, n, i, &a, &b)),
         };
         let Some(draft) = draft else { return answer };
