@@ -2,7 +2,7 @@
 // `s.storage({to, op: "read"})`, edited (set, remove, clear) only when the page says it has
 // an `allow` hook (greyed out with the reason otherwise; the phone decides each edit anyway),
 // and the page's own writes as it made them.
-import type { StorageResult } from "tether-sdk";
+import type { StorageResult, StorageText } from "tether-sdk";
 import { clock, el } from "../ui";
 import { refusal, unable, type Ctx } from "./panel";
 
@@ -78,18 +78,32 @@ export function storagePanel(root: HTMLElement, ctx: Ctx) {
     drawWrites();
   }
 
-  function table(area: Area, rows: [string, string][], off: string | undefined): HTMLElement {
+  /** A key or value as the phone sent it: a string, or one cut (`{$: "str", head, len}`). */
+  function text(t: StorageText | undefined): { text: string; cut?: number } {
+    if (typeof t === "string") return { text: t };
+    if (t && typeof t === "object" && typeof t.head === "string") return { text: t.head, cut: Number(t.len) || 0 };
+    return { text: String(t ?? "") };
+  }
+
+  function table(area: Area, rows: [StorageText, StorageText][], off: string | undefined): HTMLElement {
     if (!Array.isArray(rows) || rows.length === 0) return el("p", { class: "muted" }, "(empty)");
     return el("table", { class: "kv-table storage-table", "data-testid": `storage-${area}` }, el("tbody", {}, ...rows.map((pair) => {
-      const key = String(pair?.[0] ?? "");
-      const value = String(pair?.[1] ?? "");
-      const cell = el("td", { class: "value" }, value);
+      const k = text(pair?.[0]);
+      const v = text(pair?.[1]);
+      const key = k.text;
+      const value = v.text;
+      const cut = k.cut !== undefined || v.cut !== undefined;
+      const cell = el("td", { class: "value" }, value,
+        v.cut !== undefined ? el("span", { class: "cut-mark" }, ` … (cut: ${v.cut} characters in all)`) : null);
       const tr = el("tr", { "data-key": key }, el("th", {}, key), cell);
       if (own(key)) {
         tr.append(el("td", { class: "hint" }, "the SDK's own: never editable"));
         return tr;
       }
-      const editButton = el("button", { type: "button", class: "small", "data-testid": "storage-edit", disabled: off !== undefined, title: off }, "Edit");
+      // A cut entry: only its start came, and saving what is shown would lose the rest.
+      const editOff = off ?? (cut ? "Only the start of this entry came from the phone: it can be removed, not edited here." : undefined);
+      const removeOff = off ?? (k.cut !== undefined ? "Only the start of this key came from the phone." : undefined);
+      const editButton = el("button", { type: "button", class: "small", "data-testid": "storage-edit", disabled: editOff !== undefined, title: editOff }, "Edit");
       editButton.addEventListener("click", () => {
         const box = el("textarea", { rows: "2", "data-testid": "storage-value" });
         box.value = value;
@@ -99,7 +113,7 @@ export function storagePanel(root: HTMLElement, ctx: Ctx) {
         box.focus();
       });
       tr.append(el("td", { class: "actions" }, editButton,
-        el("button", { type: "button", class: "small", "data-testid": "storage-remove", disabled: off !== undefined, title: off, onclick: () => void run({ op: "remove", area, key }) }, "Remove")));
+        el("button", { type: "button", class: "small", "data-testid": "storage-remove", disabled: removeOff !== undefined, title: removeOff, onclick: () => void run({ op: "remove", area, key }) }, "Remove")));
       return tr;
     })));
   }
