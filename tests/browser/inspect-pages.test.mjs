@@ -329,7 +329,7 @@ test("storage: read; edits greyed without allow, sent right with it; eval: resul
   const { pc, key } = await pcPage("insp-store");
   const locked = await fakeDevice("insp-store", key, "locked", false);
   const open = await fakeDevice("insp-store", key, "open", true);
-  const stored = { result: { local: [["theme", "dark"], ["tether.device.guard", "{}"], ["x", '<img src=x onerror="window.pwned=1">']], session: [], cookie: [["uid", "42"]] } };
+  const stored = { result: { local: [["theme", "dark"], ["tether.device.guard", "{}"], ["x", '<img src=x onerror="window.pwned=1">'], ["big", { $: "str", head: "abc", len: 20000 }]], session: [], cookie: [["uid", "42"]] } };
   await locked.answer("storage", stored);
   await open.answer("storage", stored, { set: { result: { local: [["theme", "light"]], session: [], cookie: [["lang", "zh"]] } } });
   await pc.getByTestId("tab-storage").click();
@@ -356,7 +356,11 @@ test("storage: read; edits greyed without allow, sent right with it; eval: resul
   await pc.getByTestId("storage-read").click();
   await waitText(pc, "storage-local", "theme");
   // The SDK's own key has no edit control; the others do.
-  assert.equal(await pc.getByTestId("storage-local").getByTestId("storage-edit").count(), 2);
+  assert.equal(await pc.getByTestId("storage-local").getByTestId("storage-edit").count(), 3);
+  // A value the phone cut says so, and can be removed but not edited (the rest would be lost).
+  const big = pc.locator('[data-testid="storage-local"] tr[data-key="big"]');
+  assert.match(await big.innerText(), /abc … \(cut: 20000 characters in all\)/);
+  assert.deepEqual([await big.getByTestId("storage-edit").isDisabled(), await big.getByTestId("storage-remove").isDisabled()], [true, false]);
   assert.match(await pc.locator('[data-testid="storage-local"] tr[data-key="tether.device.guard"]').innerText(), /never editable/);
   await pc.locator('[data-testid="storage-local"] tr[data-key="theme"]').getByTestId("storage-edit").click();
   await pc.getByTestId("storage-value").fill("light");
