@@ -49,10 +49,14 @@ wasm_env_file="$ROOT/target/wasm-toolchain.env"
 setup_wasm() {
   setup_rust
   mkdir -p "$ROOT/target"
-  if [ -f "$wasm_env_file" ] && [ "${TETHER_WASM_TOOLCHAIN:-}" = "" ]; then
+  if [ -f "$wasm_env_file" ]; then
     # shellcheck disable=SC1090
     . "$wasm_env_file"
+    local asked="${TETHER_WASM_TOOLCHAIN:-auto}"
     if [ "${WASM_ENV_VERSION:-}" != 2 ]; then
+      rm -f "$wasm_env_file"
+    elif [ "$asked" != auto ] && [ "$asked" != "${WASM_TOOLCHAIN:-}" ]; then
+      # Another toolchain asked for than the one chosen before: choose again.
       rm -f "$wasm_env_file"
     elif [ "${WASM_TOOLCHAIN:-}" = rustup ] && rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
       :
