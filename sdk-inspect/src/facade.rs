@@ -5,7 +5,7 @@
 
 use crate::web::command::Commands;
 use crate::web::record::Capture;
-use crate::web::{Hooks, Js, kind};
+use crate::web::{Hooks, Js, href, kind};
 use js_sys::Function;
 use tether_sdk_core::inspect::event::{LEVELS, STACKED};
 use tether_sdk_core::inspect::walk::{Page, string};
@@ -20,7 +20,9 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen]
 pub fn start(config: JsValue, sink: Option<Function>) -> Inspector {
     let filter = get(&config, "filter").filter(|f| kind(f) == Kind::Function);
-    let own = Own(strings(&config, "own").unwrap_or_default());
+    // The SDK's own URLs as the browser writes the URLs they are compared with: a relay named
+    // `wss://Relay.Example:443` must not let its socket (and the device key in its query) pass.
+    let own = Own(strings(&config, "own").unwrap_or_default().iter().map(|u| href(u)).collect());
     let masks = Masks::new(strings(&config, "redactHeaders"));
     let mut capture = Capture::new(sink, filter, own, masks);
     let storage = part(&config, "storage");

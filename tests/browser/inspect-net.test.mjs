@@ -40,7 +40,7 @@ async function pcPage(room) {
 }
 
 /** The app's page, its SDK loaded; `setup` runs in it before it connects (if `room`). */
-async function appPage(pc, room, { inspect = true, setup } = {}) {
+async function appPage(pc, room, { inspect = true, setup, url = relay.ws } = {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error("app page error:", e));
@@ -55,7 +55,7 @@ async function appPage(pc, room, { inspect = true, setup } = {}) {
     const key = await pc.evaluate(() => s.deviceKey);
     await page.evaluate(async ({ url, room, key, inspect }) => {
       window.d = await tether.connectDevice({ url, room, secret: key, name: "phone", inspect });
-    }, { url: relay.ws, room, key, inspect });
+    }, { url, room, key, inspect });
   }
   return page;
 }
@@ -147,7 +147,9 @@ test("the PC sees the page's fetch, XHR and beacons: method, URL, status, header
 
 test("the PC sees WebSockets and EventSources both ways, named events included; the SDK's own socket never", async () => {
   const pc = await pcPage("net-sockets");
-  const page = await appPage(pc, "net-sockets");
+  // The relay's URL as a person may type it, not as the browser writes it (`/./ws`): the SDK's
+  // own socket must be known all the same (its URL carries the device key).
+  const page = await appPage(pc, "net-sockets", { url: relay.ws.replace(/\/ws$/, "/./ws") });
   const wsUrl = app.origin.replace("http", "ws") + "/ws-echo";
   const out = await page.evaluate(async (wsUrl) => {
     const ws = new WebSocket(wsUrl);
@@ -290,4 +292,37 @@ test("network: false hooks nothing; close() restores fetch, XMLHttpRequest, send
   assert.deepEqual(out.after, [false, true, true, true, true, true, true], "all back but the tool's fetch");
   assert.deepEqual([out.kept, out.status], [true, 200]);
   await Promise.all([page.context().close(), pc.context().close()]);
+});
+
+test("the SDK's own socket is never captured when it reconnects through the page's WebSocket, with the relay's URL as a person typed it", async () => {
+  // A relay of its own, to restart: the SDK's first socket is made before the hooks are in; its
+  // next one, after the relay came back, is made through the page's (hooked) WebSocket.
+  let own = await startRelay();
+  const pc = await sdkPage(browser, own);
+  await pc.evaluate(async ({ url }) => {
+    window.seen = [];
+    window.s = await tether.connectPc({ url, room: "net-own" });
+    s.onInspect((e) => seen.push(e));
+  }, { url: own.ws });
+  const key = await pc.evaluate(() => s.deviceKey);
+  const page = await browser.newPage();
+  await page.goto(app.origin + "/net.html");
+  await page.waitForFunction(() => window.ready, null, { timeout: WAIT });
+  // Not as the browser writes it (`/./ws`): the inspector must know it all the same.
+  await page.evaluate(async ({ url, key }) => {
+    window.d = await tether.connectDevice({ url, room: "net-own", secret: key, inspect: true });
+  }, { url: own.ws.replace(/\/ws$/, "/./ws"), key });
+  await own.stop();
+  own = await startRelay({ listen: own.addr, db: own.db });
+  await page.waitForFunction(() => d.status === "linked", null, { timeout: 3 * WAIT });
+  await pc.waitForFunction(() => s.status === "linked", null, { timeout: 3 * WAIT });
+  await page.evaluate(() => fetch("/api/echo?after-reconnect"));
+  await pc.waitForFunction(() => seen.some((e) => e.url?.endsWith("?after-reconnect")), null, { timeout: 3 * WAIT });
+  // The page made one request since; nothing else of the network is its (the SDK's socket,
+  // its open, its frames, would be "ws" events, most of them without a URL).
+  const net = await pc.evaluate(() => seen.filter((e) => e.kind === "network").map((e) => [e.type, e.phase, e.url ?? ""]));
+  assert.ok(net.length > 0 && net.every(([type, , url]) => type === "fetch" && !url.includes(own.addr)), JSON.stringify(net));
+  await page.evaluate(() => d.close());
+  await Promise.all([page.close(), pc.context().close()]);
+  await own.stop();
 });

@@ -189,6 +189,12 @@ test("command: eval runs only if allow says exactly true, then its result, throw
   assert.deepEqual(JSON.parse(await run("eval", { code: "'sent'" }, meddler)), { result: "sent" });
   // Without allow: refused, nothing asked.
   assert.equal(code(await run("eval", { code: "1" }, undefined)), "not_allowed");
+  // An allow that says yes only after the request's timeout (the PC was told `timeout` then,
+  // and may send it again): a no, and the code never runs.
+  const late = () => new Promise((r) => setTimeout(() => r(true), 60));
+  assert.deepEqual(JSON.parse(await run("eval", { code: "globalThis.lateRan = 1", timeoutMs: 20 }, late)),
+    { error: { code: "not_allowed", message: "the page's allow answered after the request timed out" } });
+  assert.equal(globalThis.lateRan, undefined);
 });
 
 test("command: storage reads, and edits once allowed, answer with the storage after", async () => {

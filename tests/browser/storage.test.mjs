@@ -283,7 +283,14 @@ test("the device page's Guard: eval and storage edits only while its toggles are
     phone.on("dialog", (d) => { dialogs.push(d.message()); return dialogs.length === 1 ? d.dismiss() : d.accept(); });
     assert.equal((await storageOn(pc, id, { ...set, key: "k2" })).code, "not_allowed", "declined on the phone");
     assert.deepEqual((await storageOn(pc, id, { ...set, key: "k2" })).local, [["k", "v"], ["k2", "v"]], "accepted");
-    assert.deepEqual(dialogs, Array(2).fill('The PC asks to set localStorage "k2" on this phone\n\nAllow it?'));
+    assert.deepEqual(dialogs, Array(2).fill('The PC asks to set localStorage "k2" = "v" on this phone\n\nAllow it?'));
+    // Code longer than the dialog shows says how much is not shown: a PC cannot hide its
+    // payload after 500 harmless characters.
+    await phone.getByTestId("guard-eval").check();
+    dialogs.length = 0;
+    const code = " ".repeat(500) + "stealEverything()";
+    assert.equal((await evalOn(pc, id, code)).code, "not_allowed", "declined (the first dialog again)");
+    assert.match(dialogs[0], /^The PC asks to run this JavaScript on this phone:\n\n {500}\n… and 17 more characters not shown\n\nAllow it\?$/);
     for (const p of [pc, phone]) await p.context().close();
   } finally {
     await pages.stop();

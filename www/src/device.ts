@@ -223,13 +223,19 @@ function renderGrants() {
   }
 }
 
+/** How much of a PC's code or value the "ask first" dialog shows. */
+const SHOWN = 500;
+
 /** The SDK's `inspect.allow`: a PC's eval or storage edit, behind the grants (and "ask first"). */
 function allowInspect(guard: Guard) {
   return (req: InspectRequest): boolean => {
     if (!(req.type === "eval" ? grants.eval : grants.storage)) return false;
+    // Never a part of it: what is not shown is said, so that a PC cannot hide the payload
+    // after 500 harmless characters (a phone's dialog shows little more anyway).
+    const shown = (t: string) => t.length > SHOWN ? `${t.slice(0, SHOWN)}\n… and ${t.length - SHOWN} more characters not shown` : t;
     const what = req.type === "eval"
-      ? `run this JavaScript on this phone:\n\n${req.code.slice(0, 500)}`
-      : `${req.op} ${req.area === "cookie" ? "cookies" : `${req.area}Storage`}${req.key === undefined ? "" : ` ${JSON.stringify(req.key)}`} on this phone`;
+      ? `run this JavaScript on this phone:\n\n${shown(req.code)}`
+      : `${req.op} ${req.area === "cookie" ? "cookies" : `${req.area}Storage`}${req.key === undefined ? "" : ` ${JSON.stringify(req.key)}`}${req.op === "set" ? ` = ${shown(JSON.stringify(req.value ?? ""))}` : ""} on this phone`;
     return !guard.confirm || window.confirm(`The PC asks to ${what}\n\nAllow it?`);
   };
 }

@@ -45,6 +45,9 @@ const MESSAGE: usize = 3;
 const CLOSE: usize = 4;
 const ERROR: usize = 5;
 
+/// The methods fetch and XHR send in upper case whatever case the page wrote them in.
+const NORMALISED: [&str; 6] = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
+
 /// A request's or a socket's start: `{…,"phase":"start","method"?,"url","requestHeaders"?,
 /// "requestBody"?,"queued"?}` (`queued: false`: a beacon the browser refused). `None` when
 /// it is the SDK's own (or `info` is not one the shim makes).
@@ -64,7 +67,11 @@ pub fn start<P: Page>(
     let (mut w, _) = event(p, at, n, info, START)?;
     if let Some(method) = string_at(p, info, 2) {
         w.field("method");
-        w.plain(&method.head.to_ascii_uppercase());
+        // As the browser sends it: the six methods fetch and XHR normalise in upper case, any
+        // other as the page wrote it (`patch` goes out as `patch`, a classic cause of a 405).
+        let up = method.head.to_ascii_uppercase();
+        let sent = if NORMALISED.contains(&up.as_str()) { up } else { method.head };
+        w.plain(&sent);
     }
     w.field("url");
     w.string(&url);

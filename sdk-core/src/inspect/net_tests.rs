@@ -51,6 +51,9 @@ fn a_fetch_starts_with_its_method_url_headers_and_body_with_secrets_masked() {
             "requestHeaders": [["content-type", "application/json"], ["authorization", "‹redacted 10 chars›"], ["x-req", "7"]],
             "requestBody": "{\"a\":1}"})
     );
+    // A method the browser does not normalise goes as the page wrote it (and so is shown).
+    let i = info(4.0, FETCH, Some("patch"), "http://app/x", arr(vec![]), undef());
+    assert_eq!(parse(start(&Model, 10, 6, &i, &undef(), &own(), &Masks::default()))["method"], "patch");
     // No method, no headers, no body (a WebSocket's start): only what there is.
     let i = info(4.0, WS_, None, "ws://app/ws-echo", arr(vec![]), undef());
     let e = parse(start(&Model, 10, 5, &i, &undef(), &own(), &Masks::default()));
@@ -79,9 +82,16 @@ fn the_sdks_own_traffic_and_what_the_shim_never_makes_are_not_recorded() {
         let i = info(1.0, WS_, None, url, arr(vec![]), undef());
         assert!(start(&Model, 1, 1, &i, &undef(), &own(), &m).is_none(), "{url}");
     }
-    // Another path on the relay's host is the page's.
-    let i = info(1.0, FETCH, Some("GET"), "http://relay/healthz", arr(vec![]), undef());
-    assert!(start(&Model, 1, 1, &i, &undef(), &own(), &m).is_some());
+    // Another path on the relay's host is the page's, also one that only begins like the
+    // SDK's socket.
+    for url in ["http://relay/healthz", "ws://relay/ws-chat", "ws://relay/wsx?room=r"] {
+        let i = info(1.0, FETCH, Some("GET"), url, arr(vec![]), undef());
+        assert!(start(&Model, 1, 1, &i, &undef(), &own(), &m).is_some(), "{url}");
+    }
+    for url in ["ws://relay/ws", "ws://relay/ws#x"] {
+        let i = info(1.0, WS_, None, url, arr(vec![]), undef());
+        assert!(start(&Model, 1, 1, &i, &undef(), &own(), &m).is_none(), "{url}");
+    }
     // A type the shim does not number, no id, no URL: nothing.
     for bad in [
         info(1.0, 5.0, None, "http://app/", arr(vec![]), undef()),

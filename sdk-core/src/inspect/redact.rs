@@ -88,14 +88,22 @@ impl Recorder {
 }
 
 /// The SDK's own URLs (the relay's `/ws`, `/alarms`, `/sdk/`, `/api/`, as the base lists them
-/// in the config's `own`): what starts with one of them is never recorded.
+/// in the config's `own`), each as the browser writes it (the inspector normalises them with
+/// the page's `URL`, as the URLs it compares them with are: a host in lower case, no default
+/// port): what is one of them is never recorded.
 #[derive(Debug, Default, Clone)]
 pub struct Own(pub Vec<String>);
 
 impl Own {
-    /// Whether `url` is the SDK's own.
+    /// Whether `url` is the SDK's own: it starts with one of them, which ends there, at its
+    /// query or its fragment, or is a folder (`…/sdk/`). So `…/ws?room=r` is the SDK's and a
+    /// page's own `…/ws-chat` on the same host is not.
     pub fn contains(&self, url: &str) -> bool {
-        self.0.iter().any(|p| !p.is_empty() && url.starts_with(p.as_str()))
+        self.0.iter().any(|p| {
+            !p.is_empty()
+                && url.starts_with(p.as_str())
+                && (p.ends_with('/') || matches!(url.as_bytes().get(p.len()), None | Some(b'?' | b'#')))
+        })
     }
 }
 

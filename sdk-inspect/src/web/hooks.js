@@ -75,13 +75,15 @@ export function hook(rec, levels, stacked, withConsole, withNet, withStorage) {
 // `call(114, info, [phase, data, dir or event])`. Our side chains catch their own errors,
 // so they never raise `unhandledrejection` or an error on the page; a fetch failure the page
 // leaves unhandled still raises its own, as it would without us.
+const READ_MS = 5000;
+
 function hookNet(g, call, undo) {
   let seq = 0;
   // An XHR's [method, url, headers] from open() to send(); a socket's info.
   const M = new WeakMap();
   const noop = () => {};
   const since = (t0) => Date.now() - t0;
-  const abs = (u) => { try { return new URL(u, g.document?.baseURI).href; } catch { return String(u); } };
+  const abs = href;
   const pairs = (h) => { try { return [...new g.Headers(h)]; } catch { return []; } };
   const start = (type, method, url, headers, body, queued) => {
     const info = [++seq, type, method, abs(url), headers, body instanceof g.URLSearchParams ? "" + body : body];
@@ -97,11 +99,14 @@ function hookNet(g, call, undo) {
   };
   // The first `max` bytes of a response's body, from a clone made now, then cancelled:
   // [text, cut]. Never rejects.
+  // A body still coming after READ_MS (a stream of text, a long poll) is cut there: while our
+  // copy reads, the page cancelling its own would not close the connection.
   const read = async (res, max) => {
     const d = new TextDecoder();
-    let text = "", n = 0;
+    let text = "", n = 0, late = false, timer;
     try {
       const r = res.clone().body?.getReader();
+      timer = r && setTimeout(() => { late = true; r.cancel().catch(noop); }, READ_MS);
       for (let c; r && !(c = await r.read()).done;) {
         text += d.decode(c.value, { stream: true });
         if ((n += c.value.length) > max) {
@@ -109,9 +114,11 @@ function hookNet(g, call, undo) {
           return [text, true];
         }
       }
-      return [text + d.decode(), false];
+      return late ? [text, true] : [text + d.decode(), false];
     } catch {
       return [text, true];
+    } finally {
+      clearTimeout(timer);
     }
   };
   // fetch: the page gets a promise that settles as the original does, with the same Response
@@ -181,8 +188,10 @@ function hookNet(g, call, undo) {
   // A socket's events as `call(114, …)`: [phase, data (a close's code), a message's direction
   // (true: received) or an EventSource event's name (a close's reason)].
   const PHASE = { __proto__: null, open: 2, message: 3, close: 4, error: 5 };
+  // An event with `data` is a message whatever its name: a server may name one "close",
+  // "open" or "error" (an EventSource's named events), and it is not the socket's phase.
   const follow = (s, info, types, recv) => types.forEach((t) => s.addEventListener(t,
-    (e) => call(114, info, [PHASE[t] ?? 3, e.code ?? e.data, e.reason ?? recv ?? t])));
+    (e) => call(114, info, [e.data !== undefined ? 3 : PHASE[t] ?? 3, e.code ?? e.data, e.reason ?? recv ?? t])));
   swap(g, "WebSocket", (W) => class extends W {
     constructor() {
       super(...arguments);
@@ -322,10 +331,14 @@ export function command(kind, text, allow, storage, value) {
   if (now != "ask") return Promise.resolve(now == "read" ? read() : now);
   const { op, area, key, value: v, code } = m;
   const req = kind == "eval" ? { type: kind, code } : { type: kind, op, area, key, value: v };
+  // The PC has been told `timeout` by then (the SDK answers at `timeoutMs`, 60 s by default):
+  // an allow that says yes later must not run what the PC believes failed (and may send again).
+  const until = Date.now() + (m.timeoutMs > 0 ? m.timeoutMs : 60000);
   return new Promise((r) => r(allow(req)))
     .then((yes) => yes === true, () => false)
     .then((yes) => {
       if (!yes) return fail("not_allowed", "the page's allow said no");
+      if (Date.now() >= until) return fail("not_allowed", "the page's allow answered after the request timed out");
       if (kind != "eval") {
         try { edit(op, area, key, v); } catch (x) { return value(0, x); }
         return read();
@@ -388,7 +401,7 @@ export function read() {
 }
 
 // Carries out a storage edit the SDK checked and the page allowed: `op` "set", "remove" or
-// "clear" on `area`. A cookie is set as "key=value; path=/" (the path most sites use: one of
+// "clear" on `area`. A cookie is set as "key=value; path=/" (and "; secure" on https; the path most sites use: one of
 // another path gets a sibling, which the reply shows) and removed by expiring its name for the
 // path / and for the page's own (one of another path or domain survives, and the reply shows
 // it). "clear" removes every key (every cookie) but the SDK's own. Throws what the page's
@@ -397,12 +410,20 @@ export function edit(op, area, key, value) {
   const d = globalThis.document;
   const some = (names) => names.filter(([n]) => !n.startsWith(OWN));
   if (area == "cookie") {
-    if (op == "set") d.cookie = key + "=" + value + "; path=/";
+    // On https, `; secure`: a `__Secure-` or `__Host-` cookie is set or removed only with it.
+    const secure = globalThis.location?.protocol == "https:" ? "; secure" : "";
+    if (op == "set") d.cookie = key + "=" + value + "; path=/" + secure;
     else for (const [n] of some(op == "remove" ? [[key]] : cookies(d.cookie))) {
-      for (const path of ["; path=/", ""]) d.cookie = n + "=; max-age=0" + path;
+      for (const path of ["; path=/", ""]) d.cookie = n + "=; max-age=0" + path + secure;
     }
   } else if (op == "set") storageOf(area).setItem(key, value);
   else for (const [k] of some(op == "remove" ? [[key]] : pairs(area))) storageOf(area).removeItem(k);
+}
+
+// `u` as the browser writes it (absolute, the host in lower case, no default port), against
+// the page's base; `String(u)` if it is no URL.
+export function href(u) {
+  try { return new URL(u, globalThis.document?.baseURI).href; } catch { return String(u); }
 }
 
 // Runs the page's `filter` on an event's JSON text: what it returns, as JSON text (anything

@@ -18,6 +18,8 @@ pub type Rec = Closure<dyn FnMut(u32, JsValue, JsValue) -> u32>;
 extern "C" {
     /// Hooks the page around `rec`; returns the function that undoes it (see hooks.js).
     fn hook(rec: &Rec, levels: &str, stacked: &str, console: bool, network: bool, storage: bool) -> Function;
+    /// `u` as the browser writes it (see hooks.js).
+    pub fn href(u: &str) -> String;
     fn what(v: &JsValue) -> u32;
     fn text(v: &JsValue, kind: u32, max: u32) -> String;
     fn len(v: &JsValue) -> f64;

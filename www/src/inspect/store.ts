@@ -55,6 +55,8 @@ export interface Entry {
   messagesLetGo: number;
   /** Its events' bytes (about), its messages' included. */
   size: number;
+  /** Of which its fields' (`f`). */
+  fSize?: number;
   gone?: boolean;
 }
 
@@ -164,7 +166,9 @@ export class InspectStore {
   push(ev: InspectEvent | InspectDropped) {
     if (typeof ev !== "object" || ev === null || typeof ev.device !== "string") return;
     const d = this.device(ev.device);
-    const at = typeof ev.at === "number" ? ev.at : Date.now();
+    // A time a Date can hold (a hostile device's `at: 1e300` would make every later
+    // `toISOString()` throw, and the HAR export with it).
+    const at = typeof ev.at === "number" && Math.abs(ev.at) <= 8.64e15 ? ev.at : Date.now();
     if (ev.kind === "dropped") {
       const counts = typeof ev.counts === "object" && ev.counts !== null ? Object.entries(ev.counts) : [];
       const parts = counts.filter(([k]) => KINDS.has(k)).map(([k, v]) => [k, count(v)] as const).filter(([, v]) => v > 0);
@@ -250,10 +254,10 @@ export class InspectStore {
       d.requests.set(id, entry);
       if (d.requests.size > this.limits.requests) this.dropEntry(d);
     }
-    entry.size += size;
-    this.bytes += size;
     const phase = typeof e.phase === "string" ? e.phase : "";
     if (phase === "message") {
+      entry.size += size;
+      this.bytes += size;
       entry.messages.push({ at, dir: typeof e.dir === "string" ? e.dir : "", event: typeof e.event === "string" ? e.event : undefined, data: e.data, size });
       if (entry.messages.length > this.limits.messages) {
         const old = entry.messages.shift()!;
@@ -262,7 +266,14 @@ export class InspectStore {
         this.bytes -= old.size;
       }
     } else {
+      // Later fields replace earlier ones: what is held is the fields as they are now (an
+      // EventSource that reconnects for ever must not grow it).
       for (const [k, v] of Object.entries(e)) if (!OWN.has(k)) entry.f[k] = v;
+      const now = sizeOf(entry.f);
+      const grew = now - (entry.fSize ?? 0);
+      entry.fSize = now;
+      entry.size += grew;
+      this.bytes += grew;
       if (phase === "start") entry.startAt = at;
       if (phase === "end" || phase === "close" || phase === "error") entry.endAt = at;
       entry.phase = phase;
