@@ -173,6 +173,7 @@ async fn authorize(
         Some(false) => return Err(wrong()),
         None => {}
     }
+    let mut cluster_unknown = false;
     if let Some(cluster) = &s.cluster {
         match tokio::time::timeout(CLUSTER_WAIT, cluster.open_room(room)).await {
             Ok(Ok(Some((held, members)))) => {
@@ -184,16 +185,28 @@ async fn authorize(
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cluster: cannot ask Redis where a room is open; answering from here")
+                tracing::warn!(error = %e, "cluster: cannot ask Redis where a room is open; answering from here");
+                cluster_unknown = true;
             }
             Err(_) => {
-                tracing::warn!("cluster: Redis did not say in time where a room is open; answering from here")
+                tracing::warn!(
+                    "cluster: Redis did not say in time where a room is open; answering from here"
+                );
+                cluster_unknown = true;
             }
         }
     }
     // Open nowhere (that this relay can tell): the store knows whether this secret ever
     // opened the room (history outlives the room).
-    if s.store.knows_room(room, &tag(&digest)).await? { Ok((secret, Open::Nowhere)) } else { Err(wrong()) }
+    if s.store.knows_room(room, &tag(&digest)).await? {
+        Ok((secret, Open::Nowhere))
+    } else if cluster_unknown {
+        // The room may be open on another relay: not a wrong secret as far as anyone knows.
+        let message = "cannot reach the other relays to check this room (Redis); try again shortly";
+        Err(answer::error("cluster_unavailable", message))
+    } else {
+        Err(wrong())
+    }
 }
 
 /// `--rate-limit`/`--rate-burst` per address, for the API's requests.
