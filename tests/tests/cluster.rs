@@ -306,6 +306,25 @@ async fn the_http_api_on_one_relay_drives_phones_on_another() {
     let mut want = vec![far.member.clone(), near.member.clone()];
     want.sort();
     assert_eq!(got, want, "{v}");
+
+    // A room open only on b, asked on a while Redis hangs: a cannot tell, and says so (no
+    // strike: the secret may well be right).
+    let lone = b.join("only-on-b", "device", SECRET).await;
+    let path = "/api/rooms/only-on-b/devices";
+    let (status, _, body) = http_get_with(a.addr, path, &[("Authorization", &auth)]).await;
+    assert_eq!(status, 200, "{body}");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, &redis.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let (status, _, body) = http_get_with(a.addr, path, &[("Authorization", &auth)]).await;
+    signal("-CONT");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("cluster_unavailable")), "{v}");
+    let (status, _, body) = http_get_with(a.addr, path, &[("Authorization", &auth)]).await;
+    assert_eq!(status, 200, "{body}");
+    drop(lone);
     a.stop().await;
     b.stop().await;
 }
