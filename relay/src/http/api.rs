@@ -296,7 +296,7 @@ async fn request(
         return Err(answer::error("no_target", "no device in this room: nobody has it open"));
     }
     let slot = s.per_ip.take(ip)?;
-    let member = ApiMember::join(&s, &room, secret, open, slot).await?;
+    let mut member = ApiMember::join(&s, &room, secret, open, slot).await?;
     let now = Now::read();
     let to = req.to.as_deref();
     let (id, dispatched) = s.hub.dispatch(&member.joined, kind, to, &req.msg, req.target, req.timeout, now);
@@ -307,7 +307,6 @@ async fn request(
     s.metrics.api_requests_total.fetch_add(1, Relaxed);
     let mode = if req.all { Mode::All } else { Mode::First };
     let mut collect = Collect::new(id, kind, mode, dispatched, now, req.timeout);
-    let mut member = member;
     let now = member.wait(&mut collect, &s.shutdown).await?;
     let id = collect.id().to_owned();
     let answer = collect.answer(now).ok_or_else(|| answer::error("internal", "no answer"))?;
