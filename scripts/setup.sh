@@ -110,14 +110,15 @@ setup_wasm() {
   fi
 }
 
-# Node tools (binaryen's wasm-opt, terser, playwright-core) from the root package.json.
+# Node tools (binaryen's wasm-opt, terser, playwright-core; Ajv and har-schema, which check the
+# relay's HAR in tests/tests/api.rs) from the root package.json.
 # The pages' own tools (Vite, TypeScript) are in www/package.json (scripts/build-www).
 setup_node() {
   command -v node >/dev/null || apt_install nodejs npm
   if [ ! -x "$ROOT/node_modules/.bin/wasm-opt" ] || [ ! -x "$ROOT/node_modules/.bin/terser" ] \
-     || [ ! -d "$ROOT/node_modules/playwright-core" ] \
+     || [ ! -d "$ROOT/node_modules/playwright-core" ] || [ ! -d "$ROOT/node_modules/har-schema" ] \
      || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
-    say "npm ci (binaryen, terser, playwright-core)"
+    say "npm ci (binaryen, terser, playwright-core, ajv, har-schema)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
 }

@@ -78,7 +78,14 @@ impl<'a, M: Serialize> OutEnvelope<'a, M> {
 
 /// The text of an `error` frame.
 pub fn error_frame(id: Option<&str>, code: ErrorCode, message: &str) -> String {
-    OutEnvelope::new(Kind::Error, ErrorMsg { code, message: message.into() }).with_id(id).to_text()
+    error_frame_about(id, code, message, None)
+}
+
+/// The text of an `error` frame about request `id` that concerns one of its devices,
+/// `device` (`msg.device`): that device left before replying, or could not be reached.
+pub fn error_frame_about(id: Option<&str>, code: ErrorCode, message: &str, device: Option<&str>) -> String {
+    let msg = ErrorMsg { code, message: message.into(), device: device.map(str::to_owned) };
+    OutEnvelope::new(Kind::Error, msg).with_id(id).to_text()
 }
 
 #[cfg(test)]
@@ -127,5 +134,9 @@ mod tests {
         assert_eq!(v["msg"]["code"], "no_target");
         assert_eq!(v["msg"]["message"], "no device in room");
         assert!(v.get("to").is_none());
+        assert!(v["msg"].get("device").is_none(), "said only about one device of a request");
+        let text = error_frame_about(Some("x1"), ErrorCode::NoTarget, "d-1 left", Some("d-1"));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((v["id"].as_str(), v["msg"]["device"].as_str()), (Some("x1"), Some("d-1")));
     }
 }

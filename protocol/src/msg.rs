@@ -176,6 +176,11 @@ pub struct ErrorMsg {
     pub code: ErrorCode,
     /// What went wrong, for a person.
     pub message: String,
+    /// The device the failure is about, when a request went to several and one of them failed
+    /// (it left before replying, or could not be reached): the other devices' replies may
+    /// still come. Absent otherwise (and from relays before the HTTP API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// `alarm`, relay → `/alarms` subscriber: one datagram of the legacy alarm service.

@@ -62,12 +62,13 @@ pub struct Config {
     #[arg(long, env = "TETHER_GRACE_MS", default_value_t = limits::DEFAULT_GRACE_MS)]
     pub grace_ms: u64,
 
-    /// Frames per second one connection may send (sustained).
+    /// Frames per second one connection may send (sustained); also HTTP API requests per
+    /// second from one address.
     #[arg(long, env = "TETHER_RATE_LIMIT", default_value_t = 200,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: u32,
 
-    /// Frames one connection may send in a burst above the rate.
+    /// Frames one connection may send in a burst above the rate (and API requests one address).
     #[arg(long, env = "TETHER_RATE_BURST", default_value_t = 400,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_burst: u32,
@@ -229,8 +230,9 @@ pub struct Config {
     #[arg(long, env = "TETHER_ALLOW_ORIGIN", value_delimiter = ',')]
     pub allow_origin: Vec<String>,
 
-    /// WebSocket connections (`/ws` and `/alarms`) open at once from one IP address (0: no
-    /// cap). Behind a proxy every connection comes from the proxy: raise it or set 0 there.
+    /// WebSocket connections (`/ws` and `/alarms`) and HTTP API requests under way at once from
+    /// one IP address (0: no cap). Behind a proxy every connection comes from the proxy: raise
+    /// it or set 0 there.
     #[arg(long, env = "TETHER_MAX_CONNS_PER_IP", default_value_t = 256)]
     pub max_conns_per_ip: usize,
 

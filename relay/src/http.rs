@@ -1,17 +1,23 @@
 //! The HTTP surface: the router ([`app`]), what every handler shares ([`AppState`]), the one
 //! error body ([`AppError`]), and the routes that fit in a few lines: `/ws`'s upgrade,
-//! `/healthz`, `/metrics`, the history API.
+//! `/healthz`, `/metrics`.
 //!
 //! # Layout
 //! - [`guard`]: per-address caps, the wrong-secret throttle's answer, the `Origin` rules.
 //! - [`pages`]: the PC and device pages, and the security headers on every response.
 //! - [`alarms`]: who may open `/alarms`.
 //! - [`cs`]: the CS gateway's edge (media types, cookies, statuses).
+//! - [`api`]: the HTTP API under `/api/rooms/{room}/`: devices, post, call (a room driven
+//!   from a program, as a PC member), and its origin rules.
+//! - [`history`]: `/api/rooms/{room}/history`, JSON or HAR ([`har`]).
 //! - [`serve`]: the accept loop: `--max-conns`, the header and idle timeouts.
 
 mod alarms;
+pub mod api;
 mod cs;
 mod guard;
+pub mod har;
+mod history;
 mod pages;
 pub mod serve;
 
@@ -22,7 +28,6 @@ pub use pages::{bridges_meta, content_security_policy};
 use pages::{device_page, pc_page, security_headers};
 
 use crate::room::Hub;
-use crate::token::{secret_digest, tag};
 use crate::ws::{self, JoinQuery};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
@@ -80,6 +85,8 @@ pub struct AppState {
     pub real_ip_header: Option<axum::http::HeaderName>,
     /// `--bridge-names`, as the `<meta name="tether-bridges">` tag put into the device page.
     pub bridges_meta: Arc<str>,
+    /// HTTP API requests per address (`--rate-limit`, `--rate-burst`).
+    pub api_rate: Arc<crate::ratelimit::PerAddress>,
 }
 
 impl AppState {
@@ -108,8 +115,8 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/api/rooms/{room}/history", get(history))
         .layer(DefaultBodyLimit::max(cs_body_limit))
+        .merge(api::routes(&state))
         .route("/d/{room}", get(device_page))
         .route("/", get(pc_page))
         .nest_service("/sdk", ServeDir::new(&state.sdk))
@@ -234,85 +241,4 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
-}
-
-#[derive(Debug, Deserialize)]
-struct HistoryQuery {
-    secret: Option<String>,
-    limit: Option<String>,
-    before: Option<String>,
-    /// Comma-separated row types (`post,call,storage,eval,inspect`); default the pairs.
-    #[serde(rename = "type")]
-    types: Option<String>,
-}
-
-/// Most rows one page returns.
-const MAX_PAGE: u32 = 500;
-const DEFAULT_PAGE: u32 = 50;
-
-async fn history(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Path(room): Path<String>,
-    Query(q): Query<HistoryQuery>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let strike = crate::strikes::Strike::new(s.strikes.clone(), s.client_ip(peer, &headers));
-    if let Err(wait) = strike.check() {
-        return Ok(too_many_wrong_secrets(wait));
-    }
-    let Some(secret) = q.secret.or_else(|| bearer(&headers)).filter(|s| !s.is_empty()) else {
-        return Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "history needs the room's secret (?secret=)",
-        ));
-    };
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(l) => l.parse::<u32>().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| {
-            AppError::new(StatusCode::BAD_REQUEST, "bad_request", format!("limit must be 1 to {MAX_PAGE}"))
-        })?,
-    };
-    let before = match q.before.as_deref() {
-        None | Some("") => None,
-        Some(b) => Some(b.parse::<i64>().map_err(|_| {
-            AppError::new(StatusCode::BAD_REQUEST, "bad_request", "before must be the id of a history row")
-        })?),
-    };
-    let types = crate::history::Types::parse(q.types.as_deref().unwrap_or("")).map_err(|bad| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("type {bad:?} is none of {}", crate::history::Types::NAMES.join(", ")),
-        )
-    })?;
-    if crate::token::is_device_key(&secret) {
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "a device key (the QR link's) cannot read history: use the room's PC secret",
-        ));
-    }
-    let digest = secret_digest(&room, &secret);
-    let tag = tag(&digest);
-    let allowed = match s.hub.live_secret_matches(&room, &digest) {
-        Some(true) => true,
-        // A room live with another secret, or an empty room: ask the store whether this
-        // secret ever opened it (history outlives the room).
-        _ => s.store.knows_room(&room, &tag).await?,
-    };
-    if !allowed {
-        strike.fail();
-        return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong secret for this room"));
-    }
-    let items = s.store.page(&room, &tag, limit, before, &types).await?;
-    let next = if items.len() as u32 == limit { items.last().map(|i| i.id) } else { None };
-    let mut resp = Json(items).into_response();
-    if let Some(next) = next {
-        if let Ok(v) = next.to_string().parse() {
-            resp.headers_mut().insert("x-next-before", v);
-        }
-    }
-    Ok(resp)
 }

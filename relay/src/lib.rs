@@ -234,6 +234,7 @@ pub async fn run(
             RelayError::Config("--real-ip-header must be a header name, such as X-Real-IP".into())
         })?,
         bridges_meta: http::bridges_meta(&config.bridge_names).into(),
+        api_rate: Arc::new(ratelimit::PerAddress::new(config.rate_limit, config.rate_burst)),
     };
     let signal = {
         let stop = stop.clone();

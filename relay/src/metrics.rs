@@ -108,6 +108,14 @@ pub struct Metrics {
     /// Bytes held for members: outbound queues, resume buffers, request bodies awaiting
     /// replies (gauge; `room::Budget` keeps it under `--max-buffered-bytes`).
     pub buffered_bytes: std::sync::atomic::AtomicUsize,
+    /// Requests awaiting a device's reply, every room's together (gauge; one per device a
+    /// request went to).
+    pub pending: AtomicI64,
+    /// HTTP API requests (`post`, `call`) under way, each with its room member (gauge): a
+    /// request answered with its first reply counts until its other devices have answered.
+    pub api_requests: AtomicI64,
+    /// HTTP API requests (`post`, `call`) that reached a room.
+    pub api_requests_total: AtomicU64,
     /// Joins that resumed an earlier member.
     pub resumes: AtomicU64,
     frames_in: [AtomicU64; Kind::ALL.len()],
@@ -223,6 +231,16 @@ impl Metrics {
             self.buffered_bytes.load(Relaxed) as i64,
         );
         gauge(
+            "tether_pending_requests",
+            "Requests awaiting a device's reply (one per device a request went to; --max-pending per room).",
+            self.pending.load(Relaxed),
+        );
+        gauge(
+            "tether_api_requests",
+            "HTTP API post/call requests under way, each a room member meanwhile.",
+            self.api_requests.load(Relaxed),
+        );
+        gauge(
             "tether_cs_sessions",
             "Legacy CS sessions (upstream connections) open.",
             self.cs_sessions.load(Relaxed),
@@ -273,6 +291,11 @@ impl Metrics {
             self.connections_total.load(Relaxed),
         );
         counter("tether_resumes_total", "Joins that resumed a member.", self.resumes.load(Relaxed));
+        counter(
+            "tether_api_requests_total",
+            "HTTP API post/call requests that reached a room.",
+            self.api_requests_total.load(Relaxed),
+        );
         counter("tether_cs_calls_total", "Legacy CS calls made.", self.cs_calls.load(Relaxed));
         counter(
             "tether_cs_logins_total",

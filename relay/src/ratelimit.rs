@@ -1,7 +1,11 @@
-//! Per-connection token buckets, with time passed in so they are tested without sleeping:
+//! Token buckets, with time passed in so they are tested without sleeping: per connection,
 //! [`TokenBucket`] counts frames (every frame), [`ByteBucket`] bytes (a device's `inspect`
-//! frames, `--inspect-rate`).
+//! frames, `--inspect-rate`); per client address, [`PerAddress`] counts HTTP API requests,
+//! which have no connection of their own to count against.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What to do with one incoming frame.
@@ -58,6 +62,55 @@ impl TokenBucket {
         }
         self.refused_in_window += 1;
         if f64::from(self.refused_in_window) > self.burst { Verdict::Flood } else { Verdict::Limit }
+    }
+}
+
+/// Addresses [`PerAddress`] remembers at most (about 80 bytes each).
+pub const MAX_ADDRESSES: usize = 16_384;
+
+/// A [`TokenBucket`] per client address (an IPv6 host by its /64), for requests that come
+/// without a long-lived connection to count against: each HTTP API request joins a room and
+/// leaves it, so `--rate-limit`/`--rate-burst` apply to the address instead. A flood cannot
+/// close anything here: [`Verdict::Flood`] is refused like [`Verdict::Limit`].
+///
+/// Memory: at most [`MAX_ADDRESSES`] buckets; at the cap, buckets that have refilled (the same
+/// as none) go first, then the least recently used.
+pub struct PerAddress {
+    rate: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+impl PerAddress {
+    /// `rate` requests per second per address, `burst` above that.
+    pub fn new(rate: u32, burst: u32) -> PerAddress {
+        PerAddress { rate, burst, buckets: Mutex::default() }
+    }
+
+    /// Takes one token for a request from `ip` at `now`.
+    pub fn take(&self, ip: IpAddr, now: Instant) -> Verdict {
+        let key = crate::strikes::address_key(ip);
+        let mut map = crate::util::lock(&self.buckets);
+        if !map.contains_key(&key) && map.len() >= MAX_ADDRESSES {
+            let refill = Duration::from_secs_f64(f64::from(self.burst.max(1)) / f64::from(self.rate.max(1)));
+            map.retain(|_, b| now.saturating_duration_since(b.last) < refill);
+            if map.len() >= MAX_ADDRESSES {
+                if let Some(oldest) = map.iter().min_by_key(|(_, b)| b.last).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        map.entry(key).or_insert_with(|| TokenBucket::new(self.rate, self.burst, now)).take(now)
+    }
+
+    /// Addresses remembered.
+    pub fn len(&self) -> usize {
+        crate::util::lock(&self.buckets).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -155,6 +208,27 @@ mod tests {
         for i in 0..6000u64 {
             assert_eq!(b.take(900, t0 + Duration::from_millis(10 * i)), ByteVerdict::Pass, "frame {i}");
         }
+    }
+
+    #[test]
+    fn each_address_has_its_own_bucket_and_the_record_is_bounded() {
+        let t0 = Instant::now();
+        let p = PerAddress::new(10, 2);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap());
+        assert_eq!([p.take(a, t0), p.take(a, t0)], [Verdict::Allow; 2]);
+        assert_eq!(p.take(a, t0), Verdict::Limit, "past its burst");
+        assert_eq!(p.take(b, t0), Verdict::Allow, "another address is not slowed");
+        assert_eq!(p.take("2001:db8::2".parse().unwrap(), t0), Verdict::Allow, "the same /64");
+        assert_eq!(
+            p.take("2001:db8::3".parse().unwrap(), t0),
+            Verdict::Limit,
+            "the same /64's burst is spent"
+        );
+        assert_eq!(p.take(a, t0 + Duration::from_millis(100)), Verdict::Allow, "a token back at 10/s");
+        for i in 0..MAX_ADDRESSES as u32 + 10 {
+            p.take(IpAddr::V4((0x0a00_0000 + i).into()), t0 + Duration::from_millis(200));
+        }
+        assert_eq!(p.len(), MAX_ADDRESSES);
     }
 
     #[test]

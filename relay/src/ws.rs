@@ -64,6 +64,7 @@ impl JoinQuery {
             resume: self.resume.filter(|r| !r.is_empty()),
             cluster_resume: false,
             from: None,
+            existing_only: false,
         })
     }
 }

@@ -249,3 +249,82 @@ async fn a_hung_redis_counts_as_down_within_two_beats_and_senders_are_told() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_http_api_on_one_relay_drives_phones_on_another() {
+    use tether_tests::{http_get_with, post_json};
+    const SECRET: &str = "api-cluster-0123456789abcdef";
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let mut far = b.join("reach", "device", SECRET).await;
+    far.send(json!({"type": "hello", "msg": {"name": "phone on b"}})).await;
+    far.devices_until(|m| m.iter().any(|x| x["name"] == "phone on b")).await;
+
+    // Nobody is in the room on a: it still answers from the cluster's list, for the secret's
+    // holder only.
+    let auth = format!("Bearer {SECRET}");
+    let (status, _, body) =
+        http_get_with(a.addr, "/api/rooms/reach/devices", &[("Authorization", &auth)]).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ids(v["members"].as_array().unwrap()), [far.member.clone()]);
+    let wrong = [("Authorization", "Bearer guess-0123456789abcdef")];
+    assert_eq!(http_get_with(a.addr, "/api/rooms/reach/devices", &wrong).await.0, 401);
+
+    // A post through a reaches the phone on b, and its reply comes back through the bus.
+    let addr = a.addr;
+    let pending = tokio::spawn(async move {
+        post_json(addr, "/api/rooms/reach/post", Some(SECRET), &json!({"url": "https://x/far"})).await
+    });
+    let req = far.expect("post").await;
+    far.send(reply_to(&req, json!({"via": "b"}))).await;
+    let (status, reply, _) = pending.await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        (reply["device"].as_str(), reply["result"]["via"].as_str()),
+        (Some(far.member.as_str()), Some("b"))
+    );
+
+    // With a phone on each relay, `all` gathers both.
+    let mut near = a.join("reach", "device", SECRET).await;
+    near.devices_until(|m| ids(m).contains(&far.member)).await;
+    let pending = tokio::spawn(async move {
+        post_json(addr, "/api/rooms/reach/call", Some(SECRET), &json!({"method": "whoami", "all": true}))
+            .await
+    });
+    for dev in [&mut far, &mut near] {
+        let req = dev.expect("call").await;
+        let who = dev.member.clone();
+        dev.send(reply_to(&req, json!(who))).await;
+    }
+    let (status, v, _) = pending.await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    let mut got: Vec<String> =
+        v["replies"].as_array().unwrap().iter().map(|r| r["result"].as_str().unwrap().to_owned()).collect();
+    got.sort();
+    let mut want = vec![far.member.clone(), near.member.clone()];
+    want.sort();
+    assert_eq!(got, want, "{v}");
+
+    // A room open only on b, asked on a while Redis hangs: a cannot tell, and says so (no
+    // strike: the secret may well be right).
+    let lone = b.join("only-on-b", "device", SECRET).await;
+    let path = "/api/rooms/only-on-b/devices";
+    let (status, _, body) = http_get_with(a.addr, path, &[("Authorization", &auth)]).await;
+    assert_eq!(status, 200, "{body}");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, &redis.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let (status, _, body) = http_get_with(a.addr, path, &[("Authorization", &auth)]).await;
+    signal("-CONT");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("cluster_unavailable")), "{v}");
+    let (status, _, body) = http_get_with(a.addr, path, &[("Authorization", &auth)]).await;
+    assert_eq!(status, 200, "{body}");
+    drop(lone);
+    a.stop().await;
+    b.stop().await;
+}

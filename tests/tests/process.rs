@@ -223,6 +223,18 @@ async fn secrets_never_reach_the_log_even_at_debug_level() {
     dev.send(json!({"type": "hello", "msg": {"name": "p"}})).await;
     let (status, body) = get_json(relay.addr, &format!("/api/rooms/r/history?secret={secret}")).await;
     assert_eq!((status, body), (200, json!([])));
+    // The HTTP API: the secret as a Bearer token, right and wrong.
+    let addr = relay.addr;
+    let pending = tokio::spawn(async move {
+        tether_tests::post_json(addr, "/api/rooms/r/post", Some(secret), &json!({"url": "https://x/"})).await
+    });
+    let req = dev.expect("post").await;
+    dev.send(tether_tests::reply_to(&req, json!(1))).await;
+    assert_eq!(pending.await.unwrap().0, 200);
+    let wrong = Some("wrong-hunter3-0123456789abcdef");
+    let (status, _, _) =
+        tether_tests::post_json(addr, "/api/rooms/r/call", wrong, &json!({"method": "m"})).await;
+    assert_eq!(status, 401);
     pc.close().await;
     dev.close().await;
     let pid = relay.pid();

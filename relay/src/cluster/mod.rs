@@ -283,6 +283,25 @@ impl Cluster {
         Ok(gone > 0)
     }
 
+    /// The tag of `room`'s device key digest as the cluster holds it, and the room's members
+    /// on every node (this one's too), for the HTTP API, which checks a secret without
+    /// claiming a room: `None` when no node has the room open.
+    pub async fn open_room(
+        &self,
+        room: &str,
+    ) -> Result<Option<(String, Vec<RemoteMember>)>, redis::RedisError> {
+        let mut c = self.conn.clone();
+        let entries: Vec<(String, String)> = c.hgetall(members_key(room)).await?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let secret: Option<String> = c.get(secret_key(room)).await?;
+        let mut members: Vec<RemoteMember> =
+            entries.into_iter().filter_map(|(_, v)| serde_json::from_str(&v).ok()).collect();
+        members.sort_by_key(|m| m.info.since);
+        Ok(secret.map(|s| (s, members)))
+    }
+
     /// Claims or checks `room`'s secret cluster-wide: the first joiner of a room with no member
     /// on any node sets it. `Ok(false)`: another secret holds the room.
     pub async fn claim_secret(&self, room: &str, digest: &str) -> Result<bool, redis::RedisError> {

@@ -5,6 +5,11 @@ use super::*;
 
 /// An address that gave too many wrong secrets lately: `429 rate_limited` with `Retry-After`.
 pub(super) fn too_many_wrong_secrets(wait: std::time::Duration) -> Response {
+    wrong_secret_wait(wait).into_response()
+}
+
+/// The same, as an error to return.
+pub(super) fn wrong_secret_wait(wait: std::time::Duration) -> AppError {
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     AppError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -12,7 +17,6 @@ pub(super) fn too_many_wrong_secrets(wait: std::time::Duration) -> Response {
         format!("too many wrong secrets from this address: try again in {secs} s"),
     )
     .with_header(header::RETRY_AFTER, secs.into())
-    .into_response()
 }
 
 /// Counts WebSocket connections per IP address, up to `--max-conns-per-ip`: open ones, and

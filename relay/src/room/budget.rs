@@ -34,6 +34,11 @@ impl Budget {
         Budget { cap, metrics }
     }
 
+    /// The counters it keeps its count in (the pending table keeps its gauge there too).
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Bytes held now.
     pub fn used(&self) -> usize {
         self.metrics.buffered_bytes.load(Relaxed)

@@ -14,7 +14,7 @@ use crate::metrics::{Dropped as DropReason, Metrics};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use tether_protocol::msg::{Devices, Hello, InspectMode, Inspection};
+use tether_protocol::msg::{Devices, Hello, InspectMode, Inspection, MemberInfo};
 use tether_protocol::{ErrorCode, Kind, OutEnvelope, limits};
 
 /// One room.
@@ -223,14 +223,19 @@ impl Room {
         }
     }
 
-    /// The `devices` frame: every member, here and (cluster mode) on other nodes.
-    pub(super) fn devices_frame(&self) -> Frame {
+    /// Every member, here and (cluster mode) on other nodes, in joining order.
+    pub(super) fn member_list(&self) -> Vec<MemberInfo> {
         let mut members: Vec<_> = self.members.iter().map(Member::info).collect();
         if !self.remote.is_empty() {
             members.extend(self.remote.iter().map(|r| r.info.clone()));
             members.sort_by_key(|m| m.since);
         }
-        OutEnvelope::new(Kind::Devices, Devices { members }).to_text().into()
+        members
+    }
+
+    /// The `devices` frame: [`Room::member_list`].
+    pub(super) fn devices_frame(&self) -> Frame {
+        OutEnvelope::new(Kind::Devices, Devices { members: self.member_list() }).to_text().into()
     }
 
     /// Cluster mode: tells the other nodes that this node's member `id` changed (or is gone).
@@ -264,7 +269,12 @@ impl Room {
         for key in orphaned {
             if let Some(p) = self.pending.remove(&key) {
                 let msg = format!("device {} {why} before replying", m.id);
-                let frame = tether_protocol::envelope::error_frame(Some(&p.pc_id), ErrorCode::NoTarget, &msg);
+                let frame = tether_protocol::envelope::error_frame_about(
+                    Some(&p.pc_id),
+                    ErrorCode::NoTarget,
+                    &msg,
+                    Some(&m.id),
+                );
                 self.metrics.error(ErrorCode::NoTarget);
                 self.deliver(&p.pc, frame.into(), now);
             }

@@ -118,11 +118,20 @@ impl Hub {
             // The map's lock is held only to find (or make) the room: the welcome and the
             // member list are built under the room's own lock, so joins to other rooms wait
             // for neither.
-            let room_arc = self.find_or_make(&req.room, cred.key, req.from, now)?;
+            let room_arc = if req.existing_only {
+                self.room(&req.room).ok_or_else(not_open)?
+            } else {
+                self.find_or_make(&req.room, cred.key, req.from, now)?
+            };
             let mut room = lock(&room_arc);
             if room.closed {
                 // Emptied and dropped from the map between the two locks: look again.
                 continue;
+            }
+            if req.existing_only && room.is_empty() {
+                // Emptying, between a leave and its drop from the map: this joiner would set
+                // the room's secret.
+                return Err(not_open());
             }
             let result = room.join(&req, outbox, admission, now);
             let empty = room.is_empty();
@@ -142,6 +151,33 @@ impl Hub {
                 new_room_tag: a.new_room_tag,
             });
         }
+    }
+
+    /// Like [`Hub::request`], saying which devices the request went to and which refusal is
+    /// about which device ([`Room::dispatch`]): the HTTP API waits for each of them. The id is
+    /// the relay's own (`rN`), unique on this relay.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch(
+        &self,
+        j: &Joined,
+        kind: Kind,
+        to: Option<&str>,
+        msg: &RawValue,
+        target: String,
+        timeout: Duration,
+        now: Now,
+    ) -> (String, super::route::Dispatched) {
+        let id = format!("r{}", self.next_req.fetch_add(1, Relaxed));
+        let d = lock(&j.room).dispatch(&j.member, kind, &id, to, msg, target, timeout, now);
+        (id, d)
+    }
+
+    /// The members of `room` as its `devices` list shows them (those on other nodes too, in
+    /// cluster mode); `None` when the room is not open here.
+    pub fn members(&self, room: &str) -> Option<Vec<tether_protocol::msg::MemberInfo>> {
+        let r = self.room(room)?;
+        let r = lock(&r);
+        (!r.is_empty()).then(|| r.member_list())
     }
 
     /// The room called `name`, made (with `key`) when there is none — if `from` may make
@@ -374,6 +410,11 @@ impl Hub {
     }
 }
 
+/// An API member's join into a room that is not open here.
+fn not_open() -> Refusal {
+    Refusal::new(ErrorCode::NoTarget, "no device in this room: nobody has it open")
+}
+
 /// History retention never forgets the row of a room open here.
 impl crate::history::OpenRooms for Hub {
     fn is_open(&self, room: &str) -> bool {
@@ -427,7 +468,12 @@ impl Hub {
     pub fn bus_request(&self, req: RemoteRequest, now: Now) {
         let Some(r) = self.room(&req.room) else {
             let msg = format!("device {} left", req.device);
-            let frame = tether_protocol::envelope::error_frame(Some(&req.pc_id), ErrorCode::NoTarget, &msg);
+            let frame = tether_protocol::envelope::error_frame_about(
+                Some(&req.pc_id),
+                ErrorCode::NoTarget,
+                &msg,
+                Some(&req.device),
+            );
             if let Some(peers) = &self.peers {
                 peers.send_frame(&req.pc_node, &req.room, &req.pc, &frame);
             }

@@ -32,6 +32,9 @@ pub struct JoinRequest {
     /// The client's address: it pays for a room it creates (`--max-new-rooms-per-ip`).
     /// `None`: not counted (a restored or in-process join).
     pub from: Option<std::net::IpAddr>,
+    /// Only into a room open here with members: never makes one, never sets a room's secret
+    /// (the HTTP API's member joins a room, it does not open one). Refused `no_target`.
+    pub existing_only: bool,
 }
 
 /// What a join needs besides the request, worked out before its room is locked.

@@ -22,13 +22,18 @@
 //! - [`join`]: who may join as whom, and resuming a member with a one-use token.
 //! - [`route`]: a PC's `post`/`call`/`storage`/`eval` to devices, and a device's reply to the
 //!   PC that asked.
+//! - [`collect`]: the answers to one HTTP API request, device by device, and when it is
+//!   answered (the first reply, or every device's with `all`; never past its deadline).
 //! - [`inspect`]: a device's `inspect` batches to the room's watching PCs, as frames that may
 //!   be dropped; whether `storage`/`eval` pairs are kept.
 //! - [`remote`]: a room's members and requests on other nodes (cluster mode).
 //! - [`hub`]: the map of rooms: finds or makes a room, then lets the room decide.
 //! - [`snapshot`]: the rooms saved on SIGTERM and restored by the next process.
 
+#[cfg(test)]
+mod api_tests;
 pub mod budget;
+pub mod collect;
 pub mod core;
 pub mod hub;
 pub mod inspect;
@@ -53,6 +58,7 @@ pub use join::JoinRequest;
 pub use member::{Holding, Link, ResumeBuffer};
 pub use peers::{Peers, RemoteMember, RemoteRequest};
 pub use queue::{Inbox, Kick, Outbox};
+pub use route::Dispatched;
 pub use snapshot::Snapshot;
 
 use axum::extract::ws::Utf8Bytes;

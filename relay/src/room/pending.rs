@@ -1,10 +1,12 @@
 //! Requests awaiting replies in one room, keyed by (device, request id as the device sees
 //! it), bounded in count and in the bytes their bodies hold. An entry leaves on its reply, on
-//! its deadline ([`PendingTable::expire`]) or when its device or its PC leaves the room.
+//! its deadline ([`PendingTable::expire`]) or when its device or its PC leaves the room. The
+//! entries of every room together are the `tether_pending_requests` gauge.
 
 use super::Budget;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 use tether_protocol::Kind;
 
@@ -54,12 +56,20 @@ impl PendingTable {
         self.map.contains_key(key)
     }
 
+    /// Counts `n` entries more (or fewer) in the `tether_pending_requests` gauge.
+    fn count(&self, n: i64) {
+        self.budget.metrics().pending.fetch_add(n, Relaxed);
+    }
+
     pub(super) fn insert(&mut self, key: Key, p: Pending) {
         self.bytes += p.request.len();
         self.budget.take(p.request.len());
-        if let Some(old) = self.map.insert(key, p) {
-            self.bytes -= old.request.len();
-            self.budget.give(old.request.len());
+        match self.map.insert(key, p) {
+            Some(old) => {
+                self.bytes -= old.request.len();
+                self.budget.give(old.request.len());
+            }
+            None => self.count(1),
         }
     }
 
@@ -67,6 +77,7 @@ impl PendingTable {
         let p = self.map.remove(key)?;
         self.bytes -= p.request.len();
         self.budget.give(p.request.len());
+        self.count(-1);
         Some(p)
     }
 
@@ -83,6 +94,7 @@ impl PendingTable {
             }
             kept
         });
+        self.count(-(gone.len() as i64));
         gone
     }
 
@@ -110,6 +122,7 @@ impl PendingTable {
 impl Drop for PendingTable {
     fn drop(&mut self) {
         self.budget.give(self.bytes);
+        self.count(-(self.map.len() as i64));
     }
 }
 
@@ -134,19 +147,25 @@ mod tests {
     #[test]
     fn the_bytes_held_follow_every_insert_replace_removal_and_expiry() {
         let t0 = Instant::now();
-        let budget = Budget::new(0, Arc::default());
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let budget = Budget::new(0, metrics.clone());
         let mut t = PendingTable::new(budget.clone());
+        let gauge = || metrics.pending.load(Relaxed);
         let key = |d: &str, id: &str| (Arc::<str>::from(d), id.to_owned());
         t.insert(key("d-1", "p:1"), pending("12345", t0 + Duration::from_secs(1)));
         t.insert(key("d-2", "p:1"), pending("123", t0 + Duration::from_secs(5)));
-        assert_eq!((t.len(), t.bytes, budget.used()), (2, 8, 8));
+        assert_eq!((t.len(), t.bytes, budget.used(), gauge()), (2, 8, 8, 2));
         t.insert(key("d-2", "p:1"), pending("1", t0 + Duration::from_secs(5)));
-        assert_eq!((t.len(), t.bytes), (2, 6), "a replaced entry's bytes are given back");
+        assert_eq!((t.len(), t.bytes, gauge()), (2, 6, 2), "a replaced entry's bytes are given back");
         assert_eq!(t.keys_for("d-1"), vec![key("d-1", "p:1")]);
         assert_eq!(t.expire(t0 + Duration::from_secs(1)), vec![key("d-1", "p:1")]);
         assert!(!t.contains(&key("d-1", "p:1")), "gone at its deadline");
-        assert_eq!((t.len(), t.bytes, budget.used()), (1, 1, 1));
+        assert_eq!((t.len(), t.bytes, budget.used(), gauge()), (1, 1, 1, 1));
         assert!(t.remove(&key("d-2", "p:1")).is_some());
-        assert_eq!((t.len(), t.bytes, budget.used()), (0, 0, 0));
+        assert_eq!((t.len(), t.bytes, budget.used(), gauge()), (0, 0, 0, 0));
+        t.insert(key("d-3", "p:2"), pending("12", t0 + Duration::from_secs(5)));
+        assert_eq!(gauge(), 1);
+        drop(t);
+        assert_eq!((budget.used(), gauge()), (0, 0), "a room's table gives back all it held when it goes");
     }
 }

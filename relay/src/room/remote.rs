@@ -82,7 +82,12 @@ impl Room {
     /// reply is recorded and routed back from here. A refusal goes back as an `error` frame.
     pub fn bus_request(&mut self, req: RemoteRequest, now: Now) {
         let refuse = |room: &Room, code: ErrorCode, message: String| {
-            let frame = tether_protocol::envelope::error_frame(Some(&req.pc_id), code, &message);
+            let frame = tether_protocol::envelope::error_frame_about(
+                Some(&req.pc_id),
+                code,
+                &message,
+                Some(&req.device),
+            );
             if let Some(peers) = &room.peers {
                 peers.send_frame(&req.pc_node, &req.room, &req.pc, &frame);
             }

@@ -1,4 +1,5 @@
-//! Routing: a PC's `post`/`call` to one device or to all of them ([`Room::request`]), and a
+//! Routing: a PC's `post`/`call` to one device or to all of them ([`Room::request`], or
+//! [`Room::dispatch`] saying which devices it went to), and a
 //! device's reply to the PC that asked, and only to it ([`Room::take_reply`], then
 //! [`Room::forward_reply`] once the pair is in history).
 
@@ -12,6 +13,18 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 use tether_protocol::{ErrorCode, Kind, OutEnvelope, Role};
+
+/// What became of a request given to [`Room::dispatch`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// The devices it went to, each of which owes a reply (or an `error` about it): queued
+    /// toward a live one, buffered for an away one, or (cluster mode) sent to the node that
+    /// holds it. Those on other nodes first, then this node's, in joining order.
+    pub sent: Vec<String>,
+    /// What went wrong: about one device (`Some(device)`: the others may still answer), or
+    /// about the whole request (`None`: it went nowhere).
+    pub refused: Vec<(Option<String>, Refusal)>,
+}
 
 impl Room {
     /// PC `pc`'s `post` or `call` with id `id`: forwarded to `to`, or to every device. Returns
@@ -28,6 +41,25 @@ impl Room {
         timeout: Duration,
         now: Now,
     ) -> Vec<Refusal> {
+        let d = self.dispatch(pc, kind, id, to, msg, target, timeout, now);
+        d.refused.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Like [`Room::request`], saying which devices the request went to and which refusal is
+    /// about which device: what the HTTP API needs to wait for each device's answer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch(
+        &mut self,
+        pc: &Arc<str>,
+        kind: Kind,
+        id: &str,
+        to: Option<&str>,
+        msg: &RawValue,
+        target: String,
+        timeout: Duration,
+        now: Now,
+    ) -> Dispatched {
+        let whole = |r: Refusal| Dispatched { sent: Vec::new(), refused: vec![(None, r)] };
         // Cluster mode: devices on other nodes get the request over the bus; their node keeps
         // the pending entry and routes the reply back.
         let remote: Vec<(String, String)> = self
@@ -39,17 +71,17 @@ impl Room {
         let targets: Vec<Arc<str>> = match to {
             Some(to) => match self.members.iter().find(|m| &*m.id == to) {
                 Some(m) if m.role == Role::Device => vec![m.id.clone()],
-                Some(_) => return vec![Refusal::new(ErrorCode::NoTarget, format!("{to} is not a device"))],
+                Some(_) => return whole(Refusal::new(ErrorCode::NoTarget, format!("{to} is not a device"))),
                 None if !remote.is_empty() => Vec::new(),
                 None => {
-                    return vec![Refusal::new(ErrorCode::NoTarget, format!("no device {to} in this room"))];
+                    return whole(Refusal::new(ErrorCode::NoTarget, format!("no device {to} in this room")));
                 }
             },
             None => self.members.iter().filter(|m| m.role == Role::Device).map(|m| m.id.clone()).collect(),
         };
         if targets.is_empty() && remote.is_empty() {
             self.metrics.dropped(DropReason::NoTarget);
-            return vec![Refusal::new(ErrorCode::NoTarget, "no device in this room")];
+            return whole(Refusal::new(ErrorCode::NoTarget, "no device in this room"));
         }
         let body_bytes = msg.get().len() * targets.len();
         if self.pending.len() + targets.len() > self.limits.max_pending
@@ -57,7 +89,7 @@ impl Room {
         {
             self.metrics.dropped(DropReason::RateLimited);
             let msg = format!("{} requests are already awaiting replies in this room", self.pending.len());
-            return vec![Refusal::new(ErrorCode::RateLimited, msg)];
+            return whole(Refusal::new(ErrorCode::RateLimited, msg));
         }
         // Devices see an id unique in the room, so requests of two PCs never collide.
         let wire_id = format!("{pc}:{id}");
@@ -67,13 +99,13 @@ impl Room {
         // is written: all of it must fit the relay's budget.
         if !self.pending.has_room(body_bytes + frame.len() * targets.len()) {
             self.metrics.dropped(DropReason::OverBudget);
-            return vec![super::Budget::refusal()];
+            return whole(super::Budget::refusal());
         }
         let request: Arc<str> = msg.get().into();
         // A PC always joined with the PC secret, so its room knows the tag; an empty one (never
         // expected) would store the pair where no secret can read it.
         let history_tag = self.tag.clone().unwrap_or_else(|| Arc::from(""));
-        let mut refusals = Vec::new();
+        let mut out = Dispatched::default();
         if let Some(peers) = &self.peers {
             for (dev, node) in remote {
                 let req = RemoteRequest {
@@ -91,28 +123,32 @@ impl Room {
                     timeout_ms: timeout.as_millis() as u64,
                     tag: history_tag.to_string(),
                 };
-                if !peers.send_request(&node, req) {
-                    refusals.push(if peers.is_up() {
+                if peers.send_request(&node, req) {
+                    out.sent.push(dev);
+                } else {
+                    let r = if peers.is_up() {
                         Refusal::new(
                             ErrorCode::BufferFull,
                             format!("device {dev} is on another relay and the cluster bus is not keeping up"),
                         )
                     } else {
                         unreachable_refusal(&dev)
-                    });
+                    };
+                    out.refused.push((Some(dev), r));
                 }
             }
         }
         for dev in targets {
             let key = (dev.clone(), wire_id.clone());
             if self.pending.contains(&key) {
-                refusals.push(Refusal::new(
+                let r = Refusal::new(
                     ErrorCode::BadFrame,
                     format!("request {id} is already awaiting a reply from {dev}; use a new id"),
-                ));
+                );
+                out.refused.push((Some(dev.to_string()), r));
                 continue;
             }
-            match self.deliver_payload(&dev, frame.clone(), Some(&wire_id), now) {
+            let refusal = match self.deliver_payload(&dev, frame.clone(), Some(&wire_id), now) {
                 Delivered::Queued | Delivered::Buffered => {
                     self.pending.insert(
                         key,
@@ -127,25 +163,26 @@ impl Room {
                             tag: history_tag.clone(),
                         },
                     );
+                    out.sent.push(dev.to_string());
+                    continue;
                 }
-                Delivered::Full => refusals.push(Refusal::new(
+                Delivered::Full => Refusal::new(
                     ErrorCode::SlowConsumer,
                     format!("device {dev} is not reading its messages and was disconnected"),
-                )),
-                Delivered::BufferFull => refusals.push(Refusal::new(
+                ),
+                Delivered::BufferFull => Refusal::new(
                     ErrorCode::BufferFull,
                     format!("device {dev} is reconnecting and its buffer is full"),
-                )),
-                Delivered::Gone => {
-                    refusals.push(Refusal::new(ErrorCode::NoTarget, format!("device {dev} left")))
-                }
+                ),
+                Delivered::Gone => Refusal::new(ErrorCode::NoTarget, format!("device {dev} left")),
                 outcome @ (Delivered::RoomFull | Delivered::OverBudget) => {
-                    refusals.push(Room::budget_refusal(outcome, &format!("device {dev}")))
+                    Room::budget_refusal(outcome, &format!("device {dev}"))
                 }
-                Delivered::Unreachable => refusals.push(unreachable_refusal(&dev)),
-            }
+                Delivered::Unreachable => unreachable_refusal(&dev),
+            };
+            out.refused.push((Some(dev.to_string()), refusal));
         }
-        refusals
+        out
     }
 
     /// Device `device`'s `postCb` or `callCb` for request `id`: the request it answers leaves

@@ -41,6 +41,7 @@ pub(super) fn join_as(
         resume: resume.map(str::to_owned),
         cluster_resume: false,
         from: None,
+        existing_only: false,
     };
     h.join(req, out, now).map(|j| (j, inbox))
 }
@@ -136,6 +137,7 @@ fn refusals_a_full_room_a_wrong_secret_and_a_device_key_offered_by_a_pc() {
         resume: None,
         cluster_resume: false,
         from: None,
+        existing_only: false,
     };
     assert!(h.join(req.clone(), h.outbox().0, now).is_err());
     req.room = "bad/name".into();
