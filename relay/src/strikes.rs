@@ -97,6 +97,18 @@ impl Strikes {
         c.last = now;
     }
 
+    /// Takes back one failure of `ip` (an [`Attempt`] that proved right).
+    pub fn forgive(&self, ip: IpAddr) {
+        let mut map = self.lock();
+        let k = address_key(ip);
+        if let Some(c) = map.get_mut(&k) {
+            c.failures = c.failures.saturating_sub(1);
+            if c.failures == 0 {
+                map.remove(&k);
+            }
+        }
+    }
+
     /// Addresses remembered (for tests and `/metrics`).
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -135,6 +147,38 @@ impl Strike {
     pub fn fail(&self) {
         self.strikes.fail(self.ip, Instant::now());
     }
+
+    /// A secret about to be checked where the check awaits (the store, Redis): counted as a
+    /// failure at once, before the wait, and taken back if it proves right. Otherwise an
+    /// address could send its whole burst of guesses at once, each passing [`Strike::check`]
+    /// before any had failed.
+    pub fn attempt(self) -> Attempt {
+        self.fail();
+        Attempt { strike: self, settled: false }
+    }
+}
+
+/// A secret being checked, already counted as a failure (see [`Strike::attempt`]): dropped
+/// without [`Attempt::wrong`] (it proved right, or the check could not be made) it is taken
+/// back.
+pub struct Attempt {
+    strike: Strike,
+    settled: bool,
+}
+
+impl Attempt {
+    /// It was wrong: the failure stays.
+    pub fn wrong(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.strike.strikes.forgive(self.strike.ip);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +212,26 @@ mod tests {
         let later = t0 + Duration::from_secs(1) + FORGET;
         s.fail(ip, later);
         assert_eq!(s.check(ip, later), Ok(()));
+    }
+
+    #[test]
+    fn an_attempt_counts_at_once_and_is_taken_back_unless_wrong() {
+        let s = Strikes::new();
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        // A burst of guesses in flight together: each counts before the next is checked, so
+        // past the free ones the next must wait even though none has been answered yet.
+        let mut flying = Vec::new();
+        for _ in 0..=FREE {
+            assert!(Strike::new(s.clone(), ip).check().is_ok());
+            flying.push(Strike::new(s.clone(), ip).attempt());
+        }
+        assert!(Strike::new(s.clone(), ip).check().is_err(), "the next guess waits");
+        // They prove right: every one is taken back, nothing remembered.
+        drop(flying);
+        assert!(s.is_empty());
+        // A wrong one stays.
+        Strike::new(s.clone(), ip).attempt().wrong();
+        assert_eq!(s.lock()[&ip].failures, 1);
     }
 
     #[test]

@@ -405,7 +405,8 @@ async fn history_is_json_by_default_and_har_1_2_on_request() {
         relay.addr,
         "har",
         "post",
-        json!({"url": "https://api.example/v1/share?qID=506336", "headers": {"Content-Type": "application/json"}, "body": {"a": 1}}),
+        // Not a URI as it is (a space, Chinese in the query): the HAR must write one.
+        json!({"url": "https://api.example/v1/share 1?qID=506336&q=你好", "headers": {"Content-Type": "application/json"}, "body": {"a": 1}}),
     );
     let req = dev.expect("post").await;
     dev.send(json!({"type": "postCb", "id": req["id"], "msg": {"method": "post",
@@ -438,9 +439,12 @@ async fn history_is_json_by_default_and_har_1_2_on_request() {
     let post = &entries[0];
     assert_eq!(
         (post["request"]["method"].as_str(), post["request"]["url"].as_str()),
-        (Some("POST"), Some("https://api.example/v1/share?qID=506336"))
+        (Some("POST"), Some("https://api.example/v1/share%201?qID=506336&q=%E4%BD%A0%E5%A5%BD"))
     );
-    assert_eq!(post["request"]["queryString"], json!([{"name": "qID", "value": "506336"}]));
+    assert_eq!(
+        post["request"]["queryString"],
+        json!([{"name": "qID", "value": "506336"}, {"name": "q", "value": "你好"}])
+    );
     assert_eq!(post["request"]["postData"]["text"], "{\"a\":1}");
     assert_eq!(
         (post["response"]["status"].as_u64(), post["response"]["content"]["text"].as_str()),

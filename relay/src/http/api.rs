@@ -161,16 +161,19 @@ async fn authorize(
         let message = "a device key (the QR link's) cannot drive a room: use the room's PC secret";
         return Err(answer::error("forbidden", message));
     }
-    let wrong = || {
-        strike.fail();
+    // Counted as a wrong secret from here, before any await, and taken back if it proves
+    // right: a burst of guesses at once cannot all pass the check above.
+    let attempt = strike.attempt();
+    let wrong = |attempt: crate::strikes::Attempt| {
+        attempt.wrong();
         s.metrics.error(tether_protocol::ErrorCode::Unauthorized);
         answer::error("unauthorized", "wrong secret for this room")
     };
-    let Ok(cred) = Credential::of(room, &secret) else { return Err(wrong()) };
+    let Ok(cred) = Credential::of(room, &secret) else { return Err(wrong(attempt)) };
     let digest = secret_digest(room, &secret);
     match s.hub.live_secret_matches(room, &digest) {
         Some(true) => return Ok((secret, Open::Here)),
-        Some(false) => return Err(wrong()),
+        Some(false) => return Err(wrong(attempt)),
         None => {}
     }
     let mut cluster_unknown = false;
@@ -180,7 +183,7 @@ async fn authorize(
                 return if held == tag(&cred.key) {
                     Ok((secret, Open::Elsewhere(members)))
                 } else {
-                    Err(wrong())
+                    Err(wrong(attempt))
                 };
             }
             Ok(Ok(None)) => {}
@@ -201,11 +204,14 @@ async fn authorize(
     if s.store.knows_room(room, &tag(&digest)).await? {
         Ok((secret, Open::Nowhere))
     } else if cluster_unknown {
-        // The room may be open on another relay: not a wrong secret as far as anyone knows.
+        // The room may be open on another relay: maybe not a wrong secret, but it counts as
+        // one (the right holder's first ones are free), else guesses would cost nothing while
+        // Redis is down, and a right one would be told apart by its answer.
+        attempt.wrong();
         let message = "cannot reach the other relays to check this room (Redis); try again shortly";
         Err(answer::error("cluster_unavailable", message))
     } else {
-        Err(wrong())
+        Err(wrong(attempt))
     }
 }
 

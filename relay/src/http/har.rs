@@ -70,7 +70,7 @@ fn entry(i: &Item) -> Value {
 }
 
 fn post_entry(i: &Item, request: &Value, result: &Value, failed: bool, result_cut: bool) -> (Value, Value) {
-    let url = i.url.clone().unwrap_or_default();
+    let url = har_url(i.url.as_deref().unwrap_or_default());
     let method = request["method"].as_str().map_or_else(|| "POST".to_owned(), str::to_ascii_uppercase);
     let headers = name_values(&request["headers"]);
     let mut req = json!({
@@ -198,6 +198,22 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A post's URL as a HAR `request.url` must be, an absolute URI: the characters a URI may not
+/// hold (a space, Chinese in a query, …) percent-encoded as UTF-8, what is already encoded
+/// kept; a URL without a scheme (the app's own `/api/…`, resolved by the app) as
+/// `tether:post/<it, encoded>`, as a call is `tether:call/…`.
+fn har_url(url: &str) -> String {
+    let absolute = url.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    if !absolute {
+        return format!("tether:post/{}", percent_encode(url));
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b);
+    url.bytes().map(|b| if allowed(b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -309,6 +325,15 @@ mod tests {
         assert_eq!(first["response"]["content"]["text"], "{\"code\":0,\"data\":[1]}");
         assert_eq!(second["response"]["status"], 0, "no response");
         assert_eq!(second["_tether"]["error"], "timeout");
+    }
+
+    #[test]
+    fn a_post_url_is_written_as_an_absolute_uri() {
+        assert_eq!(har_url("https://x/a%20b?q=1"), "https://x/a%20b?q=1", "already a URI: kept");
+        assert_eq!(har_url("https://x/a b"), "https://x/a%20b");
+        assert_eq!(har_url("https://例え.jp/?q=你好"), "https://%E4%BE%8B%E3%81%88.jp/?q=%E4%BD%A0%E5%A5%BD");
+        assert_eq!(har_url("/api/v1/me"), "tether:post/%2Fapi%2Fv1%2Fme");
+        assert_eq!(har_url(""), "tether:post/");
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub(super) async fn history(
     }
     let digest = secret_digest(&room, &secret);
     let tag = tag(&digest);
+    // Counted as wrong before the store is asked, taken back if right (see Strike::attempt).
+    let attempt = strike.attempt();
     let allowed = match s.hub.live_secret_matches(&room, &digest) {
         Some(true) => true,
         // A room live with another secret, or an empty room: ask the store whether this
@@ -93,7 +95,7 @@ pub(super) async fn history(
         _ => s.store.knows_room(&room, &tag).await?,
     };
     if !allowed {
-        strike.fail();
+        attempt.wrong();
         return Err(AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong secret for this room"));
     }
     let items = s.store.page(&room, &tag, limit, before, &types).await?;
