@@ -318,11 +318,11 @@ async fn request(
     let answer = collect.answer(now).ok_or_else(|| answer::error("internal", "no answer"))?;
     let resp = answer::respond(&id, answer, req.timeout.as_millis());
     tracing::debug!(room = %room, member = %member.joined.member, ok = resp.is_ok(), "api request answered");
-    if collect.waiting() {
-        // Answered with the first reply: the other devices' replies still go to history.
-        let shutdown = s.shutdown.clone();
-        s.tasks.spawn(async move { member.linger(collect, shutdown).await });
-    }
+    // Answered: the member leaves now (dropped), as a PC that closed. Staying for the other
+    // devices' replies would hold a place in the room (`--max-room-members`) and their bodies
+    // for as long as the timeout, per request: a script's loop could fill the room. `all`
+    // waits for every device.
+    drop(member);
     resp
 }
 
@@ -397,6 +397,12 @@ impl ApiMember {
         let deadline = tokio::time::Instant::from_std(c.deadline());
         loop {
             let now = Now::read();
+            if now.at >= c.deadline() {
+                // What is queued already came before the deadline: read it before a `timeout`.
+                while let Some(frame) = self.inbox.try_recv() {
+                    c.on_frame(frame.as_str(), now);
+                }
+            }
             if c.answer(now).is_some() {
                 return Ok(now);
             }
@@ -411,21 +417,6 @@ impl ApiMember {
                 }
                 frame = self.inbox.recv() => c.on_frame(frame.as_str(), Now::read()),
                 () = tokio::time::sleep_until(deadline) => {}
-            }
-        }
-    }
-
-    /// After the first reply answered the request: stays until every other device it went to
-    /// has answered (or failed), its deadline, or shutdown, then leaves (dropped).
-    async fn linger(mut self, mut c: Collect, shutdown: CancellationToken) {
-        let deadline = tokio::time::Instant::from_std(c.deadline());
-        while c.waiting() {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return,
-                () = self.kick.fired() => return,
-                frame = self.inbox.recv() => c.on_frame(frame.as_str(), Now::read()),
-                () = tokio::time::sleep_until(deadline) => return,
             }
         }
     }
