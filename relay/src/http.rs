@@ -163,7 +163,8 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme's name is case-insensitive (RFC 9110): `bearer x` is as good.
+        .and_then(|v| v.get(..7).filter(|s| s.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
 }
@@ -241,4 +242,24 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_token_is_read_whatever_the_schemes_case() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            bearer(&h)
+        };
+        for v in ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret "] {
+            assert_eq!(with(v).as_deref(), Some("s3cret"), "{v}");
+        }
+        for v in ["Basic s3cret", "Bearer", "Bearer   ", "Bearers3cret", "Bé"] {
+            assert_eq!(with(v), None, "{v}");
+        }
+    }
 }

@@ -352,6 +352,7 @@ impl ApiMember {
     ) -> Result<ApiMember, AppError> {
         let (outbox, inbox) = s.hub.outbox();
         let kick = outbox.kick.clone();
+        let member_secret = secret.clone();
         let req = JoinRequest {
             room: room.to_owned(),
             role: Role::Pc,
@@ -382,10 +383,15 @@ impl ApiMember {
         }
         if let (Open::Elsewhere(_), Some(cluster)) = (open, &s.cluster) {
             // The members on other relays now, so the request reaches them at once.
-            if let Ok(Ok(Some((_, members)))) =
+            // Only while the room is still the one this secret opened (it may have emptied and
+            // been opened again with another secret since it was checked).
+            let ours = |held: &str| Credential::of(room, &member_secret).is_ok_and(|c| held == tag(&c.key));
+            if let Ok(Ok(Some((held, members)))) =
                 tokio::time::timeout(CLUSTER_WAIT, cluster.open_room(room)).await
             {
-                s.hub.set_remote(room, members, Now::read());
+                if ours(&held) {
+                    s.hub.set_remote(room, members, Now::read());
+                }
             }
         }
         Ok(member)
