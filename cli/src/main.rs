@@ -113,7 +113,8 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Usage(msg)) => {
@@ -134,9 +135,12 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let g = &cli.global;
     let relay = Relay::parse(&g.relay)?;
-    let room = g.room.as_deref().ok_or_else(|| Failure::Usage("--room (or TETHER_ROOM) is required".into()))?;
-    let secret =
-        g.secret.as_deref().ok_or_else(|| Failure::Usage("--secret (or TETHER_SECRET) is required".into()))?;
+    let room =
+        g.room.as_deref().ok_or_else(|| Failure::Usage("--room (or TETHER_ROOM) is required".into()))?;
+    let secret = g
+        .secret
+        .as_deref()
+        .ok_or_else(|| Failure::Usage("--secret (or TETHER_SECRET) is required".into()))?;
     let base = format!("/api/rooms/{}", encode(room));
     let wait = Duration::from_millis(g.timeout.unwrap_or(DEFAULT_TIMEOUT_MS)) + SLACK;
     match &cli.command {
@@ -165,8 +169,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 req.insert("method".into(), json!(m));
             }
             if let Some(b) = body {
-                let b: Value = serde_json::from_str(b)
-                    .map_err(|e| Failure::Usage(format!("--body is not JSON ({e}); a string body: '\"…\"'")))?;
+                let b: Value = serde_json::from_str(b).map_err(|e| {
+                    Failure::Usage(format!("--body is not JSON ({e}); a string body: '\"…\"'"))
+                })?;
                 req.insert("body".into(), b);
             }
             if !header.is_empty() {
@@ -347,7 +352,8 @@ impl Relay {
         body: Option<Value>,
         wait: Duration,
     ) -> Result<Value, Failure> {
-        let unreachable = |e: &dyn std::fmt::Display| Failure::Unreachable(format!("{}: {e}", self.authority));
+        let unreachable =
+            |e: &dyn std::fmt::Display| Failure::Unreachable(format!("{}: {e}", self.authority));
         let stream = tokio::time::timeout(CONNECT, tokio::net::TcpStream::connect(&self.authority))
             .await
             .map_err(|_| unreachable(&"connect timed out"))?
@@ -383,11 +389,15 @@ impl Relay {
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         if status.is_success() {
             return parsed.ok_or_else(|| {
-                Failure::Relay(json!({"error": {"code": "internal", "message": "the relay's answer is not JSON"}}))
+                Failure::Relay(
+                    json!({"error": {"code": "internal", "message": "the relay's answer is not JSON"}}),
+                )
             });
         }
         Err(Failure::Relay(match parsed {
-            Some(v) if v["error"]["code"].is_string() => json!({"status": status.as_u16(), "error": v["error"]}),
+            Some(v) if v["error"]["code"].is_string() => {
+                json!({"status": status.as_u16(), "error": v["error"]})
+            }
             _ => json!({"status": status.as_u16(), "error": {
                 "code": format!("http_{}", status.as_u16()),
                 "message": String::from_utf8_lossy(&body).chars().take(200).collect::<String>(),
