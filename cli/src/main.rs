@@ -1,0 +1,407 @@
+//! `tether`: drive a room's devices from a script, through the relay's HTTP API
+//! (docs/protocol.md, "The HTTP API"). JSON on stdout; exit codes a script can rely on:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | done |
+//! | 1 | a device answered with an error (with `--all`: any entry is an error) |
+//! | 2 | usage error (bad flags, bad JSON in an argument) |
+//! | 3 | the relay refused or failed: its `{"error": {"code", "message"}}` on stderr |
+//! | 4 | the relay cannot be reached (or did not answer in time) |
+//!
+//! Plain `http://` relays only for now (no TLS client in the workspace yet). The secret goes
+//! in the `Authorization` header and is never printed.
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{Map, Value, json};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The relay's own default for `timeoutMs`.
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// How much longer than the request's timeout the CLI waits for the relay's answer.
+const SLACK: Duration = Duration::from_secs(10);
+/// How long connecting may take.
+const CONNECT: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(name = "tether", version, about = "Drive a Tether room's devices from scripts (JSON on stdout).")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// The relay's base URL (plain http:// only, for now).
+    #[arg(long, global = true, env = "TETHER_RELAY", default_value = "http://127.0.0.1:8080")]
+    relay: String,
+    /// The room.
+    #[arg(long, global = true, env = "TETHER_ROOM")]
+    room: Option<String>,
+    /// The room's PC secret (sent as a Bearer token, never printed).
+    #[arg(long, global = true, env = "TETHER_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// How long the relay waits for the devices, in ms (the API's `timeoutMs`; 1..=600000).
+    #[arg(long, global = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    timeout: Option<u64>,
+    /// A short human form instead of JSON.
+    #[arg(long, global = true)]
+    pretty: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The room's member list.
+    Devices,
+    /// One request through the phone's native network stack.
+    Post {
+        /// One device (a member id from `devices`); default: every device, first reply wins.
+        #[arg(long)]
+        to: Option<String>,
+        /// Wait for every device's reply (`{"replies": [...]}`).
+        #[arg(long)]
+        all: bool,
+        /// The HTTP method (the device's default when absent).
+        #[arg(long, short = 'X')]
+        method: Option<String>,
+        /// The request body, as JSON (a string body: '"a=b"').
+        #[arg(long, short = 'd', value_name = "JSON")]
+        body: Option<String>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long, short = 'H', value_name = "K:V")]
+        header: Vec<String>,
+        /// The URL the device requests.
+        url: String,
+    },
+    /// One native JS-API call.
+    Call {
+        /// One device (a member id from `devices`); default: every device, first reply wins.
+        #[arg(long)]
+        to: Option<String>,
+        /// Wait for every device's reply (`{"replies": [...]}`).
+        #[arg(long)]
+        all: bool,
+        /// The JS-API method.
+        method: String,
+        /// Its parameters, a JSON array (default `[]`).
+        params: Option<String>,
+    },
+    /// The room's stored pairs, newest first.
+    History {
+        /// At most this many pairs.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// As HAR 1.2 instead of JSON.
+        #[arg(long)]
+        har: bool,
+    },
+}
+
+/// Why the CLI stops, as an exit code and what it says on stderr.
+enum Failure {
+    Usage(String),
+    Relay(Value),
+    Unreachable(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Usage(msg)) => {
+            eprintln!("tether: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Relay(err)) => {
+            eprintln!("{err}");
+            ExitCode::from(3)
+        }
+        Err(Failure::Unreachable(msg)) => {
+            eprintln!("{}", json!({"error": {"code": "unreachable", "message": msg}}));
+            ExitCode::from(4)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let g = &cli.global;
+    let relay = Relay::parse(&g.relay)?;
+    let room =
+        g.room.as_deref().ok_or_else(|| Failure::Usage("--room (or TETHER_ROOM) is required".into()))?;
+    let secret = g
+        .secret
+        .as_deref()
+        .ok_or_else(|| Failure::Usage("--secret (or TETHER_SECRET) is required".into()))?;
+    let base = format!("/api/rooms/{}", encode(room));
+    let wait = Duration::from_millis(g.timeout.unwrap_or(DEFAULT_TIMEOUT_MS)) + SLACK;
+    match &cli.command {
+        Command::Devices => {
+            let v = relay.send("GET", &format!("{base}/devices"), secret, None, wait).await?;
+            print(&v, g.pretty, pretty_devices);
+            Ok(0)
+        }
+        Command::History { limit, har } => {
+            let mut query = Vec::new();
+            if *har {
+                query.push("format=har".to_owned());
+            }
+            if let Some(n) = limit {
+                query.push(format!("limit={n}"));
+            }
+            let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+            let v = relay.send("GET", &format!("{base}/history{q}"), secret, None, wait).await?;
+            print(&v, g.pretty && !har, pretty_history);
+            Ok(0)
+        }
+        Command::Post { to, all, method, body, header, url } => {
+            let mut req = Map::new();
+            req.insert("url".into(), json!(url));
+            if let Some(m) = method {
+                req.insert("method".into(), json!(m));
+            }
+            if let Some(b) = body {
+                let b: Value = serde_json::from_str(b).map_err(|e| {
+                    Failure::Usage(format!("--body is not JSON ({e}); a string body: '\"…\"'"))
+                })?;
+                req.insert("body".into(), b);
+            }
+            if !header.is_empty() {
+                let mut headers = Map::new();
+                for h in header {
+                    let (k, v) = h
+                        .split_once(':')
+                        .ok_or_else(|| Failure::Usage(format!("--header {h:?} is not `Name: value`")))?;
+                    headers.insert(k.trim().to_owned(), json!(v.trim()));
+                }
+                req.insert("headers".into(), Value::Object(headers));
+            }
+            send_request(&relay, &format!("{base}/post"), secret, req, to, *all, g, wait).await
+        }
+        Command::Call { to, all, method, params } => {
+            let mut req = Map::new();
+            req.insert("method".into(), json!(method));
+            if let Some(p) = params {
+                let p: Value = serde_json::from_str(p)
+                    .map_err(|e| Failure::Usage(format!("PARAMS_JSON is not JSON ({e})")))?;
+                if !p.is_array() {
+                    return Err(Failure::Usage("PARAMS_JSON must be a JSON array, e.g. '[\"qq\"]'".into()));
+                }
+                req.insert("params".into(), p);
+            }
+            send_request(&relay, &format!("{base}/call"), secret, req, to, *all, g, wait).await
+        }
+    }
+}
+
+/// Sends a `post` or `call`, prints the answer; exit 1 when a device's answer is an error.
+#[allow(clippy::too_many_arguments)]
+async fn send_request(
+    relay: &Relay,
+    path: &str,
+    secret: &str,
+    mut req: Map<String, Value>,
+    to: &Option<String>,
+    all: bool,
+    g: &Global,
+    wait: Duration,
+) -> Result<u8, Failure> {
+    if let Some(to) = to {
+        req.insert("to".into(), json!(to));
+    }
+    if all {
+        req.insert("all".into(), json!(true));
+    }
+    if let Some(ms) = g.timeout {
+        req.insert("timeoutMs".into(), json!(ms));
+    }
+    let v = relay.send("POST", path, secret, Some(Value::Object(req)), wait).await?;
+    print(&v, g.pretty, pretty_replies);
+    let failed = match v.get("replies").and_then(Value::as_array) {
+        Some(replies) => replies.iter().any(is_error),
+        None => is_error(&v),
+    };
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// A reply whose `error` is set (the device's own), or an `all` entry of type `error`.
+fn is_error(reply: &Value) -> bool {
+    reply["type"] == "error" || !reply.get("error").is_none_or(Value::is_null)
+}
+
+fn print(v: &Value, pretty: bool, human: fn(&Value) -> String) {
+    if pretty {
+        print!("{}", human(v));
+    } else {
+        println!("{v}");
+    }
+}
+
+fn pretty_devices(v: &Value) -> String {
+    let mut out = String::new();
+    for m in v["members"].as_array().into_iter().flatten() {
+        let name = m["name"].as_str().unwrap_or("-");
+        out.push_str(&format!("{}\t{}\t{name}\n", text(&m["id"]), text(&m["role"])));
+    }
+    if out.is_empty() {
+        out.push_str("(no members)\n");
+    }
+    out
+}
+
+fn pretty_replies(v: &Value) -> String {
+    match v.get("replies").and_then(Value::as_array) {
+        Some(replies) => replies.iter().map(pretty_reply).collect(),
+        None => pretty_reply(v),
+    }
+}
+
+fn pretty_reply(r: &Value) -> String {
+    let who = match r["deviceName"].as_str() {
+        Some(name) => format!("{name} ({})", text(&r["device"])),
+        None => text(&r["device"]),
+    };
+    let ms = r["ms"].as_u64().map(|ms| format!(" {ms} ms")).unwrap_or_default();
+    if r["type"] == "error" {
+        return format!("{who}: error {}: {}\n", text(&r["error"]["code"]), text(&r["error"]["message"]));
+    }
+    if !r.get("error").is_none_or(Value::is_null) {
+        return format!("{who}:{ms} error {}\n", text(&r["error"]));
+    }
+    let result = &r["result"];
+    match result.get("status") {
+        Some(status) => format!("{who}:{ms} {status} {}\n", result.get("body").unwrap_or(&Value::Null)),
+        None => format!("{who}:{ms} {result}\n"),
+    }
+}
+
+fn pretty_history(v: &Value) -> String {
+    let mut out = String::new();
+    for row in v.as_array().into_iter().flatten() {
+        let what = row.get("url").or_else(|| row.get("method")).map(text).unwrap_or_default();
+        let status = row["result"].get("status").map(|s| format!(" {s}")).unwrap_or_default();
+        let err = if row.get("error").is_none_or(Value::is_null) { "" } else { " error" };
+        out.push_str(&format!("{}\t{}\t{what}{status}{err}\n", text(&row["reqId"]), text(&row["type"])));
+    }
+    out
+}
+
+/// A string as it is, anything else as JSON.
+fn text(v: &Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+}
+
+/// Percent-encodes a path segment.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where the relay is: `http://host[:port][/prefix]`.
+struct Relay {
+    authority: String,
+    prefix: String,
+}
+
+impl Relay {
+    fn parse(url: &str) -> Result<Relay, Failure> {
+        let rest = match url.strip_prefix("http://") {
+            Some(rest) => rest,
+            None if url.starts_with("https://") => {
+                return Err(Failure::Usage("https:// relays are not supported yet: use http://".into()));
+            }
+            None => return Err(Failure::Usage(format!("--relay {url:?} is not an http:// URL"))),
+        };
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(Failure::Usage(format!("--relay {url:?}: want http://host[:port]")));
+        }
+        let authority =
+            if authority.rsplit_once(':').is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit())) {
+                authority.to_owned()
+            } else {
+                format!("{authority}:80")
+            };
+        Ok(Relay { authority, prefix: prefix.to_owned() })
+    }
+
+    /// One request over a fresh connection; the answer's JSON on 2xx, else a `Relay` failure.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        secret: &str,
+        body: Option<Value>,
+        wait: Duration,
+    ) -> Result<Value, Failure> {
+        let unreachable =
+            |e: &dyn std::fmt::Display| Failure::Unreachable(format!("{}: {e}", self.authority));
+        let stream = tokio::time::timeout(CONNECT, tokio::net::TcpStream::connect(&self.authority))
+            .await
+            .map_err(|_| unreachable(&"connect timed out"))?
+            .map_err(|e| unreachable(&e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
+        tokio::spawn(conn);
+        let host = self.authority.strip_suffix(":80").unwrap_or(&self.authority);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.prefix))
+            .header("host", host)
+            .header("authorization", format!("Bearer {secret}"))
+            .header("accept", "application/json");
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(bytes)).map_err(|e| Failure::Usage(format!("bad request: {e}")))?;
+        let answer = async {
+            let res = sender.send_request(req).await?;
+            let status = res.status();
+            let body = res.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(wait, answer)
+            .await
+            .map_err(|_| unreachable(&"no answer in time"))?
+            .map_err(|e| unreachable(&e))?;
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        if status.is_success() {
+            return parsed.ok_or_else(|| {
+                Failure::Relay(
+                    json!({"error": {"code": "internal", "message": "the relay's answer is not JSON"}}),
+                )
+            });
+        }
+        Err(Failure::Relay(match parsed {
+            Some(v) if v["error"]["code"].is_string() => {
+                json!({"status": status.as_u16(), "error": v["error"]})
+            }
+            _ => json!({"status": status.as_u16(), "error": {
+                "code": format!("http_{}", status.as_u16()),
+                "message": String::from_utf8_lossy(&body).chars().take(200).collect::<String>(),
+            }}),
+        }))
+    }
+}
