@@ -395,6 +395,20 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_hand_written_example() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("[{\"type\": \"post\", \"url\": \"https://api.example/v1/me\"").unwrap();
+        let end = start + readme[start..].find("\n```").unwrap();
+        let plan = parse(&readme[start..end]).unwrap();
+        assert_eq!((plan.entries.len(), plan.skipped), (2, 0));
+        assert_eq!(plan.entries[0].target(), "https://api.example/v1/me");
+        assert_eq!(
+            Value::Object(plan.entries[1].request.clone()),
+            json!({"method": "getAppInfo", "params": []})
+        );
+    }
+
+    #[test]
     fn files_of_other_shapes_name_the_entry() {
         assert!(parse("{not json").unwrap_err().starts_with("not JSON"));
         assert!(parse(r#"{"a": 1}"#).unwrap_err().contains("want a JSON array"));
