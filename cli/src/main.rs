@@ -4,8 +4,8 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done |
-//! | 1 | a device answered with an error (with `--all`: any entry is an error) |
-//! | 2 | usage error (bad flags, bad JSON in an argument) |
+//! | 1 | a device answered with an error (with `--all`: any entry is an error); `replay`: a reply differs from the recorded one |
+//! | 2 | usage error (bad flags, bad JSON in an argument; `replay`: a file of no known shape) |
 //! | 3 | the relay refused or failed: its `{"error": {"code", "message"}}` on stderr |
 //! | 4 | the relay cannot be reached (or did not answer in time) |
 //!
@@ -19,6 +19,8 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 use std::process::ExitCode;
+
+mod replay;
 use std::time::Duration;
 
 /// The relay's own default for `timeoutMs`.
@@ -102,6 +104,20 @@ enum Command {
         #[arg(long)]
         har: bool,
     },
+    /// Re-run recorded posts and calls, one at a time, oldest first; report each reply that
+    /// differs from the recorded one (exit 1 on any difference).
+    Replay {
+        /// `tether history` output, `tether history --har` output, or a hand-written JSON array
+        /// of `{"type": "post", "url", …}` / `{"type": "call", "method", "params"?}`.
+        file: std::path::PathBuf,
+        /// One device (a member id from `devices`); default: every device, first reply wins.
+        #[arg(long)]
+        to: Option<String>,
+        /// A JSON path not to compare, dotted, `*` for any key or index (repeatable), e.g.
+        /// `result.body.time`, `cookie`.
+        #[arg(long, value_name = "PATH")]
+        ignore: Vec<String>,
+    },
 }
 
 /// Why the CLI stops, as an exit code and what it says on stderr.
@@ -142,6 +158,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         .as_deref()
         .ok_or_else(|| Failure::Usage("--secret (or TETHER_SECRET) is required".into()))?;
     let base = format!("/api/rooms/{}", encode(room));
+    if let Command::Replay { file, to, ignore } = &cli.command {
+        return run_replay(&relay, &base, secret, file, to, ignore, g).await;
+    }
     let wait = Duration::from_millis(g.timeout.unwrap_or(DEFAULT_TIMEOUT_MS)) + SLACK;
     match &cli.command {
         Command::Devices => {
@@ -199,7 +218,69 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             send_request(&relay, &format!("{base}/call"), secret, req, to, *all, g, wait).await
         }
+        Command::Replay { .. } => unreachable!("handled above"),
     }
+}
+
+/// `tether replay`: each entry through the API in turn, compared with its recording.
+async fn run_replay(
+    relay: &Relay,
+    base: &str,
+    secret: &str,
+    file: &std::path::Path,
+    to: &Option<String>,
+    ignore: &[String],
+    g: &Global,
+) -> Result<u8, Failure> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+    let plan = replay::parse(&text).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+    let wait = Duration::from_millis(g.timeout.unwrap_or(DEFAULT_TIMEOUT_MS)) + SLACK;
+    let mut results = Vec::new();
+    let mut differing = 0;
+    for entry in &plan.entries {
+        let mut req = entry.request.clone();
+        if let Some(to) = to {
+            req.insert("to".into(), json!(to));
+        }
+        if let Some(ms) = g.timeout {
+            req.insert("timeoutMs".into(), json!(ms));
+        }
+        let path = format!("{base}/{}", entry.kind);
+        let reply = relay.send("POST", &path, secret, Some(Value::Object(req)), wait).await?;
+        let recorded = Value::Object(entry.recorded.clone());
+        let now = Value::Object(entry.now(&reply));
+        let differences = replay::differences(&recorded, &now, ignore);
+        if !differences.is_empty() {
+            differing += 1;
+        }
+        results.push(json!({
+            "index": entry.index, "type": entry.kind, "target": entry.target(),
+            "same": differences.is_empty(), "differences": differences,
+        }));
+    }
+    let out = json!({
+        "replayed": plan.entries.len(), "skipped": plan.skipped, "differing": differing, "results": results,
+    });
+    print(&out, g.pretty, pretty_replay);
+    Ok(if differing > 0 { 1 } else { 0 })
+}
+
+fn pretty_replay(v: &Value) -> String {
+    let mut out = String::new();
+    for r in v["results"].as_array().into_iter().flatten() {
+        let verdict = if r["same"] == true { "same" } else { "DIFFERS" };
+        out.push_str(&format!("#{} {} {}: {verdict}\n", r["index"], text(&r["type"]), text(&r["target"])));
+        for d in r["differences"].as_array().into_iter().flatten() {
+            let side = |k: &str| d.get(k).map_or_else(|| "(absent)".to_owned(), Value::to_string);
+            out.push_str(&format!("  {}: {} -> {}\n", text(&d["path"]), side("recorded"), side("now")));
+        }
+    }
+    out.push_str(&format!(
+        "{} replayed, {} differing, {} skipped\n",
+        v["replayed"], v["differing"], v["skipped"]
+    ));
+    out
 }
 
 /// Sends a `post` or `call`, prints the answer; exit 1 when a device's answer is an error.

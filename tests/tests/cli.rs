@@ -1,6 +1,7 @@
 //! The `tether` CLI (#19): the real binary (built by `cargo build -p tether-cli`) against a
 //! real relay and scripted devices: devices, post, call with `--all`, a device's error,
-//! `--timeout`, a wrong secret and no relay at all, each with the exit code a script relies on.
+//! `--timeout`, a wrong secret and no relay at all, and `replay` (history JSON and HAR, same,
+//! different, `--ignore`, a malformed file), each with the exit code a script relies on.
 
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -201,4 +202,114 @@ async fn usage_errors_exit_2_and_no_relay_exits_4() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     let run = tether("https://relay.example", "r", SECRET, &["devices"]).await.unwrap();
     assert_eq!(run.code, 2, "{}", run.stderr);
+}
+
+/// Answers one replayed post, then one replayed call, with these results.
+async fn answer_replay(dev: &mut Client, post: Value, call: Value) {
+    let req = dev.expect("post").await;
+    assert_eq!(
+        req["msg"],
+        json!({"url": "https://api.example/v1/me", "method": "GET", "headers": {"X-Trace": "7"},
+               "timeoutMs": 30000})
+    );
+    dev.send(tether_tests::reply_to(&req, post)).await;
+    let req = dev.expect("call").await;
+    assert_eq!(req["msg"], json!({"method": "getAppInfo", "params": ["v"], "timeoutMs": 30000}));
+    dev.send(tether_tests::reply_to(&req, call)).await;
+}
+
+#[tokio::test]
+async fn replay_re_runs_a_recording_and_reports_each_difference() {
+    let relay = Relay::start().await;
+    let r = url(&relay);
+    let mut dev = device(&relay, "rep", "Pixel 8").await;
+    let me = json!({"status": 200, "body": {"uid": 42, "time": 1}});
+    let info = json!({"v": "7.2"});
+
+    // Record a post and a call.
+    let pending =
+        tether(&r, "rep", SECRET, &["post", "-X", "GET", "-H", "X-Trace: 7", "https://api.example/v1/me"]);
+    let req = dev.expect("post").await;
+    dev.send(tether_tests::reply_to(&req, me.clone())).await;
+    assert_eq!(pending.await.unwrap().code, 0);
+    let pending = tether(&r, "rep", SECRET, &["call", "getAppInfo", r#"["v"]"#]);
+    let req = dev.expect("call").await;
+    dev.send(tether_tests::reply_to(&req, info.clone())).await;
+    assert_eq!(pending.await.unwrap().code, 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (json_file, har_file, bad_file) =
+        (dir.path().join("h.json"), dir.path().join("h.har"), dir.path().join("bad.json"));
+    let run = tether(&r, "rep", SECRET, &["history"]).await.unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::write(&json_file, &run.stdout).unwrap();
+    let run = tether(&r, "rep", SECRET, &["history", "--har"]).await.unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::write(&har_file, &run.stdout).unwrap();
+    let (json_file, har_file) = (json_file.to_str().unwrap(), har_file.to_str().unwrap());
+
+    // The device answers the same: exit 0, oldest first.
+    let pending = tether(&r, "rep", SECRET, &["replay", json_file]);
+    answer_replay(&mut dev, me.clone(), info.clone()).await;
+    let run = pending.await.unwrap();
+    assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+    let v = run.json();
+    assert_eq!((v["replayed"].as_u64(), v["differing"].as_u64()), (Some(2), Some(0)), "{v}");
+    assert_eq!(v["results"][0]["type"], "post");
+    assert_eq!(v["results"][1]["target"], "getAppInfo");
+
+    // Differently: exit 1, the difference named by its path.
+    let changed = json!({"status": 200, "body": {"uid": 42, "time": 2}});
+    let pending = tether(&r, "rep", SECRET, &["replay", json_file]);
+    answer_replay(&mut dev, changed.clone(), info.clone()).await;
+    let run = pending.await.unwrap();
+    assert_eq!(run.code, 1, "{} {}", run.stdout, run.stderr);
+    let v = run.json();
+    assert_eq!(v["differing"], 1, "{v}");
+    assert_eq!(
+        v["results"][0]["differences"],
+        json!([{"path": "result.body.time", "recorded": 1, "now": 2}])
+    );
+    assert_eq!(v["results"][1]["same"], true);
+
+    // The short human form.
+    let pending = tether(&r, "rep", SECRET, &["--pretty", "replay", json_file]);
+    answer_replay(&mut dev, changed.clone(), info.clone()).await;
+    let run = pending.await.unwrap();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.contains("result.body.time: 1 -> 2"), "{}", run.stdout);
+
+    // --ignore lets that field vary.
+    let pending = tether(&r, "rep", SECRET, &["replay", "--ignore", "result.body.time", json_file]);
+    answer_replay(&mut dev, changed.clone(), info.clone()).await;
+    let run = pending.await.unwrap();
+    assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+
+    // The HAR form: the same, then a device error where the recording had none.
+    let pending = tether(&r, "rep", SECRET, &["replay", "--ignore", "result.body.*", har_file]);
+    answer_replay(&mut dev, changed.clone(), info.clone()).await;
+    let run = pending.await.unwrap();
+    assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+    assert_eq!(run.json()["replayed"], 2);
+    let pending = tether(&r, "rep", SECRET, &["replay", har_file]);
+    let req = dev.expect("post").await;
+    dev.send(tether_tests::reply_to(&req, me.clone())).await;
+    let req = dev.expect("call").await;
+    dev.send(json!({"type": "callCb", "id": req["id"], "msg": {"method": "getAppInfo", "result": null,
+        "error": "refused"}}))
+        .await;
+    let run = pending.await.unwrap();
+    assert_eq!(run.code, 1, "{} {}", run.stdout, run.stderr);
+    let diffs = run.json()["results"][1]["differences"].clone();
+    assert!(
+        diffs.as_array().unwrap().contains(&json!({"path": "error", "recorded": null, "now": "refused"})),
+        "{diffs}"
+    );
+
+    // A file of no known shape: exit 2, naming the entry; nothing is sent.
+    std::fs::write(&bad_file, r#"[{"type": "call", "method": "m"}, {"type": "post"}]"#).unwrap();
+    let run = tether(&r, "rep", SECRET, &["replay", bad_file.to_str().unwrap()]).await.unwrap();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("entry 1") && run.stdout.is_empty(), "{}", run.stderr);
+    relay.stop().await;
 }
