@@ -10,25 +10,17 @@
 //! | 4 | the relay cannot be reached (or did not answer in time) |
 //!
 //! Plain `http://` relays only for now (no TLS client in the workspace yet). The secret goes
-//! in the `Authorization` header and is never printed.
+//! in the `Authorization` header and is never printed. `tether mcp` serves the same routes as
+//! MCP tools on stdio ([`mcp`]); [`client`] is the API as both use it.
 
-use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use client::{Api, Failure, Relay};
 use serde_json::{Map, Value, json};
 use std::process::ExitCode;
 
+mod client;
+mod mcp;
 mod replay;
-use std::time::Duration;
-
-/// The relay's own default for `timeoutMs`.
-const DEFAULT_TIMEOUT_MS: u64 = 30_000;
-/// How much longer than the request's timeout the CLI waits for the relay's answer.
-const SLACK: Duration = Duration::from_secs(10);
-/// How long connecting may take.
-const CONNECT: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
 #[command(name = "tether", version, about = "Drive a Tether room's devices from scripts (JSON on stdout).")]
@@ -118,13 +110,15 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         ignore: Vec<String>,
     },
-}
-
-/// Why the CLI stops, as an exit code and what it says on stderr.
-enum Failure {
-    Usage(String),
-    Relay(Value),
-    Unreachable(String),
+    /// An MCP server on stdio (for AI agents): the tools `devices`, `post`, `call` and
+    /// `history`, acting on the room with its PC secret. The phone's Guard still decides
+    /// what runs on it.
+    Mcp {
+        /// Show the devices' cookies to the agent (withheld by default: they are the phone
+        /// user's logged-in sessions).
+        #[arg(long)]
+        show_cookies: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -157,27 +151,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         .secret
         .as_deref()
         .ok_or_else(|| Failure::Usage("--secret (or TETHER_SECRET) is required".into()))?;
-    let base = format!("/api/rooms/{}", encode(room));
-    if let Command::Replay { file, to, ignore } = &cli.command {
-        return run_replay(&relay, &base, secret, file, to, ignore, g).await;
-    }
-    let wait = Duration::from_millis(g.timeout.unwrap_or(DEFAULT_TIMEOUT_MS)) + SLACK;
+    let api = Api::new(relay, room, secret);
     match &cli.command {
         Command::Devices => {
-            let v = relay.send("GET", &format!("{base}/devices"), secret, None, wait).await?;
-            print(&v, g.pretty, pretty_devices);
+            print(&api.devices().await?, g.pretty, pretty_devices);
             Ok(0)
         }
         Command::History { limit, har } => {
-            let mut query = Vec::new();
-            if *har {
-                query.push("format=har".to_owned());
-            }
-            if let Some(n) = limit {
-                query.push(format!("limit={n}"));
-            }
-            let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
-            let v = relay.send("GET", &format!("{base}/history{q}"), secret, None, wait).await?;
+            let v = api.history(*limit, *har).await?;
             print(&v, g.pretty && !har, pretty_history);
             Ok(0)
         }
@@ -203,7 +184,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 req.insert("headers".into(), Value::Object(headers));
             }
-            send_request(&relay, &format!("{base}/post"), secret, req, to, *all, g, wait).await
+            send_request(&api, "post", req, to, *all, g).await
         }
         Command::Call { to, all, method, params } => {
             let mut req = Map::new();
@@ -216,17 +197,19 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 req.insert("params".into(), p);
             }
-            send_request(&relay, &format!("{base}/call"), secret, req, to, *all, g, wait).await
+            send_request(&api, "call", req, to, *all, g).await
         }
-        Command::Replay { .. } => unreachable!("handled above"),
+        Command::Replay { file, to, ignore } => run_replay(&api, file, to, ignore, g).await,
+        Command::Mcp { show_cookies } => {
+            mcp::serve(api, g.timeout, *show_cookies).await.map_err(Failure::Usage)?;
+            Ok(0)
+        }
     }
 }
 
 /// `tether replay`: each entry through the API in turn, compared with its recording.
 async fn run_replay(
-    relay: &Relay,
-    base: &str,
-    secret: &str,
+    api: &Api,
     file: &std::path::Path,
     to: &Option<String>,
     ignore: &[String],
@@ -235,7 +218,6 @@ async fn run_replay(
     let text =
         std::fs::read_to_string(file).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
     let plan = replay::parse(&text).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
-    let wait = Duration::from_millis(g.timeout.unwrap_or(DEFAULT_TIMEOUT_MS)) + SLACK;
     let mut results = Vec::new();
     let mut differing = 0;
     for entry in &plan.entries {
@@ -246,8 +228,7 @@ async fn run_replay(
         if let Some(ms) = g.timeout {
             req.insert("timeoutMs".into(), json!(ms));
         }
-        let path = format!("{base}/{}", entry.kind);
-        let reply = relay.send("POST", &path, secret, Some(Value::Object(req)), wait).await?;
+        let reply = api.request(entry.kind, req).await?;
         let recorded = Value::Object(entry.recorded.clone());
         let now = Value::Object(entry.now(&reply));
         let differences = replay::differences(&recorded, &now, ignore);
@@ -284,16 +265,13 @@ fn pretty_replay(v: &Value) -> String {
 }
 
 /// Sends a `post` or `call`, prints the answer; exit 1 when a device's answer is an error.
-#[allow(clippy::too_many_arguments)]
 async fn send_request(
-    relay: &Relay,
-    path: &str,
-    secret: &str,
+    api: &Api,
+    kind: &str,
     mut req: Map<String, Value>,
     to: &Option<String>,
     all: bool,
     g: &Global,
-    wait: Duration,
 ) -> Result<u8, Failure> {
     if let Some(to) = to {
         req.insert("to".into(), json!(to));
@@ -304,18 +282,9 @@ async fn send_request(
     if let Some(ms) = g.timeout {
         req.insert("timeoutMs".into(), json!(ms));
     }
-    let v = relay.send("POST", path, secret, Some(Value::Object(req)), wait).await?;
+    let v = api.request(kind, req).await?;
     print(&v, g.pretty, pretty_replies);
-    let failed = match v.get("replies").and_then(Value::as_array) {
-        Some(replies) => replies.iter().any(is_error),
-        None => is_error(&v),
-    };
-    Ok(if failed { 1 } else { 0 })
-}
-
-/// A reply whose `error` is set (the device's own), or an `all` entry of type `error`.
-fn is_error(reply: &Value) -> bool {
-    reply["type"] == "error" || !reply.get("error").is_none_or(Value::is_null)
+    Ok(if client::failed(&v) { 1 } else { 0 })
 }
 
 fn print(v: &Value, pretty: bool, human: fn(&Value) -> String) {
@@ -378,111 +347,4 @@ fn pretty_history(v: &Value) -> String {
 /// A string as it is, anything else as JSON.
 fn text(v: &Value) -> String {
     v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
-}
-
-/// Percent-encodes a path segment.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Where the relay is: `http://host[:port][/prefix]`.
-struct Relay {
-    authority: String,
-    prefix: String,
-}
-
-impl Relay {
-    fn parse(url: &str) -> Result<Relay, Failure> {
-        let rest = match url.strip_prefix("http://") {
-            Some(rest) => rest,
-            None if url.starts_with("https://") => {
-                return Err(Failure::Usage("https:// relays are not supported yet: use http://".into()));
-            }
-            None => return Err(Failure::Usage(format!("--relay {url:?} is not an http:// URL"))),
-        };
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        if authority.is_empty() || authority.contains('@') {
-            return Err(Failure::Usage(format!("--relay {url:?}: want http://host[:port]")));
-        }
-        let authority =
-            if authority.rsplit_once(':').is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit())) {
-                authority.to_owned()
-            } else {
-                format!("{authority}:80")
-            };
-        Ok(Relay { authority, prefix: prefix.to_owned() })
-    }
-
-    /// One request over a fresh connection; the answer's JSON on 2xx, else a `Relay` failure.
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        secret: &str,
-        body: Option<Value>,
-        wait: Duration,
-    ) -> Result<Value, Failure> {
-        let unreachable =
-            |e: &dyn std::fmt::Display| Failure::Unreachable(format!("{}: {e}", self.authority));
-        let stream = tokio::time::timeout(CONNECT, tokio::net::TcpStream::connect(&self.authority))
-            .await
-            .map_err(|_| unreachable(&"connect timed out"))?
-            .map_err(|e| unreachable(&e))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
-        tokio::spawn(conn);
-        let host = self.authority.strip_suffix(":80").unwrap_or(&self.authority);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.prefix))
-            .header("host", host)
-            .header("authorization", format!("Bearer {secret}"))
-            .header("accept", "application/json");
-        let bytes = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(b.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let req = req.body(Full::new(bytes)).map_err(|e| Failure::Usage(format!("bad request: {e}")))?;
-        let answer = async {
-            let res = sender.send_request(req).await?;
-            let status = res.status();
-            let body = res.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(wait, answer)
-            .await
-            .map_err(|_| unreachable(&"no answer in time"))?
-            .map_err(|e| unreachable(&e))?;
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-        if status.is_success() {
-            return parsed.ok_or_else(|| {
-                Failure::Relay(
-                    json!({"error": {"code": "internal", "message": "the relay's answer is not JSON"}}),
-                )
-            });
-        }
-        Err(Failure::Relay(match parsed {
-            Some(v) if v["error"]["code"].is_string() => {
-                json!({"status": status.as_u16(), "error": v["error"]})
-            }
-            _ => json!({"status": status.as_u16(), "error": {
-                "code": format!("http_{}", status.as_u16()),
-                "message": String::from_utf8_lossy(&body).chars().take(200).collect::<String>(),
-            }}),
-        }))
-    }
 }
