@@ -1,16 +1,23 @@
 // The PC debug page: open a room, show its QR code, watch the devices, send requests and
-// JS-API calls through them, see every reply, and run things again from history; and see
-// inside the devices' pages (console, network, storage, eval: inspect/).
+// JS-API calls through them, see every reply (several devices' side by side, the differences
+// marked: compare.ts), copy a request as cURL, edit and run things again from history, export
+// the room's history as HAR (requests.ts); and see inside the devices' pages (console,
+// network, storage, eval: inspect/).
 import { connectPc, subscribeAlarms, type AlarmFrame, type AlarmSubscription, type Member, type PcSession, type Reply, type HistoryEntry, type ServerHistoryItem } from "tether-sdk";
 import QRCode from "qrcode";
 import { byTestId, clock, describeError, el, jsonView, looseJson, setStatus, toast } from "./ui";
 import { mountInspector, PANELS } from "./inspect";
+import { copyText, download, stamp } from "./inspect/panel";
 import type { Replay } from "./inspect/request";
+import { compare, comparable, shown } from "./compare";
+import { exportHar, HAR_MAX, postCurl, type SentPost } from "./requests";
 
 const LAST_ROOM = "tether.page.room";
 const SCHEME = "tether.page.scheme";
 
 let session: PcSession | null = null;
+/** The room `session` is in. */
+let room = "";
 /** Held for the page's lifetime: a subscription whose object is collected stops. */
 let alarmSubscription: AlarmSubscription | null = null;
 let members: Member[] = [];
@@ -18,6 +25,8 @@ let members: Member[] = [];
 const cards = new Map<string, HTMLElement>();
 /** Replies that arrived before their request's Promise told us the id. */
 const early = new Map<string, Reply[]>();
+/** Each result card's replies so far, and how to redraw its comparison when one arrives. */
+const cardReplies = new WeakMap<HTMLElement, { replies: Reply[]; redraw?: () => void }>();
 
 const relayUrl = () => `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 
@@ -25,9 +34,10 @@ const relayUrl = () => `${location.protocol === "https:" ? "wss" : "ws"}://${loc
 const inspector = mountInspector({ session: () => session, replay });
 
 
-async function connect(room: string) {
+async function connect(name: string) {
   session?.close();
   session = null;
+  room = name;
   cards.clear();
   inspector.reset();
   setStatus("connecting");
@@ -97,36 +107,124 @@ function deviceName(id: string) {
   return members.find((m) => m.id === id)?.name ?? id;
 }
 
-function replyView(r: Reply): HTMLElement {
+/** A request as sent: what its card, its cURL command and "Edit" need. */
+type Sent = { kind: "post"; post: SentPost } | { kind: "call"; method: string; params: unknown[] };
+
+/** Shows a cURL command under `where` and copies it. */
+async function showCurl(where: HTMLElement, curl: ReturnType<typeof postCurl>) {
+  where.querySelector(":scope > .curl")?.remove();
+  if (!curl.ok) return toast(`No cURL command: ${curl.reason}.`);
+  where.append(el("div", { class: "curl" }, el("pre", { "data-testid": "curl-text" }, curl.command),
+    ...curl.notes.map((n) => el("p", { class: "hint", "data-testid": "curl-note" }, n))));
+  toast((await copyText(curl.command)) ? "cURL command copied." : "Select the command to copy it.");
+}
+
+function replyView(r: Reply, sent?: Sent): HTMLElement {
   const failed = r.error !== undefined && r.error !== null;
-  return el("div", { class: failed ? "reply failed" : "reply", "data-device": r.device },
+  const view = el("div", { class: failed ? "reply failed" : "reply", "data-device": r.device });
+  const withCookie = sent?.kind === "post" && r.cookie
+    ? el("button", {
+      type: "button", class: "small", "data-testid": "reply-curl-cookie",
+      title: "A cURL command for this request with this device's cookies: it runs as the phone's user",
+      onclick: () => void showCurl(view, postCurl(sent.post, r.cookie ?? undefined)),
+    }, "cURL with its cookies")
+    : null;
+  const parts = [
     el("div", { class: "reply-head" },
       el("strong", {}, deviceName(r.device)),
       el("span", { class: failed ? "pill bad" : "pill ok" }, failed ? "failed" : "ok"),
-      el("span", { class: "muted" }, `${r.ms} ms`)),
+      el("span", { class: "muted" }, `${r.ms} ms`), withCookie),
     failed ? el("div", { class: "kv" }, el("span", { class: "k" }, "error"), jsonView(r.error)) : null,
     el("div", { class: "kv" }, el("span", { class: "k" }, "result"), jsonView(r.result)),
     r.cookie !== undefined && r.cookie !== null ? el("div", { class: "kv" }, el("span", { class: "k" }, "cookie"), el("code", { class: "cookie" }, r.cookie || "(empty)")) : null,
     r.appInfo ? el("details", { class: "kv" }, el("summary", { class: "k" }, "appInfo"), jsonView(r.appInfo)) : null,
-  );
+  ];
+  for (const p of parts) if (p) view.append(p);
+  return view;
+}
+
+/** Several replies side by side: one column per device, one row per field of their results
+ *  (and error, cookie, appInfo), the rows that differ marked; by default only those. */
+function compareView(columns: { name: string; reply: { result?: unknown; error?: unknown; cookie?: unknown; appInfo?: unknown } }[]): HTMLElement {
+  const rows = compare(columns.map((c) => comparable(c.reply)));
+  const differing = rows.filter((r) => r.differs);
+  const table = el("table", { class: differing.length ? "compare only-diff" : "compare", "data-testid": "compare-table" },
+    el("thead", {}, el("tr", {}, el("th", {}, "field"), ...columns.map((c) => el("th", {}, c.name)))),
+    el("tbody", {}, ...rows.map((r) => el("tr", { class: r.differs ? "differs" : "same", "data-path": r.path },
+      el("th", {}, el("code", {}, r.path)),
+      ...r.values.map((v) => el("td", { class: v === undefined ? "absent" : "" }, el("code", {}, shown(v))))))));
+  const only = el("input", { type: "checkbox", checked: differing.length > 0, "data-testid": "compare-only" }) as HTMLInputElement;
+  only.addEventListener("change", () => table.classList.toggle("only-diff", only.checked));
+  const names = differing.slice(0, 5).map((r) => r.path).join(", ") + (differing.length > 5 ? ", …" : "");
+  return el("div", { class: "compare-view", "data-testid": "compare-view" },
+    el("p", { class: differing.length ? "compare-summary differs" : "compare-summary", "data-testid": "compare-summary" },
+      differing.length
+        ? `${differing.length} of ${rows.length} ${rows.length === 1 ? "field differs" : "fields differ"} between the ${columns.length} devices: ${names}`
+        : `All ${rows.length} ${rows.length === 1 ? "field is" : "fields are"} the same on the ${columns.length} devices.`),
+    el("label", { class: "hint" }, only, " only the fields that differ"),
+    table);
+}
+
+/** Adds a reply to its card, and keeps the card's comparison (when shown) up to date. */
+function addReply(card: HTMLElement, r: Reply) {
+  const state = cardReplies.get(card);
+  card.querySelector(".replies")!.append(replyView(r, state && (card as HTMLElement & { sent?: Sent }).sent));
+  if (!state) return;
+  state.replies.push(r);
+  const button = card.querySelector<HTMLButtonElement>("[data-testid=card-compare]");
+  if (button) button.hidden = state.replies.length < 2;
+  state.redraw?.();
 }
 
 function onReply(r: Reply) {
   const card = cards.get(r.id);
-  if (card) card.querySelector(".replies")!.append(replyView(r));
+  if (card) addReply(card, r);
   else early.set(r.id, [...(early.get(r.id) ?? []), r]);
 }
 
+/** The card's buttons: cURL (posts), Edit (fills the form again, sends nothing), Compare
+ *  (once two devices answered). */
+function cardActions(card: HTMLElement & { sent?: Sent }, sent: Sent): HTMLElement {
+  const state = { replies: [] as Reply[], redraw: undefined as (() => void) | undefined };
+  cardReplies.set(card, state);
+  card.sent = sent;
+  const compareButton = el("button", { type: "button", class: "small", "data-testid": "card-compare", hidden: true }, "Compare devices");
+  compareButton.addEventListener("click", () => {
+    if (state.redraw) {
+      state.redraw = undefined;
+      card.querySelector(":scope > .compare-view")?.remove();
+      compareButton.classList.remove("active");
+      return;
+    }
+    state.redraw = () => {
+      const view = compareView(state.replies.map((r) => ({ name: deviceName(r.device), reply: r })));
+      const old = card.querySelector(":scope > .compare-view");
+      if (old) old.replaceWith(view);
+      else card.querySelector(".replies")!.before(view);
+    };
+    compareButton.classList.add("active");
+    state.redraw();
+  });
+  return el("span", { class: "card-actions" },
+    sent.kind === "post"
+      ? el("button", { type: "button", class: "small", "data-testid": "card-curl", onclick: () => void showCurl(card, postCurl(sent.post)) }, "cURL")
+      : null,
+    el("button", { type: "button", class: "small", "data-testid": "card-edit", title: "Put this request in the form to change it", onclick: () => edit(sent) }, "Edit"),
+    compareButton);
+}
+
 /** Sends a request and shows a card that collects its replies. */
-async function run(kind: "post" | "call", target: string, send: (s: PcSession) => Promise<Reply>) {
+async function run(sent: Sent, target: string, send: (s: PcSession) => Promise<Reply>) {
   const results = byTestId("result");
   results.querySelector(".empty")?.remove();
   const to = byTestId<HTMLSelectElement>("target").value;
-  const card = el("article", { class: "result-card pending" },
+  const card: HTMLElement & { sent?: Sent } = el("article", { class: "result-card pending" });
+  card.append(
     el("header", {},
-      el("span", { class: `pill ${kind}` }, kind),
+      el("span", { class: `pill ${sent.kind}` }, sent.kind),
       el("code", { class: "target-text" }, target),
-      el("span", { class: "muted" }, `→ ${to ? deviceName(to) : "all devices"} · ${clock()}`)),
+      el("span", { class: "muted" }, `→ ${to ? deviceName(to) : "all devices"} · ${clock()}`),
+      cardActions(card, sent)),
     el("div", { class: "replies" }));
   results.prepend(card);
   if (!session) {
@@ -138,10 +236,9 @@ async function run(kind: "post" | "call", target: string, send: (s: PcSession) =
     const first = await send(session);
     cards.set(first.id, card);
     card.classList.remove("pending");
-    const replies = card.querySelector(".replies")!;
     const waiting = early.get(first.id) ?? [first];
     early.delete(first.id);
-    for (const r of waiting) replies.append(replyView(r));
+    for (const r of waiting) addReply(card, r);
   } catch (e) {
     card.classList.replace("pending", "error");
     card.append(el("p", { class: "error-text" }, describeError(e)));
@@ -152,26 +249,55 @@ async function run(kind: "post" | "call", target: string, send: (s: PcSession) =
 /** Sends a request the Network panel captured again, through `device`'s app: the Request tab
  *  shows it filled in, and its reply lands with the others. */
 function replay(device: string, r: Replay) {
-  selectTab("post");
-  (document.getElementById("post-url") as HTMLInputElement).value = r.url;
-  const method = document.getElementById("post-method") as HTMLSelectElement;
-  if (![...method.options].some((o) => o.value === r.method)) method.append(el("option", {}, r.method));
-  method.value = r.method;
-  (document.getElementById("post-body") as HTMLTextAreaElement).value = r.body ?? "";
-  (document.getElementById("post-headers") as HTMLTextAreaElement).value = r.headers ? JSON.stringify(r.headers) : "";
+  const post: SentPost = { url: r.url, method: r.method, ...(r.body === undefined ? {} : { body: r.body }), ...(r.headers ? { headers: r.headers } : {}) };
+  fillPost(post);
   byTestId<HTMLSelectElement>("target").value = device;
   if (r.notes.length) toast(r.notes.join("; "));
-  void sendPost(r.url, { method: r.method, ...(r.body === undefined ? {} : { body: r.body }), ...(r.headers ? { headers: r.headers } : {}) });
+  void sendPost(post);
 }
 
-function sendPost(url: string, options: { method?: string; body?: unknown; headers?: Record<string, string> }) {
+function sendPost(post: SentPost) {
   const to = byTestId<HTMLSelectElement>("target").value || undefined;
-  return run("post", `${options.method ?? "POST"} ${url}`, (s) => s.post(url, { ...options, to }));
+  const { url, ...options } = post;
+  return run({ kind: "post", post }, `${post.method ?? "POST"} ${url}`, (s) => s.post(url, { ...options, to }));
 }
 
 function sendCall(method: string, params: unknown[]) {
   const to = byTestId<HTMLSelectElement>("target").value || undefined;
-  return run("call", `${method}(${params.map((p) => JSON.stringify(p)).join(", ")})`, (s) => s.call(method, params, { to }));
+  return run({ kind: "call", method, params }, `${method}(${params.map((p) => JSON.stringify(p)).join(", ")})`, (s) => s.call(method, params, { to }));
+}
+
+/** Puts a post in the Request form (the method added to the list when it is not there). */
+function fillPost(p: SentPost) {
+  selectTab("post");
+  (document.getElementById("post-url") as HTMLInputElement).value = p.url;
+  const method = document.getElementById("post-method") as HTMLSelectElement;
+  const m = p.method ?? "POST";
+  if (![...method.options].some((o) => o.value === m)) method.append(el("option", {}, m));
+  method.value = m;
+  (document.getElementById("post-body") as HTMLTextAreaElement).value = p.body === undefined || p.body === null ? "" : typeof p.body === "string" ? p.body : JSON.stringify(p.body);
+  (document.getElementById("post-headers") as HTMLTextAreaElement).value = p.headers && Object.keys(p.headers).length ? JSON.stringify(p.headers) : "";
+}
+
+function fillCall(method: string, params: unknown[]) {
+  selectTab("call");
+  (document.getElementById("call-method") as HTMLInputElement).value = method;
+  (document.getElementById("call-params") as HTMLTextAreaElement).value = JSON.stringify(params);
+}
+
+/** Puts a request in its form to be changed and sent with the form's button. */
+function edit(sent: Sent) {
+  if (sent.kind === "post") fillPost(sent.post);
+  else fillCall(sent.method, sent.params);
+  document.getElementById(sent.kind === "post" ? "post-url" : "call-method")?.focus();
+  toast("In the form: change it, then send.");
+}
+
+/** A recent entry (the SDK's local history) as a request. */
+function fromRecent(h: HistoryEntry): Sent {
+  const o = h.options ?? {};
+  if (h.type === "post") return { kind: "post", post: { url: h.target, ...(o.method ? { method: o.method } : {}), ...(o.body === undefined ? {} : { body: o.body }), ...(o.headers ? { headers: o.headers } : {}) } };
+  return { kind: "call", method: h.target, params: Array.isArray(o.params) ? o.params : [] };
 }
 
 function renderRecent() {
@@ -180,29 +306,48 @@ function renderRecent() {
   ul.replaceChildren();
   if (entries.length === 0) ul.append(el("li", { class: "empty" }, "Nothing run yet."));
   for (const h of entries) {
-    ul.append(el("li", {},
-      el("button", {
-        type: "button", class: "again", title: "Run again",
-        onclick: () => rerun(h),
-      }, el("span", { class: `pill ${h.type}` }, h.type), el("span", { class: "target-text" }, h.target), h.count > 1 ? el("span", { class: "muted" }, ` ×${h.count}`) : null)));
+    const sent = fromRecent(h);
+    const li = el("li", { class: "recent-item" });
+    li.append(
+      el("div", { class: "recent-row" },
+        el("button", {
+          type: "button", class: "again", title: "Run again",
+          onclick: () => rerun(sent),
+        }, el("span", { class: `pill ${h.type}` }, h.type), el("span", { class: "target-text" }, h.target), h.count > 1 ? el("span", { class: "muted" }, ` ×${h.count}`) : null),
+        el("button", { type: "button", class: "small", "data-testid": "recent-edit", title: "Put it in the form to change it", onclick: () => edit(sent) }, "Edit"),
+        sent.kind === "post" ? el("button", { type: "button", class: "small", "data-testid": "recent-curl", onclick: () => void showCurl(li, postCurl(sent.post)) }, "cURL") : null));
+    ul.append(li);
   }
 }
 
-function rerun(h: HistoryEntry) {
-  const o = h.options ?? {};
-  if (h.type === "post") {
-    selectTab("post");
-    (document.getElementById("post-url") as HTMLInputElement).value = h.target;
-    (document.getElementById("post-method") as HTMLSelectElement).value = o.method ?? "POST";
-    (document.getElementById("post-body") as HTMLTextAreaElement).value = o.body === undefined ? "" : typeof o.body === "string" ? o.body : JSON.stringify(o.body);
-    (document.getElementById("post-headers") as HTMLTextAreaElement).value = o.headers ? JSON.stringify(o.headers) : "";
-    void sendPost(h.target, o);
+function rerun(sent: Sent) {
+  if (sent.kind === "post") {
+    fillPost(sent.post);
+    void sendPost(sent.post);
   } else {
-    selectTab("call");
-    (document.getElementById("call-method") as HTMLInputElement).value = h.target;
-    (document.getElementById("call-params") as HTMLTextAreaElement).value = JSON.stringify(o.params ?? []);
-    void sendCall(h.target, o.params ?? []);
+    fillCall(sent.method, sent.params);
+    void sendCall(sent.method, sent.params);
   }
+}
+
+/** A stored pair's request, or why it cannot be sent again. */
+function fromStored(it: ServerHistoryItem): Sent | string {
+  if (it.cut?.request !== undefined || it.cut?.url !== undefined || it.cut?.method !== undefined) return "the relay stored this request cut";
+  const r = it.request ?? {};
+  if (it.type === "post" && typeof r.url === "string") {
+    const headers = r.headers && typeof r.headers === "object" && !Array.isArray(r.headers) ? r.headers as Record<string, string> : undefined;
+    return { kind: "post", post: { url: r.url, ...(typeof r.method === "string" ? { method: r.method } : {}), ...(r.body === undefined ? {} : { body: r.body }), ...(headers ? { headers } : {}) } };
+  }
+  if (it.type === "call" && typeof r.method === "string") return { kind: "call", method: r.method, params: Array.isArray(r.params) ? r.params : [] };
+  return `a ${it.type} cannot be sent from here`;
+}
+
+/** Resends a stored request to the device it went to, when that one is still here. */
+function resend(it: ServerHistoryItem, sent: Sent) {
+  const target = byTestId<HTMLSelectElement>("target");
+  if (members.some((m) => m.id === it.device && m.role === "device")) target.value = it.device;
+  else toast(`${it.deviceName ?? it.device} is not in the room: sent to ${target.value ? deviceName(target.value) : "all devices"}.`);
+  rerun(sent);
 }
 
 async function loadServerHistory() {
@@ -213,31 +358,82 @@ async function loadServerHistory() {
     const items: ServerHistoryItem[] = await session.serverHistory({ limit: 100 });
     ul.replaceChildren();
     if (items.length === 0) ul.append(el("li", { class: "empty" }, "Nothing stored for this room yet."));
+    // A request sent to several devices is stored once per device: its pairs, by request id.
+    const groups = new Map<string, ServerHistoryItem[]>();
+    for (const it of items) groups.set(`${it.pc}/${it.reqId}`, [...(groups.get(`${it.pc}/${it.reqId}`) ?? []), it]);
+    const compared = new Set<string>();
     for (const it of items) {
       // A body the relay stored cut (--history-max-record) says so, with its original size;
       // what follows the mark is the start of it. The summary line says it too.
-      const shown = (field: string, view: Node) => {
+      const shownField = (field: string, view: Node) => {
         const bytes = it.cut?.[field];
         return bytes === undefined ? view : el("div", {}, el("span", { class: "cut-mark" }, `cut (${bytes} bytes)`), view);
       };
       const cutFields = Object.entries(it.cut ?? {});
-      ul.append(el("li", {}, el("details", {},
+      const sent = fromStored(it);
+      const li = el("li", { class: "stored-item" });
+      const actions = el("div", { class: "stored-actions" });
+      if (typeof sent === "string") {
+        actions.append(el("span", { class: "muted" }, `Not resendable: ${sent}.`));
+      } else {
+        actions.append(
+          el("button", { type: "button", class: "small", "data-testid": "stored-edit", onclick: () => edit(sent) }, "Edit"),
+          el("button", { type: "button", class: "small", "data-testid": "stored-resend", title: `Send it again to ${it.deviceName ?? it.device}`, onclick: () => resend(it, sent) }, "Resend"));
+        if (sent.kind === "post") {
+          actions.append(el("button", { type: "button", class: "small", "data-testid": "stored-curl", onclick: () => void showCurl(li, postCurl(sent.post)) }, "cURL"));
+        }
+      }
+      const group = groups.get(`${it.pc}/${it.reqId}`)!;
+      const key = `${it.pc}/${it.reqId}`;
+      if (group.length > 1 && !compared.has(key)) {
+        compared.add(key);
+        actions.append(el("button", {
+          type: "button", class: "small", "data-testid": "stored-compare",
+          onclick: () => {
+            const old = li.querySelector(":scope > .compare-view");
+            if (old) return old.remove();
+            li.append(compareView(group.map((g) => ({ name: g.deviceName ?? g.device, reply: g }))));
+          },
+        }, `Compare ${group.length} devices`));
+      }
+      li.append(el("details", {},
         el("summary", {}, el("span", { class: `pill ${it.type}` }, it.type), " ",
-          el("span", { class: "target-text" }, it.url ?? it.method ?? ""), el("span", { class: "muted" }, ` ${it.ms} ms · ${clock(it.repliedAt)}`),
+          el("span", { class: "target-text" }, it.url ?? it.method ?? ""), el("span", { class: "muted" }, ` ${it.deviceName ?? it.device} · ${it.ms} ms · ${clock(it.repliedAt)}`),
           cutFields.length === 0 ? null : el("span", {
             class: "cut-mark", testid: "cut-mark",
             title: "The relay stored only the start of this pair (--history-max-record); the reply reached the PC whole",
           }, `cut (${cutFields.map(([f, n]) => `${f}: ${n} bytes`).join(", ")})`)),
         el("div", { class: "kv" }, el("span", { class: "k" }, "device"), el("span", {}, it.deviceName ?? it.device)),
-        el("div", { class: "kv" }, el("span", { class: "k" }, "request"), shown("request", jsonView(it.request, false))),
-        el("div", { class: "kv" }, el("span", { class: "k" }, "result"), shown("result", jsonView(it.result, false))),
-        it.cookie ? el("div", { class: "kv" }, el("span", { class: "k" }, "cookie"), shown("cookie", el("code", {}, it.cookie))) : null,
+        el("div", { class: "kv" }, el("span", { class: "k" }, "request"), shownField("request", jsonView(it.request, false))),
+        el("div", { class: "kv" }, el("span", { class: "k" }, "result"), shownField("result", jsonView(it.result, false))),
+        it.cookie ? el("div", { class: "kv" }, el("span", { class: "k" }, "cookie"), shownField("cookie", el("code", {}, it.cookie))) : null,
         it.cut?.appInfo !== undefined
-          ? el("div", { class: "kv" }, el("span", { class: "k" }, "appInfo"), shown("appInfo", jsonView(it.appInfo, false))) : null,
-        it.error ? el("div", { class: "kv" }, el("span", { class: "k" }, "error"), shown("error", jsonView(it.error))) : null)));
+          ? el("div", { class: "kv" }, el("span", { class: "k" }, "appInfo"), shownField("appInfo", jsonView(it.appInfo, false))) : null,
+        it.error ? el("div", { class: "kv" }, el("span", { class: "k" }, "error"), shownField("error", jsonView(it.error))) : null),
+        actions);
+      ul.append(li);
     }
   } catch (e) {
     ul.replaceChildren(el("li", { class: "error-text" }, describeError(e)));
+  }
+}
+
+/** Downloads the room's stored history as HAR 1.2, with progress on the button. */
+async function saveHar() {
+  if (!session) return toast("Connect to a room first.");
+  const button = byTestId<HTMLButtonElement>("export-har");
+  const status = byTestId("export-status");
+  button.disabled = true;
+  status.textContent = "Exporting…";
+  try {
+    const { har, pairs, more } = await exportHar(session, room, (n) => (status.textContent = `Exporting… ${n} pairs`));
+    download(`tether-${room.replace(/[^\w.-]+/g, "_")}-${stamp()}.har`, JSON.stringify(har, null, 2), "application/json");
+    status.textContent = more ? `Saved the newest ${pairs} pairs (at most ${HAR_MAX} per file).` : `Saved ${pairs} ${pairs === 1 ? "pair" : "pairs"}.`;
+  } catch (e) {
+    status.textContent = "";
+    toast(`No HAR: ${describeError(e)}`);
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -314,6 +510,7 @@ function wire() {
     });
   }
   document.getElementById("load-server")!.addEventListener("click", () => void loadServerHistory());
+  byTestId("export-har").addEventListener("click", () => void saveHar());
   document.getElementById("post-panel")!.addEventListener("submit", (e) => {
     e.preventDefault();
     const url = (document.getElementById("post-url") as HTMLInputElement).value.trim();
@@ -324,7 +521,7 @@ function wire() {
     if (headersText.trim() && (typeof headers !== "object" || headers === null || Array.isArray(headers))) {
       return toast('Headers must be a JSON object, e.g. {"X-Debug": "1"}.');
     }
-    void sendPost(url, { method, ...(body === undefined ? {} : { body }), ...(headers ? { headers: headers as Record<string, string> } : {}) });
+    void sendPost({ url, method, ...(body === undefined ? {} : { body }), ...(headers ? { headers: headers as Record<string, string> } : {}) });
   });
   document.getElementById("call-panel")!.addEventListener("submit", (e) => {
     e.preventDefault();
