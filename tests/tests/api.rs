@@ -312,6 +312,7 @@ async fn strangers_get_401_device_keys_403_and_guessing_is_slowed() {
     // Now the right secret waits too, with Retry-After; and nothing reached the device.
     let (status, v, head) = get(relay.addr, path, Some(SECRET)).await;
     assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("wrong secrets"), "the strikes refused: {v}");
     let retry: u64 = header(&head, "retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     assert_eq!(metric(relay.addr, "tether_api_requests_total").await, Some(0));
@@ -320,6 +321,7 @@ async fn strangers_get_401_device_keys_403_and_guessing_is_slowed() {
 
 #[tokio::test]
 async fn bad_bodies_are_400_and_oversized_ones_413_before_any_device_hears() {
+    // (Read only once the secret is right: a wrong one is 401 whatever the body.)
     let relay = Relay::with(|c| c.max_frame = 4096).await;
     let mut dev = device(&relay, "bodies", "P").await;
     for (what, body) in [
@@ -340,6 +342,22 @@ async fn bad_bodies_are_400_and_oversized_ones_413_before_any_device_hears() {
     let big = json!({"url": "https://x/", "body": "x".repeat(8 * 1024)});
     let (status, v) = api(relay.addr, "bodies", "post", big).await;
     assert_eq!((status, v["error"]["code"].as_str()), (413, Some("too_large")), "{v}");
+    // A stranger's body is not read at all: the secret is checked first, so a wrong one is
+    // answered while the body is still on its way (here it never comes).
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let head = format!(
+        "POST /api/rooms/bodies/post HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer not-the-secret-0123\r\n\
+         Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{\"url\": ",
+        relay.addr
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut s, &mut answer))
+        .await
+        .expect("answered before the body came")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 401") && answer.contains("unauthorized"), "{answer}");
     // Within the HTTP limit, but its frame would not be: refused too.
     let near = json!({"url": "https://x/", "body": "x".repeat(3900)});
     let (status, v) = api(relay.addr, "bodies", "post", near).await;
@@ -372,6 +390,7 @@ async fn the_api_keeps_the_rooms_limits_room_size_and_pending() {
     let req = dev.expect("call").await;
     let (status, v) = api(relay.addr, "limits", "call", json!({"method": "b"})).await;
     assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--max-pending"), "the pending cap refused: {v}");
     dev.send(tether_tests::reply_to(&req, json!(1))).await;
     assert_eq!(first.await.unwrap().0, 200);
     relay.stop().await;
@@ -393,6 +412,8 @@ async fn an_address_gets_rate_limit_requests_a_second_with_its_burst() {
                 (v["error"]["code"].as_str(), header(&head, "retry-after")),
                 (Some("rate_limited"), Some("1"))
             );
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains("--rate-limit"), "the rate limiter refused: {message}");
         }
         statuses.push(status);
     }
@@ -509,8 +530,7 @@ async fn no_cors_unless_allow_origin_lists_the_page() {
             .await;
     assert_eq!(status, 403, "an origin not listed");
     // The preflight: answered for the listed origin only.
-    let preflight = |origin: &'static str| {
-        let addr = relay.addr;
+    let preflight = |addr: SocketAddr, origin: &'static str| {
         async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             let req = format!(
@@ -522,13 +542,13 @@ async fn no_cors_unless_allow_origin_lists_the_page() {
             out
         }
     };
-    let ok = preflight(tools).await;
+    let ok = preflight(relay.addr, tools).await;
     assert!(ok.starts_with("HTTP/1.1 204"), "{ok}");
     assert!(
         ok.to_ascii_lowercase().contains("access-control-allow-headers: authorization, content-type"),
         "{ok}"
     );
-    assert!(preflight("https://evil.example").await.starts_with("HTTP/1.1 403"));
+    assert!(preflight(relay.addr, "https://evil.example").await.starts_with("HTTP/1.1 403"));
 
     // Without --allow-origin: any page may send, none may read (no CORS headers at all).
     let open = Relay::start().await;
@@ -536,6 +556,10 @@ async fn no_cors_unless_allow_origin_lists_the_page() {
     let (status, head, _) =
         http_get_with(open.addr, path, &[("Authorization", &auth), ("Origin", tools)]).await;
     assert_eq!((status, header(&head, "access-control-allow-origin")), (200, None));
+    // and no preflight is answered, so no page can send the Authorization header at all.
+    let refused = preflight(open.addr, tools).await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(!refused.to_ascii_lowercase().contains("access-control-allow"), "{refused}");
     relay.stop().await;
     open.stop().await;
 }

@@ -33,13 +33,12 @@ use crate::ratelimit::Verdict;
 use crate::room::collect::{Collect, Mode};
 use crate::room::{Hub, Inbox, JoinRequest, Joined, Kick, Leave, Now, RemoteMember};
 use crate::token::{Credential, is_device_key, secret_digest, tag};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -256,7 +255,7 @@ async fn post_request(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, AppError> {
     request(s, peer, room, headers, body, Kind::Post).await
 }
@@ -266,7 +265,7 @@ async fn call_request(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, AppError> {
     request(s, peer, room, headers, body, Kind::Call).await
 }
@@ -277,20 +276,23 @@ async fn request(
     peer: SocketAddr,
     room: String,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
     kind: Kind,
 ) -> Result<Response, AppError> {
     let ip = s.client_ip(peer, &headers);
     within_rate(&s, ip)?;
     let (secret, open) = authorize(&s, &room, ip, &headers).await?;
-    let body = body.map_err(|e| {
-        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_request" };
-        let max = s.hub.limits().max_frame;
-        answer::error(
-            code,
-            format!("{} (a request is one frame: at most {max} bytes, --max-frame)", e.body_text()),
-        )
-    })?;
+    // Read only now, for the secret's holder: a stranger's body is never read (at most
+    // --max-frame of it would be held while the secret is checked).
+    let max = s.hub.limits().max_frame;
+    let body = match Limited::new(body, max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            let message = format!("the body is over {max} bytes (a request is one frame: --max-frame)");
+            return Err(answer::error("too_large", message));
+        }
+        Err(e) => return Err(answer::error("bad_request", format!("could not read the body: {e}"))),
+    };
     let req = body::parse(kind, &body, s.hub.limits().max_frame).map_err(|e| match e {
         body::BodyError::Bad(m) => answer::error("bad_request", m),
         body::BodyError::TooLarge { size, max } => answer::error(

@@ -88,7 +88,18 @@ impl Room {
             || self.pending.bytes + body_bytes > self.limits.max_pending_bytes
         {
             self.metrics.dropped(DropReason::RateLimited);
-            let msg = format!("{} requests are already awaiting replies in this room", self.pending.len());
+            let msg = if self.pending.len() + targets.len() > self.limits.max_pending {
+                format!(
+                    "{} requests are already awaiting replies in this room (--max-pending {})",
+                    self.pending.len(),
+                    self.limits.max_pending
+                )
+            } else {
+                format!(
+                    "the room's requests awaiting replies already hold {} bytes (--max-pending-bytes {})",
+                    self.pending.bytes, self.limits.max_pending_bytes
+                )
+            };
             return whole(Refusal::new(ErrorCode::RateLimited, msg));
         }
         // Devices see an id unique in the room, so requests of two PCs never collide.
