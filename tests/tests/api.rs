@@ -390,7 +390,10 @@ async fn the_api_keeps_the_rooms_limits_room_size_and_pending() {
     let req = dev.expect("call").await;
     let (status, v) = api(relay.addr, "limits", "call", json!({"method": "b"})).await;
     assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("--max-pending"), "the pending cap refused: {v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("--max-pending"),
+        "the pending cap refused: {v}"
+    );
     dev.send(tether_tests::reply_to(&req, json!(1))).await;
     assert_eq!(first.await.unwrap().0, 200);
     relay.stop().await;
@@ -530,17 +533,15 @@ async fn no_cors_unless_allow_origin_lists_the_page() {
             .await;
     assert_eq!(status, 403, "an origin not listed");
     // The preflight: answered for the listed origin only.
-    let preflight = |addr: SocketAddr, origin: &'static str| {
-        async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let req = format!(
-                "OPTIONS /api/rooms/cors/post HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\nConnection: close\r\n\r\n"
-            );
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut out = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out).await.unwrap();
-            out
-        }
+    let preflight = |addr: SocketAddr, origin: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "OPTIONS /api/rooms/cors/post HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out).await.unwrap();
+        out
     };
     let ok = preflight(relay.addr, tools).await;
     assert!(ok.starts_with("HTTP/1.1 204"), "{ok}");
