@@ -19,6 +19,7 @@ mod guard;
 pub mod har;
 mod history;
 mod pages;
+mod sdk;
 pub mod serve;
 
 use alarms::alarms_upgrade;
@@ -26,6 +27,7 @@ pub use guard::{IpSlot, PerIp};
 use guard::{check_origin, origin_allowed, too_many_wrong_secrets};
 pub use pages::{bridges_meta, content_security_policy};
 use pages::{device_page, pc_page, security_headers};
+pub use sdk::SdkFiles;
 
 use crate::room::Hub;
 use crate::ws::{self, JoinQuery};
@@ -63,8 +65,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Where the pages are.
     pub www: PathBuf,
-    /// Where the npm package `tether-sdk` is.
-    pub sdk: PathBuf,
+    /// The npm package `tether-sdk`, served at `/sdk/` from memory ([`sdk`]).
+    pub sdk: Arc<SdkFiles>,
     /// The legacy CS gateway, when `--cs-upstream` is given.
     pub cs: Option<Arc<crate::cs::Gateway>>,
     /// Alarms, when `--alarm-udp` or `--alarm-listen` is given.
@@ -119,7 +121,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::routes(&state))
         .route("/d/{room}", get(device_page))
         .route("/", get(pc_page))
-        .nest_service("/sdk", ServeDir::new(&state.sdk))
+        .route("/sdk/{*path}", get(sdk::file))
         .fallback_service(assets)
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
@@ -237,6 +239,8 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
         // What is known of the --alarm-udp service: unknown, up or unreachable.
         "alarmSource": s.alarms.as_ref().map(|a| a.source().as_str()),
         "cs": s.cs.is_some(),
+        // The SDK package's build id (`/sdk/@BUILD/…`); empty when none is served.
+        "sdk": s.sdk.build(),
     }))
 }
 

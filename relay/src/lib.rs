@@ -221,7 +221,7 @@ pub async fn run(
         shutdown: stop.clone(),
         tasks: tasks.clone(),
         www: config.www_dir(),
-        sdk: config.sdk_dir(),
+        sdk: Arc::new(http::SdkFiles::load(&config.sdk_dir())),
         cs: cs.clone(),
         alarms,
         heartbeat: config.heartbeat(),

@@ -51,6 +51,8 @@ impl Relay {
         let mut config = Config::defaults();
         config.db = format!("sqlite://{}", dir.path().join("tether.db").display());
         config.www = Some(dir.path().join("www"));
+        // No SDK package unless a test gives one (reading the built one would cost every relay).
+        config.sdk = Some(dir.path().join("sdk"));
         tweak(&mut config);
         Relay::on(config, dir).await
     }
