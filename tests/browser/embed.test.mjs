@@ -7,6 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { join } from "node:path";
 import { ROOT, startRelay, launchBrowser, sdkPage, mockTencentNews, WAIT } from "./harness.mjs";
 
 let browser;
@@ -181,6 +182,50 @@ test("a webview without WebAssembly gets a clear error from the loader, not sile
     const direct = await page.evaluate(() => Tether.connectPc({ room: "x" }).then(() => "linked", (e) => e.code));
     assert.equal(direct, "unsupported");
     assert.ok(errors.some((e) => e.includes("[tether] this webview has no WebAssembly")), String(errors));
+  } finally {
+    await app.close();
+    await relay.stop();
+  }
+});
+
+test("the PC page's snippet and its QR code for the app's own page: the phone joins through them", async () => {
+  const relay = await startRelay({ www: join(ROOT, "www", "dist") });
+  const pages = {};
+  const app = await appServer(pages);
+  try {
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: relay.http });
+    const pc = await context.newPage();
+    pc.on("pageerror", (e) => assert.fail(`PC page error: ${e}`));
+    await pc.goto(`${relay.http}/?room=app-room`);
+    await pc.waitForFunction(() => document.querySelector('[data-testid="status"]')?.dataset.status === "linked", null, { timeout: WAIT });
+
+    // The snippet to paste, copied from the PC page, is what the app's page holds.
+    await pc.locator("#embed-box summary").click();
+    await pc.locator('[data-copy="embed-from-url"]').click();
+    const snippet = await pc.evaluate(() => navigator.clipboard.readText());
+    assert.equal(snippet, `<script src="${relay.http}/sdk/tether.js" data-from-url></script>`);
+    const roomSnippet = await pc.getByTestId("embed-room").innerText();
+    assert.match(roomSnippet, /data-room="app-room" data-secret="dk\.[A-Za-z0-9_-]{22}"/);
+    assert.match(await pc.getByTestId("embed-module").innerText(), new RegExp(`import \\{ connectDevice \\} from "${relay.http}/sdk/index\\.js"`));
+    pages["/h5/article.html"] = { html: `<!doctype html><meta charset="utf-8"><title>article</title>\n${snippet}` };
+
+    // The QR code opens the app's page with the room after '#'.
+    await pc.locator("#app-page-box summary").click();
+    await pc.getByTestId("app-page").fill(`${app.base}/h5/article.html`);
+    await pc.getByTestId("app-page").press("Enter");
+    await pc.getByTestId("app-page").blur();
+    await pc.waitForFunction(() => document.querySelector('[data-testid="device-link"]')?.textContent.includes("#tether_room="), null, { timeout: WAIT });
+    const link = await pc.getByTestId("device-link").innerText();
+    assert.match(link, new RegExp(`^${app.base}/h5/article\\.html#tether_room=app-room&tether_key=dk\\.[A-Za-z0-9_-]{22}$`));
+
+    const phone = await phonePage(link, { init: mockTencentNews, dialog: (d) => void d.accept() });
+    await pc.waitForFunction(() => document.querySelector('[data-testid="device-list"]')?.innerText.includes("online"), null, { timeout: WAIT });
+    await pc.getByTestId("post-url").fill("https://api.example/v1/me");
+    await pc.getByTestId("post-send").click();
+    await pc.waitForFunction(() => document.querySelector('[data-testid="result"]')?.innerText.includes("uid=42"), null, { timeout: WAIT });
+    assert.equal(phone.page.url(), `${app.base}/h5/article.html`);
+    assert.deepEqual(phone.errors, []);
   } finally {
     await app.close();
     await relay.stop();

@@ -14,6 +14,7 @@ import { exportHar, HAR_MAX, postCurl, type SentPost } from "./requests";
 
 const LAST_ROOM = "tether.page.room";
 const SCHEME = "tether.page.scheme";
+const APP_PAGE = "tether.page.appPage";
 
 let session: PcSession | null = null;
 /** The room `session` is in. */
@@ -62,9 +63,34 @@ async function connect(name: string) {
   }
 }
 
+/** The app's page the QR code opens, with the room and device key in its fragment (read and
+ *  taken out by the loader's `data-from-url`), or the relay's device page. */
+function qrLink(s: PcSession): string {
+  const appPage = (document.getElementById("app-page") as HTMLInputElement).value.trim();
+  if (!/^https?:\/\//i.test(appPage)) return s.deviceLink();
+  const params = `tether_room=${encodeURIComponent(room)}&tether_key=${encodeURIComponent(s.deviceKey)}`;
+  return `${appPage}${appPage.includes("#") ? "&" : "#"}${params}`;
+}
+
+/** The snippets that embed the SDK in the app's own pages, for this relay and room. */
+function renderEmbed(s: PcSession) {
+  const base = location.origin;
+  const attr = (v: string) => v.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+  byTestId("embed-from-url").textContent = `<script src="${base}/sdk/tether.js" data-from-url></script>`;
+  byTestId("embed-room").textContent =
+    `<script src="${base}/sdk/tether.js" data-room="${attr(room)}" data-secret="${attr(s.deviceKey)}"></script>`;
+  byTestId("embed-module").textContent = [
+    `<script type="module">`,
+    `  import { connectDevice } from "${base}/sdk/index.js";`,
+    `  connectDevice({ url: ${JSON.stringify(relayUrl())}, room: ${JSON.stringify(room).replace(/</g, "\\u003c")}, secret: ${JSON.stringify(s.deviceKey)} });`,
+    `</script>`,
+  ].join("\n");
+}
+
 async function renderQr() {
   if (!session) return;
-  const link = session.deviceLink();
+  renderEmbed(session);
+  const link = qrLink(session);
   const template = (document.getElementById("scheme") as HTMLInputElement).value.trim();
   const text = template.includes("{url}") ? template.replace("{url}", encodeURIComponent(link)) : link;
   await QRCode.toCanvas(byTestId<HTMLCanvasElement>("qr"), text, { width: 220, margin: 2, errorCorrectionLevel: "M" });
@@ -543,6 +569,21 @@ function wire() {
     localStorage.setItem(SCHEME, scheme.value.trim());
     void renderQr();
   });
+  const appPage = document.getElementById("app-page") as HTMLInputElement;
+  appPage.value = localStorage.getItem(APP_PAGE) ?? "";
+  if (appPage.value) (document.getElementById("app-page-box") as HTMLDetailsElement).open = true;
+  appPage.addEventListener("change", () => {
+    const v = appPage.value.trim();
+    if (v && !/^https?:\/\//i.test(v)) toast("The app's page must be an http(s):// address.");
+    localStorage.setItem(APP_PAGE, v);
+    void renderQr();
+  });
+  for (const b of document.querySelectorAll<HTMLButtonElement>("[data-copy]")) {
+    b.addEventListener("click", async () => {
+      const ok = await copyText(byTestId(b.dataset.copy!).textContent ?? "");
+      toast(ok ? "Snippet copied." : "Select the snippet to copy it.");
+    });
+  }
   document.getElementById("copy-link")!.addEventListener("click", async () => {
     await navigator.clipboard?.writeText(byTestId("device-link").textContent ?? "").catch(() => {});
     toast("Link copied.");
