@@ -62,7 +62,15 @@ impl Api {
 
     /// `GET …/history[?format=har][&limit=N]`.
     pub async fn history(&self, limit: Option<u32>, har: bool) -> Result<Value, Failure> {
+        self.history_of(limit, har, None).await
+    }
+
+    /// The same, of these row types only (`&type=…`, e.g. `post,call`).
+    pub async fn history_of(&self, limit: Option<u32>, har: bool, types: Option<&str>) -> Result<Value, Failure> {
         let mut query = Vec::new();
+        if let Some(t) = types {
+            query.push(format!("type={t}"));
+        }
         if har {
             query.push("format=har".to_owned());
         }

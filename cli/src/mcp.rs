@@ -155,7 +155,8 @@ impl Tether {
     )]
     async fn history(&self, Parameters(a): Parameters<HistoryArgs>) -> Result<CallToolResult, ErrorData> {
         let har = a.format == Some(Format::Har);
-        let answer = self.api.history(Some(a.limit.unwrap_or(HISTORY_DEFAULT)), har).await;
+        // Posts and calls only: the storage reads and evals a PC kept are the page's own data.
+        let answer = self.api.history_of(Some(a.limit.unwrap_or(HISTORY_DEFAULT)), har, Some("post,call")).await;
         // A tool's structured result is an object: the JSON form's array goes under `pairs`.
         Ok(self.answer(answer.map(|v| if v.is_array() { json!({"pairs": v}) } else { v })))
     }
@@ -215,28 +216,20 @@ impl ServerHandler for Tether {
     }
 }
 
-/// Replaces every string under a `cookie` or `set-cookie` key (any case, at any depth) by a
-/// description of it: how many cookies, their names, how many bytes. Values are dropped.
+/// Replaces every string under a `cookie` or `set-cookie` key (any case, at any depth, however
+/// nested under it) by a description of it: how many cookies, their names, how many bytes. In
+/// any other string, the value of a `"cookie": "…"` or `"set-cookie": "…"` written as JSON text
+/// (a row the relay stored cut, a HAR `content.text`) is withheld too. Values are dropped.
 pub fn withhold(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
                 let key = k.to_ascii_lowercase();
                 if key == "cookie" || key == "set-cookie" {
-                    if let Value::String(s) = val {
-                        *val = Value::String(describe_cookies(s));
-                        continue;
-                    }
-                    if let Value::Array(items) = val {
-                        for item in items.iter_mut() {
-                            if let Value::String(s) = item {
-                                *item = Value::String(describe_cookies(s));
-                            }
-                        }
-                        continue;
-                    }
+                    withhold_all(val);
+                } else {
+                    withhold(val);
                 }
-                withhold(val);
             }
             // HAR headers: `{"name": "Set-Cookie", "value": "…"}`.
             let named = map.get("name").and_then(Value::as_str).map(str::to_ascii_lowercase);
@@ -247,8 +240,94 @@ pub fn withhold(v: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(withhold),
+        Value::String(s) => {
+            if let Some(clean) = withhold_in_text(s) {
+                *s = clean;
+            }
+        }
         _ => {}
     }
+}
+
+/// Every string in `v`, described.
+fn withhold_all(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = describe_cookies(s),
+        Value::Array(items) => items.iter_mut().for_each(withhold_all),
+        Value::Object(map) => map.values_mut().for_each(withhold_all),
+        _ => {}
+    }
+}
+
+/// `text` with the value of each `"cookie"`/`"set-cookie"` key written in it as JSON text
+/// replaced by `(withheld)` (to the end of the text when it was cut inside the value); `None`
+/// when it holds none.
+fn withhold_in_text(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("cookie\"") && !lower.contains("cookie\\\"") {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut changed = false;
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("cookie").map(|i| i + from) {
+        from = at + 6;
+        // The key's closing quote, plain or escaped (JSON inside a JSON string).
+        let rest = &bytes[from..];
+        let after_key = if rest.starts_with(b"\"") {
+            from + 1
+        } else if rest.starts_with(b"\\\"") {
+            from + 2
+        } else {
+            continue;
+        };
+        let escaped = after_key == from + 2;
+        let mut i = after_key;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if bytes.get(i) != Some(&b':') {
+            continue;
+        }
+        i += 1;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let open = if escaped { "\\\"" } else { "\"" };
+        if !bytes[i..].starts_with(open.as_bytes()) {
+            continue;
+        }
+        let start = i + open.len();
+        // The value ends at its closing quote (an escaped one is part of it), or with the text.
+        let mut end = start;
+        let close = if escaped { "\\\"" } else { "\"" };
+        loop {
+            if end >= bytes.len() {
+                break;
+            }
+            if bytes[end..].starts_with(close.as_bytes()) {
+                break;
+            }
+            if !escaped && bytes[end] == b'\\' {
+                end += 2;
+                continue;
+            }
+            end += 1;
+        }
+        let end = end.min(bytes.len());
+        out.push_str(&text[copied..start]);
+        out.push_str("(withheld)");
+        copied = end;
+        from = end;
+        changed = true;
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
 }
 
 fn describe_cookies(s: &str) -> String {
@@ -296,6 +375,31 @@ mod tests {
         assert_eq!(v["log"]["entries"][0]["response"]["headers"][1]["value"], "y");
         assert_eq!(v["device"], "d1");
         assert_eq!(v["result"]["status"], 200);
+    }
+
+    #[test]
+    fn cookies_nested_under_a_cookie_key_and_written_in_text_are_withheld() {
+        // A storage read's cookies (pairs), a row stored cut (the start of its JSON text), a
+        // HAR body, JSON inside a JSON string, and a value cut in the middle.
+        let mut v = json!({
+            "result": {"cookie": [["uid", "42"], ["sid", "abc123"]]},
+            "cut": r#"{"status":200,"headers":{"Set-Cookie":"sid=abc123; Path=/","X":"y"},"body":"…"#,
+            "text": r#"{"cookie" : "uid=42", "n": 1}"#,
+            "nested": r#"{"body": "{\"cookie\":\"uid=42\"}"}"#,
+            "tail": r#"{"headers":{"cookie":"uid=4"#,
+            "plain": "a cookie jar, \"cookie\" said",
+            "unicode": "cookie\":\"\\é\u{2028}é",
+        });
+        withhold(&mut v);
+        let text = v.to_string();
+        for secret in ["abc123", "uid=42", "\"42\"", "uid=4"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(v["cut"], r#"{"status":200,"headers":{"Set-Cookie":"(withheld)","X":"y"},"body":"…"#);
+        assert_eq!(v["text"], r#"{"cookie" : "(withheld)", "n": 1}"#);
+        assert_eq!(v["nested"], r#"{"body": "{\"cookie\":\"(withheld)\"}"}"#);
+        assert_eq!(v["tail"], r#"{"headers":{"cookie":"(withheld)"#);
+        assert_eq!(v["plain"], "a cookie jar, \"cookie\" said", "no key, nothing withheld");
     }
 
     #[test]

@@ -211,6 +211,7 @@ async fn an_agent_lists_the_tools_and_drives_a_device_through_them() {
     let pairs = r["structuredContent"]["pairs"].as_array().expect("pairs").clone();
     assert_eq!(pairs.len(), 2, "{r}");
     assert_eq!(pairs[1]["url"], "https://api.example/v1/me");
+    assert!(!r.to_string().contains("uid=42"), "{r}");
     let r = mcp.call("history", json!({"format": "har"})).await;
     assert_eq!(r["structuredContent"]["log"]["version"], "1.2", "{r}");
     assert_eq!(r["structuredContent"]["log"]["entries"].as_array().map(Vec::len), Some(2));
