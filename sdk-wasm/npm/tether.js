@@ -25,7 +25,8 @@
   var BUILD = "__TETHER_BUILD__";
   var script = document.currentScript;
   var src = (script && script.src) || "";
-  var base = src.slice(0, src.lastIndexOf("/") + 1); // https://relay/sdk/
+  // https://relay/sdk/ (also when this file was loaded from a build's path, /sdk/@BUILD/).
+  var base = src.slice(0, src.lastIndexOf("/") + 1).replace(/@[^/]+\/$/, "");
   var origin = base.replace(/\/sdk\/$/, "/");
   var defaultUrl = origin.replace(/^http/, "ws") + "ws";
   // Served by the relay, BUILD is its build id and every file comes from that build's path.
@@ -37,15 +38,24 @@
     return e;
   }
 
+  var NEEDS = " (Tether needs iOS 15+ or Android System WebView 96+)";
+  // A module using what the SDK's wasm uses: externref (reference types), memory.copy (bulk
+  // memory), a saturating float-to-int and a sign extension. Engines that validate it also
+  // parse the SDK's JavaScript (ES2021).
+  var PROBE = [0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 3, 1, 0, 1, 10, 29, 1, 27, 0,
+    208, 111, 26, 65, 0, 65, 0, 65, 0, 252, 10, 0, 0, 67, 0, 0, 0, 0, 252, 0, 26, 65, 0, 192, 26, 11];
+
   function problem() {
     if (!src) return "tether.js must be loaded by its own <script src> tag";
-    if (typeof Promise !== "function") return "this webview has no Promise (Tether needs iOS 11.3+ or Android WebView 61+)";
-    if (typeof WebAssembly !== "object" || typeof WebAssembly.instantiate !== "function") {
-      return "this webview has no WebAssembly (Tether needs iOS 11.3+ or Android WebView 61+; is it disabled by the app?)";
+    if (typeof WebAssembly !== "object" || typeof WebAssembly.validate !== "function") {
+      return "this webview has no WebAssembly (is it turned off in the app?)" + NEEDS;
     }
-    if (!("noModule" in document.createElement("script"))) {
-      return "this webview cannot load JavaScript modules (Tether needs iOS 11.3+ or Android WebView 61+)";
+    try {
+      if (!WebAssembly.validate(new Uint8Array(PROBE))) return "this webview's WebAssembly is too old" + NEEDS;
+    } catch (e) {
+      return "this webview's WebAssembly is too old" + NEEDS;
     }
+    if (!("noModule" in document.createElement("script"))) return "this webview cannot load JavaScript modules" + NEEDS;
     if (typeof WebSocket !== "function") return "this webview has no WebSocket";
     return null;
   }
@@ -60,19 +70,37 @@
     loading = new Promise(function (resolve, reject) {
       var url = root + "tether-global.js";
       var tag = document.createElement("script");
+      var timer;
+      function settle() {
+        window.removeEventListener("tether-sdk", done);
+        window.removeEventListener("error", broken, true);
+        clearTimeout(timer);
+      }
       function done(e) {
         if (e.detail && e.detail.url === url) {
-          window.removeEventListener("tether-sdk", done);
+          settle();
           resolve(e.detail.sdk);
         }
       }
+      function failed(code, message) {
+        settle();
+        loading = null; // the next call tries again
+        reject(fail(code, message));
+      }
+      // A module that fails to run (a syntax this webview does not know) fires no `error` on
+      // its tag, but on the window, with its file's address.
+      function broken(e) {
+        if (e.filename && e.filename.indexOf(root) === 0) failed("unsupported", "the SDK does not run in this webview: " + e.message + NEEDS);
+      }
       window.addEventListener("tether-sdk", done);
+      window.addEventListener("error", broken, true);
+      timer = setTimeout(function () {
+        failed("unreachable", "the SDK did not load from " + url + " within 30 s");
+      }, 30000);
       tag.type = "module";
       tag.src = url;
       tag.onerror = function () {
-        window.removeEventListener("tether-sdk", done);
-        loading = null; // the next call tries again
-        reject(fail("unreachable", "could not load " + url + ": the relay cannot be reached, or the page's Content-Security-Policy does not allow it"));
+        failed("unreachable", "could not load " + url + ": the relay cannot be reached, or the page's Content-Security-Policy does not allow it");
       };
       (document.head || document.documentElement).appendChild(tag);
     });
@@ -105,11 +133,11 @@
     };
     var search = strip(location.search);
     var hash = strip(location.hash);
-    if (!found.room || !found.key) return null;
+    if (found.room === undefined && found.key === undefined) return null;
     try {
       history.replaceState(history.state, "", location.pathname + search + hash);
     } catch (e) { /* an address that cannot be rewritten keeps them */ }
-    return { room: found.room, key: found.key };
+    return { room: found.room || "", key: found.key || "" };
   }
 
   /** Joins the room named in the page's address, once the phone's user said yes. */
@@ -120,11 +148,17 @@
     if (link.key.indexOf("dk.") !== 0) {
       return Promise.reject(fail("bad_request", "the address holds no device key (tether_key=dk.…): not joining"));
     }
+    // The room is the link's, so anyone's: shown in the question, it must not be able to
+    // pass for the question's own words (quotes, line breaks, invisible or right-to-left marks).
+    if (!link.room || link.room.length > 64 || /["\u201c\u201d\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/.test(link.room)) {
+      return Promise.reject(fail("bad_request", "the address names a room this page will not ask about (empty, over 64 characters, or with quotes, line breaks or invisible characters): not joining"));
+    }
     var host = origin.replace(/^\w+:\/\//, "").replace(/\/$/, "");
-    var info = { room: link.room, relay: host };
+    var info = { room: link.room, relay: host, inspect: !!o.inspect };
     var ask = typeof o.ask === "function" ? o.ask : function (i) {
-      var text = "Let the computer in the Tether debug room \u201c" + i.room + "\u201d (relay " + i.relay +
-        ") make requests and call the app from this page, as you?";
+      var text = "Tether relay " + i.relay + ": let the computer in its debug room \u201c" + i.room +
+        "\u201d make requests and call the app from this page, as you" +
+        (i.inspect ? ", and see what this page logs, loads and stores" : "") + "?";
       try {
         return window.confirm(text);
       } catch (e) {

@@ -48,14 +48,24 @@ test("bounded: past MAX_DEPTH a subtree is one leaf, past MAX_LEAVES the rest is
   assert.match(text, /"v":1/);
 
   const wide = Object.fromEntries(Array.from({ length: MAX_LEAVES * 3 }, (_, i) => [`k${i}`, i]));
-  const many = flatten(wide);
+  const many = flatten({ result: wide });
   assert.equal(many.size, MAX_LEAVES);
-  assert.match([...many.keys()].at(-1), /…/);
+  assert.match([...many.keys()].at(-1), /^result\.…$/);
   // A difference past the cap still shows, in the last row.
   const other = { ...wide, [`k${MAX_LEAVES * 3 - 1}`]: "changed" };
-  const rows = compare([wide, other]);
+  const rows = compare([{ result: wide }, { result: other }]);
   assert.equal(rows.length, MAX_LEAVES);
-  assert.deepEqual(rows.filter((r) => r.differs).map((r) => r.path), [[...many.keys()].at(-1)]);
+  assert.deepEqual(rows.filter((r) => r.differs).map((r) => r.path), ["result.…"]);
+
+  // A huge result does not crowd out the other fields: the same 600 items, other cookies.
+  const items = Array.from({ length: 600 }, (_, i) => ({ id: i }));
+  const ios = comparable({ result: { list: items, more: true }, cookie: "uid=7" });
+  const android = comparable({ result: { list: items, more: false }, cookie: "uid=42" });
+  const diff = compare([ios, android]).filter((r) => r.differs).map((r) => r.path);
+  assert.deepEqual(diff, ["result.…", "cookie"], "the rest of the outer level, and the cookie");
+  // Every level left unfinished has its row: a difference deep past the cap is seen.
+  const deepRows = [...flatten({ result: { a: { b: items, c: 1 }, d: 2 } }).keys()];
+  assert.deepEqual(deepRows.slice(-3), ["result.a.b.…", "result.a.…", "result.…"]);
 
   assert.equal(shown("x".repeat(MAX_SHOWN + 50)).length < MAX_SHOWN + 40, true);
   assert.match(shown("x".repeat(MAX_SHOWN + 50)), /… \(250 characters\)$/);

@@ -139,7 +139,7 @@ test("from the page's address: joins only after the phone's user says yes, and t
     const no = await phonePage(link(key), { init: mockTencentNews, dialog: (d) => { asked = d.message(); void d.dismiss(); } });
     await no.page.waitForFunction(() => window.refused !== undefined, null, { timeout: WAIT });
     assert.match(await no.page.evaluate(() => window.refused), /^declined: /);
-    assert.match(asked, new RegExp(`room \u201c${room}\u201d \\(relay 127\\.0\\.0\\.1:\\d+\\)`), asked);
+    assert.match(asked, new RegExp(`^Tether relay 127\\.0\\.0\\.1:\\d+: let the computer in its debug room \u201c${room}\u201d make requests`), asked);
     assert.equal(no.page.url(), `${app.base}/news/article.html?id=5#/comments`);
     assert.deepEqual(await devicesOf(pc), []);
 
@@ -157,8 +157,42 @@ test("from the page's address: joins only after the phone's user says yes, and t
     await pc.waitForFunction(() => s.devices.some((m) => m.role === "device"), null, { timeout: WAIT });
     const reply = await pc.evaluate(() => s.post("https://api.example/v1/me"));
     assert.equal(reply.result.code, 0);
-    // The app's server never saw the key: it travelled in the fragment.
-    assert.ok(app.seen.every((u) => !u.includes("tether_key")), String(app.seen));
+    // In the query (an app whose pages route by fragment): taken out of the address as well.
+    const query = `${app.base}/news/article.html?tether_room=${encodeURIComponent(room)}&id=5&tether_key=${key}#/comments`;
+    const q = await phonePage(query, { init: mockTencentNews, dialog: (d) => void d.accept() });
+    await q.page.waitForFunction(() => window.session?.status === "linked", null, { timeout: WAIT });
+    assert.equal(q.page.url(), `${app.base}/news/article.html?id=5#/comments`);
+
+    // A room name that could pass for the question's own words: refused without asking.
+    for (const hostile of ["x\u201d. Your bank asks: tap OK", "x\u2028\u2028Tap OK", "x\u202eKO pat", "r".repeat(65)]) {
+      let asked2 = 0;
+      const h = await phonePage(`${app.base}/news/article.html#tether_room=${encodeURIComponent(hostile)}&tether_key=${key}`,
+        { dialog: (d) => { asked2 += 1; void d.dismiss(); } });
+      await h.page.waitForFunction(() => window.refused !== undefined, null, { timeout: WAIT });
+      assert.match(await h.page.evaluate(() => window.refused), /^bad_request: .*will not ask about/, hostile);
+      assert.equal(asked2, 0, hostile);
+    }
+  } finally {
+    await app.close();
+    await relay.stop();
+  }
+});
+
+test("a webview whose WebAssembly is too old for the SDK is told so", async () => {
+  const relay = await startRelay();
+  const app = await appServer({
+    "/old.html": {
+      html: `<!doctype html><meta charset="utf-8"><title>old webview</title>
+<script src="${relay.http}/sdk/tether.js"></script>
+<script>Tether.connectDevice({ room: "r", secret: "dk.aaaaaaaaaaaaaaaaaaaaaa" }).then(null, function (e) { window.refused = e.code + ": " + e.message; });</script>`,
+    },
+  });
+  try {
+    // What a webview without reference types or bulk memory answers for the loader's probe.
+    const { page } = await phonePage(`${app.base}/old.html`, { init: () => { WebAssembly.validate = () => false; } });
+    await page.waitForFunction(() => window.refused !== undefined, null, { timeout: WAIT });
+    assert.equal(await page.evaluate(() => window.refused),
+      "unsupported: this webview's WebAssembly is too old (Tether needs iOS 15+ or Android System WebView 96+)");
   } finally {
     await app.close();
     await relay.stop();

@@ -23,7 +23,7 @@ test("npm pack gives a package that Vite bundles and a browser runs", async () =
   assert.equal(shim.length, 1, `one shim: ${shim}`);
   assert.match(shim[0], /^snippets\/tether-sdk-inspect-[0-9a-f]+\/src\/web\/hooks\.js$/);
   assert.deepEqual(files.filter((f) => !f.startsWith("snippets/")), [
-    "README.md", "index.d.ts", "index.js", "package.json", "tether_inspect.js", "tether_inspect_bg.wasm",
+    "README.md", "index.d.ts", "index.js", "package.json", "tether-global.js", "tether.js", "tether_inspect.js", "tether_inspect_bg.wasm",
     "tether_sdk.d.ts", "tether_sdk.js", "tether_sdk_bg.wasm",
   ]);
 

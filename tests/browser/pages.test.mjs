@@ -146,7 +146,7 @@ test("PC page and device page: QR, devices, post, call, history, reload", async 
     assert.equal(await scanQr(pc, "qr-after-reload.png"), link);
 
     // The app's scheme wraps the link; the QR code carries the wrapped one.
-    await pc.locator("details.scheme summary").click();
+    await pc.locator("#scheme-box summary").click();
     await pc.getByTestId("scheme").fill("newsapp://open?url={url}");
     await pc.getByTestId("scheme").press("Enter");
     await pc.getByTestId("scheme").blur();

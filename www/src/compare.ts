@@ -4,8 +4,9 @@
 // and no imports, so tests/browser/compare.test.mjs runs it in Node.
 //
 // Bounded whatever the devices sent: at most MAX_DEPTH levels (deeper, a subtree is compared
-// as its JSON text) and MAX_LEAVES leaves per reply (past it, the rest of the reply is one
-// `…` row holding its JSON text, so a difference there is still seen, if not where).
+// as its JSON text) and MAX_LEAVES leaves per field of a reply (past it, the rest of each
+// level is one `…` row holding its JSON text, so a difference there is still seen, if not
+// where).
 
 export const MAX_DEPTH = 8;
 export const MAX_LEAVES = 500;
@@ -34,6 +35,7 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
 /** A path segment: `.key`, or `["key"]` when the key is not a plain name; `[3]` for an index. */
 function join(prefix: string, key: string | number): string {
   if (typeof key === "number") return `${prefix}[${key}]`;
+  if (key === "…") return prefix ? `${prefix}.…` : "…"; // the rest of a level (see flatten)
   if (/^[A-Za-z_$][\w$-]*$/.test(key)) return prefix ? `${prefix}.${key}` : key;
   return `${prefix}[${JSON.stringify(key)}]`;
 }
@@ -46,12 +48,14 @@ function text(v: unknown): string {
   }
 }
 
-/** `value`'s leaves as path → JSON text, in the order met. */
+/** `value`'s leaves as path → JSON text, in the order met. An object's top-level fields each
+ *  get their own MAX_LEAVES (so a huge `result` cannot crowd out `cookie` or `error`); within
+ *  one, when the leaves run out, each level left unfinished gets one `…` row holding the rest
+ *  of it, so a difference anywhere still shows (at most MAX_DEPTH such rows). */
 export function flatten(value: unknown): Map<string, string> {
   const out = new Map<string, string>();
   let room = MAX_LEAVES;
   const walk = (v: unknown, path: string, depth: number) => {
-    if (room <= 0) return;
     const nested = Array.isArray(v) ? v.length > 0 : isPlainObject(v) && Object.keys(v).length > 0;
     if (!nested || depth >= MAX_DEPTH) {
       out.set(path || "(value)", text(v));
@@ -59,18 +63,29 @@ export function flatten(value: unknown): Map<string, string> {
       return;
     }
     const entries: [string | number, unknown][] = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v as object);
+    const rest = (from: number) => text(Array.isArray(v) ? v.slice(from) : Object.fromEntries(entries.slice(from)));
     for (let i = 0; i < entries.length; i++) {
-      if (room === 1 && i < entries.length - 1) {
-        // The last leaf this reply may have: the rest of this level, as one row.
-        out.set(join(path, "…"), text(Array.isArray(v) ? v.slice(i) : Object.fromEntries(entries.slice(i))));
+      if (room <= 1 && i < entries.length - 1) {
+        // The last leaf this field may have: the rest of this level, as one row.
+        out.set(join(path, "…"), rest(i));
         room = 0;
         return;
       }
       walk(entries[i][1], join(path, entries[i][0]), depth + 1);
-      if (room <= 0) return;
+      if (room <= 0) {
+        if (i < entries.length - 1) out.set(join(path, "…"), rest(i + 1));
+        return;
+      }
     }
   };
-  walk(value, "", 0);
+  if (isPlainObject(value) && Object.keys(value).length > 0) {
+    for (const [k, v] of Object.entries(value)) {
+      room = MAX_LEAVES;
+      walk(v, join("", k), 1);
+    }
+  } else {
+    walk(value, "", 0);
+  }
   return out;
 }
 

@@ -48,7 +48,9 @@ export async function exportHar(session: PcSession, room: string, progress: (pai
   let pairs = 0;
   let more = false;
   for (;;) {
-    const res: Response = await fetch(before ? `${base}&before=${encodeURIComponent(before)}` : base, {
+    const url = before ? `${base}&before=${encodeURIComponent(before)}` : base;
+    // Past the cap, one pair says whether older ones exist.
+    const res: Response = await fetch(pairs >= HAR_MAX ? url.replace(`limit=${PAGE}`, "limit=1") : url, {
       headers: { Authorization: `Bearer ${session.secret}` },
       cache: "no-store",
     });
@@ -57,16 +59,19 @@ export async function exportHar(session: PcSession, room: string, progress: (pai
       const e = body?.error ?? {};
       throw Object.assign(new Error(e.message ?? `the relay answered ${res.status}`), { code: e.code ?? "internal" });
     }
-    const entries = Array.isArray(body?.log?.entries) ? body.log.entries : [];
+    if (!Array.isArray(body?.log?.entries)) {
+      throw Object.assign(new Error("the relay's answer is not a HAR log (is a proxy in the way?)"), { code: "internal" });
+    }
+    if (pairs >= HAR_MAX) {
+      // The page past the cap, asked only to know whether anything was left out.
+      more = body.log.entries.length > 0;
+      break;
+    }
     pages.push(body);
-    pairs += entries.length;
+    pairs += body.log.entries.length;
     progress(pairs);
     before = res.headers.get("x-next-before");
     if (!before) break;
-    if (pairs >= HAR_MAX) {
-      more = true;
-      break;
-    }
   }
   const first = pages[0] ?? { log: { entries: [] } };
   // Each page holds its pairs oldest first; the pages came newest first.
