@@ -87,6 +87,8 @@ pub struct AppState {
     pub bridges_meta: Arc<str>,
     /// HTTP API requests per address (`--rate-limit`, `--rate-burst`).
     pub api_rate: Arc<crate::ratelimit::PerAddress>,
+    /// Whether `--listen` serves TLS (`--tls-cert`): its own origin is then `https://host`.
+    pub tls: bool,
 }
 
 impl AppState {
@@ -237,6 +239,8 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
         // What is known of the --alarm-udp service: unknown, up or unreachable.
         "alarmSource": s.alarms.as_ref().map(|a| a.source().as_str()),
         "cs": s.cs.is_some(),
+        // Whether this relay serves https:// itself (--tls-cert).
+        "tls": s.tls,
     }))
 }
 
