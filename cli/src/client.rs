@@ -145,10 +145,9 @@ impl Relay {
         }
         let default_port = if https { ":443" } else { ":80" };
         // A port is what follows the last `:` outside an IPv6 literal's brackets.
-        let has_port = authority
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':'))
-            && !authority.ends_with(']');
+        let has_port = authority.rsplit_once(':').is_some_and(|(h, p)| {
+            !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':')
+        }) && !authority.ends_with(']');
         let authority = if has_port { authority.to_owned() } else { format!("{authority}{default_port}") };
         let host = authority.strip_suffix(default_port).unwrap_or(&authority).to_owned();
         let tls = if https {
@@ -159,7 +158,9 @@ impl Relay {
             Some((connector(cacert)?, name))
         } else {
             if cacert.is_some() {
-                return Err(Failure::Usage(format!("--cacert is for https:// relays, and --relay is {url:?}")));
+                return Err(Failure::Usage(format!(
+                    "--cacert is for https:// relays, and --relay is {url:?}"
+                )));
             }
             None
         };
@@ -273,16 +274,16 @@ fn connector(cacert: Option<&Path>) -> Result<TlsConnector, Failure> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
+/// What the CLI says of a self-signed certificate it was not given.
+const UNTRUSTED: &str = "the relay's certificate is not trusted (unknown issuer): for a relay's own certificate, give it with --cacert FILE";
+
 /// What a failed handshake says: in words for the two a user can fix (a certificate not
 /// trusted, or not for this name), else rustls's own.
 fn tls_failure(e: &std::io::Error, name: &ServerName<'_>) -> String {
     use rustls::CertificateError::{NotValidForName, NotValidForNameContext, UnknownIssuer};
     let name = name.to_str();
     match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(UnknownIssuer)) => format!(
-            "the relay's certificate is not trusted (unknown issuer): for a relay's own certificate, \
-             give it with --cacert FILE"
-        ),
+        Some(rustls::Error::InvalidCertificate(UnknownIssuer)) => UNTRUSTED.into(),
         Some(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) => {
             format!("the relay's certificate is not valid for the name {name:?} (--relay)")
         }
@@ -304,9 +305,15 @@ mod tests {
     #[test]
     fn a_relay_url_gives_where_to_connect_the_host_header_and_the_name_to_check() {
         let r = parsed("http://relay.lan");
-        assert_eq!((r.authority.as_str(), r.host.as_str(), r.tls.is_none()), ("relay.lan:80", "relay.lan", true));
+        assert_eq!(
+            (r.authority.as_str(), r.host.as_str(), r.tls.is_none()),
+            ("relay.lan:80", "relay.lan", true)
+        );
         let r = parsed("https://relay.lan/tether/");
-        assert_eq!((r.authority.as_str(), r.host.as_str(), r.prefix.as_str()), ("relay.lan:443", "relay.lan", "/tether"));
+        assert_eq!(
+            (r.authority.as_str(), r.host.as_str(), r.prefix.as_str()),
+            ("relay.lan:443", "relay.lan", "/tether")
+        );
         assert_eq!(r.tls.as_ref().map(|(_, n)| n.to_str().into_owned()).as_deref(), Some("relay.lan"));
         let r = parsed("https://127.0.0.1:8443");
         assert_eq!((r.authority.as_str(), r.host.as_str()), ("127.0.0.1:8443", "127.0.0.1:8443"));
@@ -325,7 +332,9 @@ mod tests {
         let cacert = Path::new("/nonexistent.pem");
         assert!(matches!(Relay::parse("http://x", Some(cacert)), Err(Failure::Usage(_))));
         match Relay::parse("https://x", Some(cacert)) {
-            Err(Failure::Usage(msg)) => assert!(msg.contains("--cacert /nonexistent.pem: cannot read"), "{msg}"),
+            Err(Failure::Usage(msg)) => {
+                assert!(msg.contains("--cacert /nonexistent.pem: cannot read"), "{msg}")
+            }
             _ => panic!("an unreadable --cacert is a usage error"),
         }
     }

@@ -31,7 +31,8 @@ pub fn write(dir: &Path, names: &[&str]) -> anyhow::Result<TestCert> {
     params.not_before = yesterday;
     params.not_after = yesterday + time::Duration::days(30);
     let cert = params.self_signed(&key)?;
-    let spki = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(key.subject_public_key_info()));
+    let spki =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(key.subject_public_key_info()));
     let out = TestCert { cert: dir.join("cert.pem"), key: dir.join("key.pem"), spki };
     for (path, text) in [(&out.cert, cert.pem()), (&out.key, key.serialize_pem())] {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
