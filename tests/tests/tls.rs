@@ -48,16 +48,33 @@ async fn tls_connect(addr: SocketAddr, cert: &Path, name: &str) -> std::io::Resu
 
 /// `GET path` over https (one request, `Connection: close`): the status and the body.
 async fn https_get(addr: SocketAddr, cert: &Path, path: &str) -> (u16, String) {
+    let (status, _, body) = https_request(addr, cert, &format!("GET {path}"), &[], "").await;
+    (status, body)
+}
+
+/// `line` (`METHOD PATH`) with `headers` and `body` over https, one request: the status, the
+/// head and the body.
+async fn https_request(
+    addr: SocketAddr,
+    cert: &Path,
+    line: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut tls = tls_connect(addr, cert, "127.0.0.1").await.expect("TLS handshake");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut req = format!("{line} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     tls.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, tls.read_to_end(&mut raw)).await.expect("answered in time").unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status =
         text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("a status line: {text}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// The value of the `/metrics` line starting `name ` (read over https).
@@ -312,4 +329,47 @@ async fn unusable_tls_flags_and_files_stop_the_start_saying_which_and_why() {
 
     let err = startup_error(&[flag("--tls-cert"), cert, flag("--tls-key"), foreign.key.as_os_str()]).await;
     assert!(err.contains("the key is not the certificate's"), "another certificate's key: {err}");
+}
+
+#[tokio::test]
+async fn over_tls_the_own_origin_is_https_only_and_the_cs_cookie_is_secure() {
+    let legacy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}/RPC2", legacy.local_addr().unwrap());
+    let stats = Arc::new(tether_demo::cs::Stats::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let legacy = tokio::spawn(tether_demo::cs::serve(legacy, Default::default(), stats, stop.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let made = cert::write(dir.path(), &cert::LOCAL_NAMES).unwrap();
+    let (cert, key) = (made.cert.clone(), made.key.clone());
+    let relay = Relay::with(|c| {
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+        c.cs_upstream = Some(upstream);
+    })
+    .await;
+    let login = json!({"method": "login", "params": ["quinn"]}).to_string();
+    let json_type = ("Content-Type", "application/json");
+    let secure_cookie = |head: &str| {
+        head.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("set-cookie: tether_cs=") && l.contains("; Secure"))
+    };
+    let own = format!("https://{}", relay.addr);
+    let (status, head, body) =
+        https_request(relay.addr, &made.cert, "POST /cs/login", &[json_type, ("Origin", &own)], &login).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(secure_cookie(&head), "{head}");
+    // No X-Forwarded-Proto, no Origin: the relay knows it serves https itself.
+    let (status, head, body) =
+        https_request(relay.addr, &made.cert, "POST /cs/login", &[json_type], &login).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(secure_cookie(&head), "{head}");
+    // A page at http://the-same-host:port is not the relay's (no plain HTTP is served there).
+    let plain = format!("http://{}", relay.addr);
+    let (status, _, body) =
+        https_request(relay.addr, &made.cert, "POST /cs/login", &[json_type, ("Origin", &plain)], &login)
+            .await;
+    assert_eq!(status, 403, "{body}");
+    relay.stop().await;
+    stop.cancel();
+    legacy.await.unwrap();
 }
