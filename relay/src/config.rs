@@ -518,6 +518,12 @@ mod tests {
         let c = Config::try_parse_from(["tether-relay", "--inspect-rate", "65536"]).unwrap();
         assert_eq!((c.inspect_rate, Config::defaults().inspect_rate), (65_536, 524_288));
         assert!(Config::try_parse_from(["tether-relay", "--inspect-rate", "0"]).is_err());
+        // --tls-cert and --tls-key: both or neither.
+        assert!(Config::try_parse_from(["tether-relay", "--tls-cert", "c.pem"]).is_err());
+        assert!(Config::try_parse_from(["tether-relay", "--tls-key", "k.pem"]).is_err());
+        let c =
+            Config::try_parse_from(["tether-relay", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!((c.tls_cert.unwrap(), c.tls_key.unwrap()), ("c.pem".into(), "k.pem".into()));
         let c = Config::try_parse_from(["tether-relay", "--alarm-token", "t0k", "--alarms-public"]).unwrap();
         assert_eq!((c.alarm_token.as_deref(), c.alarms_public), (Some("t0k"), true));
     }

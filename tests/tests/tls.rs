@@ -1,8 +1,9 @@
 //! The relay's own TLS (#21: `--tls-cert`, `--tls-key`) and the `tether` CLI over https: a
 //! device joined over wss answers a `post` sent by the CLI with `--cacert`; without it, or for
 //! another name, the CLI refuses (exit 4); a plain-HTTP client on the TLS port gets no HTTP
-//! answer and gives its slot back; a silent client is closed after the header timeout; and the
-//! startup errors name the flag, the file and what is wrong.
+//! answer and gives its slot back; a silent client is closed after the header timeout; at the
+//! connection cap `/healthz` still answers over TLS; the relay's own origin is https only and
+//! the CS cookie `Secure`; and the startup errors name the flag, the file and what is wrong.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -262,6 +263,28 @@ async fn plain_http_on_the_tls_port_gets_no_http_answer_and_gives_its_slot_back(
     assert_eq!(metric(relay.addr, &cert, "tether_tls_handshake_failures_total").await, Some(1));
     // The only connection still open is the one asking.
     wait_metric(relay.addr, &cert, "tether_conns_open", 1).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_healthz_still_answers_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = cert::write(dir.path(), &cert::LOCAL_NAMES).unwrap();
+    let (cert, key) = (made.cert.clone(), made.key.clone());
+    let relay = Relay::with(|c| {
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+        c.max_conns = Some(1);
+    })
+    .await;
+    // The one slot, held by a TLS connection that asks nothing.
+    let _held = tls_connect(relay.addr, &made.cert, "127.0.0.1").await.expect("TLS handshake");
+    // Past the cap: the overflow connections do their handshake too, and answer a monitor.
+    let (status, body) = https_get(relay.addr, &made.cert, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = https_get(relay.addr, &made.cert, "/").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("at_capacity"), "{body}");
     relay.stop().await;
 }
 

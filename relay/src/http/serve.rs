@@ -39,8 +39,8 @@
 //! (`tether_tls_handshake_failures_total`). Then hyper serves the TLS stream exactly as it
 //! serves a plain one ([`serve_conn`] is generic over the stream), upgrades included.
 //!
-//! One file of ~700 lines for one path (a socket from its accept to its close): the budget, the
-//! accept loop, the deadlines and the paced body; an eighth of it is tests.
+//! One file of ~850 lines for one path (a socket from its accept to its close): the budget, the
+//! accept loop, the TLS handshake, the deadlines and the paced body; a sixth of it is tests.
 
 use super::AppError;
 use crate::metrics::Metrics;
@@ -686,6 +686,8 @@ impl Clock {
 
 /// An accepted socket with what it holds: its slot of `--max-conns` (given back when the
 /// socket is dropped, by hyper or, after an upgrade, by the WebSocket's task) and its clock.
+/// With `--tls-cert` the TLS stream wraps it, so the slot goes with the TLS stream and the
+/// clock sees the encrypted bytes arrive (a TLS record of a head is a head under way).
 struct ConnIo {
     tcp: TcpStream,
     /// Its place under `--max-conns` and under its address's `--max-tcp-per-ip`.
