@@ -9,8 +9,9 @@
 //! | 3 | the relay refused or failed: its `{"error": {"code", "message"}}` on stderr |
 //! | 4 | the relay cannot be reached (or did not answer in time) |
 //!
-//! Plain `http://` relays only for now (no TLS client in the workspace yet). The secret goes
-//! in the `Authorization` header and is never printed. `tether mcp` serves the same routes as
+//! `http://` or `https://` relays (rustls: the public roots, plus `--cacert` for a LAN relay's
+//! own certificate; certificates and names are always checked). The secret goes in the
+//! `Authorization` header and is never printed. `tether mcp` serves the same routes as
 //! MCP tools on stdio ([`mcp`]); [`client`] is the API as both use it.
 
 use clap::{Args, Parser, Subcommand};
@@ -33,9 +34,13 @@ struct Cli {
 
 #[derive(Args)]
 struct Global {
-    /// The relay's base URL (plain http:// only, for now).
+    /// The relay's base URL, http:// or https://.
     #[arg(long, global = true, env = "TETHER_RELAY", default_value = "http://127.0.0.1:8080")]
     relay: String,
+    /// For an https:// relay: trust the certificate(s) in this PEM file too (a LAN relay's
+    /// self-signed one), besides the public roots. Names are checked all the same.
+    #[arg(long, global = true, env = "TETHER_CACERT", value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
     /// The room.
     #[arg(long, global = true, env = "TETHER_ROOM")]
     room: Option<String>,
@@ -144,7 +149,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let g = &cli.global;
-    let relay = Relay::parse(&g.relay)?;
+    let relay = Relay::parse(&g.relay, g.cacert.as_deref())?;
     let room =
         g.room.as_deref().ok_or_else(|| Failure::Usage("--room (or TETHER_ROOM) is required".into()))?;
     let secret = g

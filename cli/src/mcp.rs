@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn answers_set_is_error_for_device_relay_and_network_failures() {
         let t = Tether {
-            api: Arc::new(Api::new(client::Relay::parse("http://127.0.0.1:1").ok().unwrap(), "r", "s")),
+            api: Arc::new(Api::new(client::Relay::parse("http://127.0.0.1:1", None).ok().unwrap(), "r", "s")),
             timeout: None,
             show_cookies: false,
             tool_router: Tether::tool_router(),

@@ -17,6 +17,16 @@ pub struct Config {
     #[arg(long, env = "TETHER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve `https://` and `wss://` on `--listen` (TLS only: no plain HTTP beside it) with this
+    /// certificate chain, PEM (the server's certificate first). Needs `--tls-key`. For a LAN
+    /// without a proxy; public deployments terminate TLS in nginx (docs/deploy.md).
+    #[arg(long, env = "TETHER_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert`, PEM (PKCS#8, PKCS#1 or SEC1). Needs `--tls-cert`.
+    #[arg(long, env = "TETHER_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Static files for the pages (default: the built `www/dist`).
     #[arg(long, env = "TETHER_WWW")]
     pub www: Option<PathBuf>,
@@ -292,6 +302,8 @@ impl Config {
     pub fn defaults() -> Config {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            tls_cert: None,
+            tls_key: None,
             www: None,
             sdk: None,
             db: "sqlite://tether.db".into(),
@@ -506,6 +518,12 @@ mod tests {
         let c = Config::try_parse_from(["tether-relay", "--inspect-rate", "65536"]).unwrap();
         assert_eq!((c.inspect_rate, Config::defaults().inspect_rate), (65_536, 524_288));
         assert!(Config::try_parse_from(["tether-relay", "--inspect-rate", "0"]).is_err());
+        // --tls-cert and --tls-key: both or neither.
+        assert!(Config::try_parse_from(["tether-relay", "--tls-cert", "c.pem"]).is_err());
+        assert!(Config::try_parse_from(["tether-relay", "--tls-key", "k.pem"]).is_err());
+        let c =
+            Config::try_parse_from(["tether-relay", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!((c.tls_cert.unwrap(), c.tls_key.unwrap()), ("c.pem".into(), "k.pem".into()));
         let c = Config::try_parse_from(["tether-relay", "--alarm-token", "t0k", "--alarms-public"]).unwrap();
         assert_eq!((c.alarm_token.as_deref(), c.alarms_public), (Some("t0k"), true));
     }

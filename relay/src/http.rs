@@ -89,6 +89,8 @@ pub struct AppState {
     pub bridges_meta: Arc<str>,
     /// HTTP API requests per address (`--rate-limit`, `--rate-burst`).
     pub api_rate: Arc<crate::ratelimit::PerAddress>,
+    /// Whether `--listen` serves TLS (`--tls-cert`): its own origin is then `https://host`.
+    pub tls: bool,
 }
 
 impl AppState {
@@ -241,6 +243,8 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
         "cs": s.cs.is_some(),
         // The SDK package's build id (`/sdk/@BUILD/…`); empty when none is served.
         "sdk": s.sdk.build(),
+        // Whether this relay serves https:// itself (--tls-cert).
+        "tls": s.tls,
     }))
 }
 

@@ -13,6 +13,8 @@
 //! - [`http`]: routes, pages and their security headers, `/healthz`, `/metrics`, the history
 //!   API, and the one error body ([`http::AppError`]); `http::cs` is the CS gateway's HTTP edge;
 //!   [`http::serve`] the accept loop with its budget (`--max-conns`, header and idle timeouts).
+//! - [`tls`]: `--tls-cert` and `--tls-key` read into the acceptor the accept loop hands
+//!   connections to.
 //! - [`ws`]: one task per room WebSocket: reads frames, feeds the rooms, writes its queue.
 //! - [`room`]: the [`room::Hub`]: rooms, members, presence, resume, routing, the restart
 //!   snapshot; decisions take the time as `now`. [`room::Peers`] is the seam the cluster bus
@@ -41,6 +43,7 @@ pub mod per_minute;
 pub mod ratelimit;
 pub mod room;
 pub mod strikes;
+pub mod tls;
 pub mod token;
 pub mod util;
 pub mod ws;
@@ -66,6 +69,9 @@ pub enum RelayError {
     /// A flag's value cannot be used.
     #[error("{0}")]
     Config(String),
+    /// `--tls-cert` or `--tls-key` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Milliseconds since the Unix epoch.
@@ -90,11 +96,22 @@ const GOODBYE_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs the relay on `listener` until `shutdown` resolves; then every member gets a close
 /// frame (1012, `shutting_down`) so its client reconnects, and the call returns.
+///
+/// Logs `Tether relay on http://ADDR/` (`https://` with `--tls-cert`) once the TLS files are
+/// read: scripts and tests wait for that line.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
+    let tls = tls::acceptor(&config)?;
+    let addr = listener.local_addr()?;
+    let (http, ws) = if tls.is_some() { ("https", "wss") } else { ("http", "ws") };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        www = %config.www_dir().display(),
+        "Tether relay on {http}://{addr}/ (room WebSocket {ws}://{addr}/ws)"
+    );
     let cs_config = config.cs().map_err(RelayError::Config)?;
     let (store, mut resume_key) = history::Store::open(&config.db, config.history_budget()).await?;
     let mut metrics = metrics::Metrics::default();
@@ -235,6 +252,7 @@ pub async fn run(
         })?,
         bridges_meta: http::bridges_meta(&config.bridge_names).into(),
         api_rate: Arc::new(ratelimit::PerAddress::new(config.rate_limit, config.rate_burst)),
+        tls: tls.is_some(),
     };
     let signal = {
         let stop = stop.clone();
@@ -249,7 +267,7 @@ pub async fn run(
     // --max-conns and the header and idle timeouts (axum::serve has none of them).
     let budget = http::serve::Budget::from_config(&config);
     let metrics = state.metrics.clone();
-    http::serve::serve(listener, http::app(state), budget, metrics, signal).await;
+    http::serve::serve(listener, http::app(state), budget, tls, metrics, signal).await;
     stop.cancel();
     tasks.close();
     if let Some(cs) = &cs {

@@ -19,12 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        www = %config.www_dir().display(),
-        "Tether relay on http://{addr}/ (room WebSocket ws://{addr}/ws)"
-    );
+    // `run` says where it listens (http:// or https://) once the TLS files are read.
     tether_relay::run(listener, config, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

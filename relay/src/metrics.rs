@@ -186,6 +186,11 @@ pub struct Metrics {
     pub http_timeouts_idle: AtomicU64,
     /// Request bodies slower than `MIN_BODY_RATE` after `--header-timeout-ms`, cut off.
     pub http_timeouts_body: AtomicU64,
+    /// Connections closed for a TLS handshake not done within `--header-timeout-ms` of the accept.
+    pub http_timeouts_tls: AtomicU64,
+    /// TLS handshakes that failed (a plain-HTTP client on the TLS port, a bad ClientHello, an
+    /// untrusting client's alert): closed.
+    pub tls_handshake_failures: AtomicU64,
     /// The history store's size, rows pruned, records cut; the store's own (`Store::counters`).
     pub history: Arc<crate::history::Counters>,
 }
@@ -379,6 +384,12 @@ impl Metrics {
             self.conns_refused_per_ip.load(Relaxed),
         );
         counter(
+            "tether_tls_handshake_failures_total",
+            "TLS handshakes on --listen that failed (plain HTTP on the TLS port, a bad ClientHello, a client \
+             that does not trust the certificate): closed.",
+            self.tls_handshake_failures.load(Relaxed),
+        );
+        counter(
             "tether_conns_refused_total",
             "Connections accepted at --max-conns: answered only /healthz and /metrics, or closed at once.",
             self.conns_refused.load(Relaxed),
@@ -387,7 +398,8 @@ impl Metrics {
             out,
             "# HELP tether_http_timeouts_total Connections closed by a timeout: a request head slower than \
              --header-timeout-ms (head), no request for --idle-timeout-ms (idle), a request body slower \
-             than 1 KiB/s after --header-timeout-ms (body)."
+             than 1 KiB/s after --header-timeout-ms (body), a TLS handshake not done within \
+             --header-timeout-ms of the accept (tls)."
         );
         let _ = writeln!(out, "# TYPE tether_http_timeouts_total counter");
         let _ = writeln!(
@@ -404,6 +416,11 @@ impl Metrics {
             out,
             "tether_http_timeouts_total{{reason=\"body\"}} {}",
             self.http_timeouts_body.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "tether_http_timeouts_total{{reason=\"tls\"}} {}",
+            self.http_timeouts_tls.load(Relaxed)
         );
         let _ = writeln!(
             out,

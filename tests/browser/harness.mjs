@@ -19,13 +19,14 @@ export async function startRelay({ listen = "127.0.0.1:0", db, www, args = [] } 
     "--www", www ?? join(ROOT, "tests", "browser", "fixture"), "--sdk", join(ROOT, "sdk-wasm", "pkg"),
     "--log", "warn,tether_relay=info", ...args,
   ], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, NO_COLOR: "1" } });
-  const addr = await new Promise((resolve, reject) => {
+  const { scheme, addr } = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("relay did not start in time")), WAIT);
     let buf = "";
     child.stdout.on("data", (chunk) => {
       buf += chunk;
-      const m = buf.match(/on http:\/\/([^/\s]+)\//);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
+      // `on https://ADDR/` when the relay was given --tls-cert and --tls-key.
+      const m = buf.match(/on (https?):\/\/([^/\s]+)\//);
+      if (m) { clearTimeout(timer); resolve({ scheme: m[1], addr: m[2] }); }
     });
     child.on("exit", (code) => reject(new Error(`relay exited (${code}) before listening`)));
   });
@@ -33,7 +34,8 @@ export async function startRelay({ listen = "127.0.0.1:0", db, www, args = [] } 
   child.stdout.on("data", (c) => { if (process.env.RELAY_LOG) process.stderr.write(c); });
   const exited = new Promise((resolve) => child.on("exit", resolve));
   return {
-    addr, db, http: `http://${addr}`, ws: `ws://${addr}/ws`,
+    addr, db, tls: scheme === "https", http: `${scheme}://${addr}`,
+    ws: `${scheme === "https" ? "wss" : "ws"}://${addr}/ws`,
     /** Sends a signal and waits for the process to end. */
     async stop(signal = "SIGTERM") { child.kill(signal); await exited; },
   };

@@ -8,9 +8,12 @@
 //! - [`Client`]: one room member over a real WebSocket.
 //! - [`http_get`]: `GET` returning status, headers and body.
 //! - [`Postgres`], [`Redis`]: servers of the test's own, on free ports, stopped by their pid.
+//! - [`cert`]: self-signed certificates for the TLS tests (and the `test-cert` tool).
 //!
 //! One file of ~780 lines on purpose: every test binary includes this crate whole, and the
 //! helpers call each other (a relay, its clients, the HTTP helpers they read it with).
+
+pub mod cert;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -115,7 +118,7 @@ pub fn built_binary(name: &str, package: &str) -> PathBuf {
 }
 
 /// Spawns `cmd` with stdout piped, and waits until it prints where it listens
-/// (`… on http://ADDR/…`). Gives the child, the address and the rest of its stdout, by line.
+/// (`… on http://ADDR/…`, or `https://` with TLS). Gives the child, the address and the rest of its stdout, by line.
 async fn spawn_listening(
     mut cmd: tokio::process::Command,
     what: &str,
@@ -137,7 +140,7 @@ async fn spawn_listening(
     });
     let addr = tokio::time::timeout(WAIT, async {
         while let Some(line) = log.recv().await {
-            if let Some(rest) = line.split("on http://").nth(1) {
+            if let Some(rest) = line.split("on http://").nth(1).or_else(|| line.split("on https://").nth(1)) {
                 let addr = rest.split('/').next().unwrap_or_default();
                 return addr.parse::<SocketAddr>().expect("address in the startup line");
             }

@@ -200,8 +200,13 @@ async fn usage_errors_exit_2_and_no_relay_exits_4() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     let run = tether(&format!("http://{free}"), "r", SECRET, &["nonsense"]).await.unwrap();
     assert_eq!(run.code, 2, "{}", run.stderr);
-    let run = tether("https://relay.example", "r", SECRET, &["devices"]).await.unwrap();
+    // Not an http:// or https:// URL; --cacert for a plain relay (https:// is tests/tls.rs's).
+    let run = tether("ftp://relay.example", "r", SECRET, &["devices"]).await.unwrap();
     assert_eq!(run.code, 2, "{}", run.stderr);
+    let run =
+        tether(&format!("http://{free}"), "r", SECRET, &["--cacert", "/dev/null", "devices"]).await.unwrap();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--cacert is for https:// relays"), "{}", run.stderr);
 }
 
 /// Answers one replayed post, then one replayed call, with these results.

@@ -94,8 +94,9 @@ pub fn token_of(headers: &HeaderMap) -> Option<String> {
     bearer(headers).or_else(|| cookie_token(headers))
 }
 
-/// Whether the browser reached the relay over https. The relay speaks plain HTTP, so that is a
-/// proxy's word (`X-Forwarded-Proto: https`) or the page's (`Origin: https://…`). A client
+/// Whether the browser reached the relay over https, when the relay speaks plain HTTP (with
+/// `--tls-cert` it is always https: `AppState::tls`): a proxy's word (`X-Forwarded-Proto:
+/// https`) or the page's (`Origin: https://…`). A client
 /// that claims it falsely only gets a `Secure` cookie its browser will not send back over http.
 pub fn is_https(headers: &HeaderMap) -> bool {
     let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or_default();
@@ -115,8 +116,8 @@ fn session_cookie(value: &str, https: bool, clear: bool) -> String {
 }
 
 /// The `Set-Cookie` that ends the session cookie (logout).
-fn clear_cookie(headers: &HeaderMap) -> String {
-    session_cookie("", is_https(headers), true)
+fn clear_cookie(https: bool) -> String {
+    session_cookie("", https, true)
 }
 
 /// The content type a raw XML answer is served with: `text/xml`, whatever the upstream said
@@ -161,7 +162,7 @@ fn reply_response(reply: CsReply) -> Response {
 
 /// A login's answer: a session's gets the token in the JSON body (or `X-Tether-Session` for
 /// raw XML) and as the cookie.
-fn logged_in(headers: &HeaderMap, login: Login) -> Response {
+fn logged_in(https: bool, login: Login) -> Response {
     let Some(token) = login.session else { return reply_response(login.reply) };
     let mut resp = match login.reply {
         CsReply::Json(v) => {
@@ -172,7 +173,7 @@ fn logged_in(headers: &HeaderMap, login: Login) -> Response {
         CsReply::Xml(xml) => xml_response(xml),
     };
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&session_cookie(&token, is_https(headers), false)) {
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(&token, https, false)) {
         h.append(header::SET_COOKIE, v);
     }
     h.append(header::SET_COOKIE, HeaderValue::from_static(OLD_COOKIE_CLEAR));
@@ -184,7 +185,7 @@ fn logged_in(headers: &HeaderMap, login: Login) -> Response {
 
 /// A logout's answer, `{"ok": true, "wasLoggedIn", "reply"?, "warning"?}`, ending the cookie
 /// (made here, where the browser's request, https or not, is known).
-fn logged_out(headers: &HeaderMap, out: LoggedOut) -> Response {
+fn logged_out(https: bool, out: LoggedOut) -> Response {
     let mut body = json!({"ok": true, "wasLoggedIn": out.was_logged_in});
     if let Some(reply) = out.reply {
         body["reply"] = serde_json::to_value(reply).unwrap_or_default();
@@ -193,16 +194,16 @@ fn logged_out(headers: &HeaderMap, out: LoggedOut) -> Response {
         body["warning"] = json!(warning);
     }
     let mut resp = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&clear_cookie(headers)) {
+    if let Ok(v) = HeaderValue::from_str(&clear_cookie(https)) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
 }
 
-fn done_response(headers: &HeaderMap, done: Done) -> Response {
+fn done_response(https: bool, done: Done) -> Response {
     match done {
         Done::Called(reply) => reply_response(reply),
-        Done::LoggedOut(out) => logged_out(headers, out),
+        Done::LoggedOut(out) => logged_out(https, out),
     }
 }
 
@@ -300,9 +301,11 @@ async fn answer(
             "/cs/* takes Content-Type: application/json (or text/xml to pass XML-RPC through)",
         ));
     };
+    // Whether the session cookie gets `Secure`.
+    let https = s.tls || is_https(headers);
     if let (Some(cluster), Route::Call | Route::Logout, Ok(bytes)) = (&s.cluster, route, &body) {
         if let Some(done) = forward(s, cluster, headers, media, bytes, route).await {
-            return Ok(done_response(headers, done?));
+            return Ok(done_response(https, done?));
         }
     }
     let (g, body) = match (gateway(s), cs_body(body)) {
@@ -311,11 +314,11 @@ async fn answer(
     };
     if let Route::Login(from) = route {
         let login = g.login(CsRequest::parse(media, body)?, from).await?;
-        return Ok(logged_in(headers, login));
+        return Ok(logged_in(https, login));
     }
     let op = op(route, media, body)?;
     let token = token_of(headers).ok_or(CsError::NotLoggedIn)?;
-    Ok(done_response(headers, g.run(&token, op).await?))
+    Ok(done_response(https, g.run(&token, op).await?))
 }
 
 /// Cluster mode: a call or logout for a session another node holds is run there. `None`: the

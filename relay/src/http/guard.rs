@@ -108,7 +108,7 @@ pub(super) fn origin_allowed(
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
     let text = origin.to_str().unwrap_or("").trim_end_matches('/');
     if (!cookie_route && s.allow_origin.is_empty())
-        || is_own_origin(headers, uri, text)
+        || is_own_origin(headers, uri, text, s.tls)
         || s.allow_origin.iter().any(|a| a.eq_ignore_ascii_case(text))
     {
         return Ok(());
@@ -125,22 +125,45 @@ pub(super) fn origin_allowed(
 }
 
 /// Whether `origin` is the relay's own as this request reached it: `http` or `https` (the
-/// relay cannot tell which a proxy in front of it serves), and the host and port of the `Host`
-/// header (or, in HTTP/2, the URI's authority), default ports aside.
+/// relay cannot tell which a proxy in front of it serves; with `tls`, the relay's own
+/// `--tls-cert`, only `https`), and the host and port of the `Host` header (or, in HTTP/2, the
+/// URI's authority), default ports aside.
 ///
 /// `X-Forwarded-Host` is not read: a proxy in front is expected to pass `Host` on (the one in
 /// docs/deploy.md does), and one header fewer to trust is one fewer to get wrong.
-pub(super) fn is_own_origin(headers: &HeaderMap, uri: &Uri, origin: &str) -> bool {
+pub(super) fn is_own_origin(headers: &HeaderMap, uri: &Uri, origin: &str, tls: bool) -> bool {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()));
     let (Some(host), Some((scheme, authority))) = (host, origin.split_once("://")) else { return false };
     let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" => ":80",
+        "http" if !tls => ":80",
         "https" => ":443",
         _ => return false,
     };
     let bare = |a: &str| a.strip_suffix(default_port).unwrap_or(a).to_ascii_lowercase();
     !authority.is_empty() && !authority.contains(['/', '@']) && bare(authority) == bare(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_origin_is_either_scheme_behind_a_proxy_and_only_https_with_the_relays_own_tls() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "relay.lan:8443".parse().unwrap());
+        let uri: Uri = "/cs/login".parse().unwrap();
+        let own = |origin: &str, tls: bool| is_own_origin(&headers, &uri, origin, tls);
+        assert!(own("http://relay.lan:8443", false));
+        assert!(own("https://relay.lan:8443", false));
+        assert!(own("https://relay.lan:8443", true));
+        assert!(!own("http://relay.lan:8443", true), "no plain page is served on a TLS port");
+        assert!(!own("https://relay.lan:9443", true));
+        headers.insert(header::HOST, "relay.lan".parse().unwrap());
+        let own = |origin: &str, tls: bool| is_own_origin(&headers, &uri, origin, tls);
+        assert!(own("https://relay.lan:443", true), "default port");
+        assert!(!own("http://relay.lan", true), "port 80 is another server's");
+    }
 }

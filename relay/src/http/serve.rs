@@ -30,8 +30,17 @@
 //!
 //! A head also has a size cap ([`MAX_HEAD`], 431 beyond), so a slow head holds little memory.
 //!
-//! One file of ~700 lines for one path (a socket from its accept to its close): the budget, the
-//! accept loop, the deadlines and the paced body; an eighth of it is tests.
+//! # TLS (`--tls-cert`)
+//! The handshake runs in the connection's task, over the same `ConnIo` (so the slot is held and
+//! released as for plain HTTP), and counts against the first head's deadline: a stranger who
+//! opens TCP and never finishes the handshake holds its slot for the header timeout at most
+//! (`tether_http_timeouts_total{reason="tls"}`). A failed handshake (plain HTTP on the TLS
+//! port, a bad ClientHello) is closed quietly and counted
+//! (`tether_tls_handshake_failures_total`). Then hyper serves the TLS stream exactly as it
+//! serves a plain one ([`serve_conn`] is generic over the stream), upgrades included.
+//!
+//! One file of ~850 lines for one path (a socket from its accept to its close): the budget, the
+//! accept loop, the TLS handshake, the deadlines and the paced body; a sixth of it is tests.
 
 use super::AppError;
 use crate::metrics::Metrics;
@@ -54,6 +63,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -176,13 +186,14 @@ pub fn raise_open_file_limit() -> Option<u64> {
     open_file_limit()
 }
 
-/// Serves `app` on `listener` within `budget` until `shutdown` resolves; then stops
-/// accepting, lets requests under way finish (for up to 3 s) and returns. WebSockets
+/// Serves `app` on `listener` within `budget` (over TLS with `tls`) until `shutdown` resolves;
+/// then stops accepting, lets requests under way finish (for up to 3 s) and returns. WebSockets
 /// already upgraded are not waited for here: their tasks close on the relay's own shutdown.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     budget: Budget,
+    tls: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -223,7 +234,25 @@ pub async fn serve(
                     Ok(permit) => {
                         let life = budget.header_timeout.min(OVERFLOW_LIFE);
                         let held = (permit, peer_slot);
-                        conns.spawn(serve_overflow(tcp, peer, held, service.clone(), life, stop.clone()));
+                        let (tls, metrics, service) = (tls.clone(), metrics.clone(), service.clone());
+                        let answer = async move {
+                            match tls {
+                                None => serve_overflow(tcp, peer, service).await,
+                                Some(tls) => {
+                                    if let Some(io) = handshake(&tls, tcp, peer, &metrics).await {
+                                        serve_overflow(io, peer, service).await;
+                                    }
+                                }
+                            }
+                        };
+                        let stop = stop.clone();
+                        conns.spawn(async move {
+                            let _held = held;
+                            tokio::select! {
+                                _ = tokio::time::timeout(life, answer) => {},
+                                () = stop.cancelled() => {},
+                            }
+                        });
                     }
                     // Dropped: closed at once.
                     Err(_) => drop(tcp),
@@ -231,44 +260,104 @@ pub async fn serve(
                 continue;
             }
         };
-        let clock = Arc::new(Clock::new(Instant::now()));
-        let io = TokioIo::new(ConnIo { tcp, _slot: Some((slot, peer_slot)), clock: Some(clock.clone()) });
-        let svc = counted(service.clone(), peer, clock.clone(), budget.header_timeout, metrics.clone());
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.max_header_size(MAX_HEAD).header_read_timeout(None);
-        let (stop, metrics) = (stop.clone(), metrics.clone());
-        conns.spawn(async move {
-            let conn = http.serve_connection(io, svc).with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                done = conn.as_mut() => {
-                    if let Err(e) = done {
-                        tracing::trace!("connection from {peer}: {e}");
+        let accepted = Instant::now();
+        let clock = Arc::new(Clock::new(accepted));
+        let io = ConnIo { tcp, _slot: Some((slot, peer_slot)), clock: Some(clock.clone()) };
+        let conn = Conn { peer, clock, budget, stop: stop.clone(), metrics: metrics.clone() };
+        let service = service.clone();
+        match tls.clone() {
+            None => conns.spawn(conn.serve(io, service)),
+            Some(tls) => conns.spawn(async move {
+                // The handshake counts against the first head's deadline (from the accept).
+                let due = accepted + budget.header_timeout;
+                tokio::select! {
+                    done = handshake(&tls, io, peer, &conn.metrics) => {
+                        if let Some(io) = done {
+                            conn.serve(io, service).await;
+                        }
                     }
-                }
-                why = clock.expired(&budget) => {
-                    let counter = match why {
-                        Expired::Head => &metrics.http_timeouts_head,
-                        Expired::Idle => &metrics.http_timeouts_idle,
-                    };
-                    counter.fetch_add(1, Relaxed);
-                    tracing::debug!("connection from {peer} closed: {why:?} timeout");
-                }
-                () = stop.cancelled() => {
-                    // Idle ones close now; one with a request under way finishes it, in time.
-                    conn.as_mut().graceful_shutdown();
-                    if tokio::time::timeout(DRAIN, conn).await.is_err() {
-                        tracing::warn!("a request from {peer} did not finish in time for shutdown: dropped");
+                    () = tokio::time::sleep_until(due) => {
+                        conn.metrics.http_timeouts_tls.fetch_add(1, Relaxed);
+                        tracing::debug!("connection from {peer} closed: no TLS handshake within the header timeout");
                     }
+                    () = conn.stop.cancelled() => {},
                 }
-            }
-            clock.done.store(true, Relaxed);
-        });
+            }),
+        };
     }
     stop.cancel();
     conns.close();
     // Each connection's task ends within DRAIN of the stop.
     conns.wait().await;
+}
+
+/// One accepted connection's context, for [`Conn::serve`].
+struct Conn {
+    peer: SocketAddr,
+    clock: Arc<Clock>,
+    budget: Budget,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+impl Conn {
+    /// Serves HTTP/1.1 on `io` (the plain [`ConnIo`] or TLS over it) until it closes, its
+    /// clock expires or the relay stops (then a request under way gets [`DRAIN`] to finish).
+    async fn serve<I>(self, io: I, service: TowerToHyperService<Router>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn { peer, clock, budget, stop, metrics } = self;
+        let svc = counted(service, peer, clock.clone(), budget.header_timeout, metrics.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.max_header_size(MAX_HEAD).header_read_timeout(None);
+        let conn = http.serve_connection(TokioIo::new(io), svc).with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::trace!("connection from {peer}: {e}");
+                }
+            }
+            why = clock.expired(&budget) => {
+                let counter = match why {
+                    Expired::Head => &metrics.http_timeouts_head,
+                    Expired::Idle => &metrics.http_timeouts_idle,
+                };
+                counter.fetch_add(1, Relaxed);
+                tracing::debug!("connection from {peer} closed: {why:?} timeout");
+            }
+            () = stop.cancelled() => {
+                // Idle ones close now; one with a request under way finishes it, in time.
+                conn.as_mut().graceful_shutdown();
+                if tokio::time::timeout(DRAIN, conn).await.is_err() {
+                    tracing::warn!("a request from {peer} did not finish in time for shutdown: dropped");
+                }
+            }
+        }
+        clock.done.store(true, Relaxed);
+    }
+}
+
+/// The server side of a TLS handshake on `io`; `None` (counted, logged at debug) when it fails.
+/// No deadline here: the caller's.
+async fn handshake<I>(
+    tls: &TlsAcceptor,
+    io: I,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> Option<tokio_rustls::server::TlsStream<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    match tls.accept(io).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            metrics.tls_handshake_failures.fetch_add(1, Relaxed);
+            tracing::debug!("TLS handshake with {peer} failed: {e}");
+            None
+        }
+    }
 }
 
 /// Connections open per peer address (an IPv6 host by its /64), up to `max` (0: any number).
@@ -327,16 +416,13 @@ async fn accept_failed(e: io::Error, shutdown: &mut Pin<&mut impl Future<Output 
     }
 }
 
-/// One connection past the cap: one request, `/healthz` and `/metrics` only, within `life`.
-async fn serve_overflow(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    _held: (OwnedSemaphorePermit, Option<PeerSlot>),
-    service: TowerToHyperService<Router>,
-    life: Duration,
-    stop: CancellationToken,
-) {
-    let io = TokioIo::new(tcp);
+/// One connection past the cap: one request, `/healthz` and `/metrics` only (the caller
+/// bounds its life).
+async fn serve_overflow<I>(io: I, peer: SocketAddr, service: TowerToHyperService<Router>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let path = req.uri().path();
         let allowed = path == "/healthz" || path == "/metrics";
@@ -351,10 +437,8 @@ async fn serve_overflow(
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_header_size(MAX_HEAD).header_read_timeout(None).keep_alive(false);
-    let conn = http.serve_connection(io, svc);
-    tokio::select! {
-        _ = tokio::time::timeout(life, conn) => {},
-        () = stop.cancelled() => {},
+    if let Err(e) = http.serve_connection(io, svc).await {
+        tracing::trace!("connection from {peer} past the cap: {e}");
     }
 }
 
@@ -602,6 +686,8 @@ impl Clock {
 
 /// An accepted socket with what it holds: its slot of `--max-conns` (given back when the
 /// socket is dropped, by hyper or, after an upgrade, by the WebSocket's task) and its clock.
+/// With `--tls-cert` the TLS stream wraps it, so the slot goes with the TLS stream and the
+/// clock sees the encrypted bytes arrive (a TLS record of a head is a head under way).
 struct ConnIo {
     tcp: TcpStream,
     /// Its place under `--max-conns` and under its address's `--max-tcp-per-ip`.
