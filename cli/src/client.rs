@@ -72,7 +72,12 @@ impl Api {
     }
 
     /// The same, of these row types only (`&type=…`, e.g. `post,call`).
-    pub async fn history_of(&self, limit: Option<u32>, har: bool, types: Option<&str>) -> Result<Value, Failure> {
+    pub async fn history_of(
+        &self,
+        limit: Option<u32>,
+        har: bool,
+        types: Option<&str>,
+    ) -> Result<Value, Failure> {
         let mut query = Vec::new();
         if let Some(t) = types {
             query.push(format!("type={t}"));

@@ -156,7 +156,8 @@ impl Tether {
     async fn history(&self, Parameters(a): Parameters<HistoryArgs>) -> Result<CallToolResult, ErrorData> {
         let har = a.format == Some(Format::Har);
         // Posts and calls only: the storage reads and evals a PC kept are the page's own data.
-        let answer = self.api.history_of(Some(a.limit.unwrap_or(HISTORY_DEFAULT)), har, Some("post,call")).await;
+        let answer =
+            self.api.history_of(Some(a.limit.unwrap_or(HISTORY_DEFAULT)), har, Some("post,call")).await;
         // A tool's structured result is an object: the JSON form's array goes under `pairs`.
         Ok(self.answer(answer.map(|v| if v.is_array() { json!({"pairs": v}) } else { v })))
     }

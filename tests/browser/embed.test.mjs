@@ -6,7 +6,11 @@
 // the key out of the address; a webview without WebAssembly gets a clear error.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, startRelay, launchBrowser, sdkPage, mockTencentNews, WAIT } from "./harness.mjs";
 
@@ -263,5 +267,69 @@ test("the PC page's snippet and its QR code for the app's own page: the phone jo
   } finally {
     await app.close();
     await relay.stop();
+  }
+});
+
+test("over https and wss, with a certificate made now: the module import, the classic script, the PC page's QR link", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tether-tls-"));
+  const made = JSON.parse(execFileSync(join(ROOT, "target", "debug", "test-cert"), [dir], { encoding: "utf8" }));
+  const relay = await startRelay({ www: join(ROOT, "www", "dist"), args: ["--tls-cert", made.cert, "--tls-key", made.key] });
+  // A browser that trusts exactly this certificate (by its key's hash), as a phone told to would.
+  const tlsBrowser = await launchBrowser([`--ignore-certificate-errors-spki-list=${made.spki}`]);
+  const pages = {};
+  const server = createTlsServer({ cert: readFileSync(made.cert), key: readFileSync(made.key) }, (req, res) => {
+    const page = pages[req.url.split("?")[0]];
+    if (!page) return res.writeHead(req.url === "/favicon.ico" ? 204 : 404).end();
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(page);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const appBase = `https://localhost:${server.address().port}`;
+  try {
+    assert.equal(relay.tls, true);
+    const pc = await tlsBrowser.newPage({ viewport: { width: 1440, height: 900 } });
+    pc.on("pageerror", (e) => assert.fail(`PC page error: ${e}`));
+    await pc.goto(`${relay.http}/?room=tls-room`);
+    await pc.waitForFunction(() => document.querySelector('[data-testid="status"]')?.dataset.status === "linked", null, { timeout: WAIT });
+    // The QR link carries https://, and the snippets the relay's https:// address.
+    const link = await pc.getByTestId("device-link").innerText();
+    assert.match(link, new RegExp(`^${relay.http}/d/tls-room\\?secret=dk\\.[A-Za-z0-9_-]{22}$`));
+    const key = new URL(link).searchParams.get("secret");
+    assert.match(await pc.getByTestId("embed-module").textContent(), new RegExp(`url: "${relay.ws}"`));
+
+    pages["/module.html"] = `<!doctype html><meta charset="utf-8"><title>module</title>
+<script type="module">
+  import { connectDevice } from "${relay.http}/sdk/index.js";
+  window.session = await connectDevice({ url: "${relay.ws}", room: "tls-room", secret: "${key}", name: "https module page",
+    onPost: (r) => ({ via: "module", url: r.url }) });
+</script>`;
+    pages["/classic.html"] = `<!doctype html><meta charset="utf-8"><title>classic</title>
+<script src="${relay.http}/sdk/tether.js" data-room="tls-room" data-secret="${key}" data-name="https classic page"></script>
+<script>Tether.auto.then(function (s) { window.session = s; });</script>`;
+    const phones = [];
+    for (const [path, init] of [["/module.html", undefined], ["/classic.html", mockTencentNews]]) {
+      const context = await tlsBrowser.newContext();
+      if (init) await context.addInitScript(init);
+      const page = await context.newPage();
+      const errors = [];
+      page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+      await page.goto(`${appBase}${path}`);
+      await page.waitForFunction(() => window.session?.status === "linked", null, { timeout: WAIT });
+      phones.push({ page, errors });
+    }
+    // The classic loader chose wss:// by itself, from where it was loaded.
+    assert.equal(await phones[1].page.evaluate(() => Tether.relay), `${relay.http}/`);
+    await pc.waitForFunction(() => (document.querySelector('[data-testid="device-list"]')?.innerText.match(/online/g) ?? []).length === 2, null, { timeout: WAIT });
+    await pc.getByTestId("post-url").fill("https://api.example/v1/me");
+    await pc.getByTestId("post-send").click();
+    await pc.waitForFunction(() => document.querySelectorAll(".result-card .reply").length === 2, null, { timeout: WAIT });
+    const replies = await pc.locator(".result-card .reply").allInnerTexts();
+    assert.ok(replies.some((r) => r.includes("https module page") && r.includes('"module"')), String(replies));
+    assert.ok(replies.some((r) => r.includes("https classic page") && r.includes("uid=42")), String(replies));
+    for (const p of phones) assert.deepEqual(p.errors, []);
+  } finally {
+    await new Promise((r) => server.close(r));
+    await tlsBrowser.close();
+    await relay.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

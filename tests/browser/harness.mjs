@@ -41,13 +41,13 @@ export async function startRelay({ listen = "127.0.0.1:0", db, www, args = [] } 
   };
 }
 
-/** Headless Debian Chromium with a fresh profile, no background networking. */
-export function launchBrowser() {
+/** Headless Debian Chromium with a fresh profile, no background networking (and `extraArgs`). */
+export function launchBrowser(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", "--disable-quic"],
+      "--disable-sync", "--no-first-run", "--disable-quic", ...extraArgs],
   });
 }
 
