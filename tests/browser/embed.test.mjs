@@ -325,6 +325,14 @@ test("over https and wss, with a certificate made now: the module import, the cl
     const replies = await pc.locator(".result-card .reply").allInnerTexts();
     assert.ok(replies.some((r) => r.includes("https module page") && r.includes('"module"')), String(replies));
     assert.ok(replies.some((r) => r.includes("https classic page") && r.includes("uid=42")), String(replies));
+    // And a JS-API call, answered by the classic page's app bridge.
+    await pc.locator('[data-tab="call"]').click();
+    await pc.getByTestId("call-method").fill("share");
+    await pc.getByTestId("call-params").fill('["over wss"]');
+    await pc.getByTestId("target").selectOption({ label: "https classic page" });
+    await pc.getByTestId("call-send").click();
+    await pc.waitForFunction(() => document.querySelector(".result-card:not(.pending)")?.innerText.includes("over wss"), null, { timeout: WAIT });
+    assert.match(await pc.locator(".result-card").first().innerText(), /https classic page[\s\S]*share/);
     for (const p of phones) assert.deepEqual(p.errors, []);
   } finally {
     await new Promise((r) => server.close(r));
