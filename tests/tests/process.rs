@@ -252,7 +252,7 @@ async fn secrets_never_reach_the_log_even_at_debug_level() {
 async fn a_thousand_connections_opened_and_closed_leave_rss_at_its_baseline() {
     const PAIRS: usize = 500; // 1000 sockets: a PC and a device in each of 500 rooms
     // TETHER_CHURN_CYCLES=N runs longer (docs/reliability.md has a 24-cycle run).
-    let cycles: usize = std::env::var("TETHER_CHURN_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let cycles: usize = std::env::var("TETHER_CHURN_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
     let dir = tempfile::tempdir().unwrap();
     let mut args = FAST.to_vec();
     // Clients joined first do not read (so answer no ping) until all have joined: on a slow
@@ -303,10 +303,12 @@ async fn a_thousand_connections_opened_and_closed_leave_rss_at_its_baseline() {
         assert_eq!(health["rooms"], 0);
         rss.push(relay.rss_kib());
     }
-    // The first cycle warms the allocator and SQLite's page cache: it is the baseline.
-    let baseline = rss[1];
+    // The first cycles warm the allocator and SQLite's page cache (up to its default 2 MB, which
+    // fills as history grows by 500 pairs a cycle: a clean machine's run went 30.9 → 33.4 →
+    // 34.4 MB over cycles 1–3, then level): the third is the baseline.
+    let baseline = rss[2];
     eprintln!("RSS after each cycle of {} connections: {rss:?} KiB (baseline {baseline})", PAIRS * 2);
-    for (cycle, kib) in rss.iter().enumerate().skip(2) {
+    for (cycle, kib) in rss.iter().enumerate().skip(3) {
         assert!(
             *kib <= baseline + 4096,
             "after cycle {cycle}: {kib} KiB vs baseline {baseline} KiB: {rss:?}"
