@@ -4,14 +4,13 @@
 
 use crate::cpu::Cpu;
 use crate::gateway::get;
-use crate::peer::Ws;
 use anyhow::{Context, Result, bail};
-use futures_util::StreamExt;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
 
 /// How one run is shaped.
 pub struct Plan {
@@ -95,31 +94,114 @@ fn read_frame(text: &str) -> Option<(bool, u64)> {
     }
 }
 
-/// One subscriber's reading: alarms after `after`, until it has seen `last` (once known).
-async fn subscriber(mut ws: Ws, after: u64, mut last: watch::Receiver<u64>) -> Result<(u64, u64, bool)> {
+/// One `/alarms` subscriber's socket, upgraded by hand: the generator reads every frame of
+/// every subscriber on one core, so it parses the WebSocket frames itself from large reads
+/// (tungstenite's per-message path made the generator, not the relay, the limit at ~150k
+/// frames/s). Returns the socket and any bytes read past the handshake.
+async fn subscribe(relay: SocketAddr) -> Result<(TcpStream, Vec<u8>)> {
+    let mut s = TcpStream::connect(relay).await.context("connect to /alarms")?;
+    s.set_nodelay(true)?;
+    let req = format!(
+        "GET /alarms HTTP/1.1\r\nHost: {relay}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("/alarms closed during the handshake");
+        }
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if got.len() > 16 * 1024 {
+            bail!("/alarms answered no HTTP head");
+        }
+    };
+    if !got.starts_with(b"HTTP/1.1 101") {
+        bail!("/alarms refused: {}", String::from_utf8_lossy(&got[..end]).lines().next().unwrap_or(""));
+    }
+    Ok((s, got[end..].to_vec()))
+}
+
+/// One server frame at the start of `b`: its opcode, payload and length in all; `None` until
+/// it is whole.
+fn frame(b: &[u8]) -> Result<Option<(u8, &[u8], usize)>> {
+    if b.len() < 2 {
+        return Ok(None);
+    }
+    if b[0] & 0x80 == 0 {
+        bail!("a fragmented frame (the relay writes whole ones)");
+    }
+    if b[1] & 0x80 != 0 {
+        bail!("a masked frame from the server");
+    }
+    let (len, head) = match b[1] & 0x7f {
+        126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+        127 if b.len() >= 10 => (usize::try_from(u64::from_be_bytes(b[2..10].try_into()?))?, 10),
+        126 | 127 => return Ok(None),
+        n => (usize::from(n), 2),
+    };
+    if b.len() < head + len {
+        return Ok(None);
+    }
+    Ok(Some((b[0] & 0x0f, &b[head..head + len], head + len)))
+}
+
+/// One subscriber's reading: alarms after `after`, until it has seen `last` (once known). Pings
+/// are answered (a masked pong), as a browser would.
+async fn subscriber(
+    mut s: TcpStream,
+    mut pending: Vec<u8>,
+    after: u64,
+    mut last: watch::Receiver<u64>,
+) -> Result<(u64, u64, bool)> {
     let (mut delivered, mut gap, mut prev, mut in_order) = (0u64, 0u64, after, true);
     let mut may_change = true;
+    let mut buf = vec![0u8; 256 * 1024];
     loop {
+        let mut at = 0;
+        let mut pongs = Vec::new();
+        while let Some((op, payload, len)) = frame(&pending[at..])? {
+            match op {
+                1 => match read_frame(std::str::from_utf8(payload)?) {
+                    Some((true, seq)) if seq > after => {
+                        in_order &= seq > prev;
+                        prev = seq;
+                        delivered += 1;
+                    }
+                    Some((false, n)) => gap += n,
+                    _ => {}
+                },
+                8 => bail!("the relay closed the subscription"),
+                9 if payload.len() < 126 => {
+                    pongs.extend_from_slice(&[0x8a, 0x80 | payload.len() as u8, 0, 0, 0, 0]);
+                    pongs.extend_from_slice(payload); // masked with a zero key: as it is
+                }
+                _ => {}
+            }
+            at += len;
+        }
+        pending.drain(..at);
+        if !pongs.is_empty() {
+            s.write_all(&pongs).await?;
+        }
         let target = *last.borrow_and_update();
         if target != 0 && prev >= target {
             return Ok((delivered, gap, in_order));
         }
-        let msg = tokio::select! {
-            m = ws.next() => m.context("subscriber closed")??,
-            changed = last.changed(), if may_change => {
-                may_change = changed.is_ok();
-                continue;
+        tokio::select! {
+            n = s.read(&mut buf) => {
+                let n = n?;
+                if n == 0 {
+                    bail!("subscriber closed");
+                }
+                pending.extend_from_slice(&buf[..n]);
             }
-        };
-        let Message::Text(t) = msg else { continue };
-        match read_frame(t.as_str()) {
-            Some((true, seq)) if seq > after => {
-                in_order &= seq > prev;
-                prev = seq;
-                delivered += 1;
-            }
-            Some((false, n)) => gap += n,
-            _ => {}
+            changed = last.changed(), if may_change => may_change = changed.is_ok(),
         }
     }
 }
@@ -138,10 +220,7 @@ fn datagram(n: u64, bytes: usize) -> Vec<u8> {
 pub async fn run(plan: &Plan) -> Result<Outcome> {
     let mut subs = Vec::with_capacity(plan.subscribers);
     for _ in 0..plan.subscribers {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/alarms", plan.relay))
-            .await
-            .context("subscribe to /alarms")?;
-        subs.push(ws);
+        subs.push(subscribe(plan.relay).await?);
     }
     // Every subscriber registered before the first datagram.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -157,7 +236,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     };
     let (last_tx, last_rx) = watch::channel(0u64);
     let readers: Vec<_> =
-        subs.into_iter().map(|ws| tokio::spawn(subscriber(ws, last0, last_rx.clone()))).collect();
+        subs.into_iter().map(|(s, rest)| tokio::spawn(subscriber(s, rest, last0, last_rx.clone()))).collect();
 
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     sock.connect(plan.udp).await?;
@@ -251,6 +330,23 @@ mod tests {
         let text =
             "# TYPE tether_alarm_last_seq gauge\ntether_alarm_last_seq 12\ntether_alarm_last_seq_x 3\n";
         assert_eq!(metric(text, "tether_alarm_last_seq"), Some(12));
+        // Frames as a server writes them: short, 16-bit and 64-bit lengths, and partial ones.
+        let mut wire = vec![0x81, 3, b'a', b'b', b'c', 0x89, 0];
+        wire.extend_from_slice(&[0x81, 126, 0x01, 0x00]);
+        wire.extend(std::iter::repeat_n(b'x', 256));
+        let (op, p, n) = frame(&wire).unwrap().unwrap();
+        assert_eq!((op, p, n), (1, &b"abc"[..], 5));
+        let (op, p, n) = frame(&wire[5..]).unwrap().unwrap();
+        assert_eq!((op, p.len(), n), (9, 0, 2));
+        let (op, p, n) = frame(&wire[7..]).unwrap().unwrap();
+        assert_eq!((op, p.len(), n), (1, 256, 260));
+        assert!(frame(&wire[7..100]).unwrap().is_none(), "not whole yet");
+        assert!(frame(&wire[7..9]).unwrap().is_none());
+        let mut long = vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0];
+        long.extend(std::iter::repeat_n(b'y', 65536));
+        assert_eq!(frame(&long).unwrap().unwrap().1.len(), 65536);
+        assert!(frame(&[0x01, 1, b'a']).is_err(), "fragmented");
+        assert!(frame(&[0x81, 0x81, 0, 0, 0, 0, b'a']).is_err(), "masked");
         let d = datagram(5, 256);
         assert_eq!(d.len(), 256);
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&d).unwrap()["n"], 5);

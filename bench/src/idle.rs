@@ -1,5 +1,6 @@
-//! Scenario 2, idle connections: N sockets held open (rooms of one PC and one device, spread
-//! over 127.0.0.x source addresses), and what each costs the server in resident memory.
+//! Scenario 2, idle connections: N sockets held open (rooms of one PC and `room_size - 1`
+//! devices: 2 and 10 in `bench/run`, spread over 127.0.0.x source addresses), and what each
+//! costs the server in resident memory.
 
 use crate::peer::{Peer, answer_forever};
 use anyhow::{Context, Result};
@@ -14,6 +15,8 @@ pub struct Outcome {
     pub peer: Peer,
     pub mode: String,
     pub connections: usize,
+    /// Members per room: one PC, the rest devices.
+    pub room_size: usize,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub kib_per_connection: f64,
@@ -35,15 +38,17 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .context("VmRSS in /proc status")
 }
 
-/// Opens `connections` sockets (as PC/device pairs), waits `settle`, reads the server's RSS,
-/// and closes them.
+/// Opens `connections` sockets (rooms of `room_size`: a PC and devices), waits `settle`, reads
+/// the server's RSS, and closes them.
 pub async fn run(
     peer: Peer,
     base: &str,
     connections: usize,
+    room_size: usize,
     server_pid: u32,
     settle: Duration,
 ) -> Result<Outcome> {
+    let room_size = room_size.max(2);
     let before = rss_kib(server_pid)?;
     let started = Instant::now();
     let tag = format!("{:x}", std::process::id());
@@ -52,8 +57,8 @@ pub async fn run(
     // A few at a time: fast, without a thundering herd on the accept queue.
     for chunk in (0..connections).collect::<Vec<_>>().chunks(64) {
         let joins = chunk.iter().map(|&i| {
-            let room = format!("idle{tag}x{}", i / 2);
-            let role = if i % 2 == 0 { "pc" } else { "device" };
+            let room = format!("idle{tag}x{}", i / room_size);
+            let role = if i % room_size == 0 { "pc" } else { "device" };
             async move { peer.join_from(base, &room, role, Some(source(i, 200))).await }
         });
         for ws in futures_util::future::join_all(joins).await {
@@ -71,8 +76,9 @@ pub async fn run(
     Ok(Outcome {
         scenario: "idle",
         peer,
-        mode: format!("{connections} connections"),
+        mode: format!("{connections} connections, rooms of {room_size}"),
         connections,
+        room_size,
         rss_before_kib: before,
         rss_after_kib: after,
         kib_per_connection: after.saturating_sub(before) as f64 / connections as f64,

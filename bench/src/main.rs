@@ -73,6 +73,9 @@ enum Cmd {
         base: String,
         #[arg(long, default_value_t = 2000)]
         connections: usize,
+        /// Members per room (one PC, the rest devices).
+        #[arg(long, default_value_t = 2)]
+        room_size: usize,
         #[arg(long)]
         server_pid: u32,
         /// How long to hold them before reading the server's memory.
@@ -189,9 +192,9 @@ async fn main() -> Result<()> {
             let outcome = roundtrip::run(&plan).await?;
             append(&out, &serde_json::to_string(&outcome)?)?;
         }
-        Cmd::Idle { peer, base, connections, server_pid, settle_s, out } => {
+        Cmd::Idle { peer, base, connections, room_size, server_pid, settle_s, out } => {
             let settle = Duration::from_secs_f64(settle_s);
-            let outcome = idle::run(peer, &base, connections, server_pid, settle).await?;
+            let outcome = idle::run(peer, &base, connections, room_size, server_pid, settle).await?;
             append(&out, &serde_json::to_string(&outcome)?)?;
         }
         Cmd::Presence { peer, base, samples, dead, limit_s, out } => {

@@ -499,29 +499,36 @@ fn presence_table(out: &mut String, rows: &[Value]) {
     out.push('\n');
 }
 
-/// Scenario 2: a row per connection count, a column per peer.
+/// Scenario 2: a row per room size and connection count, a column per peer (rows written
+/// before room sizes were recorded are rooms of two).
 fn idle_table(out: &mut String, rows: &[Value]) {
-    let mut counts: Vec<u64> =
-        rows.iter().filter(|r| r["scenario"] == "idle").filter_map(|r| r["connections"].as_u64()).collect();
-    counts.sort_unstable();
-    counts.dedup();
-    if counts.is_empty() {
+    let size = |r: &Value| r["room_size"].as_u64().unwrap_or(2);
+    let mut keys: Vec<(u64, u64)> = rows
+        .iter()
+        .filter(|r| r["scenario"] == "idle")
+        .filter_map(|r| Some((size(r), r["connections"].as_u64()?)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
         return;
     }
     let _ = writeln!(out, "## 2. Idle connections\n");
     let _ = writeln!(
         out,
-        "N sockets held open (half PCs, half devices, in rooms of two, from 127.0.0.2–201, each \
+        "N sockets held open (rooms of one PC and the rest devices, from 127.0.0.2–201, each \
          read so pings are answered); the server's RSS growth over its own baseline, per socket.\n"
     );
     table_head(out, "connections", true);
-    for n in counts {
+    for (room, n) in keys {
         let pick = |peer: &str| {
-            rows.iter().rev().find(|r| r["scenario"] == "idle" && r["peer"] == peer && r["connections"] == n)
+            rows.iter().rev().find(|r| {
+                r["scenario"] == "idle" && r["peer"] == peer && r["connections"] == n && size(r) == room
+            })
         };
         let vals: Vec<Option<f64>> =
             PEERS.iter().map(|(p, _)| pick(p).and_then(|v| v["kib_per_connection"].as_f64())).collect();
-        let mut line = format!("| {} | RSS per connection, KiB |", fmt(Some(n as f64), 0));
+        let mut line = format!("| {}, rooms of {room} | RSS per connection, KiB |", fmt(Some(n as f64), 0));
         for v in &vals {
             let _ = write!(line, " {} |", fmt(*v, 1));
         }
@@ -569,7 +576,19 @@ mod tests {
         let idle = |peer: &str, kib: f64| json!({"scenario": "idle", "peer": peer, "connections": 2000, "kib_per_connection": kib});
         let md = markdown(&[idle("tether", 3.0), idle("seed", 6.0), idle("socketio", 12.0)]);
         assert!(
-            md.contains("| 2,000 | RSS per connection, KiB | 3.0 | — | 6.0 | 12.0 | — | 0.50× | 0.25× |"),
+            md.contains(
+                "| 2,000, rooms of 2 | RSS per connection, KiB | 3.0 | — | 6.0 | 12.0 | — | 0.50× | 0.25× |"
+            ),
+            "{md}"
+        );
+        // Rooms of ten are their own rows.
+        let ten = |peer: &str, kib: f64| json!({"scenario": "idle", "peer": peer, "connections": 2000, "room_size": 10, "kib_per_connection": kib});
+        let md = markdown(&[idle("tether", 3.0), ten("tether", 5.0), ten("seed", 10.0)]);
+        assert!(md.contains("| 2,000, rooms of 2 | RSS per connection, KiB | 3.0 | — | — | — |"), "{md}");
+        assert!(
+            md.contains(
+                "| 2,000, rooms of 10 | RSS per connection, KiB | 5.0 | — | 10.0 | — | — | 0.50× | — |"
+            ),
             "{md}"
         );
         let dead = |peer: &str, p99: f64, not_told: u64| {

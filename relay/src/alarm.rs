@@ -227,6 +227,18 @@ impl Alarms {
     /// and by bytes (`--alarm-buffer-bytes`); a frame larger than the whole byte budget is not
     /// kept at all (subscribers get `alarmGap` for it). Either way the ring stays consecutive.
     pub fn ingest(&self, from: SocketAddr, payload: &[u8]) -> Arc<Alarm> {
+        let alarm = self.store(from, payload);
+        self.announce();
+        alarm
+    }
+
+    /// Tells the subscribers that alarms were stored (once for a burst).
+    pub fn announce(&self) {
+        self.latest.send_replace(self.last_seq());
+    }
+
+    /// [`Alarms::ingest`] without telling the subscribers yet ([`Alarms::announce`]).
+    pub fn store(&self, from: SocketAddr, payload: &[u8]) -> Arc<Alarm> {
         let data = decode(payload);
         let mut ring = crate::util::lock(&self.ring);
         // Numbered under the ring's lock, so the ring holds consecutive seqs in order.
@@ -252,7 +264,6 @@ impl Alarms {
         }
         let bytes = ring.bytes;
         drop(ring);
-        self.latest.send_replace(seq);
         self.metrics.alarms_evicted_bytes.fetch_add(evicted, Relaxed);
         self.metrics.alarm_ring_bytes.store(bytes as u64, Relaxed);
         self.metrics.alarms_received.fetch_add(1, Relaxed);
@@ -470,7 +481,13 @@ pub async fn run_client(
             r = sock.recv(&mut buf) => match r {
                 Ok(n) => {
                     alarms.set_source(Source::Up, target);
-                    alarms.ingest(target, &buf[..n]);
+                    // This one and what else the kernel holds (up to DRAIN), told once.
+                    alarms.store(target, &buf[..n]);
+                    for _ in 1..DRAIN {
+                        let Ok(n) = sock.try_recv(&mut buf) else { break };
+                        alarms.store(target, &buf[..n]);
+                    }
+                    alarms.announce();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     alarms.set_source(Source::Unreachable, target);
@@ -486,6 +503,9 @@ pub fn bind_listener(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     udp(addr)
 }
 
+/// Datagrams read in one go before the subscribers are told.
+const DRAIN: usize = 64;
+
 /// Takes in alarms pushed to `sock`, until `stop`.
 pub async fn run_listener(
     alarms: Arc<Alarms>,
@@ -498,11 +518,26 @@ pub async fn run_listener(
         tokio::select! {
             () = stop.cancelled() => return,
             r = sock.recv_from(&mut buf) => if let Ok((n, sender)) = r {
-                if sender_allowed(&from, sender.ip()) {
-                    alarms.ingest(sender, &buf[..n]);
-                } else {
-                    // Anyone can send a datagram: only the listed senders' are stored.
-                    alarms.metrics.alarms_refused.fetch_add(1, Relaxed);
+                // This one, then what else the kernel holds (up to DRAIN), told to the
+                // subscribers once: a burst wakes each of them once, not once a datagram.
+                let mut next = Some((n, sender));
+                let mut took = 0;
+                let mut stored = false;
+                while let Some((n, sender)) = next.take() {
+                    if sender_allowed(&from, sender.ip()) {
+                        alarms.store(sender, &buf[..n]);
+                        stored = true;
+                    } else {
+                        // Anyone can send a datagram: only the listed senders' are stored.
+                        alarms.metrics.alarms_refused.fetch_add(1, Relaxed);
+                    }
+                    took += 1;
+                    if took < DRAIN {
+                        next = sock.try_recv_from(&mut buf).ok();
+                    }
+                }
+                if stored {
+                    alarms.announce();
                 }
             },
         }
@@ -542,6 +577,9 @@ type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 /// Writes one frame, giving up after `limit`: a subscriber that stops reading fills its socket
 /// and would hold this task (and its queue) forever.
+/// Alarms (and gaps) a subscriber's turn writes at most, in one flush.
+const BATCH: usize = 64;
+
 async fn send(tx: &mut Sink, m: Message, limit: Duration) -> Result<(), Gone> {
     match tokio::time::timeout(limit, tx.send(m)).await {
         Ok(Ok(())) => Ok(()),
@@ -593,24 +631,37 @@ pub async fn serve(
                     tracing::debug!("an alarm subscriber answered no ping for two heartbeats; closing");
                     return Err(Gone);
                 }
-                // One alarm (or gap) per turn, so pings and pongs are not starved by a flood.
-                () = std::future::ready(()), if behind => match alarms.next_after(seen, seen >= replay_to) {
-                    Next::Alarm(a) => {
-                        // "Back up" goes before the first alarm that says so.
-                        if let Some(f) = source_news(&mut source, &mut told) {
-                            send(tx, Message::Text(f), silence).await?;
+                // What is waiting, up to BATCH alarms (and gaps) a turn, written in one go: fed
+                // to the socket's buffer, then flushed once (one write for the lot, not one a
+                // frame). A turn is bounded, so pings and pongs are not starved by a flood.
+                () = std::future::ready(()), if behind => {
+                    let write = async {
+                        for _ in 0..BATCH {
+                            match alarms.next_after(seen, seen >= replay_to) {
+                                Next::Alarm(a) => {
+                                    // "Back up" goes before the first alarm that says so.
+                                    if let Some(f) = source_news(&mut source, &mut told) {
+                                        tx.feed(Message::Text(f)).await?;
+                                    }
+                                    seen = a.seq;
+                                    tx.feed(Message::Text(a.frame.clone())).await?;
+                                    metrics.alarms_forwarded.fetch_add(1, Relaxed);
+                                }
+                                Next::Gap(n) => {
+                                    seen += n;
+                                    metrics.alarms_dropped_lagging.fetch_add(n, Relaxed);
+                                    tx.feed(Message::Text(gap_frame(n))).await?;
+                                }
+                                Next::Nothing => break,
+                            }
                         }
-                        seen = a.seq;
-                        send(tx, Message::Text(a.frame.clone()), silence).await?;
-                        metrics.alarms_forwarded.fetch_add(1, Relaxed);
+                        tx.flush().await
+                    };
+                    match tokio::time::timeout(silence, write).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) | Err(_) => return Err(Gone),
                     }
-                    Next::Gap(n) => {
-                        seen += n;
-                        metrics.alarms_dropped_lagging.fetch_add(n, Relaxed);
-                        send(tx, Message::Text(gap_frame(n)), silence).await?;
-                    }
-                    Next::Nothing => {}
-                },
+                }
                 // News: a newer alarm (seen in `behind` on the next turn).
                 Ok(()) = news.changed(), if !behind => {}
                 Ok(()) = source.changed() => {

@@ -58,6 +58,10 @@ struct QueueState {
     closed: bool,
 }
 
+/// The start of every `devices` frame (the relay's own; `OutEnvelope` writes `type` first, and
+/// no member may send that kind).
+const DEVICES: &str = r#"{"type":"devices","#;
+
 /// The sending side of one connection's bounded outbound queue.
 #[derive(Clone)]
 pub struct Outbox {
@@ -146,6 +150,22 @@ impl Outbox {
             if state.frames.len() >= self.max_frames || (before > 0 && before + len > self.max_bytes) {
                 return Push::Full;
             }
+            if !payload && f.as_str().starts_with(DEVICES) {
+                // A newer member list replaces one still queued, in its place: the connection
+                // gets the newest list as early as it would have got the older one, and not
+                // the lists in between, which the newest overwrites anyway. (A burst of joins
+                // in a room of ten queued up to nine lists per socket: bytes written, and
+                // socket write buffers grown to hold them all.)
+                if let Some(old) = state.frames.iter_mut().find(|q| q.as_str().starts_with(DEVICES)) {
+                    let old_len = old.len();
+                    *old = f;
+                    state.bytes = state.bytes - old_len + len;
+                    drop(state);
+                    self.queue.budget.give(old_len);
+                    self.queue.budget.take(len);
+                    return Push::Queued;
+                }
+            }
             if !payload {
                 self.queue.budget.take(len);
             } else if !self.queue.budget.try_take(len) {
@@ -189,6 +209,33 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_newer_member_list_replaces_one_still_queued_in_its_place() {
+        let budget = Budget::new(0, Arc::default());
+        let (out, mut inbox) = channel(8, 10_000, 1, budget.clone());
+        let list = |n: usize| {
+            Frame::from(format!(r#"{{"type":"devices","msg":{{"members":[{}]}}}}"#, "1,".repeat(n)))
+        };
+        let reply = Frame::from(r#"{"type":"postCb","id":"1","msg":{}}"#);
+        assert!(matches!(out.push(list(1), false), Push::Queued));
+        assert!(matches!(out.push(reply.clone(), true), Push::Queued));
+        assert!(matches!(out.push(list(2), false), Push::Queued));
+        assert!(matches!(out.push(list(9), false), Push::Queued));
+        assert_eq!(budget.used(), list(9).len() + reply.len(), "the replaced lists' bytes are given back");
+        assert_eq!(inbox.try_recv(), Some(list(9)), "the newest, where the first one was");
+        assert_eq!(inbox.try_recv(), Some(reply));
+        assert_eq!(inbox.try_recv(), None);
+        assert_eq!(budget.used(), 0);
+        // Written already: the next list is queued anew. A member's own frame that merely
+        // mentions devices is not a list.
+        assert!(matches!(out.push(list(3), false), Push::Queued));
+        let other = Frame::from(r#"{"type":"post","msg":{"url":"{\"type\":\"devices\","}}"#);
+        assert!(matches!(out.push(other.clone(), true), Push::Queued));
+        assert!(matches!(out.push(list(4), false), Push::Queued));
+        assert_eq!(inbox.try_recv(), Some(list(4)));
+        assert_eq!(inbox.try_recv(), Some(other));
+    }
 
     #[tokio::test]
     async fn an_outbound_queue_is_bounded_in_frames_and_bytes_keeps_order_and_closes_with_its_reader() {
