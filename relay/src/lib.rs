@@ -224,7 +224,7 @@ pub async fn run(
             );
         }
     }
-    let state = http::AppState {
+    let state = http::AppState::new(http::Shared {
         rooms: Arc::new(ws::Context {
             hub: hub.clone(),
             metrics: metrics.clone(),
@@ -253,7 +253,7 @@ pub async fn run(
         bridges_meta: http::bridges_meta(&config.bridge_names).into(),
         api_rate: Arc::new(ratelimit::PerAddress::new(config.rate_limit, config.rate_burst)),
         tls: tls.is_some(),
-    };
+    });
     let signal = {
         let stop = stop.clone();
         async move {
