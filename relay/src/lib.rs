@@ -231,6 +231,7 @@ pub async fn run(
             store: store.clone(),
             cluster: cluster.clone(),
             shutdown: stop.clone(),
+            tasks: tasks.clone(),
         }),
         hub: hub.clone(),
         store: store.clone(),

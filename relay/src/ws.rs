@@ -112,6 +112,9 @@ pub struct Context {
     pub cluster: Option<Arc<Cluster>>,
     /// Cancelled when the relay shuts down.
     pub shutdown: CancellationToken,
+    /// The relay's socket tasks (shutdown waits for them): a joined member's serving loop is
+    /// one of its own.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// The two halves of a room WebSocket.
@@ -145,8 +148,8 @@ async fn serve_split(
     strike: crate::strikes::Strike,
     slot: Option<Holding>,
 ) {
-    let Context { hub, metrics, store, cluster, shutdown } = &*cx;
-    let _counted = Counted::new(metrics.clone());
+    let Context { hub, metrics, store, cluster, shutdown, tasks } = &*cx;
+    let counted = Counted::new(metrics.clone());
     if let Ok(req) = &mut request {
         req.from = Some(strike.ip());
     }
@@ -204,17 +207,23 @@ async fn serve_split(
         }
     }
     let span = info_span!("member", room = %joined.room_name, member = %joined.member, role = %joined.role);
-    let shutdown = shutdown.clone();
+    let (shutdown, tasks) = (shutdown.clone(), tasks.clone());
     let conn = Connection { cx, joined, outbox };
-    async move {
-        info!(resumed = conn.joined.resumed, "joined");
-        let mut stream = stream;
-        let mut inbox = inbox;
-        let end = conn.run(&mut sink, &mut stream, &mut inbox, shutdown).await;
-        conn.finish(end, &mut sink, inbox, slot).await;
-    }
-    .instrument(span)
-    .await;
+    // Joined: the member's serving loop is a task of its own, and this one (with the join's
+    // state, its arguments and awaits: about a kilobyte per socket) ends here. Awaited
+    // inside this future instead, the loop would live in it, beside all of that, for as long
+    // as the socket does.
+    tasks.spawn(
+        async move {
+            let _counted = counted;
+            info!(resumed = conn.joined.resumed, "joined");
+            let mut stream = stream;
+            let mut inbox = inbox;
+            let end = conn.run(&mut sink, &mut stream, &mut inbox, shutdown).await;
+            conn.finish(end, &mut sink, inbox, slot).await;
+        }
+        .instrument(span),
+    );
 }
 
 /// Sends a last `error` and a close frame carrying its code, without waiting long for a
