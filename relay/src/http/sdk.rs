@@ -117,7 +117,10 @@ fn read_all(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>, String> {
                 continue;
             }
             if !kind.is_file() {
-                continue; // symlinks and the rest: not part of a built package
+                // Symlinks and the rest are not served (nothing outside the folder is): said,
+                // so a package that holds links is not a silent 404.
+                tracing::warn!("/sdk/: {} is not a regular file; not served", path.display());
+                continue;
             }
             let rel = path.strip_prefix(dir).map_err(|e| e.to_string())?;
             let Some(rel) = rel.to_str().map(|r| r.replace(std::path::MAIN_SEPARATOR, "/")) else {
