@@ -160,8 +160,6 @@ pub struct Metrics {
     pub alarm_source_unreachable: AtomicU64,
     /// Cluster mode: 1 while the bus between relays (Redis) works, 0 when not (gauge).
     pub cluster_up: AtomicI64,
-    /// History records committed.
-    pub history_writes: AtomicU64,
     /// History transactions committed; the store's own counter (`Store::commits`).
     pub history_commits: Arc<AtomicU64>,
     /// Requests refused by `--allow-origin`.
@@ -170,8 +168,6 @@ pub struct Metrics {
     pub refused_rooms: AtomicU64,
     /// Datagrams to `--alarm-listen` from a sender not in `--alarm-from`, dropped.
     pub alarms_refused: AtomicU64,
-    /// History records that failed to commit (the reply was still delivered).
-    pub history_failures: AtomicU64,
     /// TCP connections holding a slot of `--max-conns` (gauge).
     pub conns_open: AtomicI64,
     /// `--max-conns` in force (gauge; its default depends on the open-file limit).
@@ -356,7 +352,7 @@ impl Metrics {
         counter(
             "tether_history_writes_total",
             "History records committed.",
-            self.history_writes.load(Relaxed),
+            self.history.written.load(Relaxed),
         );
         counter(
             "tether_history_commits_total",
@@ -366,7 +362,7 @@ impl Metrics {
         counter(
             "tether_history_failures_total",
             "History records that failed to commit.",
-            self.history_failures.load(Relaxed),
+            self.history.failed.load(Relaxed),
         );
         counter(
             "tether_history_cut_total",

@@ -1,9 +1,13 @@
 //! The history store: every `post`/`postCb` and `call`/`callCb` pair, the rooms' secrets (as
 //! digests) and the resume key.
 //!
-//! A record's writer is told only after its transaction committed; the relay forwards a reply
-//! to the PC only after that, so a `kill -9` never loses a pair whose reply the PC already saw.
-//! Both backends commit in groups: one writer (a thread for SQLite, a task for PostgreSQL) takes
+//! A PC never sees a reply whose pair a crash of the relay process could lose. With SQLite in
+//! a file, the pair is first appended to the reply log ([`journal`]: one `write`, no sync) and
+//! the reply forwarded then, before the commit; after a crash the log's uncommitted entries
+//! are committed at the next start. Elsewhere (PostgreSQL, `sqlite::memory:`) a record's writer
+//! is told only after its transaction committed, and the reply forwarded only then. Either
+//! way a `kill -9` never loses a pair whose reply the PC already saw, and a read of history
+//! finds every pair whose reply was forwarded before it. Both backends commit in groups: one writer (a thread for SQLite, a task for PostgreSQL) takes
 //! whatever [`Op`]s are queued and commits them in one transaction, so a busy relay pays one
 //! commit for many records. Reads go through a second connection.
 //!
@@ -20,7 +24,7 @@
 //!   read into an [`Item`], a record's values.
 //! - [`cut`]: a record as stored: its reply in columns, its bodies cut and marked.
 //! - [`upkeep`]: retention by age and bytes, forgotten rooms, the `/metrics` figures.
-//! - [`sqlite`]: the default, embedded (`--db sqlite://PATH`).
+//! - [`sqlite`]: the default, embedded (`--db sqlite://PATH`), and [`journal`], its reply log.
 //! - [`postgres`]: for relays that share one history (`--db postgres://…`).
 
 /// The history columns a page reads, in [`Row`]'s order (and [`read_row!`]'s).
@@ -87,6 +91,7 @@ macro_rules! record_values {
 }
 
 pub mod cut;
+mod journal;
 mod postgres;
 mod sqlite;
 pub mod upkeep;
@@ -200,12 +205,15 @@ pub struct Item {
     pub ms: u64,
 }
 
-/// What runs once a record's transaction has ended, on the writer's thread (SQLite) or task
-/// (PostgreSQL), in the order the records were queued. It must not block.
+/// What runs once a record is safe from a crash of the relay: logged (SQLite in a file: at
+/// once, on the caller's task) or committed (on the writer's thread or task), in the order the
+/// records were queued. It must not block.
 pub type Then = Box<dyn FnOnce(Result<(), String>) + Send + Sync>;
 
 pub(crate) enum Op {
-    Record(Box<cut::Stored>, Then),
+    /// A record, what runs when its transaction has ended, and its reply log sequence number
+    /// (0: not logged).
+    Record(Box<cut::Stored>, Then, u64),
     Room {
         room: String,
         tag: String,
@@ -233,6 +241,9 @@ pub struct Store {
     /// Bytes of records queued for the writer, at most [`WRITE_QUEUE_BYTES`]: a record takes
     /// its size in permits until its transaction has ended.
     queued: Arc<tokio::sync::Semaphore>,
+    /// SQLite in a file: the reply log, which a record is appended to before its reply is
+    /// forwarded.
+    journal: Option<Arc<journal::Journal>>,
 }
 
 /// The read side of the backend `--db` chose.
@@ -259,15 +270,17 @@ impl Store {
         let commits = Arc::new(AtomicU64::new(0));
         let counters = Arc::new(Counters::default());
         let shared = Shared { commits: commits.clone(), counters: counters.clone(), budget };
-        let (writer, backend, key) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let (writer, reader, key) = postgres::open(url, shared).await?;
-            (writer, Backend::Postgres(reader), key)
-        } else {
-            let (writer, reader, key) = sqlite::open(url, shared)?;
-            (writer, Backend::Sqlite(reader), key)
-        };
+        let (writer, backend, key, journal) =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                let (writer, reader, key) = postgres::open(url, shared).await?;
+                (writer, Backend::Postgres(reader), key, None)
+            } else {
+                let (writer, reader, key, journal) = sqlite::open(url, shared)?;
+                (writer, Backend::Sqlite(reader), key, journal)
+            };
         let queued = Arc::new(tokio::sync::Semaphore::new(WRITE_QUEUE_BYTES));
-        Ok((Store { writer, backend, commits, counters, max_record: budget.max_record, queued }, key))
+        let max_record = budget.max_record;
+        Ok((Store { writer, backend, commits, counters, max_record, queued, journal }, key))
     }
 
     /// Bytes of records waiting for the writer (for `/metrics`).
@@ -280,31 +293,65 @@ impl Store {
         self.commits.clone()
     }
 
-    /// Stores a pair; returns once it is committed.
+    /// Stores a pair; returns once it is committed (logged is not enough here).
     pub async fn record(&self, rec: Record) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.record_then(Box::new(rec), Box::new(move |outcome| drop(done.send(outcome)))).await;
+        let (rec, size) = self.prepare(rec);
+        let permit = self.permit(size).await;
+        let then = Box::new(move |outcome| drop(done.send(outcome)));
+        self.queue(Op::Record(rec, self.holding(permit, size, then), 0)).await;
         wait.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Commit)
     }
 
-    /// Queues a pair and returns as soon as it is queued; `then` runs exactly once, when its
-    /// transaction has ended (with the commit's error, if any), or at once if the store is
-    /// closed. The caller does not wait for the commit, so one connection can have many
-    /// records on their way to disk; the queue is bounded ([`WRITE_QUEUE`] records and
-    /// [`WRITE_QUEUE_BYTES`]), and while it is full this waits (backpressure, never a dropped
-    /// record). Continuations run in queue order. The bodies are cut to `--history-max-record` here, on the caller's task, so the
-    /// queue holds at most that much per record beyond its small columns.
+    /// Queues a pair and returns as soon as it is queued; `then` runs exactly once, when the
+    /// pair is safe from a crash of the relay: at once once it is in the reply log (SQLite in
+    /// a file), else when its transaction has ended (with the commit's error, if any), or at
+    /// once if the store is closed. The caller does not wait for the commit, so one connection
+    /// can have many records on their way to disk; the queue is bounded ([`WRITE_QUEUE`]
+    /// records and [`WRITE_QUEUE_BYTES`]), and while it is full this waits (backpressure,
+    /// never a dropped record). Continuations run in queue order. The bodies are cut to
+    /// `--history-max-record` here, on the caller's task, so the queue holds at most that much
+    /// per record beyond its small columns.
     pub async fn record_then(&self, rec: Box<Record>, then: Then) {
         let (rec, size) = self.prepare(*rec);
-        let permit = match self.queued.clone().try_acquire_many_owned(size) {
-            Ok(p) => p,
-            // Boxed, as the wait below: rare, and every connection's future holds this one.
-            Err(_) => match Box::pin(self.queued.clone().acquire_many_owned(size)).await {
-                Ok(p) => p,
-                Err(_) => return then(Err(StoreError::Closed.to_string())), // never closed
-            },
+        let permit = self.permit(size).await;
+        let Some(journal) = &self.journal else {
+            return self.queue(Op::Record(rec, self.holding(permit, size, then), 0)).await;
         };
-        let op = Op::Record(rec, self.holding(permit, size, then));
+        // A slot in the queue first: the record is queued under the log's lock, so the writer
+        // sees records in the log's order and a commit up to entry N covers every entry before.
+        let slot = match self.writer.try_reserve() {
+            Ok(slot) => slot,
+            Err(mpsc::error::TrySendError::Full(())) => match Box::pin(self.writer.reserve()).await {
+                Ok(slot) => slot,
+                Err(_) => return then(Err(StoreError::Closed.to_string())),
+            },
+            Err(mpsc::error::TrySendError::Closed(())) => return then(Err(StoreError::Closed.to_string())),
+        };
+        match journal.append(&mut journal::encode(&rec)) {
+            Ok(appended) => {
+                let seq = appended.seq;
+                slot.send(Op::Record(rec, self.holding(permit, size, Box::new(|_| {})), seq));
+                drop(appended);
+                then(Ok(()));
+            }
+            // Without the log, the reply waits for its commit.
+            Err(_) => slot.send(Op::Record(rec, self.holding(permit, size, then), 0)),
+        }
+    }
+
+    /// `size` bytes of the write queue, waiting while it is full.
+    async fn permit(&self, size: u32) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match self.queued.clone().try_acquire_many_owned(size) {
+            Ok(p) => Some(p),
+            // Boxed, as the wait below: rare, and every connection's future holds this one.
+            // The semaphore is never closed.
+            Err(_) => Box::pin(self.queued.clone().acquire_many_owned(size)).await.ok(),
+        }
+    }
+
+    /// Queues `op`, waiting while the queue is full.
+    async fn queue(&self, op: Op) {
         let op = match self.writer.try_send(op) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(op)) => op,
@@ -325,8 +372,9 @@ impl Store {
         let rec = Box::new(cut::Stored::of(rec, self.max_record));
         let size = Self::size(&rec);
         let Ok(permit) = self.queued.clone().try_acquire_many_owned(size) else { return false };
+        let permit = Some(permit);
         self.count_cut(&rec);
-        slot.send(Op::Record(rec, self.holding(permit, size, then)));
+        slot.send(Op::Record(rec, self.holding(permit, size, then), 0));
         true
     }
 
@@ -352,7 +400,7 @@ impl Store {
 
     /// `then`, holding the record's bytes of the write queue (`permit`) until its transaction
     /// has ended (or the store closed).
-    fn holding(&self, permit: tokio::sync::OwnedSemaphorePermit, size: u32, then: Then) -> Then {
+    fn holding(&self, permit: Option<tokio::sync::OwnedSemaphorePermit>, size: u32, then: Then) -> Then {
         let counters = self.counters.clone();
         counters.queued_bytes.fetch_add(u64::from(size), std::sync::atomic::Ordering::Relaxed);
         Box::new(move |outcome| {
@@ -415,6 +463,10 @@ impl Store {
         types: &Types,
     ) -> Result<Vec<Item>, StoreError> {
         let before = before.unwrap_or(i64::MAX);
+        // Every pair whose reply was forwarded before this read is in it.
+        if let Some(journal) = &self.journal {
+            journal.caught_up().await;
+        }
         match &self.backend {
             Backend::Sqlite(b) => b.page(room, tag, limit, before, &types.0).await,
             Backend::Postgres(b) => b.page(room, tag, limit, before, &types.0).await,
@@ -515,7 +567,7 @@ fn raw(text: String) -> Box<RawValue> {
 
 /// Tells the writer of a record that the store closed before it was queued.
 fn closed(op: Op) {
-    if let Op::Record(_, then) = op {
+    if let Op::Record(_, then, _) = op {
         then(Err(StoreError::Closed.to_string()));
     }
 }
@@ -531,14 +583,19 @@ pub(crate) fn top_up(first: Op, rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>
     }
 }
 
-/// Tells every writer of the batch how its transaction ended, and empties the batch.
-pub(crate) fn settle(batch: &mut Vec<Op>, outcome: Result<(), String>) {
+/// Tells every writer of the batch how its transaction ended, counts its records as written
+/// or failed, and empties the batch.
+pub(crate) fn settle(batch: &mut Vec<Op>, outcome: Result<(), String>, counters: &Counters) {
     if let Err(e) = &outcome {
         tracing::error!(error = %e, records = batch.len(), "history commit failed");
     }
+    let count = if outcome.is_ok() { &counters.written } else { &counters.failed };
     for op in batch.drain(..) {
         match op {
-            Op::Record(_, then) => then(outcome.clone()),
+            Op::Record(_, then, _) => {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                then(outcome.clone())
+            }
             Op::Room { done, .. } => drop(done.send(outcome.clone())),
             Op::Barrier(done) => drop(done.send(())),
             // Taken out of the batch before it commits (upkeep::take_rounds).
@@ -655,6 +712,77 @@ mod tests {
         assert!(store.knows_room("a", "t").await.unwrap());
         assert!(!store.knows_room("a", "u").await.unwrap());
         assert_eq!(store.page("a", "t", 10, None, &Types::default()).await.unwrap().len(), 1);
+    }
+
+    /// Pages of room `a`, tag `t`, as request ids.
+    async fn ids(store: &Store) -> Vec<String> {
+        let page = store.page("a", "t", 100, None, &Types::default()).await.unwrap();
+        page.into_iter().map(|i| i.req_id).collect()
+    }
+
+    #[tokio::test]
+    async fn with_a_file_a_reply_goes_on_once_logged_and_a_read_after_it_finds_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("h.db").display());
+        let (store, _) = Store::open(&url, Budget::UNLIMITED).await.unwrap();
+        store.register_room("a", "t").await.unwrap();
+        for n in 1..=50 {
+            let (done, mut told) = oneshot::channel();
+            store.record_then(Box::new(rec("a", "t", n)), Box::new(move |o| drop(done.send(o)))).await;
+            // Told on this task, before the writer has had a turn.
+            assert_eq!(told.try_recv().expect("told once logged"), Ok(()));
+        }
+        assert_eq!(ids(&store).await.len(), 50, "a read waits for what was logged before it");
+        store.settled().await;
+        assert!(store.commits().load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        assert_eq!(store.counters.written.load(std::sync::atomic::Ordering::Relaxed), 50);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_and_its_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.db");
+        let (store, _) = Store::open(&format!("sqlite://{}", db.display()), Budget::UNLIMITED).await.unwrap();
+        store.record(rec("a", "t", 1)).await.unwrap();
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        for p in [db.clone(), wal.into()].into_iter().chain(journal::paths(&db)) {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+    }
+
+    #[tokio::test]
+    async fn pairs_logged_but_never_committed_are_committed_at_the_next_open_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.db");
+        let url = format!("sqlite://{}", db.display());
+        // A relay that stopped after logging pairs (their replies forwarded), before their
+        // commit: the log holds them, the database does not. Its store is forgotten, not
+        // dropped, as a crash would: its writer never runs again (nor empties the log).
+        let (store, _) = Store::open(&url, Budget::UNLIMITED).await.unwrap();
+        store.register_room("a", "t").await.unwrap();
+        store.record(rec("a", "t", 1)).await.unwrap();
+        let (j, _) = journal::Journal::open(&db, 0).unwrap();
+        for n in 2..=4 {
+            j.append(&mut journal::encode(&cut::Stored::of(rec("a", "t", n), 0))).unwrap();
+        }
+        std::mem::forget(store);
+
+        let (store, _) = Store::open(&url, Budget::UNLIMITED).await.unwrap();
+        assert_eq!(ids(&store).await, ["r4", "r3", "r2", "r1"]);
+        for p in journal::paths(&db) {
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "replayed, the log is emptied");
+        }
+        // Logged and committed, then a crash before the log let go of it: not added twice.
+        store.record_then(Box::new(rec("a", "t", 5)), Box::new(|_| {})).await;
+        store.settled().await;
+        assert!(std::fs::metadata(&journal::paths(&db)[0]).unwrap().len() > 0);
+        std::mem::forget(store);
+        let (store, _) = Store::open(&url, Budget::UNLIMITED).await.unwrap();
+        assert_eq!(ids(&store).await, ["r5", "r4", "r3", "r2", "r1"]);
     }
 
     #[tokio::test]

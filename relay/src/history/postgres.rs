@@ -130,7 +130,7 @@ async fn write_loop(
         if !batch.is_empty() {
             let outcome = commit(&mut client, &batch).await.map_err(|e| e.to_string());
             commits.fetch_add(1, Relaxed);
-            settle(&mut batch, outcome);
+            settle(&mut batch, outcome, &upkeep.counters);
         }
     }
     if let Some(plan) = upkeep.plan.take() {
@@ -363,7 +363,7 @@ async fn commit(client: &mut Client, batch: &[Op]) -> Result<(), tokio_postgres:
         .await?;
     for op in batch {
         match op {
-            Op::Record(r, _) => {
+            Op::Record(r, _, _) => {
                 let values: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = record_values!(r);
                 tx.execute(&insert, &values).await?;
             }

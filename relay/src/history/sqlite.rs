@@ -8,6 +8,11 @@
 //! last transactions. Reads go through a second connection (WAL lets them run beside the
 //! writer), on tokio's blocking threads.
 //!
+//! A database in a file has a reply log beside it ([`super::journal`]): a pair is appended to
+//! it before its reply is forwarded, and each commit keeps the highest log entry it covers in
+//! `meta.log_seq`; at open, what the log holds beyond that is committed first. Replies then
+//! never wait for a commit, nor for the checkpoints a commit may have to run.
+//!
 //! Retention ([`Upkeep`]) runs on the writer thread between commit groups, one bounded step at
 //! a time: the byte cap counts the database's pages in use (`page_count - freelist_count`,
 //! times the page size), checked after every commit; deleted rows' pages are reused, and those
@@ -17,10 +22,11 @@
 //! within its cap (its free pages are reused) but its file does not shrink, and the relay says
 //! how to convert it.
 
+use super::journal::Journal;
 use super::upkeep::{self, Counters, Plan, STEP_ROWS, Upkept};
 use super::{Budget, Item, MAX_BATCH, Op, Shared, StoreError, WRITE_QUEUE, settle, top_up};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -33,6 +39,9 @@ use tokio::sync::mpsc::error::TryRecvError;
 /// At 20k round trips/s on one core it cut commits 4.5× and the relay's CPU per round trip by
 /// about a tenth (bench). A quiet relay (a developer and a phone) never waits.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+/// [`LINGER`] with a reply log: the replies do not wait for the commit, only reads of history
+/// do (for what was logged before them).
+const LINGER_LOGGED: std::time::Duration = std::time::Duration::from_millis(2);
 const LINGER_BUSY: usize = 8;
 const LINGER_FULL: usize = 64;
 
@@ -181,28 +190,93 @@ fn incremental_vacuum(conn: &Connection, path: &Option<PathBuf>) -> Result<bool,
     Ok(false)
 }
 
-/// Opens (creating if needed) the database `url` names, and starts the writer thread: the
-/// writer's queue, the reader, and the resume key kept in the database.
-pub(super) fn open(url: &str, shared: Shared) -> Result<(mpsc::Sender<Op>, Reader, [u8; 32]), StoreError> {
+/// What [`open`] gives the store: the writer's queue, the reader, the resume key kept in the
+/// database, and the reply log (a database in a file).
+type Opened = (mpsc::Sender<Op>, Reader, [u8; 32], Option<Arc<Journal>>);
+
+/// Opens (creating if needed) the database `url` names, commits what its reply log holds
+/// beyond its last commit, and starts the writer thread.
+pub(super) fn open(url: &str, shared: Shared) -> Result<Opened, StoreError> {
     let path = parse_url(url)?;
     let memory_name = format!("tether-{:016x}", rand::random::<u64>());
     if let Some(dir) = path.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let write = open_connection(&path, &memory_name, true)?;
+    if let Some(p) = &path {
+        create_private(p)?;
+    }
+    let mut write = open_connection(&path, &memory_name, true)?;
     write.execute_batch(SCHEMA)?;
     migrate(&write)?;
     let vacuum = incremental_vacuum(&write, &path)?;
     let key = resume_key(&write)?;
+    let journal = match &path {
+        Some(p) => Some(Arc::new(replay(&mut write, p)?)),
+        None => None,
+    };
     let read = open_connection(&path, &memory_name, false)?;
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
     let upkeep = Upkeep::new(&write, shared.budget, shared.counters, vacuum)?;
     let commits = shared.commits;
+    let log = journal.clone();
     std::thread::Builder::new()
         .name("tether-history".into())
-        .spawn(move || writer(write, rx, &commits, upkeep))?;
-    Ok((tx, Reader(Arc::new(Mutex::new(read))), key))
+        .spawn(move || writer(write, rx, &commits, upkeep, log))?;
+    Ok((tx, Reader(Arc::new(Mutex::new(read))), key, journal))
 }
+
+/// Makes the database file, if it is new, readable by this user only: it holds the phones'
+/// cookies. SQLite gives its WAL and shared-memory files the database file's mode.
+fn create_private(db: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(db) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the reply log beside `db` and commits the pairs it holds that the database does not
+/// (the relay stopped between their reply and their commit); then empties it.
+fn replay(conn: &mut Connection, db: &Path) -> Result<Journal, StoreError> {
+    let committed: Option<i64> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'log_seq'", [], |r| r.get(0)).optional()?;
+    let (journal, pending) = Journal::open(db, committed.unwrap_or(0).max(0) as u64)?;
+    if let Some((last, _)) = pending.last() {
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(INSERT)?;
+            for (_, r) in &pending {
+                let values: [&dyn rusqlite::ToSql; 16] = record_values!(r);
+                insert.execute(&values[..])?;
+            }
+        }
+        set_log_seq(&tx, *last)?;
+        tx.commit()?;
+        tracing::info!(
+            pairs = pending.len(),
+            "history: committed the pairs the reply log held (the relay had stopped before their commit)"
+        );
+    }
+    journal.start()?;
+    Ok(journal)
+}
+
+/// Keeps `seq` as the last reply log entry committed (in the transaction that commits it).
+fn set_log_seq(conn: &Connection, seq: u64) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('log_seq', ?1)")?
+        .execute([seq as i64])
+        .map(drop)
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO history (",
+    record_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+);
 
 /// The read connection.
 #[derive(Clone)]
@@ -293,8 +367,15 @@ fn resume_key(conn: &Connection) -> Result<[u8; 32], rusqlite::Error> {
 
 /// The writer thread: group commit until every `Store` handle is dropped, and between commit
 /// groups one step of upkeep at a time while there is some to do.
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64, mut upkeep: Upkeep) {
+fn writer(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Op>,
+    commits: &AtomicU64,
+    mut upkeep: Upkeep,
+    journal: Option<Arc<Journal>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let linger = if journal.is_some() { LINGER_LOGGED } else { LINGER };
     // Whether the last commit carried many records: the relay is busy, and a short wait lets
     // the next commit carry more (each reply waits at most LINGER longer; see LINGER).
     let mut busy = false;
@@ -318,7 +399,7 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64,
         };
         top_up(op, &mut rx, &mut batch);
         if busy && batch.len() < LINGER_FULL {
-            std::thread::sleep(LINGER);
+            std::thread::sleep(linger);
             while batch.len() < MAX_BATCH {
                 let Ok(op) = rx.try_recv() else { break };
                 batch.push(op);
@@ -327,25 +408,38 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64,
         upkeep::take_rounds(&mut batch, &mut upkeep.plan);
         busy = batch.len() >= LINGER_BUSY;
         if !batch.is_empty() {
-            let outcome = commit(&mut conn, &batch).map_err(|e| e.to_string());
+            let logged = logged_up_to(&batch);
+            let outcome = commit(&mut conn, &batch, logged).map_err(|e| e.to_string());
             commits.fetch_add(1, Relaxed);
-            settle(&mut batch, outcome);
+            settle(&mut batch, outcome, &upkeep.counters);
+            if let (Some(journal), Some(seq)) = (&journal, logged) {
+                journal.settled(seq);
+            }
             upkeep.measure = true;
         }
     }
     if let Some(plan) = upkeep.plan.take() {
         plan.finish();
     }
+    if let Some(journal) = journal {
+        journal.close();
+    }
 }
 
-fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
+/// The highest reply log entry among the batch's records, if any was logged (they are queued
+/// in the log's order).
+fn logged_up_to(batch: &[Op]) -> Option<u64> {
+    batch.iter().rev().find_map(|op| match op {
+        Op::Record(_, _, seq) if *seq > 0 => Some(*seq),
+        _ => None,
+    })
+}
+
+/// Commits the batch; with `logged`, the last reply log entry it covers too.
+fn commit(conn: &mut Connection, batch: &[Op], logged: Option<u64>) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     {
-        let mut insert = tx.prepare_cached(concat!(
-            "INSERT INTO history (",
-            record_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-        ))?;
+        let mut insert = tx.prepare_cached(INSERT)?;
         // A room opened again is seen again: its row is kept for another max age.
         let mut room = tx.prepare_cached(
             "INSERT INTO rooms (room, tag, created_at, seen_at) VALUES (?1, ?2, ?3, ?3)
@@ -353,7 +447,7 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
         )?;
         for op in batch {
             match op {
-                Op::Record(r, _) => {
+                Op::Record(r, _, _) => {
                     let values: [&dyn rusqlite::ToSql; 16] = record_values!(r);
                     insert.execute(&values[..])?;
                 }
@@ -363,6 +457,9 @@ fn commit(conn: &mut Connection, batch: &[Op]) -> Result<(), rusqlite::Error> {
                 Op::Barrier(_) | Op::Upkeep(_) => {}
             }
         }
+    }
+    if let Some(seq) = logged {
+        set_log_seq(&tx, seq)?;
     }
     tx.commit()
 }

@@ -77,6 +77,10 @@ pub struct Counters {
     pub cut: AtomicU64,
     /// Bytes of records waiting for the writer (gauge), at most 64 MiB.
     pub queued_bytes: AtomicU64,
+    /// History records committed.
+    pub written: AtomicU64,
+    /// History records whose transaction failed.
+    pub failed: AtomicU64,
 }
 
 /// Whether a room is open on this relay: its row is never forgotten then (the upper layer,

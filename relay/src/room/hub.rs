@@ -281,13 +281,9 @@ impl Hub {
             (spread, room.kept_batch(&j.member, msg, now))
         };
         if let Some(record) = kept {
-            let metrics = self.metrics.clone();
-            let then = move |outcome: Result<(), String>| match outcome {
-                Ok(()) => {
-                    metrics.history_writes.fetch_add(1, Relaxed);
-                }
-                Err(e) => {
-                    metrics.history_failures.fetch_add(1, Relaxed);
+            // Written and failed records are counted by the store.
+            let then = |outcome: Result<(), String>| {
+                if let Err(e) = outcome {
                     tracing::warn!(error = %e, "history write of an inspect batch failed");
                 }
             };
@@ -322,7 +318,8 @@ impl Hub {
     }
 
     /// A device's reply (`postCb`, `callCb`, `storageCb`, `evalCb`): queued for history in
-    /// `store` and forwarded to the PC that asked (and only to it) once its pair is committed.
+    /// `store` and forwarded to the PC that asked (and only to it) once its pair is safe from a
+    /// crash of the relay ([`Store::record_then`]).
     /// Returns when it is queued; what goes wrong after that (the PC left, say) reaches the
     /// device as an `error` then. A `storageCb`/`evalCb` while no PC of the room keeps
     /// inspection ([`Room::keeps_inspection`]) is not stored: it is forwarded at once.
@@ -361,22 +358,17 @@ impl Hub {
             }
             (pending, record, frame)
         };
-        // The reply goes to the PC once its pair is committed, from the history writer; this
-        // connection goes on reading meanwhile, so one device's replies share commits. It is
+        // The reply goes to the PC once its pair is safe from a crash of the relay: in the
+        // reply log (at once, on this task) or committed (from the history writer; this
+        // connection goes on reading meanwhile, so one device's replies share commits). It is
         // delivered as of `now`, the reply's arrival (only a PC found gone meanwhile notices:
         // its grace window counts from then).
-        let (room, metrics, device, id) =
-            (j.room.clone(), self.metrics.clone(), j.member.clone(), id.to_owned());
+        let (room, device, id) = (j.room.clone(), j.member.clone(), id.to_owned());
         let then = move |outcome: Result<(), String>| {
-            match outcome {
-                Ok(()) => {
-                    metrics.history_writes.fetch_add(1, Relaxed);
-                }
-                Err(e) => {
-                    // Losing the reply would be worse than losing its history row.
-                    metrics.history_failures.fetch_add(1, Relaxed);
-                    tracing::error!(error = %e, "history write failed; reply forwarded anyway");
-                }
+            if let Err(e) = outcome {
+                // Losing the reply would be worse than losing its history row (counted by the
+                // store).
+                tracing::error!(error = %e, "history write failed; reply forwarded anyway");
             }
             lock(&room).forward_reply(&pending.pc, frame, &device, &id, now);
         };
