@@ -21,7 +21,7 @@ use tether_protocol::msg::{Call, Eval, Hello, Post, Storage};
 use tether_protocol::{Envelope, ErrorCode, Kind, Role, limits};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 /// The `/ws` query: `room`, `role`, `secret`, optional `name` and `resume`.
 #[derive(Debug, Default, Deserialize)]
@@ -206,7 +206,9 @@ async fn serve_split(
             return;
         }
     }
-    let span = info_span!("member", room = %joined.room_name, member = %joined.member, role = %joined.role);
+    // A debug span: an enabled span costs each idle socket about 0.5 KiB in the log's registry
+    // (its slot, its formatted fields); the member's info lines name it themselves.
+    let span = debug_span!("member", room = %joined.room_name, member = %joined.member, role = %joined.role);
     let (shutdown, tasks) = (shutdown.clone(), tasks.clone());
     let conn = Connection { cx, joined, outbox };
     // Joined: the member's serving loop is a task of its own, and this one (with the join's
@@ -216,7 +218,8 @@ async fn serve_split(
     tasks.spawn(
         async move {
             let _counted = counted;
-            info!(resumed = conn.joined.resumed, "joined");
+            let j = &conn.joined;
+            info!(room = %j.room_name, member = %j.member, role = %j.role, resumed = j.resumed, "joined");
             let mut stream = stream;
             let mut inbox = inbox;
             let end = conn.run(&mut sink, &mut stream, &mut inbox, shutdown).await;
@@ -376,7 +379,10 @@ impl Connection {
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
             }
             End::Lost => {}
-            End::Dead => info!("no answer for two heartbeats; marked away"),
+            End::Dead => {
+                let j = &self.joined;
+                info!(room = %j.room_name, member = %j.member, "no answer for two heartbeats; marked away")
+            }
             End::Shutdown => {
                 let r = Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect");
                 goodbye(sink, &r).await;
@@ -384,7 +390,8 @@ impl Connection {
             End::Kicked(r) => {
                 self.cx.metrics.error(r.code);
                 if r.code != ErrorCode::Replaced {
-                    info!(code = %r.code, "closing: {}", r.message);
+                    let j = &self.joined;
+                    info!(room = %j.room_name, member = %j.member, code = %r.code, "closing: {}", r.message);
                 }
                 goodbye(sink, &r).await;
             }
@@ -515,7 +522,10 @@ impl Connection {
                 }
                 let null = serde_json::value::RawValue::NULL;
                 let msg = env.msg.unwrap_or(null);
-                if let Err(r) = self.cx.hub.reply(&self.cx.store, &self.joined, kind, id, msg, now()).await {
+                // Boxed: held in place, this rare wait (for room in the history's write queue)
+                // would make every idle socket's task larger by its size.
+                let reply = Box::pin(self.cx.hub.reply(&self.cx.store, &self.joined, kind, id, msg, now()));
+                if let Err(r) = reply.await {
                     self.refuse(id, r.code, &r.message);
                 }
             }

@@ -704,9 +704,15 @@ impl AsyncRead for ConnIo {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.tcp).poll_read(cx, buf);
         if buf.filled().len() > before {
-            if let Some(clock) = self.clock.as_ref().filter(|c| !c.done.load(Relaxed)) {
-                let now = Instant::now();
-                clock.shift(|p| p.read(now));
+            match &self.clock {
+                // Upgraded (or closed): the clock is let go, as an idle WebSocket's socket
+                // lives on for hours.
+                Some(clock) if clock.done.load(Relaxed) => self.clock = None,
+                Some(clock) => {
+                    let now = Instant::now();
+                    clock.shift(|p| p.read(now));
+                }
+                None => {}
             }
         }
         res
