@@ -376,6 +376,9 @@ fn writer(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let linger = if journal.is_some() { LINGER_LOGGED } else { LINGER };
+    if journal.is_some() {
+        yield_to_sockets();
+    }
     // Whether the last commit carried many records: the relay is busy, and a short wait lets
     // the next commit carry more (each reply waits at most LINGER longer; see LINGER).
     let mut busy = false;
@@ -409,13 +412,21 @@ fn writer(
         busy = batch.len() >= LINGER_BUSY;
         if !batch.is_empty() {
             let logged = logged_up_to(&batch);
-            let outcome = commit(&mut conn, &batch, logged).map_err(|e| e.to_string());
+            // Over the byte cap, the oldest rows go in the same transaction.
+            let prune = upkeep.prune_bound(&conn, batch.len() as u64);
+            let outcome = commit(&mut conn, &batch, logged, prune).map_err(|e| e.to_string());
             commits.fetch_add(1, Relaxed);
-            settle(&mut batch, outcome, &upkeep.counters);
+            if let Ok(n @ 1..) = outcome {
+                upkeep.account(Upkept { by_bytes: n, ..Upkept::default() });
+            }
+            settle(&mut batch, outcome.map(drop), &upkeep.counters);
             if let (Some(journal), Some(seq)) = (&journal, logged) {
                 journal.settled(seq);
             }
             upkeep.measure = true;
+            // Under steady writes the queue is never empty and the steps between commit groups
+            // never run: the byte cap is checked after every commit, and kept by the commits.
+            upkeep.after_commit(&conn);
         }
     }
     if let Some(plan) = upkeep.plan.take() {
@@ -423,6 +434,18 @@ fn writer(
     }
     if let Some(journal) = journal {
         journal.close();
+    }
+}
+
+/// With the reply log no reply waits for a commit, so a commit group that holds the core
+/// while replies are due only delays them: the writer's thread runs at a lower priority (nice
+/// 10; on Linux a thread's own, and lowering needs no privilege) and the sockets' threads
+/// take the core first. Without the log it keeps the default: replies wait for its commits.
+fn yield_to_sockets() {
+    // `None`: the calling thread, on Linux (elsewhere the whole process: left alone).
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+        tracing::debug!(error = %e, "history writer: could not lower its priority");
     }
 }
 
@@ -435,8 +458,14 @@ fn logged_up_to(batch: &[Op]) -> Option<u64> {
     })
 }
 
-/// Commits the batch; with `logged`, the last reply log entry it covers too.
-fn commit(conn: &mut Connection, batch: &[Op], logged: Option<u64>) -> Result<(), rusqlite::Error> {
+/// Commits the batch; with `logged`, the last reply log entry it covers too; with `prune`,
+/// the rows below that id go. Returns how many went.
+fn commit(
+    conn: &mut Connection,
+    batch: &[Op],
+    logged: Option<u64>,
+    prune: Option<i64>,
+) -> Result<u64, rusqlite::Error> {
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(INSERT)?;
@@ -461,7 +490,12 @@ fn commit(conn: &mut Connection, batch: &[Op], logged: Option<u64>) -> Result<()
     if let Some(seq) = logged {
         set_log_seq(&tx, seq)?;
     }
-    tx.commit()
+    let pruned = match prune {
+        Some(below) => tx.prepare_cached("DELETE FROM history WHERE id < ?1")?.execute([below])? as u64,
+        None => 0,
+    };
+    tx.commit()?;
+    Ok(pruned)
 }
 
 /// The database's size, in pages.
@@ -639,6 +673,48 @@ impl Upkeep {
         Ok(())
     }
 
+    /// After a commit: the sizes read again, so that a store over its byte cap starts
+    /// shrinking even while records keep coming (the steps between commit groups only run
+    /// when none are waiting; see [`Upkeep::prune_bound`]).
+    fn after_commit(&mut self, conn: &Connection) {
+        if self.budget.max_bytes == 0 {
+            return;
+        }
+        match Sizes::of(conn) {
+            Ok(sizes) => {
+                self.sizes = sizes;
+                self.measure = false;
+                self.counters.db_bytes.store(sizes.file_bytes(), Relaxed);
+                let used = sizes.used_bytes();
+                if used > self.budget.max_bytes {
+                    self.shrinking = true;
+                } else if used <= self.budget.shrink_target() {
+                    self.shrinking = false;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "history store: reading its size after a commit failed"),
+        }
+    }
+
+    /// While shrinking, the id below which the next commit group, of `records`, deletes rows
+    /// (one step's worth, and at least as many rows as it adds): the oldest rows go in the
+    /// same transaction as the new ones, so a store written without a pause stays within its
+    /// cap (without this it grew to 12× a 2 MiB cap in
+    /// `under_writes_that_never_let_up_the_byte_cap_still_holds`).
+    fn prune_bound(&mut self, conn: &Connection, records: u64) -> Option<i64> {
+        if !self.shrinking {
+            return None;
+        }
+        match self.shrink_bound(conn, records) {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::warn!(error = %e, "history store: finding the oldest rows to prune failed");
+                self.shrinking = false;
+                None
+            }
+        }
+    }
+
     /// Adds a step's deletions to the counters and to the round under way.
     fn account(&mut self, step: Upkept) {
         let mut sink = Upkept::default();
@@ -649,8 +725,19 @@ impl Upkeep {
     /// Deletes the oldest rows: as many as bring the store to its shrink target, by the
     /// average row, within one step's bounds. Returns how many went.
     fn shrink(&mut self, conn: &Connection) -> Result<u64, rusqlite::Error> {
-        let (min, max): (Option<i64>, Option<i64>) =
-            conn.query_row("SELECT min(id), max(id) FROM history", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let Some(below) = self.shrink_bound(conn, 0)? else { return Ok(0) };
+        let deleted = conn.execute("DELETE FROM history WHERE id < ?1", [below])?;
+        Ok(deleted as u64)
+    }
+
+    /// The id below which the rows that bring the store to its shrink target (within one
+    /// step's bounds, and at least `at_least` of them) are; `None` (and shrinking ends) when
+    /// there is nothing to delete.
+    fn shrink_bound(&mut self, conn: &Connection, at_least: u64) -> Result<Option<i64>, rusqlite::Error> {
+        // Two queries: each is answered from one end of the table's B-tree, where
+        // `SELECT min(id), max(id)` reads every row (it was most of the writer's time at the cap).
+        let end = |sql: &str| conn.prepare_cached(sql)?.query_row([], |r| r.get::<_, Option<i64>>(0));
+        let (min, max) = (end("SELECT min(id) FROM history")?, end("SELECT max(id) FROM history")?);
         let (Some(min), Some(max)) = (min, max) else {
             // Nothing left to delete: what fills the store is not history (room rows go by
             // age only). Said once, not after every commit.
@@ -662,17 +749,16 @@ impl Upkeep {
                 );
             }
             self.shrinking = false;
-            return Ok(0);
+            return Ok(None);
         };
         // Rows go only from the oldest end, so the ids in between are (nearly) all there.
         let rows = (max - min + 1).max(1) as u64;
         let n = upkeep::rows_to_shrink(self.sizes.used_bytes(), self.budget.shrink_target(), rows);
         if n == 0 {
             self.shrinking = false;
-            return Ok(0);
+            return Ok(None);
         }
-        let deleted = conn.execute("DELETE FROM history WHERE id < ?1", [min + n as i64])?;
-        Ok(deleted as u64)
+        Ok(Some(min + n.max(at_least).min(rows) as i64))
     }
 }
 
