@@ -376,9 +376,6 @@ fn writer(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let linger = if journal.is_some() { LINGER_LOGGED } else { LINGER };
-    if journal.is_some() {
-        yield_to_sockets();
-    }
     // Whether the last commit carried many records: the relay is busy, and a short wait lets
     // the next commit carry more (each reply waits at most LINGER longer; see LINGER).
     let mut busy = false;
@@ -434,18 +431,6 @@ fn writer(
     }
     if let Some(journal) = journal {
         journal.close();
-    }
-}
-
-/// With the reply log no reply waits for a commit, so a commit group that holds the core
-/// while replies are due only delays them: the writer's thread runs at a lower priority (nice
-/// 10; on Linux a thread's own, and lowering needs no privilege) and the sockets' threads
-/// take the core first. Without the log it keeps the default: replies wait for its commits.
-fn yield_to_sockets() {
-    // `None`: the calling thread, on Linux (elsewhere the whole process: left alone).
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(None, 10) {
-        tracing::debug!(error = %e, "history writer: could not lower its priority");
     }
 }
 
