@@ -60,6 +60,9 @@ pub(crate) struct Journal {
     settled: watch::Sender<u64>,
     /// The segments again, for emptying one without holding the appenders' lock.
     emptying: [File; 2],
+    /// Whether a failed write was said in the log (once: at a full disk it would be every
+    /// reply).
+    said: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -140,6 +143,7 @@ impl Journal {
             appended: AtomicU64::new(last),
             settled: watch::Sender::new(last),
             emptying,
+            said: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((journal, pending))
     }
@@ -175,6 +179,13 @@ impl Journal {
             let keep = s.bytes;
             if s.files[cur].set_len(keep).is_err() {
                 s.broken = true;
+            }
+            if !self.said.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    error = %e,
+                    off = s.broken,
+                    "history: a write to the reply log failed; such replies wait for their commit instead (said once)"
+                );
             }
             return Err(e);
         }

@@ -7,7 +7,9 @@
 //! are committed at the next start. Elsewhere (PostgreSQL, `sqlite::memory:`) a record's writer
 //! is told only after its transaction committed, and the reply forwarded only then. Either
 //! way a `kill -9` never loses a pair whose reply the PC already saw, and a read of history
-//! finds every pair whose reply was forwarded before it. Both backends commit in groups: one writer (a thread for SQLite, a task for PostgreSQL) takes
+//! finds every pair whose reply was forwarded before it.
+//!
+//! Both backends commit in groups: one writer (a thread for SQLite, a task for PostgreSQL) takes
 //! whatever [`Op`]s are queued and commits them in one transaction, so a busy relay pays one
 //! commit for many records. Reads go through a second connection.
 //!
@@ -344,8 +346,8 @@ impl Store {
     async fn permit(&self, size: u32) -> Option<tokio::sync::OwnedSemaphorePermit> {
         match self.queued.clone().try_acquire_many_owned(size) {
             Ok(p) => Some(p),
-            // Boxed, as the wait below: rare, and every connection's future holds this one.
-            // The semaphore is never closed.
+            // Boxed, as the other waits for the queue: rare, and every connection's future
+            // holds this one. The semaphore is never closed.
             Err(_) => Box::pin(self.queued.clone().acquire_many_owned(size)).await.ok(),
         }
     }
