@@ -365,6 +365,11 @@ impl Metrics {
             self.history.failed.load(Relaxed),
         );
         counter(
+            "tether_history_log_failures_total",
+            "History records the reply log could not take (their replies waited for the commit).",
+            self.history.log_failed.load(Relaxed),
+        );
+        counter(
             "tether_history_cut_total",
             "History records stored with their bodies cut to --history-max-record.",
             self.history.cut.load(Relaxed),

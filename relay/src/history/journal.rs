@@ -382,7 +382,7 @@ impl Cursor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn rec(n: u64, result_bytes: usize) -> Stored {
@@ -517,6 +517,30 @@ mod tests {
         assert!(!reader.is_finished());
         j.settled(seq);
         tokio::time::timeout(Duration::from_secs(2), reader).await.unwrap().unwrap();
+    }
+
+    /// The journal's segment handles replaced by read-only ones: every write fails.
+    pub(crate) fn break_writes(j: &Journal, db: &Path) {
+        let mut s = lock(&j.state);
+        for (i, p) in paths(db).iter().enumerate() {
+            s.files[i] = File::open(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind_and_a_write_that_cannot_be_cut_back_turns_the_log_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(&db(&dir), 0).unwrap();
+        j.start().unwrap();
+        assert_eq!(append(&j, &rec(1, 10)), 1);
+        break_writes(&j, &db(&dir));
+        assert!(j.append(&mut encode(&rec(2, 10))).is_err());
+        // A read-only handle cannot cut the file back either: the log is off from now on.
+        let e = j.append(&mut encode(&rec(3, 10))).err().expect("off");
+        assert!(e.to_string().contains("off"), "{e}");
+        drop(j);
+        let (_, pending) = Journal::open(&db(&dir), 0).unwrap();
+        assert_eq!(pending.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1]);
     }
 
     #[cfg(unix)]

@@ -338,7 +338,10 @@ impl Store {
                 then(Ok(()));
             }
             // Without the log, the reply waits for its commit.
-            Err(_) => slot.send(Op::Record(rec, self.holding(permit, size, then), 0)),
+            Err(_) => {
+                self.counters.log_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                slot.send(Op::Record(rec, self.holding(permit, size, then), 0))
+            }
         }
     }
 
@@ -754,6 +757,21 @@ mod tests {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", p.display());
         }
+    }
+
+    #[tokio::test]
+    async fn when_the_reply_log_fails_a_reply_waits_for_its_commit_and_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.db");
+        let (store, _) = Store::open(&format!("sqlite://{}", db.display()), Budget::UNLIMITED).await.unwrap();
+        store.register_room("a", "t").await.unwrap();
+        journal::tests::break_writes(store.journal.as_ref().unwrap(), &db);
+        let (done, told) = oneshot::channel();
+        store.record_then(Box::new(rec("a", "t", 1)), Box::new(move |o| drop(done.send(o)))).await;
+        // Told when the writer has committed it (the commit's outcome), not as logged.
+        assert_eq!(told.await.unwrap(), Ok(()));
+        assert_eq!(ids(&store).await, ["r1"]);
+        assert_eq!(store.counters.log_failed.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -81,6 +81,9 @@ pub struct Counters {
     pub written: AtomicU64,
     /// History records whose transaction failed.
     pub failed: AtomicU64,
+    /// History records the reply log could not take (a failed write): their replies waited
+    /// for the commit instead.
+    pub log_failed: AtomicU64,
 }
 
 /// Whether a room is open on this relay: its row is never forgotten then (the upper layer,
